@@ -1,0 +1,31 @@
+# myomap: the two set-up commands are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: install demo test bench clean dictionary
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## install, generate the demo consortium, run the nightly flow on ./lake
+	$(BIN)/myomap demo
+
+test: $(STAMP)  ## run every test (real fixtures in ../shared/fixtures)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## speed and storage benchmarks (ratios against baselines measured in the same run)
+	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/emg_pipeline.py
+
+clean:
+	rm -rf lake .pytest_cache

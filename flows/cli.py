@@ -1,0 +1,205 @@
+"""The ``myomap`` command line: demo, ingest, sql, status."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from warehouse.settings import get_settings  # sets Prefect's offline variables first
+
+EXAMPLE_QUERIES = [
+    ("EMG channels per muscle and side",
+     "SELECT muscle, side, count(*) AS channels FROM emg_channels GROUP BY ALL ORDER BY muscle, side"),
+    ("Trials and samples per site",
+     "SELECT t.site_id, count(DISTINCT t.trial_id) AS trials, sum(c.n_samples) AS emg_samples "
+     "FROM trials t JOIN emg_channels c USING (trial_id) GROUP BY ALL ORDER BY 1"),
+    ("Mean tibialis anterior envelope by condition (mV)",
+     "SELECT s.condition, e.side, round(avg(e.envelope_mv), 4) AS mean_envelope_mv FROM emg_envelopes e "
+     "JOIN trials t USING (trial_id) JOIN sessions s USING (session_id) "
+     "WHERE e.muscle = 'tibialis_anterior' GROUP BY ALL ORDER BY 1, 2"),
+]
+
+
+def _lake_option(f):
+    return click.option("--lake", default=None, metavar="PATH|s3://",
+                        help="Lake root (default: $MYOMAP_LAKE or ./lake).")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """myomap: a research data lake for dynamic lower-limb muscle mapping.
+
+    Site inboxes (<lake>/inbox/<site>/) are ingested by the nightly flow into DuckLake
+    tables that you query with `myomap sql`.
+    """
+
+
+@main.command()
+@_lake_option
+@click.option("--site", default=None, help="Only this site's inbox.")
+@click.option("--quiet", is_flag=True, help="Print only the summary.")
+def ingest(lake: str | None, site: str | None, quiet: bool) -> None:
+    """Run the nightly flow once now (every site inbox, or --site)."""
+    from flows.nightly import nightly
+
+    settings = get_settings(lake)
+    click.echo(f"Ingesting {settings.zone('inbox')} (catalog {settings.catalog}) ...")
+    summary = nightly(lake=settings.lake, site=site, quiet=quiet)
+    _print_summary(summary)
+
+
+def _print_summary(s: dict) -> None:
+    click.echo(f"Run {s['run_id']}: {s['files_seen']} files seen, {s['files_new']} new; "
+               f"{s['ingested']} ingested, {s['quarantined']} quarantined, {s['held']} held, "
+               f"{s['duplicate']} duplicate; {s['envelope_rows']} envelope rows; {s['seconds']} s")
+    for site, err in s["manifest_errors"].items():
+        click.echo(f"  site {site}: {err}")
+    for code, n in s["quarantine_reasons"].items():
+        click.echo(f"  quarantined ({code}): {n}")
+
+
+@main.command()
+@click.argument("query", required=False)
+@_lake_option
+@click.option("-f", "--file", "sql_file", type=click.Path(exists=True, dir_okay=False),
+              help="Run the statements in a .sql file.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--as-of", default=None, help="Snapshot id or timestamp: answer as the lake was then.")
+def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_of: str | None) -> None:
+    """Query the lake read-only (a query, a .sql file, or an interactive shell)."""
+    from warehouse import catalog
+
+    settings = get_settings(lake)
+    try:
+        con = catalog.connect(settings, read_only=True, as_of=as_of)
+    except catalog.CatalogError as exc:
+        raise click.ClickException(str(exc))
+    if sql_file:
+        query = Path(sql_file).read_text()
+    if query:
+        _run_and_print(settings, con, query, fmt)
+        return
+    click.echo("myomap sql (read-only). Tables: " + ", ".join(
+        r[0] for r in con.execute("SHOW TABLES").fetchall()) + ". End a query with ';', quit with \\q.")
+    buf = ""
+    while True:
+        try:
+            line = input("myomap> " if not buf else "   ...> ")
+        except EOFError:
+            break
+        if line.strip() in ("\\q", "quit", "exit"):
+            break
+        buf += line + "\n"
+        if buf.strip().endswith(";"):
+            _run_and_print(settings, con, buf, fmt, fail=False)
+            buf = ""
+
+
+def _run_and_print(settings, con, query: str, fmt: str, fail: bool = True) -> None:
+    import duckdb
+
+    from warehouse import catalog
+
+    try:
+        rel = catalog.with_retry(lambda: con.execute(query), settings, what="query")
+        cols = [d[0] for d in rel.description] if rel.description else []
+        rows = rel.fetchall() if cols else []
+    except duckdb.Error as exc:
+        msg = str(exc).splitlines()[0]
+        if "read-only" in msg.lower() or "attached in read-only mode" in msg.lower():
+            msg = "myomap sql is read-only: " + msg
+        if fail:
+            raise click.ClickException(msg)
+        click.echo(f"error: {msg}")
+        return
+    print_rows(cols, rows, fmt)
+
+
+def print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    elif fmt == "json":
+        click.echo(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
+    else:
+        cells = [[("NULL" if v is None else str(v)) for v in r] for r in rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+        click.echo(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        click.echo("-+-".join("-" * w for w in widths))
+        for r in cells:
+            click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@main.command()
+@_lake_option
+def status(lake: str | None) -> None:
+    """Last runs, table row counts, file accounting and quarantine summary."""
+    from schemas.contracts import TABLES
+    from warehouse import catalog
+
+    settings = get_settings(lake)
+    try:
+        con = catalog.connect(settings, read_only=True)
+    except catalog.CatalogError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"Lake {settings.lake}\nCatalog {settings.catalog}\n")
+    click.echo("Last runs:")
+    runs = con.execute("SELECT run_id, finished_at, files_seen, files_new, trials_ingested, quarantined, held "
+                       "FROM runs ORDER BY started_at DESC LIMIT 5").fetchall()
+    print_rows(["run_id", "finished_at", "seen", "new", "ingested", "quarantined", "held"], runs, "table")
+    click.echo("\nTables:")
+    existing = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    counts = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES if t in existing]
+    print_rows(["table", "rows"], counts, "table")
+    click.echo("\nFiles by status:")
+    by = con.execute("SELECT status, count(*) FROM files GROUP BY 1 ORDER BY 1").fetchall()
+    print_rows(["status", "files"], by, "table")
+    total = sum(n for _, n in by)
+    click.echo(f"Accounted for: {total} files = " + " + ".join(f"{n} {s}" for s, n in by))
+    click.echo("\nQuarantine:")
+    q = con.execute("SELECT site_id, stage, reason_code, count(*) AS n, any_value(message) AS example "
+                    "FROM quarantine GROUP BY ALL ORDER BY n DESC").fetchall()
+    print_rows(["site", "stage", "reason_code", "n", "example"], q, "table")
+
+
+@main.command()
+@_lake_option
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--subjects-per-site", default=4, show_default=True)
+@click.option("--duration-s", default=20.0, show_default=True, help="Length of each trial.")
+def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float) -> None:
+    """Generate a synthetic 3-site consortium into the inbox, ingest it, show example SQL."""
+    from flows.nightly import nightly
+    from warehouse import catalog
+    from warehouse.demo import generate_consortium
+
+    settings = get_settings(lake)
+    if settings.is_s3:
+        raise click.ClickException("myomap demo writes a local lake; unset MYOMAP_LAKE or pass --lake DIR.")
+    t0 = time.time()
+    inbox = Path(settings.zone("inbox"))
+    click.echo(f"Generating the demo consortium into {inbox} (seed {seed}) ...")
+    truth = generate_consortium(inbox, seed=seed, subjects_per_site=subjects_per_site, duration_s=duration_s,
+                                progress=lambda m: click.echo("  " + m))
+    click.echo(f"Ground truth: {inbox / 'ground_truth.json'}  ({time.time() - t0:.1f} s)")
+    click.echo("Running the nightly flow (Prefect starts a local ephemeral server: ~20 s) ...")
+    summary = nightly(lake=settings.lake, quiet=False)
+    _print_summary(summary)
+    con = catalog.connect(settings, read_only=True)
+    for title, q in EXAMPLE_QUERIES:
+        click.echo(f"\n-- {title}\n$ myomap sql \"{q}\"")
+        rel = con.execute(q)
+        print_rows([d[0] for d in rel.description], rel.fetchall(), "table")
+    n = con.execute("SELECT count(*) FROM emg_samples").fetchone()[0]
+    click.echo(f"\n{n:,} EMG samples in the lake. Done in {time.time() - t0:.0f} s. Try: myomap status")
+    del truth
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

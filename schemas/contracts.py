@@ -1,0 +1,257 @@
+"""Table contracts: the single declaration of every lake table.
+
+Each :class:`Table` lists its columns (type, unit, nullability, allowed values,
+range, description), primary key and grain. The DuckLake DDL, column comments and
+the data dictionary are generated from these objects; there is no second copy.
+No I/O here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas import vocab
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # DuckDB type
+    description: str
+    unit: str | None = None
+    nullable: bool = True
+    allowed: tuple | None = None
+    range: tuple[float | None, float | None] | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    grain: str
+    primary_key: tuple[str, ...]
+    columns: tuple[Column, ...]
+    sort_by: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self, schema: str) -> str:
+        cols = ",\n  ".join(
+            f"{c.name} {c.dtype}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {cols}\n)"
+
+
+def C(name, dtype, description, unit=None, nullable=True, allowed=None, range=None):
+    return Column(name, dtype, description, unit, nullable, allowed, range)
+
+
+_SITE = C("site_id", "VARCHAR", "Consortium site (inbox folder name).", nullable=False)
+_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<file stem>'.", nullable=False)
+_SIDE = C("side", "VARCHAR", "Body side.", allowed=vocab.SIDES)
+
+FILES = Table(
+    "files", "Every file that arrived in a site inbox, with what became of it.",
+    "one row per (sha256, site, path)", ("sha256", "site_id", "path"),
+    (
+        C("sha256", "VARCHAR", "SHA-256 of the file bytes (content address in raw/).", nullable=False),
+        _SITE,
+        C("path", "VARCHAR", "Path relative to the site inbox.", nullable=False),
+        C("size_bytes", "BIGINT", "File size.", "bytes", False, range=(0, None)),
+        C("received_at", "TIMESTAMP WITH TIME ZONE", "When myomap first saw the file.", nullable=False),
+        C("status", "VARCHAR", "ingested, duplicate, superseded, quarantined or held (no session claims it).",
+          nullable=False, allowed=vocab.FILE_STATUSES),
+        C("session_id", "VARCHAR", "Session claiming the file (manifest)."),
+        C("trial_id", "VARCHAR", "Trial the file produced."),
+        C("raw_path", "VARCHAR", "Byte-for-byte copy in the raw zone."),
+        C("run_id", "VARCHAR", "Nightly run that last changed the status."),
+    ),
+)
+
+SUBJECTS = Table(
+    "subjects", "Pseudonymous subjects from site manifests (no direct identifiers).",
+    "one row per subject", ("subject_id",),
+    (
+        C("subject_id", "VARCHAR", "Pseudonymous subject id.", nullable=False), _SITE,
+        C("sex", "VARCHAR", "Sex as stated by the site.", allowed=("F", "M", "X", None)),
+        C("mass_kg", "DOUBLE", "Body mass.", "kg", range=(10, 300)),
+        C("height_m", "DOUBLE", "Body height.", "m", range=(0.5, 2.5)),
+    ),
+)
+
+SESSIONS = Table(
+    "sessions", "Recording sessions from site manifests.", "one row per session", ("session_id",),
+    (
+        C("session_id", "VARCHAR", "Session id (unique within the lake).", nullable=False), _SITE,
+        C("subject_id", "VARCHAR", "Subject recorded.", nullable=False),
+        C("session_date", "DATE", "Recording date."),
+        C("condition", "VARCHAR", "Condition, e.g. fresh / fatigued."),
+        C("task", "VARCHAR", "Task, e.g. walk / run / single_leg_landing."),
+        C("terrain", "VARCHAR", "Terrain, e.g. treadmill / overground."),
+        C("mains_hz", "DOUBLE", "Site mains frequency.", "Hz"),
+    ),
+)
+
+TRIALS = Table(
+    "trials", "One recording (file) of one session.", "one row per trial", ("trial_id",),
+    (
+        _TRIAL, _SITE,
+        C("subject_id", "VARCHAR", "Subject.", nullable=False),
+        C("session_id", "VARCHAR", "Session.", nullable=False),
+        C("sha256", "VARCHAR", "File the trial was read from.", nullable=False),
+        C("format", "VARCHAR", "File format (c3d, delsys_csv, ...).", nullable=False),
+        C("vendor", "VARCHAR", "Acquisition system vendor."),
+        C("software", "VARCHAR", "Acquisition software and version."),
+        C("processor", "VARCHAR", "C3D processor type (intel, dec, sgi)."),
+        C("duration_s", "DOUBLE", "Duration of the longest stream.", "s", False, range=(0, 36000)),
+        C("point_rate_hz", "DOUBLE", "Marker sampling rate.", "Hz"),
+        C("analog_rate_hz", "DOUBLE", "Analog (EMG/plate) sampling rate.", "Hz"),
+        C("first_frame", "INTEGER", "C3D first frame (absolute time offset = first_frame / point rate)."),
+        C("n_emg_channels", "INTEGER", "EMG channels mapped to a muscle."),
+        C("n_force_plates", "INTEGER", "Force plates in the file."),
+        C("n_markers", "INTEGER", "Marker trajectories in the file."),
+        C("ingested_at", "TIMESTAMP WITH TIME ZONE", "When the trial was committed."),
+    ),
+)
+
+EMG_CHANNELS = Table(
+    "emg_channels", "EMG channels of a trial, mapped onto the muscle vocabulary.",
+    "one row per trial x channel", ("trial_id", "channel"),
+    (
+        _TRIAL,
+        C("channel", "SMALLINT", "Channel number within the trial (0-based, EMG only).", nullable=False),
+        C("label", "VARCHAR", "Label as written by the vendor.", nullable=False),
+        C("muscle", "VARCHAR", "Muscle id (schemas.vocab.MUSCLES).", nullable=False, allowed=vocab.MUSCLES),
+        C("side", "VARCHAR", "Body side.", nullable=False, allowed=vocab.SIDES),
+        C("unit", "VARCHAR", "Unit of the stored samples (always mV).", nullable=False, allowed=("mV",)),
+        C("source_unit", "VARCHAR", "Unit in the file before conversion."),
+        C("rate_hz", "DOUBLE", "Sampling rate.", "Hz", False, range=(100, 20000)),
+        C("n_samples", "INTEGER", "Number of samples.", nullable=False),
+        C("mapping", "VARCHAR", "How the label was mapped: alias or manifest."),
+    ),
+)
+
+EMG_SAMPLES = Table(
+    "emg_samples", "Raw EMG samples in mV (long layout, sorted by trial, channel, sample).",
+    "one row per trial x channel x sample", ("trial_id", "channel", "sample_index"),
+    (
+        _TRIAL,
+        C("channel", "SMALLINT", "Channel number (emg_channels.channel).", nullable=False),
+        C("sample_index", "INTEGER", "Sample number from the trial's first sample; time_s = sample_index / rate_hz.",
+          nullable=False, range=(0, None)),
+        C("emg_mv", "FLOAT", "EMG potential.", "mV"),
+    ),
+    sort_by=("trial_id", "channel", "sample_index"),
+)
+
+EMG_ENVELOPES = Table(
+    "emg_envelopes",
+    "Linear envelope (band-pass, full-wave rectification, low-pass, zero-phase), stored at a reduced rate.",
+    "one row per trial x channel x envelope sample", ("trial_id", "channel", "sample_index", "params_hash"),
+    (
+        _TRIAL,
+        C("channel", "SMALLINT", "Channel number.", nullable=False),
+        C("muscle", "VARCHAR", "Muscle id.", nullable=False),
+        _SIDE,
+        C("sample_index", "INTEGER", "Envelope sample number.", nullable=False),
+        C("time_s", "DOUBLE", "Time from the trial's first sample.", "s", False),
+        C("envelope_mv", "FLOAT", "Envelope amplitude.", "mV"),
+        C("rate_hz", "DOUBLE", "Envelope sampling rate.", "Hz", False),
+        C("params_hash", "VARCHAR", "Hash of the pipeline version and parameters used.", nullable=False),
+    ),
+    sort_by=("trial_id", "channel", "sample_index"),
+)
+
+FORCE_PLATES = Table(
+    "force_plates", "Force plates of a trial.", "one row per trial x plate", ("trial_id", "plate"),
+    (
+        _TRIAL,
+        C("plate", "SMALLINT", "Plate number (1-based, as in the file).", nullable=False),
+        C("plate_type", "SMALLINT", "C3D FORCE_PLATFORM:TYPE (1-4)."),
+        C("rate_hz", "DOUBLE", "Sampling rate.", "Hz"),
+        C("peak_force_z_n", "DOUBLE", "Peak vertical ground-reaction force.", "N"),
+    ),
+)
+
+GRF = Table(
+    "grf", "Ground-reaction force, centre of pressure and free moment in the lab frame.",
+    "one row per trial x plate x sample", ("trial_id", "plate", "sample_index"),
+    (
+        _TRIAL,
+        C("plate", "SMALLINT", "Plate number.", nullable=False),
+        C("sample_index", "INTEGER", "Sample number from the trial's first analog sample.", nullable=False),
+        C("time_s", "DOUBLE", "Time from the trial's first sample.", "s", False),
+        C("force_x_n", "FLOAT", "Force along lab X.", "N"),
+        C("force_y_n", "FLOAT", "Force along lab Y.", "N"),
+        C("force_z_n", "FLOAT", "Vertical force (lab Z).", "N"),
+        C("cop_x_mm", "FLOAT", "Centre of pressure, lab X.", "mm"),
+        C("cop_y_mm", "FLOAT", "Centre of pressure, lab Y.", "mm"),
+        C("free_moment_nmm", "FLOAT", "Free moment about the vertical.", "N mm"),
+    ),
+    sort_by=("trial_id", "plate", "sample_index"),
+)
+
+GAIT_EVENTS = Table(
+    "gait_events", "Gait events, annotated in the file or detected.", "one row per event",
+    ("trial_id", "side", "event", "time_s", "source"),
+    (
+        _TRIAL,
+        C("side", "VARCHAR", "Body side.", nullable=False, allowed=vocab.SIDES),
+        C("event", "VARCHAR", "foot_strike or foot_off.", nullable=False, allowed=vocab.EVENTS),
+        C("time_s", "DOUBLE", "Time relative to the trial's first sample.", "s", False),
+        C("source", "VARCHAR", "annotated, force_plate or kinematic.", nullable=False, allowed=vocab.EVENT_SOURCES),
+    ),
+)
+
+QUARANTINE = Table(
+    "quarantine", "Files (or channels) refused, with a stable reason code and what to do.",
+    "one row per refused file x stage", ("sha256", "site_id", "path", "stage"),
+    (
+        C("sha256", "VARCHAR", "File content hash.", nullable=False), _SITE,
+        C("path", "VARCHAR", "Path relative to the site inbox.", nullable=False),
+        C("stage", "VARCHAR", "Stage that refused it: manifest, read, harmonise, validate, write.", nullable=False),
+        C("reason_code", "VARCHAR", "Stable machine-readable reason.", nullable=False),
+        C("message", "VARCHAR", "What is wrong and what to do.", nullable=False),
+        C("quarantined_at", "TIMESTAMP WITH TIME ZONE", "When."),
+        C("raw_path", "VARCHAR", "Kept original in the raw zone."),
+        C("run_id", "VARCHAR", "Run that quarantined it."),
+    ),
+)
+
+RUNS = Table(
+    "runs", "Nightly runs.", "one row per run", ("run_id",),
+    (
+        C("run_id", "VARCHAR", "Run id.", nullable=False),
+        C("started_at", "TIMESTAMP WITH TIME ZONE", "Start."),
+        C("finished_at", "TIMESTAMP WITH TIME ZONE", "End."),
+        C("sites", "VARCHAR", "Sites scanned."),
+        C("files_seen", "INTEGER", "Files found in the inboxes."),
+        C("files_new", "INTEGER", "Files not seen before."),
+        C("trials_ingested", "INTEGER", "Trials committed."),
+        C("quarantined", "INTEGER", "Files quarantined."),
+        C("held", "INTEGER", "Files held (no session claims them)."),
+        C("status", "VARCHAR", "completed or failed."),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    FILES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
+    FORCE_PLATES, GRF, GAIT_EVENTS, QUARANTINE, RUNS)}
+
+
+def data_dictionary_markdown() -> str:
+    """Render the data dictionary (Markdown) from the contracts."""
+    out = ["# myomap data dictionary", "", "Generated from `schemas/contracts.py`; do not edit by hand.", ""]
+    for t in TABLES.values():
+        out += [f"## `{t.name}`", "", t.description, "",
+                f"Grain: {t.grain}. Key: {', '.join(t.primary_key)}.", "",
+                "| column | type | unit | null | allowed / range | description |",
+                "|---|---|---|---|---|---|"]
+        for c in t.columns:
+            allowed = ", ".join(str(a) for a in c.allowed if a is not None) if c.allowed else ""
+            if c.range:
+                allowed = f"[{c.range[0]}, {c.range[1]}]"
+            out.append(f"| {c.name} | {c.dtype} | {c.unit or ''} | {'yes' if c.nullable else 'no'} | "
+                       f"{allowed} | {c.description} |")
+        out.append("")
+    return "\n".join(out)

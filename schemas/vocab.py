@@ -1,0 +1,179 @@
+"""Controlled vocabularies: muscles, sides, conditions, events, statuses, and label aliases.
+
+Pure data and pure functions; no I/O. Site manifests may override the aliases
+(``channels:`` section), which always wins over this built-in table.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+SIDES = ("L", "R")
+CONDITIONS = ("fresh", "fatigued", "baseline", "post_injury", "rehab", "unknown")
+TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc")
+EVENTS = ("foot_strike", "foot_off")
+EVENT_SOURCES = ("annotated", "force_plate", "kinematic")
+FILE_STATUSES = ("ingested", "duplicate", "superseded", "quarantined", "held")
+
+#: Lower-limb (and trunk) muscles, snake_case ids.
+MUSCLES = (
+    "tibialis_anterior", "soleus", "gastrocnemius_medialis", "gastrocnemius_lateralis",
+    "peroneus_longus", "extensor_digitorum_longus", "vastus_lateralis", "vastus_medialis",
+    "rectus_femoris", "biceps_femoris", "semitendinosus", "semimembranosus",
+    "hamstrings", "medial_hamstrings", "gluteus_medius", "gluteus_maximus",
+    "tensor_fasciae_latae", "adductor_longus", "adductor_magnus", "sartorius",
+    "gracilis", "iliopsoas", "erector_spinae", "quadriceps",
+)
+
+#: Normalised label text (lower case, words separated by one space) -> muscle id.
+MUSCLE_ALIASES: dict[str, str] = {
+    # tibialis anterior
+    "ta": "tibialis_anterior", "tib": "tibialis_anterior", "tib ant": "tibialis_anterior",
+    "ant tib": "tibialis_anterior", "tibialis anterior": "tibialis_anterior",
+    "tibialis": "tibialis_anterior", "tibant": "tibialis_anterior", "tibia": "tibialis_anterior",
+    "tti": "tibialis_anterior", "tibial anterieur": "tibialis_anterior",
+    # triceps surae
+    "sol": "soleus", "so": "soleus", "soleus": "soleus", "soleaire": "soleus",
+    "gas": "gastrocnemius_medialis", "gast": "gastrocnemius_medialis",
+    "gastroc": "gastrocnemius_medialis", "gastrocnemius": "gastrocnemius_medialis",
+    "mg": "gastrocnemius_medialis", "gm": None,  # ambiguous: gastrocnemius / gluteus
+    "med gas": "gastrocnemius_medialis", "gastrocnemius medialis": "gastrocnemius_medialis",
+    "medial gastrocnemius": "gastrocnemius_medialis", "gasmed": "gastrocnemius_medialis",
+    "jum": "gastrocnemius_medialis", "jumeau": "gastrocnemius_medialis",
+    "jumeau interne": "gastrocnemius_medialis",
+    "lg": "gastrocnemius_lateralis", "gl": "gastrocnemius_lateralis",
+    "lat gas": "gastrocnemius_lateralis", "gastrocnemius lateralis": "gastrocnemius_lateralis",
+    "lateral gastrocnemius": "gastrocnemius_lateralis", "jumeau externe": "gastrocnemius_lateralis",
+    "pl": "peroneus_longus", "per": "peroneus_longus", "perl": "peroneus_longus",
+    "peroneus longus": "peroneus_longus", "peroneus": "peroneus_longus",
+    "fibularis longus": "peroneus_longus", "long fibulaire": "peroneus_longus",
+    # quadriceps
+    "vl": "vastus_lateralis", "vas": "vastus_lateralis", "vas lat": "vastus_lateralis",
+    "vastus lateralis": "vastus_lateralis", "vaste externe": "vastus_lateralis",
+    "vm": "vastus_medialis", "vas med": "vastus_medialis", "vmo": "vastus_medialis",
+    "vastus medialis": "vastus_medialis", "vaste interne": "vastus_medialis",
+    "rf": "rectus_femoris", "rec": "rectus_femoris", "rect fem": "rectus_femoris",
+    "rectus femoris": "rectus_femoris", "rectus": "rectus_femoris", "droit anterieur": "rectus_femoris",
+    "quad": "quadriceps", "quads": "quadriceps", "quadriceps": "quadriceps",
+    # hamstrings
+    "bf": "biceps_femoris", "bic": "biceps_femoris", "bic fem": "biceps_femoris",
+    "biceps femoris": "biceps_femoris", "bflh": "biceps_femoris", "biceps": "biceps_femoris",
+    "biceps femoris long head": "biceps_femoris", "biceps femoral": "biceps_femoris",
+    "st": "semitendinosus", "semitend": "semitendinosus", "semitendinosus": "semitendinosus",
+    "semi tendinosus": "semitendinosus", "demi tendineux": "semitendinosus",
+    "sm": "semimembranosus", "semimembranosus": "semimembranosus",
+    "ham": "hamstrings", "hams": "hamstrings", "hamstring": "hamstrings",
+    "hamstrings": "hamstrings", "isc": "hamstrings", "ischio": "hamstrings",
+    "ischio jambiers": "hamstrings", "med hams": "medial_hamstrings",
+    "medial hamstrings": "medial_hamstrings", "mh": "medial_hamstrings",
+    # hip
+    "gmed": "gluteus_medius", "glut med": "gluteus_medius", "gluteus medius": "gluteus_medius",
+    "gmd": "gluteus_medius", "me": "gluteus_medius", "moyen fessier": "gluteus_medius",
+    "gmax": "gluteus_maximus", "glut max": "gluteus_maximus", "gluteus maximus": "gluteus_maximus",
+    "ma": "gluteus_maximus", "grand fessier": "gluteus_maximus",
+    "tfl": "tensor_fasciae_latae", "fl": "tensor_fasciae_latae",
+    "tensor fasciae latae": "tensor_fasciae_latae",
+    "al": "adductor_longus", "add long": "adductor_longus", "adductor longus": "adductor_longus",
+    "add": "adductor_longus", "adductor": "adductor_longus",
+    "sart": "sartorius", "sartorius": "sartorius", "grac": "gracilis", "gracilis": "gracilis",
+    "ilio": "iliopsoas", "iliopsoas": "iliopsoas",
+    # trunk
+    "ers": "erector_spinae", "es": "erector_spinae", "erector spinae": "erector_spinae",
+    "erector": "erector_spinae", "paraspinal": "erector_spinae",
+}
+
+_SIDE_WORDS = {
+    "r": "R", "right": "R", "rt": "R", "d": "R", "droit": "R", "droite": "R",
+    "l": "L", "left": "L", "lt": "L", "g": "L", "gauche": "L",
+}
+_PREFIXES = re.compile(r"^(voltage|emg|analog emg|analog|sensor|emg\d+|channel)[\.:_ ]+", re.I)
+_NONWORD = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class LabelResolution:
+    """Result of mapping a channel label onto the vocabulary."""
+
+    label: str
+    muscle: str | None
+    side: str | None
+    confidence: float  # 1.0 exact alias / manifest, <1 guessed, 0 unmapped
+    suggestions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def resolved(self) -> bool:
+        return self.muscle is not None and self.side is not None
+
+
+def _normalise(text: str) -> str:
+    text = text.strip()
+    while True:
+        new = _PREFIXES.sub("", text)
+        if new == text:
+            break
+        text = new
+    text = text.lower()
+    for a, b in (("é", "e"), ("è", "e"), ("ê", "e"), ("à", "a"), ("ï", "i")):
+        text = text.replace(a, b)
+    return " ".join(t for t in _NONWORD.split(text) if t)
+
+
+def _split_side(words: list[str]) -> tuple[str | None, list[str]]:
+    if not words:
+        return None, words
+    if words[0] in _SIDE_WORDS and len(words) > 1:
+        return _SIDE_WORDS[words[0]], words[1:]
+    if words[-1] in _SIDE_WORDS and len(words) > 1:
+        return _SIDE_WORDS[words[-1]], words[:-1]
+    # glued prefix: "rta", "lgas", "rttI" -> side + abbreviation
+    if len(words) == 1 and len(words[0]) >= 3 and words[0][0] in "rl":
+        rest = words[0][1:]
+        if rest in MUSCLE_ALIASES or rest.rstrip("0123456789") in MUSCLE_ALIASES:
+            return words[0][0].upper(), [rest]
+    return None, words
+
+
+def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
+    """Map a vendor channel label onto ``(muscle, side)``.
+
+    Parameters
+    ----------
+    label : str
+        Channel label as written by the acquisition software (``"Voltage.RTA"``,
+        ``"L Tib Ant"``, ``"Ant.Tib"``...).
+    overrides : dict, optional
+        Site manifest ``channels`` mapping ``label -> {muscle, side}``; wins over aliases.
+
+    Returns
+    -------
+    LabelResolution
+        ``muscle``/``side`` are None when the label is unmapped or ambiguous; then
+        ``suggestions`` holds the closest vocabulary entries. Nothing is guessed.
+    """
+    if overrides and label in overrides:
+        o = overrides[label] or {}
+        return LabelResolution(label, o.get("muscle"), o.get("side"), 1.0)
+    words = _normalise(label).split()
+    side, rest = _split_side(words)
+    key = " ".join(rest)
+    muscle = MUSCLE_ALIASES.get(key)
+    if muscle is None and rest:
+        # numbered variants such as "ta1", "gas 2"
+        stripped = " ".join(w.rstrip("0123456789") for w in rest).strip()
+        muscle = MUSCLE_ALIASES.get(stripped)
+    if muscle is not None and side is not None:
+        return LabelResolution(label, muscle, side, 1.0)
+    pool = sorted(set(MUSCLE_ALIASES) | set(MUSCLES))
+    close = difflib.get_close_matches(key.replace(" ", "_") if key else "", pool, n=3, cutoff=0.6)
+    close += difflib.get_close_matches(key, pool, n=3, cutoff=0.6)
+    sugg = []
+    for c in close:
+        m = MUSCLE_ALIASES.get(c, c if c in MUSCLES else None)
+        if m and m not in sugg:
+            sugg.append(m)
+    if muscle is not None:  # muscle known, side missing: not resolved, but say what we know
+        return LabelResolution(label, muscle, None, 0.5, (muscle,))
+    if key == "gm":
+        sugg = ["gastrocnemius_medialis", "gluteus_medius"]
+    return LabelResolution(label, None, side, 0.0, tuple(sugg[:3]))

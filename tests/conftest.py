@@ -1,0 +1,52 @@
+"""Shared test fixtures. Real vendor files are read from ../shared/fixtures (never copied)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def fixture(rel: str) -> Path:
+    p = FIXTURES / rel
+    assert p.exists(), f"missing real fixture {p}: ../shared/fixtures must sit beside the repo"
+    return p
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (it takes 15-25 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def lake(tmp_path):
+    """An empty local lake; returns its Settings."""
+    from warehouse.settings import get_settings
+
+    root = tmp_path / "lake"
+    (root / "inbox").mkdir(parents=True)
+    return get_settings(str(root))
+
+
+def drop(settings, site: str, files: dict[str, Path], manifest: str | None) -> Path:
+    """Put files into a site inbox (name -> source path) and write its manifest."""
+    d = Path(settings.zone("inbox")) / site
+    d.mkdir(parents=True, exist_ok=True)
+    for name, src in files.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, d / name)
+    if manifest is not None:
+        (d / "manifest.yaml").write_text(manifest)
+    return d

@@ -1,0 +1,153 @@
+"""Foundation: real files through the ingest steps (no Prefect: task bodies directly)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import drop, fixture
+from flows.nightly import run_night
+from warehouse import catalog
+
+MANIFEST = """
+site: gaita
+mains_hz: 50
+timezone: Europe/Zurich
+subjects: [{id: G01, sex: F, mass_kg: 70}]
+sessions:
+  - {id: G01-S1, subject: G01, date: 2021-06-01, condition: fresh, task: walk, files: ["*.c3d"]}
+"""
+
+
+def q(settings, sql, params=None):
+    con = catalog.connect(settings, read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def night(lake):
+    drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                         "Empty.c3d": fixture("bad/Empty.c3d")}, MANIFEST)
+    summary = run_night(lake.lake, quiet=True)
+    return lake, summary
+
+
+def test_test_small_lands_with_channels_plates_and_events(night):
+    lake, summary = night
+    assert summary["ingested"] == 1 and summary["quarantined"] == 1
+    (tid, n_emg, n_fp, fmt, vendor, dur), = q(lake, "SELECT trial_id, n_emg_channels, n_force_plates, format, "
+                                               "vendor, duration_s FROM trials")
+    assert (n_emg, n_fp, fmt, vendor) == (14, 4, "c3d", "Vicon")
+    assert dur == pytest.approx(3.37, abs=0.01)
+    muscles = q(lake, "SELECT muscle, side FROM emg_channels ORDER BY muscle, side")
+    assert len(muscles) == 14
+    assert ("tibialis_anterior", "R") in muscles and ("erector_spinae", "L") in muscles
+    assert q(lake, "SELECT DISTINCT unit, rate_hz FROM emg_channels") == [("mV", 1000.0)]
+    strikes = q(lake, "SELECT side, time_s FROM gait_events WHERE event = 'foot_strike' AND source = 'annotated' "
+                "ORDER BY side, time_s")
+    expect = {"R": [2.89, 3.98, 5.01], "L": [3.42, 4.48, 5.53]}
+    for side, times in expect.items():
+        got = [t for s, t in strikes if s == side]
+        np.testing.assert_allclose(got, np.array(times) - 2.48, atol=1e-4)
+    assert q(lake, "SELECT count(*) FROM emg_samples")[0][0] == 14 * 3370
+    peaks = [r[0] for r in q(lake, "SELECT peak_force_z_n FROM force_plates ORDER BY plate")]
+    assert sorted(round(p) for p in peaks if p > 100) == [638, 658, 669]
+
+
+def test_samples_are_the_file_values_in_millivolts(night):
+    import ezc3d
+
+    lake, _ = night
+    c = ezc3d.c3d(str(fixture("gaitalytics/test_small.c3d")))
+    labels = c["parameters"]["ANALOG"]["LABELS"]["value"]
+    volts = c["data"]["analogs"][0, labels.index("Voltage.RTA")]
+    con = catalog.connect(lake, read_only=True)
+    ch = con.execute("SELECT channel FROM emg_channels WHERE label = 'Voltage.RTA'").fetchone()[0]
+    from warehouse.derived import read_channel
+    np.testing.assert_allclose(read_channel(con, f"gaita:G01-S1:test_small", ch), volts * 1000, rtol=1e-6, atol=1e-6)
+
+
+def test_empty_file_quarantined_with_reason_and_raw_kept(night):
+    lake, _ = night
+    (stage, code, msg, raw), = q(lake, "SELECT stage, reason_code, message, raw_path FROM quarantine "
+                                 "WHERE path = 'Empty.c3d'")
+    assert (stage, code) == ("read", "empty_file") and "empty" in msg.lower()
+    assert Path(raw).exists() and Path(raw).stat().st_size == 0
+    assert q(lake, "SELECT status FROM files WHERE path = 'Empty.c3d'") == [("quarantined",)]
+
+
+def test_raw_zone_is_byte_for_byte(night):
+    lake, _ = night
+    (sha, raw), = q(lake, "SELECT sha256, raw_path FROM files WHERE path = 'test_small.c3d'")
+    data = Path(raw).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sha
+    assert data == fixture("gaitalytics/test_small.c3d").read_bytes()
+
+
+def test_rerun_adds_nothing(night):
+    lake, _ = night
+    tables = [r[0] for r in q(lake, "SHOW TABLES")]
+    before = {t: q(lake, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    snaps = q(lake, "SELECT count(*) FROM ducklake_snapshots('lake')")[0][0]
+    summary = run_night(lake.lake, quiet=True)
+    assert summary["files_new"] == 0 and summary["ingested"] == 0
+    after = {t: q(lake, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    assert after == before
+    assert q(lake, "SELECT count(*) FROM ducklake_snapshots('lake')")[0][0] == snaps
+
+
+def test_envelope_of_real_emg_keeps_the_rectified_mean(night):
+    """A unit-DC-gain low-pass keeps the mean of the rectified band-passed signal."""
+    from scipy import signal
+
+    from warehouse.derived import read_channel
+
+    lake, _ = night
+    con = catalog.connect(lake, read_only=True)
+    tid = "gaita:G01-S1:test_small"
+    ch, rate = con.execute("SELECT channel, rate_hz FROM emg_channels WHERE muscle = 'tibialis_anterior' "
+                           "AND side = 'R'").fetchone()
+    env = con.execute("SELECT envelope_mv FROM emg_envelopes WHERE trial_id = ? AND channel = ? "
+                      "ORDER BY sample_index", [tid, ch]).fetchnumpy()["envelope_mv"]
+    assert len(env) == 337  # 3370 samples at 1 kHz stored at 100 Hz
+    x = read_channel(con, tid, ch).astype(float)
+    sos = signal.butter(4, [20, 450], btype="bandpass", fs=rate, output="sos")
+    rectified = np.abs(signal.sosfiltfilt(sos, x - x.mean()))
+    assert env.mean() == pytest.approx(rectified.mean(), rel=0.03)
+    assert env.max() < rectified.max()
+
+
+def test_same_bytes_under_another_name_is_a_duplicate(lake):
+    drop(lake, "gaita", {"a/test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST.replace(
+        '"*.c3d"', '"a/*.c3d", "b/*.c3d"'))
+    run_night(lake.lake, quiet=True)
+    drop(lake, "gaita", {"b/copy.c3d": fixture("gaitalytics/test_small.c3d")}, None)
+    s = run_night(lake.lake, quiet=True)
+    assert s["duplicate"] == 1
+    assert q(lake, "SELECT path, status FROM files ORDER BY path") == [("a/test_small.c3d", "ingested"),
+                                                                       ("b/copy.c3d", "duplicate")]
+    assert q(lake, "SELECT count(*) FROM trials")[0][0] == 1
+
+
+def test_unclaimed_file_is_held_until_a_manifest_claims_it(lake):
+    d = drop(lake, "gaita", {"x/test_small.c3d": fixture("gaitalytics/test_small.c3d")},
+             MANIFEST.replace('"*.c3d"', '"elsewhere/*.c3d"'))
+    s = run_night(lake.lake, quiet=True)
+    assert s["held"] == 1 and s["ingested"] == 0
+    assert q(lake, "SELECT status FROM files") == [("held",)]
+    (d / "manifest.yaml").write_text(MANIFEST.replace('"*.c3d"', '"x/*.c3d"'))
+    s = run_night(lake.lake, quiet=True)
+    assert s["ingested"] == 1
+    assert q(lake, "SELECT status, trial_id FROM files") == [("ingested", "gaita:G01-S1:test_small")]
+
+
+def test_site_without_manifest_holds_files_and_others_proceed(lake):
+    drop(lake, "nomanifest", {"t.c3d": fixture("gaitalytics/test_small.c3d")}, None)
+    drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    s = run_night(lake.lake, quiet=True)
+    assert "nomanifest" in s["manifest_errors"] and s["ingested"] == 1 and s["held"] == 1

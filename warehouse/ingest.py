@@ -1,0 +1,330 @@
+"""Nightly ingest steps (storage side): register files, read + harmonise, commit trials.
+
+Each public function takes small keys (site, relative path, sha256, trial id) and a
+:class:`Settings`, opens its own catalog connection, and commits atomically: a trial
+and all its rows (channels, samples, plates, GRF, events, file status) land in one
+DuckLake transaction, so a killed run never leaves a partial trial.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import vocab
+from warehouse import catalog, zones
+from warehouse.manifest import Manifest, ManifestError, parse_manifest
+from warehouse.readers import companion_names, is_companion, read_any
+from warehouse.readers.base import ReaderError, Recording, emg_unit_factor
+from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Outcome labels returned by :func:`process_file`.
+SKIPPED, INGESTED, QUARANTINED, HELD, DUPLICATE = "skipped", "ingested", "quarantined", "held", "duplicate"
+#: Analog labels that are never EMG, whatever their description says.
+NOT_EMG = re.compile(r"foot ?switch|fsw|trigger|sync|force|moment|acc[\. ]|gyro|mag[\. ]|torque|angle", re.I)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class SiteScan:
+    site: str
+    files: list[str]
+    manifest_error: str | None = None
+
+
+# --------------------------------------------------------------------------- manifests
+def load_manifest(settings: Settings, site: str) -> Manifest:
+    path = f"{zones.inbox(settings, site)}/manifest.yaml"
+    if not zones.exists(settings, path):
+        raise ManifestError("manifest_missing", f"Site '{site}' has no manifest.yaml: files are held until one "
+                            "claims them (`myomap manifest init {site}` scaffolds it).")
+    with zones.filesystem(settings).open(path, "r") as fh:
+        return parse_manifest(fh.read(), site=site)
+
+
+def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
+    """List a site's inbox and upsert its manifest's subjects and sessions."""
+    files = [f for f in zones.list_site_files(settings, site)
+             if PurePosixPath(f).name not in ("manifest.yaml", "manifest.yml")]
+    try:
+        man = load_manifest(settings, site)
+    except ManifestError as exc:
+        return SiteScan(site, files, f"{exc.reason_code}: {exc.message}")
+    subjects = pa.table({
+        "subject_id": [str(s["id"]) for s in man.subjects],
+        "site_id": [site] * len(man.subjects),
+        "sex": [s.get("sex") for s in man.subjects],
+        "mass_kg": pa.array([s.get("mass_kg") for s in man.subjects], pa.float64()),
+        "height_m": pa.array([s.get("height_m") for s in man.subjects], pa.float64()),
+    })
+    sessions = pa.table({
+        "session_id": [s.id for s in man.sessions],
+        "site_id": [site] * len(man.sessions),
+        "subject_id": [s.subject for s in man.sessions],
+        "session_date": pa.array([dt.date.fromisoformat(s.date) if s.date else None for s in man.sessions],
+                                 pa.date32()),
+        "condition": [s.condition for s in man.sessions],
+        "task": [s.task for s in man.sessions],
+        "terrain": [s.terrain for s in man.sessions],
+        "mains_hz": pa.array([man.mains_hz] * len(man.sessions), pa.float64()),
+    })
+
+    def body(con):
+        con.execute("DELETE FROM subjects WHERE site_id = ?", [site])
+        con.execute("INSERT INTO subjects BY NAME SELECT * FROM subjects_arrow")
+        con.execute("DELETE FROM sessions WHERE site_id = ?", [site])
+        con.execute("INSERT INTO sessions BY NAME SELECT * FROM sessions_arrow")
+
+    con = catalog.connect(settings)
+    try:
+        con.register("subjects_arrow", subjects)
+        con.register("sessions_arrow", sessions)
+        current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
+        cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
+        unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
+        if not unchanged:
+            catalog.write_atomically(settings, con, body, what=f"sync manifest {site}")
+    finally:
+        con.close()
+    return SiteScan(site, files)
+
+
+def _same(con, site: str) -> bool:
+    """True when the stored subjects/sessions equal the manifest's (avoid empty snapshots)."""
+    a = con.execute("SELECT count(*) FROM (SELECT * FROM subjects WHERE site_id = ? EXCEPT "
+                    "SELECT * FROM subjects_arrow)", [site]).fetchone()[0]
+    b = con.execute("SELECT count(*) FROM (SELECT * FROM sessions WHERE site_id = ? EXCEPT "
+                    "SELECT * FROM sessions_arrow)", [site]).fetchone()[0]
+    return a == 0 and b == 0
+
+
+# --------------------------------------------------------------------------- files
+def process_file(settings: Settings, site: str, rel_path: str, run_id: str) -> dict:
+    """Register one inbox file and ingest it if a session claims it.
+
+    Returns a small dict: ``{"outcome", "sha256", "trial_id", "reason", "new"}`` where
+    ``new`` says whether the lake changed. Re-processing bytes already ingested,
+    quarantined or marked duplicate is a no-op; held files are re-checked each night.
+    """
+    seen = {}
+    result = _process_file(settings, site, rel_path, run_id, seen)
+    result["new"] = result["outcome"] in (INGESTED, QUARANTINED, DUPLICATE) or not seen.get("registered")
+    if result["outcome"] == SKIPPED:
+        result["new"] = False
+    return result
+
+
+def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
+    name = PurePosixPath(rel_path).name
+    src = f"{zones.inbox(settings, site)}/{rel_path}"
+    sha, size = zones.sha256_of(settings, src)
+    con = catalog.connect(settings)
+    try:
+        rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
+                           [sha, site]).fetchall()
+        mine = [s for p, s in rows if p == rel_path]
+        seen["registered"] = bool(mine)
+        if mine and mine[0] in ("ingested", "quarantined", "duplicate", "superseded"):
+            return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": mine[0]}
+        raw = zones.store_raw(settings, src, sha, name)
+        if not mine:
+            other_ingested = [p for p, s in rows if s == "ingested" and p != rel_path]
+            status = "duplicate" if other_ingested else "held"
+            catalog.write_atomically(settings, con, lambda c: c.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+                [sha, site, rel_path, size, now(), status, raw, run_id]), what="register file")
+            if status == "duplicate":
+                return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
+                        "reason": f"same bytes as {other_ingested[0]}"}
+        if is_companion(name):
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "companion file"}
+        try:
+            man = load_manifest(settings, site)
+        except ManifestError as exc:
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+        session = man.session_for(rel_path)
+        if session is None:
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
+        trial_id = f"{site}:{session.id}:{PurePosixPath(rel_path).stem}"
+        companions = {}
+        for role, cname in companion_names(name).items():
+            cpath = f"{zones.inbox(settings, site)}/{str(PurePosixPath(rel_path).parent / cname).lstrip('./')}"
+            if zones.exists(settings, cpath):
+                companions[role] = cpath
+        try:
+            with zones.local_files(settings, {"data": raw, **companions}) as local:
+                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})
+            if rec.duration_s <= 0:
+                raise ReaderError("no_frames", "The file holds no samples.")
+        except ReaderError as exc:
+            _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+        except Exception as exc:  # a reader bug must not stop the night: quarantine with the error
+            log.exception("reader crashed on %s", rel_path)
+            _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
+                        f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
+                        "report it with the file's sha256.", raw, run_id)
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
+        chans, chan_issues = harmonise(rec, man.channels)
+        companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
+        _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                      session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
+                      run_id=run_id, companion_shas=companion_shas)
+        return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
+                "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+    finally:
+        con.close()
+
+
+def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """Pick the EMG channels, map labels to (muscle, side), convert to mV.
+
+    Returns the EMG channels and per-channel issues ``(label, reason_code, message)`` for
+    EMG-looking channels that could not be mapped or converted (flagged, never guessed).
+    """
+    chans, issues = [], []
+    for i, a in enumerate(rec.analogs):
+        if i in rec.plate_channel_indices:
+            continue
+        res = vocab.resolve_label(a.label, overrides)
+        looks_emg = ("emg" in (a.label + " " + a.description).lower()
+                     and not NOT_EMG.search(a.label))
+        if not res.resolved:
+            if looks_emg or res.muscle:
+                hint = (f" Closest: {', '.join(res.suggestions)}." if res.suggestions else "")
+                issues.append((a.label, "unmapped_channel",
+                               f"Channel '{a.label}' is not mapped to a muscle and side.{hint} Add it under "
+                               "'channels:' in the site manifest to ingest it."))
+            continue
+        factor = emg_unit_factor(a.unit)
+        if factor is None:
+            issues.append((a.label, "unknown_unit", f"Channel '{a.label}' has unit '{a.unit}', which is not V, mV "
+                           "or uV; state the unit in the manifest or re-export."))
+            continue
+        chans.append({"label": a.label, "muscle": res.muscle, "side": res.side, "source_unit": a.unit,
+                      "rate_hz": a.rate_hz, "data_mv": a.data * factor,
+                      "mapping": "manifest" if overrides and a.label in overrides else "alias"})
+    return chans, issues
+
+
+def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, run_id, *, file_status=True):
+    record = {"sha256": sha, "site_id": site, "path": rel_path, "stage": stage, "reason_code": code,
+              "message": message, "quarantined_at": now(), "raw_path": raw, "run_id": run_id}
+    zones.write_quarantine_record(settings, record)
+
+    def body(c):
+        c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ? AND stage = ?",
+                  [sha, site, rel_path, stage])
+        c.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(record.values()))
+        if file_status:
+            c.execute("UPDATE files SET status = 'quarantined', run_id = ? WHERE sha256 = ? AND site_id = ? "
+                      "AND path = ?", [run_id, sha, site, rel_path])
+    catalog.write_atomically(settings, con, body, what="quarantine")
+
+
+def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec, chans, chan_issues, raw,
+                  run_id, companion_shas):
+    n_markers = len(rec.marker_labels)
+    trial = pa.table({
+        "trial_id": [trial_id], "site_id": [site], "subject_id": [session.subject], "session_id": [session.id],
+        "sha256": [sha], "format": [rec.format], "vendor": [rec.vendor], "software": [rec.software],
+        "processor": [rec.processor], "duration_s": [float(rec.duration_s)],
+        "point_rate_hz": pa.array([rec.point_rate_hz], pa.float64()),
+        "analog_rate_hz": pa.array([rec.analog_rate_hz], pa.float64()),
+        "first_frame": pa.array([rec.first_frame], pa.int32()),
+        "n_emg_channels": pa.array([len(chans)], pa.int32()),
+        "n_force_plates": pa.array([len(rec.plates)], pa.int32()),
+        "n_markers": pa.array([n_markers], pa.int32()), "ingested_at": [now()],
+    })
+    channels = pa.table({
+        "trial_id": [trial_id] * len(chans),
+        "channel": pa.array(range(len(chans)), pa.int16()),
+        "label": [c["label"] for c in chans], "muscle": [c["muscle"] for c in chans],
+        "side": [c["side"] for c in chans], "unit": ["mV"] * len(chans),
+        "source_unit": [c["source_unit"] for c in chans],
+        "rate_hz": pa.array([c["rate_hz"] for c in chans], pa.float64()),
+        "n_samples": pa.array([len(c["data_mv"]) for c in chans], pa.int32()),
+        "mapping": [c["mapping"] for c in chans],
+    })
+    samples = emg_samples_table(trial_id, [c["data_mv"] for c in chans])
+    plates = pa.table({
+        "trial_id": [trial_id] * len(rec.plates),
+        "plate": pa.array([p.plate for p in rec.plates], pa.int16()),
+        "plate_type": pa.array([p.plate_type for p in rec.plates], pa.int16()),
+        "rate_hz": pa.array([p.rate_hz for p in rec.plates], pa.float64()),
+        "peak_force_z_n": pa.array([float(np.nanmax(np.abs(p.force_n[2]))) if p.force_n.size else None
+                                    for p in rec.plates], pa.float64()),
+    })
+    grf = grf_table(trial_id, rec)
+    events = pa.table({
+        "trial_id": [trial_id] * len(rec.events), "side": [e.side for e in rec.events],
+        "event": [e.event for e in rec.events], "time_s": pa.array([e.time_s for e in rec.events], pa.float64()),
+        "source": [e.source for e in rec.events],
+    })
+
+    def body(c):
+        for t in ("emg_samples", "emg_channels", "force_plates", "grf", "gait_events", "emg_envelopes", "trials"):
+            c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        for name, tbl in (("trials", trial), ("emg_channels", channels), ("emg_samples", samples),
+                          ("force_plates", plates), ("grf", grf), ("gait_events", events)):
+            if tbl.num_rows:
+                c.register("_arrow_in", tbl)
+                c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
+                c.unregister("_arrow_in")
+        c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                  "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+        for csha in companion_shas:
+            c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                      "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
+        for label, code, message in chan_issues:
+            p = f"{rel_path}#{label}"
+            c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
+            c.execute("INSERT INTO quarantine VALUES (?, ?, ?, 'harmonise', ?, ?, ?, ?, ?)",
+                      [sha, site, p, code, message, now(), raw, run_id])
+
+    catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
+
+
+def emg_samples_table(trial_id: str, channels_mv: list[np.ndarray]) -> pa.Table:
+    """Long layout: (trial_id, channel, sample_index, emg_mv float32), sorted."""
+    n = [len(x) for x in channels_mv]
+    total = int(sum(n))
+    return pa.table({
+        "trial_id": pa.DictionaryArray.from_arrays(np.zeros(total, np.int32), pa.array([trial_id]))
+        .cast(pa.string()) if total else pa.array([], pa.string()),
+        "channel": pa.array(np.repeat(np.arange(len(n), dtype=np.int16), n), pa.int16()),
+        "sample_index": pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in n])
+                                 if n else np.array([], np.int32), pa.int32()),
+        "emg_mv": pa.array(np.concatenate(channels_mv).astype(np.float32) if n else np.array([], np.float32)),
+    })
+
+
+def grf_table(trial_id: str, rec: Recording) -> pa.Table:
+    parts = []
+    for p in rec.plates:
+        n = p.force_n.shape[1]
+        idx = np.arange(n, dtype=np.int32)
+        parts.append(pa.table({
+            "trial_id": pa.array([trial_id] * n, pa.string()),
+            "plate": pa.array(np.full(n, p.plate, np.int16)), "sample_index": pa.array(idx),
+            "time_s": pa.array(idx / p.rate_hz if p.rate_hz else np.zeros(n)),
+            "force_x_n": pa.array(p.force_n[0].astype(np.float32)),
+            "force_y_n": pa.array(p.force_n[1].astype(np.float32)),
+            "force_z_n": pa.array(p.force_n[2].astype(np.float32)),
+            "cop_x_mm": pa.array(p.cop_mm[0].astype(np.float32)),
+            "cop_y_mm": pa.array(p.cop_mm[1].astype(np.float32)),
+            "free_moment_nmm": pa.array(np.asarray(p.free_moment_nmm, np.float32)),
+        }))
+    if not parts:
+        return pa.table({"trial_id": pa.array([], pa.string())})
+    return pa.concat_tables(parts)

@@ -1,0 +1,80 @@
+"""Common in-memory form of one recording, whatever the vendor format."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Unit strings -> factor to mV. Anything else is not assumed (the channel is flagged).
+EMG_UNIT_TO_MV = {"v": 1000.0, "volt": 1000.0, "volts": 1000.0, "mv": 1.0, "millivolt": 1.0,
+                  "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3}
+
+
+class ReaderError(Exception):
+    """A file cannot be read. ``reason_code`` is stable; ``message`` says what to do."""
+
+    def __init__(self, reason_code: str, message: str):
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+@dataclass
+class AnalogChannel:
+    label: str
+    unit: str
+    rate_hz: float
+    data: np.ndarray  # float64, in ``unit``
+    description: str = ""
+
+
+@dataclass
+class ForcePlate:
+    plate: int  # 1-based
+    plate_type: int | None
+    rate_hz: float
+    force_n: np.ndarray  # 3 x n, lab frame
+    cop_mm: np.ndarray  # 3 x n
+    free_moment_nmm: np.ndarray  # n
+
+
+@dataclass
+class Event:
+    side: str  # L / R
+    event: str  # foot_strike / foot_off
+    time_s: float  # relative to the trial's first sample
+    source: str = "annotated"
+
+
+@dataclass
+class Recording:
+    format: str
+    vendor: str | None = None
+    software: str | None = None
+    processor: str | None = None
+    point_rate_hz: float | None = None
+    analog_rate_hz: float | None = None
+    first_frame: int | None = None
+    analogs: list[AnalogChannel] = field(default_factory=list)
+    plates: list[ForcePlate] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    marker_labels: list[str] = field(default_factory=list)
+    markers_mm: np.ndarray | None = None  # frames x markers x 3, NaN where gaps
+    notes: list[str] = field(default_factory=list)
+    plate_channel_indices: set[int] = field(default_factory=set)  # analog indices used by plates
+
+    @property
+    def duration_s(self) -> float:
+        d = 0.0
+        for a in self.analogs:
+            d = max(d, len(a.data) / a.rate_hz)
+        if self.markers_mm is not None and self.point_rate_hz:
+            d = max(d, self.markers_mm.shape[0] / self.point_rate_hz)
+        for p in self.plates:
+            d = max(d, p.force_n.shape[1] / p.rate_hz)
+        return d
+
+
+def emg_unit_factor(unit: str) -> float | None:
+    """Factor converting ``unit`` to mV, or None when the unit is unknown."""
+    return EMG_UNIT_TO_MV.get(unit.strip().lower())

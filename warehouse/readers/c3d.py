@@ -1,0 +1,142 @@
+"""C3D reader (ezc3d): analogs with scale/offset applied, force plates, events, markers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from warehouse.readers.base import AnalogChannel, Event, ForcePlate, ReaderError, Recording
+
+_PROCESSORS = {84: "intel", 85: "dec", 86: "sgi"}
+_EVENT_NAMES = {"foot strike": "foot_strike", "foot off": "foot_off",
+                "heel strike": "foot_strike", "toe off": "foot_off"}
+_SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
+
+
+def processor_type(path: Path) -> str | None:
+    """Processor (intel/dec/sgi) from the parameter-section header, or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+        if len(head) < 2:
+            return None
+        block = head[0]
+        fh.seek((block - 1) * 512)
+        p = fh.read(4)
+    return _PROCESSORS.get(p[3]) if len(p) == 4 else None
+
+
+def _param(params: dict, group: str, name: str, default=None):
+    try:
+        return params[group][name]["value"]
+    except KeyError:
+        return default
+
+
+def read_c3d(path: Path, *, companions: dict | None = None) -> Recording:
+    """Read a C3D file.
+
+    Raises
+    ------
+    ReaderError
+        ``empty_file``, ``c3d_unsupported_processor``, ``c3d_unreadable`` or ``no_frames``.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ReaderError("empty_file", "The file is empty (0 bytes): re-export it from the acquisition software.")
+    proc = processor_type(path)
+    import ezc3d  # lazy: heavy import
+
+    try:
+        try:
+            c = ezc3d.c3d(str(path), extract_forceplat_data=True)
+        except Exception:  # force-plate extraction is stricter than plain reading
+            c = ezc3d.c3d(str(path))
+    except Exception as exc:  # ezc3d raises plain RuntimeError/ValueError
+        if proc == "sgi":
+            raise ReaderError("c3d_unsupported_processor",
+                              "SGI/MIPS C3D files are not readable by ezc3d; re-export as Intel C3D.") from exc
+        raise ReaderError("c3d_unreadable", f"ezc3d could not parse the file ({str(exc)[:200]}); "
+                          "check that it is a complete C3D export.") from exc
+    params, header, data = c["parameters"], c["header"], c["data"]
+    n_frames = int(header["points"]["last_frame"]) - int(header["points"]["first_frame"]) + 1
+    analogs = np.asarray(data["analogs"])
+    n_analog = analogs.shape[2] if analogs.ndim == 3 else 0
+    points = np.asarray(data["points"])
+    if (points.size == 0 or points.shape[-1] == 0) and n_analog == 0:
+        raise ReaderError("no_frames", "The C3D file holds no frames (no marker or analog data); "
+                          "the export is incomplete or the parameter section is missing.")
+    if "POINT" not in params or _param(params, "POINT", "RATE") is None:
+        raise ReaderError("c3d_no_parameters", "The C3D parameter section lacks POINT:RATE; cannot time the data.")
+    point_rate = float(np.ravel(_param(params, "POINT", "RATE", [0]))[0] or 0) or None
+    analog_rate = float(np.ravel(_param(params, "ANALOG", "RATE", [0]))[0] or 0) or None
+    first_frame = int(header["points"]["first_frame"])
+    rec = Recording(format="c3d", processor=proc, point_rate_hz=point_rate,
+                    analog_rate_hz=analog_rate, first_frame=first_frame)
+    man = params.get("MANUFACTURER", {})
+    rec.vendor = (man.get("COMPANY", {}).get("value") or [None])[0]
+    sw = (man.get("SOFTWARE", {}).get("value") or [None])[0]
+    ver = (man.get("VERSION_LABEL", {}).get("value") or [None])[0]
+    rec.software = " ".join(x for x in (sw, ver) if x) or None
+
+    # analogs
+    labels = list(_param(params, "ANALOG", "LABELS", []) or [])
+    units = list(_param(params, "ANALOG", "UNITS", []) or [])
+    descs = list(_param(params, "ANALOG", "DESCRIPTIONS", []) or [])
+    if n_analog and analog_rate:
+        for i in range(analogs.shape[1]):
+            rec.analogs.append(AnalogChannel(
+                label=labels[i] if i < len(labels) else f"analog_{i + 1}",
+                unit=units[i] if i < len(units) else "",
+                rate_hz=analog_rate, data=analogs[0, i].astype(np.float64),
+                description=descs[i] if i < len(descs) else ""))
+
+    # force plates
+    fp = params.get("FORCE_PLATFORM", {})
+    ch = np.asarray(fp.get("CHANNEL", {}).get("value", []))
+    if ch.size:
+        rec.plate_channel_indices = {int(v) - 1 for v in ch.ravel() if int(v) > 0}
+    types = np.ravel(fp.get("TYPE", {}).get("value", []))
+    for k, plat in enumerate(data.get("platform", []) or []):
+        force = np.asarray(plat["force"], dtype=np.float64)
+        if force.size == 0:
+            continue
+        cop = np.asarray(plat["center_of_pressure"], dtype=np.float64)
+        tz = np.asarray(plat["Tz"], dtype=np.float64)
+        rec.plates.append(ForcePlate(
+            plate=k + 1, plate_type=int(types[k]) if k < len(types) else None,
+            rate_hz=analog_rate or 0.0, force_n=force, cop_mm=cop,
+            free_moment_nmm=tz[2] if tz.ndim == 2 else tz))
+
+    # events: TIMES is 2 x N (minutes, seconds) or stored flat; times are absolute
+    ev = params.get("EVENT", {})
+    if ev:
+        times = np.asarray(ev.get("TIMES", {}).get("value", []), dtype=np.float64)
+        ev_labels = list(ev.get("LABELS", {}).get("value", []) or [])
+        contexts = list(ev.get("CONTEXTS", {}).get("value", []) or [])
+        n = len(ev_labels)
+        if times.ndim == 2 and times.shape[0] == 2:
+            secs = times[0] * 60.0 + times[1]
+        elif times.size == 2 * n and n:
+            secs = times.reshape(n, 2)[:, 0] * 60.0 + times.reshape(n, 2)[:, 1]
+            rec.notes.append("EVENT:TIMES stored flat; read as (minutes, seconds) pairs")
+        else:
+            secs = times.ravel()
+        t0 = (first_frame / point_rate) if point_rate else 0.0
+        for i in range(min(n, len(secs))):
+            name = _EVENT_NAMES.get(ev_labels[i].strip().lower())
+            side = _SIDES.get(contexts[i].strip().lower()) if i < len(contexts) else None
+            if name and side:
+                rec.events.append(Event(side, name, round(float(secs[i]) - t0, 6), "annotated"))
+        rec.events.sort(key=lambda e: e.time_s)
+
+    # markers: frames x markers x 3, NaN for gaps (residual < 0)
+    if points.ndim == 3 and points.shape[1]:
+        xyz = np.transpose(points[:3], (2, 1, 0)).astype(np.float64)
+        res = data.get("meta_points", {}).get("residuals")
+        if res is not None:
+            res = np.asarray(res)
+            if res.ndim == 3:
+                xyz[np.transpose(res[0], (1, 0)) < 0] = np.nan
+        rec.markers_mm = xyz
+        rec.marker_labels = list(_param(params, "POINT", "LABELS", []) or [])[: points.shape[1]]
+    return rec
