@@ -47,6 +47,31 @@ class Event:
 
 
 @dataclass
+class UltrasoundSeries:
+    """Fascicle tracking over time (e.g. UltraTrack), already on the recording's clock."""
+
+    muscle: str | None
+    side: str | None
+    region: str  # tracked region / probe position label
+    time_s: np.ndarray  # relative to the recording's first (EMG) sample
+    fascicle_length_mm: np.ndarray
+    pennation_deg: np.ndarray  # degrees (convert from radians in the reader)
+    thickness_mm: np.ndarray | None = None
+
+
+@dataclass
+class Measurement:
+    """A scalar measurement (ultrasound thickness, shear-wave speed or modulus, ...)."""
+
+    muscle: str | None
+    side: str | None
+    metric: str  # e.g. muscle_thickness_mm, shear_wave_speed_m_per_s, shear_modulus_kpa
+    value: float
+    unit: str
+    condition: str | None = None
+
+
+@dataclass
 class Recording:
     format: str
     vendor: str | None = None
@@ -62,6 +87,9 @@ class Recording:
     markers_mm: np.ndarray | None = None  # frames x markers x 3, NaN where gaps
     notes: list[str] = field(default_factory=list)
     plate_channel_indices: set[int] = field(default_factory=set)  # analog indices used by plates
+    ultrasound: list[UltrasoundSeries] = field(default_factory=list)
+    measurements: list[Measurement] = field(default_factory=list)
+    subject_id: str | None = None  # when the file itself names the subject (BIDS)
 
     @property
     def duration_s(self) -> float:

@@ -1,0 +1,75 @@
+"""Muscle vocabulary, label aliases and site manifests."""
+from __future__ import annotations
+
+import pytest
+
+from schemas.vocab import MUSCLES, resolve_label
+from warehouse.manifest import ManifestError, parse_manifest
+
+
+@pytest.mark.parametrize("label, muscle, side", [
+    ("Voltage.RTA", "tibialis_anterior", "R"), ("Voltage.LGAS", "gastrocnemius_medialis", "L"),
+    ("Voltage.RVL", "vastus_lateralis", "R"), ("Voltage.LERS", "erector_spinae", "L"),
+    ("RTIB", "tibialis_anterior", "R"), ("LJUM", "gastrocnemius_medialis", "L"), ("RVAS", "vastus_lateralis", "R"),
+    ("LISC", "hamstrings", "L"), ("R Tib Ant", "tibialis_anterior", "R"), ("L Glut Med", "gluteus_medius", "L"),
+    ("RTTI", "tibialis_anterior", "R"), ("Left Soleus", "soleus", "L"), ("R Semitend", "semitendinosus", "R"),
+])
+def test_real_labels_resolve(label, muscle, side):
+    r = resolve_label(label)
+    assert (r.muscle, r.side) == (muscle, side)
+    assert r.muscle in MUSCLES
+
+
+@pytest.mark.parametrize("label", ["Voltage.15", "Mini sensor 1: EMG 1", "R GM", "EMG7"])
+def test_unmapped_or_ambiguous_labels_are_not_guessed(label):
+    assert not resolve_label(label).resolved
+
+
+def test_ambiguous_gm_suggests_both_readings():
+    assert set(resolve_label("R GM").suggestions) == {"gastrocnemius_medialis", "gluteus_medius"}
+
+
+def test_manifest_override_wins():
+    r = resolve_label("Mini sensor 1: EMG 1", {"Mini sensor 1: EMG 1": {"muscle": "soleus", "side": "L"}})
+    assert (r.muscle, r.side, r.confidence) == ("soleus", "L", 1.0)
+
+
+GOOD = """
+site: lyon
+mains_hz: 50
+subjects: [{id: LYO01, sex: F, mass_kg: 60}]
+sessions:
+  - {id: S1, subject: LYO01, condition: fresh, task: walk, files: ["LYO01/fresh/*.c3d"]}
+channels:
+  "EMG 1": {muscle: soleus, side: R}
+"""
+
+
+def test_manifest_claims_files_by_glob():
+    m = parse_manifest(GOOD, site="lyon")
+    assert m.session_for("LYO01/fresh/a.c3d").id == "S1"
+    assert m.session_for("LYO01/fatigued/a.c3d") is None
+    assert m.mains_hz == 50.0
+
+
+@pytest.mark.parametrize("extra, code", [
+    ("  - {id: X, name: John Smith}\n", "manifest_identifiers"),
+    ("  - {id: X, email: j.smith@example.org}\n", "manifest_identifiers"),
+    ("  - {id: X, birth_date: 1990-01-01}\n", "manifest_identifiers"),
+])
+def test_manifest_with_direct_identifiers_is_rejected(extra, code):
+    text = GOOD.replace("subjects: [{id: LYO01, sex: F, mass_kg: 60}]", "subjects:\n  - {id: LYO01}\n" + extra)
+    with pytest.raises(ManifestError) as e:
+        parse_manifest(text, site="lyon")
+    assert e.value.reason_code == code
+
+
+def test_manifest_errors_are_specific():
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        parse_manifest("site: [", site="lyon")
+    with pytest.raises(ManifestError, match="not in 'subjects'"):
+        parse_manifest(GOOD.replace("subject: LYO01", "subject: NOPE"), site="lyon")
+    with pytest.raises(ManifestError, match="channels"):
+        parse_manifest(GOOD.replace("muscle: soleus", "muscle: bicep"), site="lyon")
+    with pytest.raises(ManifestError, match="inbox 'oslo'"):
+        parse_manifest(GOOD, site="oslo")
