@@ -68,6 +68,17 @@ FILES = Table(
     ),
 )
 
+SITES = Table(
+    "sites", "Consortium sites and their data-sharing rules (from manifest.yaml).", "one row per site", ("site_id",),
+    (
+        _SITE,
+        C("mains_hz", "DOUBLE", "Mains frequency.", "Hz"),
+        C("timezone", "VARCHAR", "IANA time zone."),
+        C("embargo_until", "DATE", "Data of this site is not shared with other sites before this date."),
+        C("consent", "VARCHAR", "Consent scopes, comma-separated (e.g. pooled_analysis, public_release)."),
+    ),
+)
+
 SUBJECTS = Table(
     "subjects", "Pseudonymous subjects from site manifests (no direct identifiers).",
     "one row per subject", ("subject_id",),
@@ -234,9 +245,158 @@ RUNS = Table(
     ),
 )
 
+_SUBJ = C("subject_id", "VARCHAR", "Pseudonymous subject id.", nullable=False)
+_SESS = C("session_id", "VARCHAR", "Session id.", nullable=False)
+_COND = C("condition", "VARCHAR", "Session condition (fresh, fatigued, ...).")
+_MUSCLE = C("muscle", "VARCHAR", "Muscle id (schemas.vocab.MUSCLES).", allowed=vocab.MUSCLES)
+_CYCLE = C("cycle", "INTEGER", "Gait cycle number within the trial and side (0-based).", nullable=False)
+_PHASH = C("params_hash", "VARCHAR", "Pipeline version + parameters hash (results of different settings never mix).")
+
+GAIT_CYCLES = Table(
+    "gait_cycles", "Gait cycles (ipsilateral foot strike to foot strike) and why any is excluded.",
+    "one row per trial x side x cycle", ("trial_id", "side", "cycle"),
+    (_TRIAL, _SIDE, _CYCLE,
+     C("start_s", "DOUBLE", "Foot strike starting the cycle.", "s"),
+     C("end_s", "DOUBLE", "Next ipsilateral foot strike.", "s"),
+     C("foot_off_s", "DOUBLE", "Foot off within the cycle.", "s"),
+     C("duration_s", "DOUBLE", "Cycle duration.", "s", range=(0, 10)),
+     C("stance_pct", "DOUBLE", "Stance duration in % of the cycle.", "%", range=(0, 100)),
+     C("valid", "BOOLEAN", "Usable for analysis."),
+     C("reason", "VARCHAR", "Why the cycle is excluded (null when valid)."),
+     C("event_source", "VARCHAR", "Source of the events used.", allowed=vocab.EVENT_SOURCES)),
+)
+
+ACTIVATION_ONSETS = Table(
+    "activation_onsets", "Muscle activation onsets/offsets per cycle, by several detection methods.",
+    "one row per trial x muscle x side x cycle x method x burst", ("trial_id", "muscle", "side", "cycle", "method", "burst"),
+    (_TRIAL, _SUBJ, _SESS, _MUSCLE, _SIDE, _CYCLE,
+     C("method", "VARCHAR", "Onset detector: hodges_bui, tkeo, double_threshold.", nullable=False),
+     C("burst", "SMALLINT", "Burst number within the cycle (0 = first).", nullable=False),
+     C("onset_ms", "DOUBLE", "Onset relative to the ipsilateral foot strike starting the cycle (negative = before).", "ms"),
+     C("offset_ms", "DOUBLE", "Offset relative to the same foot strike.", "ms"),
+     C("onset_pct", "DOUBLE", "Onset in % of the cycle.", "%"),
+     C("offset_pct", "DOUBLE", "Offset in % of the cycle.", "%"),
+     C("is_default", "BOOLEAN", "Row of the default method."),
+     C("bias_corrected", "BOOLEAN", "The documented method bias was subtracted."),
+     _PHASH),
+)
+
+EMG_CYCLE_METRICS = Table(
+    "emg_cycle_metrics", "Per-cycle envelope metrics.", "one row per trial x muscle x side x cycle",
+    ("trial_id", "muscle", "side", "cycle"),
+    (_TRIAL, _SUBJ, _SESS, _MUSCLE, _SIDE, _CYCLE,
+     C("peak", "DOUBLE", "Envelope peak (mV).", "mV"),
+     C("iemg", "DOUBLE", "Integrated envelope over the cycle (mV s).", "mV s"),
+     C("time_of_peak_pct", "DOUBLE", "Time of peak in % of the cycle.", "%", range=(0, 100)),
+     C("mean_stance_mv", "DOUBLE", "Mean envelope in stance.", "mV"),
+     C("mean_swing_mv", "DOUBLE", "Mean envelope in swing.", "mV"),
+     C("mean_loading_response_mv", "DOUBLE", "Mean envelope in loading response (0-10 %).", "mV"),
+     _PHASH),
+)
+
+CO_CONTRACTION = Table(
+    "co_contraction", "Falconer & Winter co-contraction index of antagonist pairs per cycle.",
+    "one row per trial x side x cycle x pair", ("trial_id", "side", "cycle", "muscle_a", "muscle_b"),
+    (_TRIAL, _SUBJ, _SESS, _SIDE, _CYCLE,
+     C("muscle_a", "VARCHAR", "Agonist."), C("muscle_b", "VARCHAR", "Antagonist."),
+     C("cci", "DOUBLE", "2 sum(min(a,b)) / sum(a+b) (0 = none, 1 = identical).", range=(0, 1))),
+)
+
+ASYMMETRY = Table(
+    "asymmetry", "Left/right asymmetry of per-side metrics (Robinson SI, Zifchock SA).",
+    "one row per subject x session x muscle x metric", ("subject_id", "session_id", "muscle", "metric"),
+    (_SUBJ, _SESS, _COND, _MUSCLE,
+     C("metric", "VARCHAR", "Metric compared (peak, iemg, onset_ms, stance_time_s, grf_peak_n...).", nullable=False),
+     C("left", "DOUBLE", "Left value."), C("right", "DOUBLE", "Right value."),
+     C("si_pct", "DOUBLE", "Robinson symmetry index (R-L)/(0.5(R+L)) x 100 (null when R+L = 0).", "%"),
+     C("sa_pct", "DOUBLE", "Zifchock symmetry angle.", "%"),
+     C("n_cycles", "INTEGER", "Cycles behind the value (smaller side)."),
+     C("reason", "VARCHAR", "Why a value is null.")),
+)
+
+VARIABILITY = Table(
+    "variability", "Cycle-to-cycle variability per subject, session, muscle and side.",
+    "one row per subject x session x muscle x side", ("subject_id", "session_id", "muscle", "side"),
+    (_SUBJ, _SESS, _COND, _MUSCLE, _SIDE,
+     C("cv_pct", "DOUBLE", "Winter's coefficient of variation of the time-normalised envelope.", "%"),
+     C("variance_ratio", "DOUBLE", "Variance ratio (Hershler & Milner; 0 = identical cycles, ~1 = noise)."),
+     C("onset_sd_ms", "DOUBLE", "SD of the default-method onset across cycles.", "ms"),
+     C("n_cycles", "INTEGER", "Cycles used.")),
+)
+
+FATIGUE = Table(
+    "fatigue", "Spectral fatigue indicators per subject, session, muscle and side.",
+    "one row per subject x session x muscle x side", ("subject_id", "session_id", "muscle", "side"),
+    (_SUBJ, _SESS, _COND, _MUSCLE, _SIDE,
+     C("mdf_hz", "DOUBLE", "Median frequency of the bursts.", "Hz"),
+     C("mnf_hz", "DOUBLE", "Mean frequency of the bursts.", "Hz"),
+     C("mdf_slope_hz_per_s", "DOUBLE", "Slope of the burst MDF over the trial.", "Hz/s"),
+     C("onset_ms", "DOUBLE", "Mean default-method onset.", "ms"),
+     C("n_bursts", "INTEGER", "Bursts analysed.")),
+)
+
+SYNERGIES = Table(
+    "synergies", "Muscle synergy weights (NMF, VAF >= 90 %, uncentred VAF).",
+    "one row per session x synergy x muscle x side", ("session_id", "synergy", "muscle", "side"),
+    (_SESS, C("n_synergies", "INTEGER", "Synergies needed to reach the VAF threshold."),
+     C("vaf", "DOUBLE", "Uncentred VAF 1 - SSE/sum(D^2) of the chosen factorisation."),
+     C("synergy", "INTEGER", "Synergy number.", nullable=False), _MUSCLE, _SIDE,
+     C("weight", "DOUBLE", "Weight (unit max per synergy).")),
+)
+
+SYNERGY_ACTIVATIONS = Table(
+    "synergy_activations", "Synergy activation profiles over the normalised gait cycle.",
+    "one row per session x synergy x point", ("session_id", "synergy", "sample"),
+    (_SESS, C("synergy", "INTEGER", "Synergy number.", nullable=False),
+     C("sample", "INTEGER", "Sample in the concatenated normalised cycles.", nullable=False),
+     C("pct", "DOUBLE", "% of the gait cycle.", "%"), C("activation", "DOUBLE", "Activation coefficient.")),
+)
+
+ACTIVATION_MAP = Table(
+    "activation_map", "Mean normalised envelope per muscle x % gait cycle, per subject/session/condition/cohort.",
+    "one row per scope x scope id x muscle x side x pct", ("scope", "scope_id", "muscle", "side", "pct"),
+    (C("scope", "VARCHAR", "subject, session, condition or cohort.", nullable=False),
+     C("scope_id", "VARCHAR", "Id within the scope.", nullable=False), _MUSCLE, _SIDE,
+     C("pct", "DOUBLE", "% of the gait cycle (0-100).", "%", False),
+     C("envelope_mean", "DOUBLE", "Mean envelope normalised to the subject's peak (0-1)."),
+     C("envelope_sd", "DOUBLE", "SD of the normalised envelope."),
+     C("n_cycles", "INTEGER", "Cycles behind the value."),
+     C("onset_mean_pct", "DOUBLE", "Mean onset (default method).", "%"),
+     C("offset_mean_pct", "DOUBLE", "Mean offset (default method).", "%")),
+)
+
+SUBJECT_PROFILES = Table(
+    "subject_profiles", "Patient-specific activation profile against the cohort reference (same task, condition).",
+    "one row per subject x session x muscle x side x metric", ("subject_id", "session_id", "muscle", "side", "metric"),
+    (_SUBJ, _SESS, C("task", "VARCHAR", "Task."), _COND, _MUSCLE, _SIDE,
+     C("metric", "VARCHAR", "onset_ms, offset_ms, duration_ms, time_of_peak_pct, peak, si_pct.", nullable=False),
+     C("value", "DOUBLE", "Subject's value."), C("reference_mean", "DOUBLE", "Cohort mean (leave-one-subject-out)."),
+     C("reference_sd", "DOUBLE", "Cohort SD."), C("z", "DOUBLE", "z-score."),
+     C("percentile", "DOUBLE", "Empirical percentile in the reference.", "%"),
+     C("flag", "VARCHAR", "none, delayed_onset, early_offset, prolonged_activation, asymmetric_output."),
+     C("n_reference", "INTEGER", "Subjects in the reference.")),
+)
+
+_COHORT_COLS = (
+    _SITE, _COND, _MUSCLE, C("metric", "VARCHAR", "Metric summarised.", nullable=False),
+    C("n_subjects", "INTEGER", "Subjects in the cell."), C("mean", "DOUBLE", "Mean of subject means."),
+    C("sd", "DOUBLE", "SD."), C("p5", "DOUBLE", "5th percentile."), C("p25", "DOUBLE", "25th percentile."),
+    C("p50", "DOUBLE", "Median."), C("p75", "DOUBLE", "75th percentile."), C("p95", "DOUBLE", "95th percentile."),
+    C("suppressed", "BOOLEAN", "Cell has fewer subjects than the small-cell threshold: values withheld."),
+)
+COHORT_ASYMMETRY = Table("cohort_asymmetry", "Cohort summary of asymmetry metrics per site x condition x muscle.",
+                         "one row per site x condition x muscle x metric", ("site_id", "condition", "muscle", "metric"),
+                         _COHORT_COLS)
+COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability metrics per site x condition x muscle.",
+                           "one row per site x condition x muscle x metric",
+                           ("site_id", "condition", "muscle", "metric"), _COHORT_COLS)
+
+
 TABLES: dict[str, Table] = {t.name: t for t in (
-    FILES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, GAIT_EVENTS, QUARANTINE, RUNS)}
+    FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
+    FORCE_PLATES, GRF, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
+    SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 
 
 def data_dictionary_markdown() -> str:

@@ -79,7 +79,16 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
         "mains_hz": pa.array([man.mains_hz] * len(man.sessions), pa.float64()),
     })
 
+    site_row = pa.table({
+        "site_id": [site], "mains_hz": pa.array([man.mains_hz], pa.float64()), "timezone": [man.timezone],
+        "embargo_until": pa.array([dt.date.fromisoformat(man.embargo_until) if man.embargo_until else None],
+                                  pa.date32()),
+        "consent": [",".join(map(str, man.consent)) if man.consent else None],
+    })
+
     def body(con):
+        con.execute("DELETE FROM sites WHERE site_id = ?", [site])
+        con.execute("INSERT INTO sites BY NAME SELECT * FROM site_arrow")
         con.execute("DELETE FROM subjects WHERE site_id = ?", [site])
         con.execute("INSERT INTO subjects BY NAME SELECT * FROM subjects_arrow")
         con.execute("DELETE FROM sessions WHERE site_id = ?", [site])
@@ -89,6 +98,7 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
     try:
         con.register("subjects_arrow", subjects)
         con.register("sessions_arrow", sessions)
+        con.register("site_arrow", site_row)
         current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
         cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
         unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
@@ -105,7 +115,9 @@ def _same(con, site: str) -> bool:
                     "SELECT * FROM subjects_arrow)", [site]).fetchone()[0]
     b = con.execute("SELECT count(*) FROM (SELECT * FROM sessions WHERE site_id = ? EXCEPT "
                     "SELECT * FROM sessions_arrow)", [site]).fetchone()[0]
-    return a == 0 and b == 0
+    c = con.execute("SELECT count(*) FROM (SELECT * FROM site_arrow EXCEPT "
+                    "SELECT * FROM sites WHERE site_id = ?)", [site]).fetchone()[0]
+    return a == 0 and b == 0 and c == 0
 
 
 # --------------------------------------------------------------------------- files
