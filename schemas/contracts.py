@@ -38,7 +38,7 @@ class Table:
 
     def ddl(self, schema: str) -> str:
         cols = ",\n  ".join(
-            f"{c.name} {c.dtype}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+            f"\"{c.name}\" {c.dtype}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
         return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {cols}\n)"
 
 
