@@ -55,7 +55,7 @@ def ingest(lake: str | None, site: str | None, quiet: bool) -> None:
 def _print_summary(s: dict) -> None:
     click.echo(f"Run {s['run_id']}: {s['files_seen']} files seen, {s['files_new']} new; "
                f"{s['ingested']} ingested, {s['quarantined']} quarantined, {s['held']} held, "
-               f"{s['duplicate']} duplicate; {s['envelope_rows']} envelope rows; {s['seconds']} s")
+               f"{s['duplicate']} duplicate, {s['companion']} companion; {s['envelope_rows']} envelope rows; {s['seconds']} s")
     for site, err in s["manifest_errors"].items():
         click.echo(f"  site {site}: {err}")
     for code, n in s["quarantine_reasons"].items():

@@ -55,7 +55,7 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
     t0 = time.time()
     sites = [site] if site else zones.list_sites(settings)
     summary = {"run_id": run_id, "sites": sites, "files_seen": 0, "files_new": 0, "ingested": 0,
-               "quarantined": 0, "held": 0, "duplicate": 0, "skipped": 0, "envelope_rows": 0,
+               "quarantined": 0, "held": 0, "duplicate": 0, "skipped": 0, "companion": 0, "envelope_rows": 0,
                "manifest_errors": {}, "quarantine_reasons": {}}
     trials = []
     for s in sites:

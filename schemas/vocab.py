@@ -50,6 +50,7 @@ MUSCLE_ALIASES: dict[str, str] = {
     "fibularis longus": "peroneus_longus", "long fibulaire": "peroneus_longus",
     # quadriceps
     "vl": "vastus_lateralis", "vas": "vastus_lateralis", "vas lat": "vastus_lateralis",
+    "vast lat": "vastus_lateralis", "vast med": "vastus_medialis", "glut max": "gluteus_maximus",
     "vastus lateralis": "vastus_lateralis", "vaste externe": "vastus_lateralis",
     "vm": "vastus_medialis", "vas med": "vastus_medialis", "vmo": "vastus_medialis",
     "vastus medialis": "vastus_medialis", "vaste interne": "vastus_medialis",

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Outcome labels returned by :func:`process_file`.
 SKIPPED, INGESTED, QUARANTINED, HELD, DUPLICATE = "skipped", "ingested", "quarantined", "held", "duplicate"
+COMPANION = "companion"  # registered; becomes 'ingested' with the file it accompanies
 #: Analog labels that are never EMG, whatever their description says.
 NOT_EMG = re.compile(r"foot ?switch|fsw|trigger|sync|force|moment|acc[\. ]|gyro|mag[\. ]|torque|angle", re.I)
 
@@ -131,6 +132,8 @@ def process_file(settings: Settings, site: str, rel_path: str, run_id: str) -> d
     seen = {}
     result = _process_file(settings, site, rel_path, run_id, seen)
     result["new"] = result["outcome"] in (INGESTED, QUARANTINED, DUPLICATE) or not seen.get("registered")
+    if result["outcome"] == COMPANION:
+        result["new"] = not seen.get("registered")
     if result["outcome"] == SKIPPED:
         result["new"] = False
     return result
@@ -159,7 +162,7 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
                 return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
                         "reason": f"same bytes as {other_ingested[0]}"}
         if is_companion(name):
-            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "companion file"}
+            return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
         try:
             man = load_manifest(settings, site)
         except ManifestError as exc:

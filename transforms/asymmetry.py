@@ -1,0 +1,296 @@
+"""Bilateral asymmetry indices (pure numpy / polars; no I/O).
+
+Two indices are provided, both signed so that a positive value means the
+right side is larger than the left side:
+
+* Robinson symmetry index (Robinson et al., 1987)::
+
+      SI = (R - L) / (0.5 * (R + L)) * 100   [%]
+
+  SI is undefined where ``R + L == 0``; it is then returned as NaN (arrays) or
+  ``None`` (scalars / polars null) together with a reason string.
+
+* Zifchock symmetry angle (Zifchock et al., 2008)::
+
+      SA = (45 deg - arctan(L / R)) / 90 deg * 100   [%]
+
+  and, when that value is above 100 %, 200 % is subtracted (equivalent to
+  subtracting 180 deg from the angle before dividing by 90 deg), so that SA
+  lies in (-50 %, 100 %].  ``arctan`` is the ordinary one-argument arctangent
+  (no ``arctan2``).  For ``R == 0`` the ratio ``L / R`` is taken as its limit
+  ``sign(L) * inf`` (arctan = +-90 deg), which gives SA = -50 % whenever
+  ``L != 0``.  SA is undefined (NaN / None) only when ``R == L == 0`` or an
+  input is not finite.
+
+References
+----------
+Robinson RO, Herzog W, Nigg BM (1987). Use of force platform variables to
+quantify the effects of chiropractic manipulation on gait symmetry. J
+Manipulative Physiol Ther 10(4):172-176.
+
+Zifchock RA, Davis I, Higginson J, Royer T (2008). The symmetry angle: a novel,
+robust method of quantifying asymmetry. Gait Posture 27(4):622-627.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+#: Reason given when both sides sum to zero (SI undefined).
+REASON_ZERO_SUM = "zero_sum"
+#: Reason given when the right side is missing from the long frame.
+REASON_MISSING_RIGHT = "missing_right"
+#: Reason given when the left side is missing from the long frame.
+REASON_MISSING_LEFT = "missing_left"
+#: Reason given when a side's value is null, NaN or infinite.
+REASON_NON_FINITE = "non_finite"
+
+#: Value subtracted from SA (in %) when the raw angle exceeds 100 % (Zifchock 2008).
+SA_WRAP_PCT = 200.0
+
+#: Key columns of the long per-side metric frame (besides ``side``/``value``/``n_cycles``).
+ASYMMETRY_KEYS: tuple[str, ...] = ("subject_id", "session_id", "condition", "muscle", "metric")
+
+#: Columns of the ``asymmetry`` table, in order.
+ASYMMETRY_COLUMNS: tuple[str, ...] = (
+    *ASYMMETRY_KEYS,
+    "left",
+    "right",
+    "si_pct",
+    "sa_pct",
+    "n_cycles",
+    "reason",
+)
+
+
+def _as_float_arrays(right, left) -> tuple[np.ndarray, np.ndarray]:
+    r = np.asarray(right, dtype=float)
+    l_ = np.asarray(left, dtype=float)
+    try:
+        r, l_ = np.broadcast_arrays(r, l_)
+    except ValueError as exc:
+        raise ValueError(f"right and left must broadcast together: shapes {r.shape} and {l_.shape}") from exc
+    return r, l_
+
+
+def symmetry_index_array(right, left, /) -> np.ndarray:
+    """Vectorised Robinson symmetry index.
+
+    Parameters
+    ----------
+    right, left : array_like
+        Right- and left-side values of the same metric, in the same (any)
+        unit; broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        SI in percent, NaN where ``right + left == 0`` or an input is not
+        finite.
+
+    Raises
+    ------
+    ValueError
+        If the inputs cannot be converted to float or broadcast together.
+    """
+    r, l_ = _as_float_arrays(right, left)
+    total = r + l_
+    out = np.full(r.shape, np.nan)
+    ok = np.isfinite(r) & np.isfinite(l_) & (total != 0.0)
+    out[ok] = (r[ok] - l_[ok]) / (0.5 * total[ok]) * 100.0
+    return out
+
+
+def symmetry_angle_array(right, left, /) -> np.ndarray:
+    """Vectorised Zifchock symmetry angle.
+
+    Parameters
+    ----------
+    right, left : array_like
+        Right- and left-side values, same unit; broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        SA in percent, in (-50, 100]; NaN where both sides are zero or an
+        input is not finite.  ``right == 0`` with ``left != 0`` gives -50 %.
+
+    Raises
+    ------
+    ValueError
+        If the inputs cannot be converted to float or broadcast together.
+    """
+    r, l_ = _as_float_arrays(right, left)
+    out = np.full(r.shape, np.nan)
+    finite = np.isfinite(r) & np.isfinite(l_)
+    nz = finite & (r != 0.0)
+    atan_deg = np.empty(r.shape)
+    atan_deg[nz] = np.degrees(np.arctan(l_[nz] / r[nz]))
+    # R == 0: arctan(L / R) -> sign(L) * 90 deg (limit); undefined when L == 0 too.
+    rz = finite & (r == 0.0) & (l_ != 0.0)
+    atan_deg[rz] = np.sign(l_[rz]) * 90.0
+    ok = nz | rz
+    sa = (45.0 - atan_deg[ok]) / 90.0 * 100.0
+    sa = np.where(sa > 100.0, sa - SA_WRAP_PCT, sa)
+    out[ok] = sa
+    return out
+
+
+def symmetry_index(right: float, left: float, /) -> tuple[float | None, str | None]:
+    """Robinson symmetry index of one right/left pair.
+
+    Parameters
+    ----------
+    right, left : float
+        Right- and left-side values, same unit.
+
+    Returns
+    -------
+    (si_pct, reason) : tuple
+        ``si_pct`` in percent, or ``None`` with ``reason`` one of
+        ``"zero_sum"`` / ``"non_finite"``; ``reason`` is ``None`` when defined.
+
+    Raises
+    ------
+    ValueError
+        If an input is not a real number.
+    """
+    r, l_ = _scalar(right, "right"), _scalar(left, "left")
+    if not (math.isfinite(r) and math.isfinite(l_)):
+        return None, REASON_NON_FINITE
+    if r + l_ == 0.0:
+        return None, REASON_ZERO_SUM
+    return float(symmetry_index_array(r, l_)), None
+
+
+def symmetry_angle(right: float, left: float, /) -> tuple[float | None, str | None]:
+    """Zifchock symmetry angle of one right/left pair.
+
+    Parameters
+    ----------
+    right, left : float
+        Right- and left-side values, same unit.
+
+    Returns
+    -------
+    (sa_pct, reason) : tuple
+        ``sa_pct`` in percent, or ``None`` with ``reason`` ``"zero_sum"``
+        (both sides zero) or ``"non_finite"``.
+
+    Raises
+    ------
+    ValueError
+        If an input is not a real number.
+    """
+    r, l_ = _scalar(right, "right"), _scalar(left, "left")
+    if not (math.isfinite(r) and math.isfinite(l_)):
+        return None, REASON_NON_FINITE
+    if r == 0.0 and l_ == 0.0:
+        return None, REASON_ZERO_SUM
+    return float(symmetry_angle_array(r, l_)), None
+
+
+def _scalar(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {type(x).__name__}")
+    return float(x)
+
+
+def asymmetry_table(
+    per_side: pl.DataFrame,
+    /,
+    *,
+    keys: Sequence[str] = ASYMMETRY_KEYS,
+) -> pl.DataFrame:
+    """Build the ``asymmetry`` table from a long frame of per-side metrics.
+
+    Parameters
+    ----------
+    per_side : polars.DataFrame
+        Long frame with the ``keys`` columns (default ``subject_id,
+        session_id, condition, muscle, metric``) plus ``side`` (``"L"`` or
+        ``"R"``), ``value`` (float, any unit shared by both sides) and
+        ``n_cycles`` (integer, cycles behind the value).
+    keys : sequence of str, keyword-only
+        Columns identifying one bilateral comparison.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per key with columns ``*keys, left, right, si_pct, sa_pct,
+        n_cycles, reason``.  ``n_cycles`` is the smaller of the two sides'
+        counts (the cycles supporting the weaker side), null when a side is
+        missing.  ``si_pct`` /
+        ``sa_pct`` are null where undefined and ``reason`` then says why
+        (``missing_left``, ``missing_right``, ``non_finite``, ``zero_sum``);
+        ``reason`` is null for a fully defined row.  Rows are sorted by keys.
+
+    Raises
+    ------
+    ValueError
+        On missing columns, a side other than ``"L"``/``"R"``, or a key that
+        has more than one row for the same side.
+    """
+    keys = list(keys)
+    required = [*keys, "side", "value", "n_cycles"]
+    missing = [c for c in required if c not in per_side.columns]
+    if missing:
+        raise ValueError(f"per-side frame is missing columns: {missing}")
+    bad_side = per_side.filter(~pl.col("side").is_in(["L", "R"]) | pl.col("side").is_null())
+    if bad_side.height:
+        raise ValueError(f"side must be 'L' or 'R'; found {bad_side['side'].unique().to_list()}")
+    dup = per_side.group_by([*keys, "side"]).len().filter(pl.col("len") > 1)
+    if dup.height:
+        raise ValueError(f"duplicate rows for the same key and side, e.g. {dup.row(0, named=True)}")
+
+    frame = per_side.select(*keys, "side", pl.col("value").cast(pl.Float64), pl.col("n_cycles").cast(pl.Int64))
+    left = frame.filter(pl.col("side") == "L").drop("side").rename({"value": "left", "n_cycles": "_n_l"})
+    right = frame.filter(pl.col("side") == "R").drop("side").rename({"value": "right", "n_cycles": "_n_r"})
+    wide = left.join(right, on=keys, how="full", coalesce=True, nulls_equal=True)
+    if wide.height == 0:
+        return pl.DataFrame(
+            schema={
+                **{k: per_side.schema[k] for k in keys},
+                "left": pl.Float64,
+                "right": pl.Float64,
+                "si_pct": pl.Float64,
+                "sa_pct": pl.Float64,
+                "n_cycles": pl.Int64,
+                "reason": pl.String,
+            }
+        )
+
+    has_l = wide["_n_l"].is_not_null() | wide["left"].is_not_null()
+    has_r = wide["_n_r"].is_not_null() | wide["right"].is_not_null()
+    l_arr = wide["left"].fill_null(np.nan).to_numpy().astype(float)
+    r_arr = wide["right"].fill_null(np.nan).to_numpy().astype(float)
+    si = symmetry_index_array(r_arr, l_arr)
+    sa = symmetry_angle_array(r_arr, l_arr)
+
+    reasons: list[str | None] = []
+    for hl, hr, lv, rv in zip(has_l.to_list(), has_r.to_list(), l_arr, r_arr):
+        if not hl:
+            reasons.append(REASON_MISSING_LEFT)
+        elif not hr:
+            reasons.append(REASON_MISSING_RIGHT)
+        elif not (np.isfinite(lv) and np.isfinite(rv)):
+            reasons.append(REASON_NON_FINITE)
+        elif lv + rv == 0.0:
+            reasons.append(REASON_ZERO_SUM)
+        else:
+            reasons.append(None)
+
+    out = wide.with_columns(
+        pl.Series("si_pct", si).fill_nan(None),
+        pl.Series("sa_pct", sa).fill_nan(None),
+        pl.when(pl.col("_n_l").is_not_null() & pl.col("_n_r").is_not_null())
+        .then(pl.min_horizontal("_n_l", "_n_r"))
+        .otherwise(None)
+        .alias("n_cycles"),
+        pl.Series("reason", reasons, dtype=pl.String),
+    )
+    return out.select(*keys, "left", "right", "si_pct", "sa_pct", "n_cycles", "reason").sort(keys, nulls_last=True)

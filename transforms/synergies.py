@@ -1,0 +1,335 @@
+"""Muscle synergies by non-negative matrix factorisation (pure numpy; no I/O).
+
+Model
+    ``D ~= W H`` with ``D`` the non-negative ``muscles x samples`` matrix of
+    time-normalised, amplitude-normalised envelopes (cycles concatenated),
+    ``W`` the ``muscles x k`` weights (motor modules) and ``H`` the
+    ``k x samples`` activation profiles (motor primitives).
+
+Algorithm
+    Hierarchical alternating least squares (HALS; Cichocki & Phan 2009) on
+    the Frobenius loss, from ``N_RESTARTS`` (default 10) random uniform
+    initialisations drawn from ``numpy.random.default_rng(seed)``.  Each run
+    stops when the relative decrease of the squared error over one sweep is
+    below ``TOL`` (1e-6) or after ``MAX_ITER`` (1000) sweeps; the run with
+    the highest VAF is kept.
+
+Variance accounted for (uncentred)
+    ``VAF = 1 - ||D - W H||_F^2 / ||D||_F^2`` (Torres-Oviedo et al. 2006;
+    the uncentred definition, not the R^2 about the mean).
+
+Number of synergies
+    The smallest ``k`` with ``VAF >= VAF_THRESHOLD`` (0.90), searching
+    ``k = 1 .. min(muscles, max_synergies)``.  If none reaches it the largest
+    ``k`` tried is returned with ``reached_threshold = False``.
+
+Normalisation
+    Each synergy's weight vector is scaled to unit maximum (its largest
+    muscle weight is 1) and its activation profile multiplied by the same
+    factor, so ``W H`` is unchanged; synergies are ordered by the sample
+    index of their activation peak.
+
+References
+----------
+Lee DD, Seung HS (1999). Learning the parts of objects by non-negative matrix
+factorization. Nature 401:788-791.
+Cichocki A, Phan AH (2009). Fast local algorithms for large scale nonnegative
+matrix and tensor factorizations. IEICE Trans Fundamentals E92-A(3):708-721.
+Torres-Oviedo G, Macpherson JM, Ting LH (2006). Muscle synergy organization
+is robust across a variety of postural perturbations. J Neurophysiol
+96(3):1530-1546.
+Santuz A, Ekizos A, Janshen L, Baltzopoulos V, Arampatzis A (2017). On the
+methodological implications of extracting muscle synergies from human
+locomotion. Int J Neural Syst 27(5):1750007.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+#: VAF threshold for choosing the number of synergies (uncentred VAF, fraction).
+VAF_THRESHOLD = 0.90
+#: Random restarts per k (best VAF kept).
+N_RESTARTS = 10
+#: Maximum HALS sweeps per restart.
+MAX_ITER = 1000
+#: Convergence tolerance on the relative decrease of the squared error per sweep.
+TOL = 1e-6
+#: Default random seed for the initialisations.
+DEFAULT_SEED = 0
+#: Floor applied to factor entries inside HALS (keeps columns from dying exactly at 0).
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class SynergyResult:
+    """Result of :func:`extract_synergies`.
+
+    Attributes
+    ----------
+    n_synergies : int
+        Chosen number of synergies ``k``.
+    weights : numpy.ndarray, shape (muscles, k)
+        Muscle weights, each column with maximum 1.
+    activations : numpy.ndarray, shape (k, samples)
+        Activation profiles, in the input's amplitude unit.
+    vaf : float
+        Uncentred VAF (fraction) of the chosen factorisation.
+    vaf_by_k : dict[int, float]
+        Best VAF for every ``k`` tried.
+    reached_threshold : bool
+        Whether ``vaf >= vaf_threshold``.
+    """
+
+    n_synergies: int
+    weights: np.ndarray
+    activations: np.ndarray
+    vaf: float
+    vaf_by_k: dict[int, float] = field(default_factory=dict)
+    reached_threshold: bool = True
+
+
+def _check_matrix(envelopes) -> np.ndarray:
+    d = np.asarray(envelopes, dtype=float)
+    if d.ndim != 2:
+        raise ValueError(f"envelopes must be 2-D (muscles x samples), got shape {d.shape}")
+    if d.shape[0] < 1 or d.shape[1] < 2:
+        raise ValueError(f"envelopes needs >= 1 muscle and >= 2 samples, got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("envelopes contains NaN or infinite values")
+    if np.any(d < 0):
+        raise ValueError(
+            f"envelopes must be non-negative (min {d.min():.3g}); clip small filter undershoots to 0 first"
+        )
+    if not np.any(d > 0):
+        raise ValueError("envelopes is all zero")
+    return d
+
+
+def vaf(envelopes, weights, activations, /) -> float:
+    """Uncentred variance accounted for, ``1 - ||D - W H||^2 / ||D||^2``.
+
+    Parameters
+    ----------
+    envelopes : array_like, shape (m, n)
+        Data ``D``.
+    weights : array_like, shape (m, k)
+        ``W``.
+    activations : array_like, shape (k, n)
+        ``H``.
+
+    Returns
+    -------
+    float
+        VAF as a fraction (1 = perfect reconstruction).
+
+    Raises
+    ------
+    ValueError
+        On incompatible shapes or an all-zero ``D``.
+    """
+    d = np.asarray(envelopes, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    h = np.asarray(activations, dtype=float)
+    shapes_ok = d.ndim == w.ndim == h.ndim == 2 and w.shape[0] == d.shape[0]
+    if not (shapes_ok and h.shape[1] == d.shape[1] and w.shape[1] == h.shape[0]):
+        raise ValueError(f"incompatible shapes D{d.shape}, W{w.shape}, H{h.shape}")
+    denom = np.sum(d**2)
+    if denom == 0:
+        raise ValueError("envelopes is all zero; VAF undefined")
+    return float(1.0 - np.sum((d - w @ h) ** 2) / denom)
+
+
+def _hals(d: np.ndarray, w: np.ndarray, h: np.ndarray, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    k = w.shape[1]
+    d_sq = np.sum(d**2)
+    prev = np.inf
+    for _ in range(max_iter):
+        # H update (rows), W fixed.
+        wtd = w.T @ d
+        wtw = w.T @ w
+        for j in range(k):
+            if wtw[j, j] > 0:
+                h[j] = np.maximum(_EPS, h[j] + (wtd[j] - wtw[j] @ h) / wtw[j, j])
+        # W update (columns), H fixed.
+        dht = d @ h.T
+        hht = h @ h.T
+        for j in range(k):
+            if hht[j, j] > 0:
+                w[:, j] = np.maximum(_EPS, w[:, j] + (dht[:, j] - w @ hht[:, j]) / hht[j, j])
+        # ||D - WH||^2 = ||D||^2 - 2 tr(W^T D H^T) + tr(W^T W H H^T)
+        err = d_sq - 2.0 * np.sum(w * dht) + np.sum((w.T @ w) * hht)
+        if prev - err <= tol * max(prev, 1e-300) and np.isfinite(prev):
+            break
+        prev = err
+    return w, h
+
+
+def nmf(
+    envelopes,
+    /,
+    *,
+    n_synergies: int,
+    n_restarts: int = N_RESTARTS,
+    seed: int = DEFAULT_SEED,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Best-of-restarts HALS NMF for a fixed number of synergies.
+
+    Parameters
+    ----------
+    envelopes : array_like, shape (m, n)
+        Non-negative ``muscles x samples`` data (any amplitude unit,
+        typically normalised to each muscle's maximum).
+    n_synergies : int, keyword-only
+        ``k``, ``1 <= k <= m``.
+    n_restarts : int, keyword-only
+        Random initialisations; the one with the highest VAF is returned.
+    seed : int, keyword-only
+        Seed for ``numpy.random.default_rng``.
+    max_iter : int, keyword-only
+        Maximum HALS sweeps per restart.
+    tol : float, keyword-only
+        Relative error-decrease stopping tolerance.
+
+    Returns
+    -------
+    (weights, activations, vaf) : tuple
+        ``weights`` (m x k, unit-max columns), ``activations`` (k x n),
+        uncentred ``vaf`` (fraction).
+
+    Raises
+    ------
+    ValueError
+        On negative, non-finite or all-zero data, or invalid ``k`` /
+        ``n_restarts`` / ``max_iter``.
+    """
+    d = _check_matrix(envelopes)
+    m, n = d.shape
+    if not (isinstance(n_synergies, (int, np.integer)) and 1 <= n_synergies <= m):
+        raise ValueError(f"n_synergies must be an integer in [1, {m}], got {n_synergies!r}")
+    if n_restarts < 1 or max_iter < 1:
+        raise ValueError("n_restarts and max_iter must be >= 1")
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(d.mean() / n_synergies)
+    best: tuple[np.ndarray, np.ndarray, float] | None = None
+    for _ in range(n_restarts):
+        w0 = rng.uniform(0.0, 1.0, size=(m, n_synergies)) * scale + _EPS
+        h0 = rng.uniform(0.0, 1.0, size=(n_synergies, n)) * scale + _EPS
+        w, h = _hals(d, w0, h0, max_iter, tol)
+        v = vaf(d, w, h)
+        if best is None or v > best[2]:
+            best = (w, h, v)
+    assert best is not None
+    w, h, v = best
+    w, h = _normalise(w, h)
+    return w, h, v
+
+
+def _normalise(w: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    peak = w.max(axis=0)
+    peak[peak <= 0] = 1.0
+    w = w / peak
+    h = h * peak[:, None]
+    order = np.argsort(np.argmax(h, axis=1), kind="stable")
+    return w[:, order], h[order]
+
+
+def extract_synergies(
+    envelopes,
+    /,
+    *,
+    vaf_threshold: float = VAF_THRESHOLD,
+    max_synergies: int | None = None,
+    n_restarts: int = N_RESTARTS,
+    seed: int = DEFAULT_SEED,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+) -> SynergyResult:
+    """Extract muscle synergies, choosing the smallest k with VAF >= threshold.
+
+    Parameters
+    ----------
+    envelopes : array_like, shape (muscles, samples)
+        Non-negative, time-normalised envelopes with cycles concatenated
+        along the samples axis (e.g. ``cycles * 101`` samples), normally
+        amplitude-normalised to each muscle's maximum.
+    vaf_threshold : float, keyword-only
+        Uncentred VAF fraction to reach (default 0.90).
+    max_synergies : int or None, keyword-only
+        Largest ``k`` tried (default: number of muscles).
+    n_restarts, seed, max_iter, tol : keyword-only
+        As :func:`nmf`; every ``k`` uses the same ``seed``.
+
+    Returns
+    -------
+    SynergyResult
+        Chosen ``k``, unit-max weights, activations, VAF and VAF per ``k``
+        (only the ``k`` values tried; the search stops at the first ``k``
+        reaching the threshold).
+
+    Raises
+    ------
+    ValueError
+        On invalid data (see :func:`nmf`), ``vaf_threshold`` outside (0, 1]
+        or ``max_synergies < 1``.
+    """
+    d = _check_matrix(envelopes)
+    if not (0.0 < vaf_threshold <= 1.0):
+        raise ValueError(f"vaf_threshold must be in (0, 1], got {vaf_threshold!r}")
+    m = d.shape[0]
+    k_max = m if max_synergies is None else int(max_synergies)
+    if k_max < 1:
+        raise ValueError(f"max_synergies must be >= 1, got {max_synergies!r}")
+    k_max = min(k_max, m)
+    vaf_by_k: dict[int, float] = {}
+    chosen = None
+    for k in range(1, k_max + 1):
+        w, h, v = nmf(d, n_synergies=k, n_restarts=n_restarts, seed=seed, max_iter=max_iter, tol=tol)
+        vaf_by_k[k] = v
+        chosen = (k, w, h, v)
+        if v >= vaf_threshold:
+            break
+    assert chosen is not None
+    k, w, h, v = chosen
+    return SynergyResult(
+        n_synergies=k, weights=w, activations=h, vaf=v, vaf_by_k=vaf_by_k, reached_threshold=v >= vaf_threshold
+    )
+
+
+def match_synergies(reference_weights, candidate_weights, /) -> tuple[np.ndarray, np.ndarray]:
+    """Pair two sets of synergy weight vectors by maximum total cosine similarity.
+
+    Parameters
+    ----------
+    reference_weights : array_like, shape (m, k1)
+    candidate_weights : array_like, shape (m, k2)
+        Weight vectors as columns (same muscles in the same order).
+
+    Returns
+    -------
+    (pairs, cosines) : tuple of numpy.ndarray
+        ``pairs`` is ``(min(k1, k2), 2)`` column indices
+        ``[reference, candidate]`` from the Hungarian assignment
+        (``scipy.optimize.linear_sum_assignment``); ``cosines`` the cosine
+        similarity of each pair.
+
+    Raises
+    ------
+    ValueError
+        On non-2-D inputs, different muscle counts, or a zero column.
+    """
+    a = np.asarray(reference_weights, dtype=float)
+    b = np.asarray(candidate_weights, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"weights must be 2-D with equal muscle counts, got {a.shape} and {b.shape}")
+    na, nb = np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0)
+    if np.any(na == 0) or np.any(nb == 0):
+        raise ValueError("a weight vector is all zero; cosine undefined")
+    cos = (a / na).T @ (b / nb)
+    rows, cols = linear_sum_assignment(-cos)
+    return np.column_stack([rows, cols]), cos[rows, cols]
