@@ -202,6 +202,34 @@ GRF = Table(
     sort_by=("trial_id", "plate", "sample_index"),
 )
 
+MARKERS = Table(
+    "markers", "Marker trajectories in the lab frame; gaps are nulls.", "one row per trial x marker x frame",
+    ("trial_id", "marker", "frame"),
+    (
+        _TRIAL,
+        C("marker", "VARCHAR", "Marker label as in the file (duplicates suffixed #2, blanks named point_N).",
+          nullable=False),
+        C("frame", "INTEGER", "Frame number from the trial's first frame.", nullable=False),
+        C("time_s", "DOUBLE", "Time from the trial's first sample.", "s", False),
+        C("x_mm", "FLOAT", "Lab X.", "mm"), C("y_mm", "FLOAT", "Lab Y.", "mm"), C("z_mm", "FLOAT", "Lab Z.", "mm"),
+    ),
+    sort_by=("trial_id", "marker", "frame"),
+)
+
+EMG_SPECTRA = Table(
+    "emg_spectra", "Spectral indicators of EMG bursts per trial channel (fatigue).",
+    "one row per trial x channel", ("trial_id", "channel"),
+    (
+        _TRIAL, C("channel", "SMALLINT", "Channel.", nullable=False),
+        C("muscle", "VARCHAR", "Muscle id."), _SIDE,
+        C("mdf_hz", "DOUBLE", "Median frequency over bursts (mean of per-burst values).", "Hz"),
+        C("mnf_hz", "DOUBLE", "Mean frequency over bursts.", "Hz"),
+        C("mdf_slope_hz_per_s", "DOUBLE", "Least-squares slope of burst MDF over the trial.", "Hz/s"),
+        C("n_bursts", "INTEGER", "Bursts analysed."),
+        C("params_hash", "VARCHAR", "Pipeline parameters hash."),
+    ),
+)
+
 GAIT_EVENTS = Table(
     "gait_events", "Gait events, annotated in the file or detected.", "one row per event",
     ("trial_id", "side", "event", "time_s", "source"),
@@ -263,7 +291,9 @@ GAIT_CYCLES = Table(
      C("stance_pct", "DOUBLE", "Stance duration in % of the cycle.", "%", range=(0, 100)),
      C("valid", "BOOLEAN", "Usable for analysis."),
      C("reason", "VARCHAR", "Why the cycle is excluded (null when valid)."),
-     C("event_source", "VARCHAR", "Source of the events used.", allowed=vocab.EVENT_SOURCES)),
+     C("event_source", "VARCHAR", "Source of the events used.", allowed=vocab.EVENT_SOURCES),
+     C("peak_force_z_n", "DOUBLE", "Peak vertical GRF of the stance (plate-detected cycles).", "N"),
+     C("impulse_z_ns", "DOUBLE", "Vertical impulse of the stance.", "N s")),
 )
 
 ACTIVATION_ONSETS = Table(
@@ -394,7 +424,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
     CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 

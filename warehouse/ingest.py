@@ -281,6 +281,7 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
                                     for p in rec.plates], pa.float64()),
     })
     grf = grf_table(trial_id, rec)
+    markers = markers_table(trial_id, rec)
     events = pa.table({
         "trial_id": [trial_id] * len(rec.events), "side": [e.side for e in rec.events],
         "event": [e.event for e in rec.events], "time_s": pa.array([e.time_s for e in rec.events], pa.float64()),
@@ -288,10 +289,11 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
     })
 
     def body(c):
-        for t in ("emg_samples", "emg_channels", "force_plates", "grf", "gait_events", "emg_envelopes", "trials"):
+        for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
+                  "trials"):
             c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
         for name, tbl in (("trials", trial), ("emg_channels", channels), ("emg_samples", samples),
-                          ("force_plates", plates), ("grf", grf), ("gait_events", events)):
+                          ("force_plates", plates), ("grf", grf), ("markers", markers), ("gait_events", events)):
             if tbl.num_rows:
                 c.register("_arrow_in", tbl)
                 c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
@@ -321,6 +323,34 @@ def emg_samples_table(trial_id: str, channels_mv: list[np.ndarray]) -> pa.Table:
         "sample_index": pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in n])
                                  if n else np.array([], np.int32), pa.int32()),
         "emg_mv": pa.array(np.concatenate(channels_mv).astype(np.float32) if n else np.array([], np.float32)),
+    })
+
+
+def marker_names(labels: list[str], n: int) -> list[str]:
+    """Distinct marker names: blanks become point_N, duplicates get #2, #3..."""
+    out, seen = [], {}
+    for i in range(n):
+        name = (labels[i].strip() if i < len(labels) else "") or f"point_{i + 1}"
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
+def markers_table(trial_id: str, rec: Recording) -> pa.Table:
+    xyz = rec.markers_mm
+    if xyz is None or not rec.point_rate_hz or xyz.size == 0:
+        return pa.table({"trial_id": pa.array([], pa.string())})
+    n_frames, n_markers, _ = xyz.shape
+    names = marker_names(rec.marker_labels, n_markers)
+    frames = np.arange(n_frames, dtype=np.int32)
+    flat = np.transpose(xyz, (1, 0, 2)).reshape(-1, 3).astype(np.float32)  # marker-major
+    return pa.table({
+        "trial_id": pa.array([trial_id] * (n_frames * n_markers), pa.string()),
+        "marker": pa.array(np.repeat(np.array(names, dtype=object), n_frames), pa.string()),
+        "frame": pa.array(np.tile(frames, n_markers)),
+        "time_s": pa.array(np.tile(frames / rec.point_rate_hz, n_markers)),
+        "x_mm": pa.array(flat[:, 0], from_pandas=True), "y_mm": pa.array(flat[:, 1], from_pandas=True),
+        "z_mm": pa.array(flat[:, 2], from_pandas=True),
     })
 
 
