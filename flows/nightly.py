@@ -3,13 +3,14 @@ then compute the derived tables. Tasks take and return small keys only."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
 
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import catalog, derived, ingest, zones
+from warehouse import analysis, catalog, derived, ingest, zones
 from warehouse.readers import is_companion
 from warehouse.settings import get_settings
 
@@ -34,6 +35,16 @@ def envelopes(lake: str, trial_id: str) -> int:
     return derived.compute_envelopes(get_settings(lake), trial_id)
 
 
+@task(name="analyse-trial")
+def analyse(lake: str, trial_id: str) -> dict:
+    """Gait events from plates, cycles, onsets, cycle metrics, co-contraction, spectra."""
+    try:
+        return analysis.analyse_trial(get_settings(lake), trial_id)
+    except Exception as exc:  # one trial's analysis failure must not stop the night
+        logging.getLogger(__name__).exception("analysis of %s failed", trial_id)
+        return {"trial_id": trial_id, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def _echo(quiet: bool, text: str) -> None:
     if not quiet:
         print(text, flush=True)
@@ -42,11 +53,11 @@ def _echo(quiet: bool, text: str) -> None:
 @flow(name="myomap-nightly")
 def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False) -> dict:
     """Run the night once: every site (or one), every new file, then derived tables."""
-    return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes)
+    return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes, analyse=analyse)
 
 
 def run_night(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
-              scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn) -> dict:
+              scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn, analyse=analyse.fn) -> dict:
     """The night's logic. The flow passes Prefect tasks; tests may pass the plain bodies."""
     settings = get_settings(lake)
     lake = settings.lake
@@ -82,7 +93,11 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
                 _echo(quiet, f"[{s} {i}/{n}] {rel}: {out}{' (' + detail + ')' if detail else ''}")
     for i, tid in enumerate(trials, 1):
         summary["envelope_rows"] += derive(lake, tid)
-        _echo(quiet, f"[envelopes {i}/{len(trials)}] {tid}")
+        a = analyse(lake, tid)
+        if a.get("error"):
+            summary.setdefault("analysis_errors", {})[tid] = a["error"]
+        _echo(quiet, f"[analysis {i}/{len(trials)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
+                     f"{a.get('activation_onsets', 0)} onsets")
     summary["seconds"] = round(time.time() - t0, 1)
     _record_run(settings, run_id, started, summary)
     return summary

@@ -178,3 +178,14 @@ def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
     if key == "gm":
         sugg = ["gastrocnemius_medialis", "gluteus_medius"]
     return LabelResolution(label, None, side, 0.0, tuple(sugg[:3]))
+
+#: Antagonist pairs for co-contraction (agonist, antagonist), vocabulary ids.
+ANTAGONIST_PAIRS = (
+    ("tibialis_anterior", "gastrocnemius_medialis"), ("tibialis_anterior", "soleus"),
+    ("tibialis_anterior", "gastrocnemius_lateralis"), ("vastus_lateralis", "biceps_femoris"),
+    ("vastus_medialis", "semitendinosus"), ("rectus_femoris", "biceps_femoris"),
+)
+#: Heel / toe / pelvis marker labels used for side assignment and kinematic events.
+HEEL_MARKERS = {"L": ("LHEE", "LHEEL", "L_HEEL", "LCAL"), "R": ("RHEE", "RHEEL", "R_HEEL", "RCAL")}
+TOE_MARKERS = {"L": ("LTOE", "LMT2", "L_TOE", "LMET"), "R": ("RTOE", "RMT2", "R_TOE", "RMET")}
+PELVIS_MARKERS = ("SACR", "SACRUM", "LPSI", "RPSI", "PELVIS")

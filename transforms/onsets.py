@@ -1,0 +1,604 @@
+"""Muscle activation onset / offset detection.
+
+Three detectors side by side, each returning ``(onsets, offsets)`` as int64 sample
+indices of the bursts found in a 1-D signal:
+
+``"hodges_bui"`` (default, :data:`DEFAULT_ONSET_METHOD`)
+    Hodges & Bui (1996) on a linear envelope: threshold = baseline mean + ``k_sd`` x
+    baseline SD; an onset is a supra-threshold sample followed by ``min_duration_ms`` of
+    supra-threshold samples, an offset a sub-threshold sample followed by
+    ``min_off_duration_ms`` of sub-threshold samples.
+``"tkeo"``
+    Solnik et al. (2010): the raw EMG is band-passed (``TKEO_BAND_HZ``), conditioned
+    with the Teager-Kaiser energy operator, full-wave rectified and low-passed
+    (``TKEO_LOWPASS_HZ``), then thresholded (``TKEO_K_SD``); the onset needs
+    ``TKEO_MIN_ABOVE_MS`` of the next ``TKEO_WINDOW_MS`` above threshold.
+``"double_threshold"``
+    Bonato et al. (1998) style: amplitude threshold (baseline mean + ``k_sd`` x SD) on
+    ``|signal|`` plus a second threshold on the number of supra-threshold samples: an
+    onset needs ``min_above_ms`` of supra-threshold samples within the next
+    ``window_ms``; the burst ends at a sub-threshold sample after which less than half
+    that remains in the window.
+
+Conventions
+-----------
+* ``offsets`` are *exclusive*: burst k covers ``x[onsets[k]:offsets[k]]``.  A burst
+  still active at the end of the record gets ``offset == len(x)``; a burst active at
+  sample 0 gets ``onset == 0`` (censored; callers may drop it).
+* Baseline: ``baseline=slice(a, b)`` (or a ``(a, b)`` pair) in samples; by default the
+  *quietest window*: the ``baseline_window_ms`` window with the lowest mean of the
+  detection signal (first one on ties).  This assumes the record holds at least one
+  rest period that long (true for gait: every muscle has a quiet phase); a muscle
+  active throughout yields thresholds relative to its least active phase.
+* Expected bias for step-like bursts at high SNR (checked in the tests, tabulated by
+  ``bench/onset_bias.py``): ``hodges_bui`` on a 6 Hz envelope: early, by
+  :func:`lowpass_step_crossing_ms` (-25 to -50 ms); ``tkeo``: -30 to +15 ms (pre-ringing
+  of the band-pass on an abrupt burst, then dips of the TKEO output); ``double_threshold``
+  on raw EMG: -(window - min_above) to +5 ms (a noise sample just before the burst can
+  open the look-ahead window: -20 ms at the defaults).
+* Bias: thresholding a zero-phase low-passed envelope finds onsets *early*, because the
+  symmetric filter spreads a step over about ``+-1/lowpass_hz``.  For a step burst the
+  expected bias is :func:`lowpass_step_crossing_ms` at the threshold's fraction of the
+  burst plateau (``bench/onset_bias.py`` measures it; ``docs/methods_timing.md`` has the
+  table and the correction for the default method).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from scipy import signal
+
+from transforms import emg as _emg
+
+__all__ = [
+    "DEFAULT_ONSET_METHOD",
+    "ONSET_METHODS",
+    "DEFAULT_K_SD",
+    "DEFAULT_MIN_DURATION_MS",
+    "DEFAULT_BASELINE_WINDOW_MS",
+    "TKEO_BAND_HZ",
+    "TKEO_LOWPASS_HZ",
+    "TKEO_K_SD",
+    "TKEO_WINDOW_MS",
+    "TKEO_MIN_ABOVE_MS",
+    "DOUBLE_THRESHOLD_K_SD",
+    "DOUBLE_THRESHOLD_WINDOW_MS",
+    "DOUBLE_THRESHOLD_MIN_ABOVE_MS",
+    "tkeo",
+    "baseline_stats",
+    "onsets_hodges_bui",
+    "onsets_tkeo",
+    "onsets_double_threshold",
+    "detect_onsets",
+    "onsets_hodges_bui_2d",
+    "lowpass_step_crossing_ms",
+]
+
+#: Default detector used by the pipeline and by :func:`detect_onsets`.
+DEFAULT_ONSET_METHOD = "hodges_bui"
+#: Names accepted by :func:`detect_onsets`.
+ONSET_METHODS = ("hodges_bui", "tkeo", "double_threshold")
+#: Threshold = baseline mean + DEFAULT_K_SD x baseline SD.  Hodges & Bui's classic
+#: h = 3 assumes a long rest baseline; with the automatic quietest window on a 6 Hz
+#: envelope the SD is underestimated (short, strongly autocorrelated, low-selected
+#: window) and h = 3 gives ~1 false burst per true burst below 10 dB SNR
+#: (bench/onset_bias.py).  h = 5 with the 500 ms window and 50 ms duration below cut
+#: false bursts ~10x at the cost of ~5 ms later onsets at high SNR.
+DEFAULT_K_SD = 5.0
+#: Time the signal must stay above (onset) or below (offset) the threshold, in ms
+#: (Hodges & Bui evaluated 10-50 ms).
+DEFAULT_MIN_DURATION_MS = 50.0
+#: Length of the quietest-window baseline, in ms, when no ``baseline`` slice is given.
+DEFAULT_BASELINE_WINDOW_MS = 500.0
+#: Band-pass applied before the TKEO, Hz (Solnik et al. 2010: 30-300 Hz).
+TKEO_BAND_HZ = (30.0, 300.0)
+#: Low-pass of the rectified TKEO output, Hz (Solnik et al. 2010: 50 Hz).
+TKEO_LOWPASS_HZ = 50.0
+#: SD multiplier of the TKEO detector (chosen with bench/onset_bias.py: fewest false
+#: bursts at 6-10 dB SNR with |median bias| < 5 ms).
+TKEO_K_SD = 5.0
+#: TKEO onset rule: at least TKEO_MIN_ABOVE_MS of the next TKEO_WINDOW_MS above threshold
+#: (the TKEO of a burst dips briefly below threshold, so "all samples above" starts late).
+TKEO_WINDOW_MS = 50.0
+#: See TKEO_WINDOW_MS, ms.
+TKEO_MIN_ABOVE_MS = 30.0
+#: SD multiplier of the double-threshold detector's amplitude threshold on |raw EMG|
+#: (about 1 % of Gaussian noise samples exceed mean + 3 SD of |x|; the second, count
+#: threshold removes them).
+DOUBLE_THRESHOLD_K_SD = 3.0
+#: Look-ahead window of the double-threshold detector, in ms.
+DOUBLE_THRESHOLD_WINDOW_MS = 30.0
+#: Supra-threshold time needed inside that window, in ms (second threshold).  On raw
+#: Gaussian noise |x| exceeds mean + 3 SD about 1 % of the time, so 10 ms of 30 ms is
+#: practically never reached without a burst.
+DOUBLE_THRESHOLD_MIN_ABOVE_MS = 10.0
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_1d(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be a real numeric array")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _ms_to_samples(ms: float, rate_hz: float, name: str) -> int:
+    if not (math.isfinite(ms) and ms >= 0):
+        raise ValueError(f"{name} must be a non-negative number of ms, got {ms!r}")
+    return max(1, int(round(ms * 1e-3 * rate_hz)))
+
+
+def _rate(rate_hz: float) -> float:
+    r = float(rate_hz)
+    if not (math.isfinite(r) and r > 0):
+        raise ValueError(f"rate_hz must be positive, got {rate_hz!r}")
+    return r
+
+
+def _baseline_bounds(baseline, n: int) -> tuple[int, int]:
+    """(start, stop) of an explicit baseline, or (-1, -1) for the quietest window."""
+    if baseline is None:
+        return -1, -1
+    if isinstance(baseline, slice):
+        if baseline.step not in (None, 1):
+            raise ValueError("baseline slice must have step 1")
+        start, stop, _ = baseline.indices(n)
+    else:
+        try:
+            start, stop = (int(v) for v in baseline)
+        except (TypeError, ValueError):
+            raise ValueError(f"baseline must be a slice or (start, stop) pair, got {baseline!r}") from None
+        start, stop, _ = slice(start, stop).indices(n)
+    if stop - start < 2:
+        raise ValueError(f"baseline must cover at least 2 samples, got [{start}, {stop}) of {n}")
+    return start, stop
+
+
+# --------------------------------------------------------------------------- numba cores
+@numba.njit(cache=True)
+def _quietest_window(d, win):
+    """Start index of the ``win``-sample window with the lowest sum (first on ties)."""
+    n = d.shape[0]
+    s = 0.0
+    for i in range(win):
+        s += d[i]
+    best = s
+    best_i = 0
+    for i in range(win, n):
+        s += d[i] - d[i - win]
+        if s < best:
+            best = s
+            best_i = i - win + 1
+    return best_i
+
+
+@numba.njit(cache=True)
+def _mean_sd(d, start, stop):
+    m = 0.0
+    for i in range(start, stop):
+        m += d[i]
+    m /= stop - start
+    v = 0.0
+    for i in range(start, stop):
+        v += (d[i] - m) * (d[i] - m)
+    return m, math.sqrt(v / (stop - start - 1))
+
+
+@numba.njit(cache=True)
+def _bursts(d, thr, win_on, need_on, win_off, need_off):
+    """Threshold state machine with look-ahead counts; returns (onsets, offsets).
+
+    Onset at n: d[n] > thr and at least ``need_on`` of d[n:n+win_on] > thr.
+    Offset at n (while active): d[n] <= thr and at least ``need_off`` of
+    d[n:n+win_off] <= thr.  Samples past the end count as neither.
+    """
+    n = d.shape[0]
+    csum = np.zeros(n + 1, dtype=np.int64)  # csum[i] = #(d[:i] > thr)
+    for i in range(n):
+        csum[i + 1] = csum[i] + (1 if d[i] > thr else 0)
+    on = np.empty(n // 2 + 1, dtype=np.int64)
+    off = np.empty(n // 2 + 1, dtype=np.int64)
+    k = 0
+    active = False
+    for i in range(n):
+        if not active:
+            if d[i] > thr:
+                j = min(n, i + win_on)
+                if csum[j] - csum[i] >= need_on:
+                    on[k] = i
+                    active = True
+        else:
+            if d[i] <= thr:
+                j = min(n, i + win_off)
+                if (j - i) - (csum[j] - csum[i]) >= need_off:
+                    off[k] = i
+                    k += 1
+                    active = False
+    if active:
+        off[k] = n
+        k += 1
+    return on[:k].copy(), off[:k].copy()
+
+
+@numba.njit(cache=True)
+def _sustained_bursts(d, thr, n_on, n_off):
+    """Single-pass equivalent of ``_bursts(d, thr, n_on, n_on, n_off, n_off)``.
+
+    An onset is the first sample of a supra-threshold run of ``n_on`` samples, an offset
+    the first sample of a sub-threshold run of ``n_off`` samples (runs cut by the end of
+    the record do not count: a burst still active there gets ``offset == len``).
+    """
+    n = d.shape[0]
+    on = np.empty(n // 2 + 1, dtype=np.int64)
+    off = np.empty(n // 2 + 1, dtype=np.int64)
+    k = 0
+    active = False
+    run_start = 0
+    run_len = 0
+    for i in range(n):
+        # a run of samples on the "other side" of the threshold from the current state
+        other = (d[i] > thr) != active
+        if other:
+            if run_len == 0:
+                run_start = i
+            run_len += 1
+            if run_len >= (n_off if active else n_on):
+                if active:
+                    off[k] = run_start
+                    k += 1
+                else:
+                    on[k] = run_start
+                active = not active
+                run_len = 0
+        else:
+            run_len = 0
+    # a run cut by the end of the record is too short to switch state
+    if active:
+        off[k] = n
+        k += 1
+    return on[:k].copy(), off[:k].copy()
+
+
+@numba.njit(cache=True)
+def _hodges_core(d, k_sd, n_min, n_off, win, b0, b1):
+    if b0 < 0:
+        b0 = _quietest_window(d, win)
+        b1 = b0 + win
+    m, sd = _mean_sd(d, b0, b1)
+    thr = m + k_sd * sd
+    on, off = _sustained_bursts(d, thr, n_min, n_off)
+    return on, off, thr
+
+
+@numba.njit(cache=True, parallel=True)
+def _hodges_2d(env, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts, thr_all):
+    for c in numba.prange(env.shape[0]):
+        on, off, thr = _hodges_core(env[c], k_sd, n_min, n_off, win, b0, b1)
+        m = min(on.shape[0], on_all.shape[1])
+        on_all[c, :m] = on[:m]
+        off_all[c, :m] = off[:m]
+        counts[c] = on.shape[0]
+        thr_all[c] = thr
+
+
+# --------------------------------------------------------------------------- public API
+def tkeo(x, /) -> np.ndarray:
+    """Discrete Teager-Kaiser energy operator ``x[n]^2 - x[n-1] x[n+1]``.
+
+    The two end samples (no neighbour) are set to the value of their neighbour so the
+    output has the input's length.  For ``A sin(W n + phi)`` the interior is exactly
+    ``A^2 sin^2(W)``.
+
+    Raises
+    ------
+    ValueError
+        On empty, non-1-D or non-finite input, or fewer than 3 samples.
+    """
+    arr = _as_1d(x, "x")
+    if arr.size < 3:
+        raise ValueError("tkeo needs at least 3 samples")
+    out = np.empty_like(arr)
+    out[1:-1] = arr[1:-1] ** 2 - arr[:-2] * arr[2:]
+    out[0] = out[1]
+    out[-1] = out[-2]
+    return out
+
+
+def baseline_stats(x, /, *, rate_hz: float, baseline=None, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS):
+    """Mean, SD and (start, stop) sample bounds of the baseline used by the detectors.
+
+    Raises
+    ------
+    ValueError
+        On bad input, or a baseline window longer than the signal.
+    """
+    d = _as_1d(x, "x")
+    b0, b1 = _baseline_bounds(baseline, d.size)
+    if b0 < 0:
+        win = _ms_to_samples(baseline_window_ms, _rate(rate_hz), "baseline_window_ms")
+        if win < 2 or win > d.size:
+            raise ValueError(f"baseline window of {win} samples does not fit a {d.size}-sample signal")
+        b0 = int(_quietest_window(d, win))
+        b1 = b0 + win
+    m, sd = _mean_sd(d, b0, b1)
+    return float(m), float(sd), (b0, b1)
+
+
+def _window_and_bounds(d, rate, baseline, baseline_window_ms):
+    b0, b1 = _baseline_bounds(baseline, d.size)
+    win = _ms_to_samples(baseline_window_ms, rate, "baseline_window_ms")
+    if b0 < 0 and (win < 2 or win > d.size):
+        raise ValueError(f"baseline window of {win} samples does not fit a {d.size}-sample signal")
+    return win, b0, b1
+
+
+def _check_k(k_sd: float) -> float:
+    if not (math.isfinite(k_sd) and k_sd >= 0):
+        raise ValueError(f"k_sd must be a non-negative number, got {k_sd!r}")
+    return float(k_sd)
+
+
+def onsets_hodges_bui(
+    envelope,
+    /,
+    *,
+    rate_hz: float,
+    k_sd: float = DEFAULT_K_SD,
+    min_duration_ms: float = DEFAULT_MIN_DURATION_MS,
+    min_off_duration_ms: float | None = None,
+    baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hodges & Bui onsets/offsets on a 1-D envelope.
+
+    Parameters
+    ----------
+    envelope : array_like
+        1-D linear envelope (any amplitude unit).
+    rate_hz : float
+        Sampling rate in Hz.
+    k_sd : float
+        Threshold = baseline mean + ``k_sd`` x baseline SD.
+    min_duration_ms : float
+        The signal must stay above threshold this long for an onset.
+    min_off_duration_ms : float or None
+        ... and below it this long for an offset (default: ``min_duration_ms``).
+    baseline : slice or (int, int) or None
+        Baseline samples; ``None`` = quietest ``baseline_window_ms`` window.
+    baseline_window_ms : float
+        Quietest-window length in ms.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        int64 onsets and (exclusive) offsets in samples.
+
+    Raises
+    ------
+    ValueError
+        On bad input or parameters.
+    """
+    d = _as_1d(envelope, "envelope")
+    rate = _rate(rate_hz)
+    n_min = _ms_to_samples(min_duration_ms, rate, "min_duration_ms")
+    off_ms = min_duration_ms if min_off_duration_ms is None else min_off_duration_ms
+    n_off = _ms_to_samples(off_ms, rate, "min_off_duration_ms")
+    win, b0, b1 = _window_and_bounds(d, rate, baseline, baseline_window_ms)
+    on, off, _ = _hodges_core(d, _check_k(k_sd), n_min, n_off, win, b0, b1)
+    return on, off
+
+
+def onsets_hodges_bui_2d(
+    envelopes,
+    /,
+    *,
+    rate_hz: float,
+    k_sd: float = DEFAULT_K_SD,
+    min_duration_ms: float = DEFAULT_MIN_DURATION_MS,
+    min_off_duration_ms: float | None = None,
+    baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`onsets_hodges_bui` on every row of a channels x samples array, channels in
+    parallel (numba ``prange``); identical results to the 1-D function per channel.
+
+    Returns
+    -------
+    list of tuple
+        One ``(onsets, offsets)`` pair per channel.
+
+    Raises
+    ------
+    ValueError
+        As :func:`onsets_hodges_bui`; also for non-2-D input.
+    """
+    env = np.asarray(envelopes)
+    if env.ndim != 2 or env.shape[0] == 0:
+        raise ValueError(f"envelopes must be 2-D channels x samples, got shape {env.shape}")
+    env = np.ascontiguousarray(env, dtype=np.float64)
+    if env.shape[1] == 0 or not np.all(np.isfinite(env)):
+        raise ValueError("envelopes must be non-empty and finite")
+    rate = _rate(rate_hz)
+    n_min = _ms_to_samples(min_duration_ms, rate, "min_duration_ms")
+    off_ms = min_duration_ms if min_off_duration_ms is None else min_off_duration_ms
+    n_off = _ms_to_samples(off_ms, rate, "min_off_duration_ms")
+    win, b0, b1 = _window_and_bounds(env[0], rate, baseline, baseline_window_ms)
+    k = _check_k(k_sd)
+    cap = 64
+    while True:
+        n_ch = env.shape[0]
+        on_all = np.empty((n_ch, cap), dtype=np.int64)
+        off_all = np.empty((n_ch, cap), dtype=np.int64)
+        counts = np.zeros(n_ch, dtype=np.int64)
+        thr = np.empty(n_ch)
+        _hodges_2d(env, k, n_min, n_off, win, b0, b1, on_all, off_all, counts, thr)
+        if counts.max() <= cap:
+            return [(on_all[c, : counts[c]].copy(), off_all[c, : counts[c]].copy()) for c in range(n_ch)]
+        cap = int(counts.max())
+
+
+def onsets_tkeo(
+    emg_mv,
+    /,
+    *,
+    rate_hz: float,
+    band_hz=TKEO_BAND_HZ,
+    lowpass_hz: float = TKEO_LOWPASS_HZ,
+    k_sd: float = TKEO_K_SD,
+    window_ms: float = TKEO_WINDOW_MS,
+    min_above_ms: float = TKEO_MIN_ABOVE_MS,
+    min_off_duration_ms: float = DEFAULT_MIN_DURATION_MS,
+    baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TKEO-conditioned threshold detector (Solnik et al. 2010) on *raw* EMG.
+
+    Band-pass ``band_hz`` (zero-phase Butterworth, ``emg.DEFAULT_ORDER``), TKEO,
+    full-wave rectification, zero-phase low-pass at ``lowpass_hz``; threshold = baseline
+    mean + ``k_sd`` SD.  Onset: a supra-threshold sample with at least ``min_above_ms``
+    of supra-threshold samples in the next ``window_ms``; offset: a sub-threshold sample
+    followed by ``min_off_duration_ms`` of sub-threshold samples.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        int64 onsets and (exclusive) offsets in samples.
+
+    Raises
+    ------
+    ValueError
+        On bad input, filter edges at/above Nyquist or ``min_above_ms > window_ms``.
+    """
+    x = _as_1d(emg_mv, "emg_mv")
+    rate = _rate(rate_hz)
+    m = _ms_to_samples(window_ms, rate, "window_ms")
+    r0 = _ms_to_samples(min_above_ms, rate, "min_above_ms")
+    if r0 > m:
+        raise ValueError(f"min_above_ms ({min_above_ms}) must not exceed window_ms ({window_ms})")
+    n_off = _ms_to_samples(min_off_duration_ms, rate, "min_off_duration_ms")
+    bp = _emg.bandpass(x - x.mean(), rate_hz=rate, band_hz=band_hz)
+    d = _emg.lowpass(np.abs(tkeo(bp)), rate_hz=rate, lowpass_hz=lowpass_hz)
+    thr = _threshold(d, rate, k_sd, baseline, baseline_window_ms)
+    return _bursts(d, thr, m, r0, n_off, n_off)
+
+
+def _threshold(d, rate, k_sd, baseline, baseline_window_ms) -> float:
+    win, b0, b1 = _window_and_bounds(d, rate, baseline, baseline_window_ms)
+    if b0 < 0:
+        b0 = int(_quietest_window(d, win))
+        b1 = b0 + win
+    mean, sd = _mean_sd(d, b0, b1)
+    return mean + _check_k(k_sd) * sd
+
+
+def onsets_double_threshold(
+    x,
+    /,
+    *,
+    rate_hz: float,
+    k_sd: float = DOUBLE_THRESHOLD_K_SD,
+    window_ms: float = DOUBLE_THRESHOLD_WINDOW_MS,
+    min_above_ms: float = DOUBLE_THRESHOLD_MIN_ABOVE_MS,
+    baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Double-threshold detector (Bonato et al. 1998 style) on ``|x|``.
+
+    First threshold: ``|x| > mean + k_sd * SD`` of the baseline of ``|x|``.  Second
+    threshold: at least ``min_above_ms`` of supra-threshold samples in the
+    ``window_ms`` starting at the candidate sample (onset); the burst ends at a
+    sub-threshold sample whose window holds less than half that supra-threshold time.
+    Works on a band-passed EMG or on an envelope.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        int64 onsets and (exclusive) offsets in samples.
+
+    Raises
+    ------
+    ValueError
+        On bad input, or ``min_above_ms > window_ms``.
+    """
+    d = np.abs(_as_1d(x, "x"))
+    rate = _rate(rate_hz)
+    m = _ms_to_samples(window_ms, rate, "window_ms")
+    r0 = _ms_to_samples(min_above_ms, rate, "min_above_ms")
+    if r0 > m:
+        raise ValueError(f"min_above_ms ({min_above_ms}) must not exceed window_ms ({window_ms})")
+    thr = _threshold(d, rate, k_sd, baseline, baseline_window_ms)
+    # offset: fewer than r0 // 2 supra-threshold samples ahead (count hysteresis, so an
+    # offset cannot be followed by an onset one sample later)
+    return _bursts(d, thr, m, r0, m, m - max(1, r0 // 2) + 1)
+
+
+_METHODS = {
+    "hodges_bui": onsets_hodges_bui,
+    "tkeo": onsets_tkeo,
+    "double_threshold": onsets_double_threshold,
+}
+
+
+def detect_onsets(x, /, *, rate_hz: float, method: str = DEFAULT_ONSET_METHOD, **params):
+    """Dispatch to a detector by name (see :data:`ONSET_METHODS`).
+
+    ``"hodges_bui"`` expects an envelope, ``"tkeo"`` raw EMG, ``"double_threshold"``
+    either.  Extra keyword parameters go to the detector.
+
+    Raises
+    ------
+    ValueError
+        On an unknown method name or bad input.
+    """
+    try:
+        fn = _METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown onset method {method!r}; choose from {ONSET_METHODS}") from None
+    return fn(x, rate_hz=rate_hz, **params)
+
+
+def lowpass_step_crossing_ms(
+    fraction: float,
+    /,
+    *,
+    rate_hz: float,
+    lowpass_hz: float = _emg.DEFAULT_LOWPASS_HZ,
+    order: int = _emg.DEFAULT_ORDER,
+) -> float:
+    """Time (ms, negative = before the step) at which the zero-phase low-passed unit step
+    crosses ``fraction`` of its final value on its main rising edge.
+
+    This is the expected bias of a threshold onset on an envelope whose underlying
+    activation is a step: with threshold ``thr`` between the baseline level ``b`` and
+    the burst plateau ``p``, use ``fraction = (thr - b) / (p - b)``; subtract the
+    returned value from detected onset times to correct them.
+
+    Raises
+    ------
+    ValueError
+        If ``fraction`` is not in (0, 1) or the filter is invalid.
+    """
+    if not (0.0 < fraction < 1.0):
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    rate = _rate(rate_hz)
+    sos = _emg.lowpass_sos(rate_hz=rate, lowpass_hz=lowpass_hz, order=order)
+    half = int(math.ceil(8.0 * rate / lowpass_hz))
+    step = np.zeros(2 * half)
+    step[half:] = 1.0
+    y = signal.sosfiltfilt(sos, step)
+    # the crossing on the main edge: last sample below `fraction` before the 50 % point
+    # (earlier pre-ringing lobes of the symmetric filter are ignored)
+    k50 = int(np.argmax(y >= 0.5))
+    j = int(np.flatnonzero(y[:k50] < fraction)[-1])
+    frac = (fraction - y[j]) / (y[j + 1] - y[j])
+    return float((j + frac - half) / rate * 1e3)

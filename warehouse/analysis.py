@@ -1,0 +1,330 @@
+"""Per-trial analysis (issue 5): gait events from plates, cycles, activation timing,
+cycle metrics, co-contraction and burst spectra, written to the lake per trial.
+
+Storage-side wiring only: every computation is a pure function in ``transforms/``.
+All rows of one trial are replaced in one transaction, so re-running is idempotent.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from schemas import vocab
+from transforms import cocontraction, cycles as cyc, emg as emg_tx, gait, onsets as ons, spectral
+from warehouse import catalog
+from warehouse.derived import read_channel
+from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
+#: Envelope plateau for the bias correction: median envelope this long after the onset
+#: (the 6 Hz zero-phase step response has settled by ~80 ms).
+PLATEAU_WINDOW_MS = (80.0, 150.0)
+#: A detected plate contact takes the side of an annotated strike within this distance.
+ANNOTATION_MATCH_S = 0.06
+ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
+                                "order": emg_tx.DEFAULT_ORDER},
+                   "default_onset_method": ons.DEFAULT_ONSET_METHOD, "k_sd": ons.DEFAULT_K_SD,
+                   "min_duration_ms": ons.DEFAULT_MIN_DURATION_MS, "plateau_window_ms": PLATEAU_WINDOW_MS,
+                   "force_threshold_n": gait.FORCE_THRESHOLD_N}
+PARAMS_HASH = emg_tx.params_hash(**ANALYSIS_PARAMS)
+
+
+def _events_from_plates(con, trial_id: str, terrain: str | None, annotated: pl.DataFrame,
+                        markers: dict) -> list[dict]:
+    plates = con.execute("SELECT plate, rate_hz FROM force_plates WHERE trial_id = ? ORDER BY plate",
+                         [trial_id]).fetchall()
+    out = []
+    for plate, rate in plates:
+        d = con.execute("SELECT force_z_n, cop_x_mm, cop_y_mm FROM grf WHERE trial_id = ? AND plate = ? "
+                        "ORDER BY sample_index", [trial_id, plate]).fetchnumpy()
+        fz = np.nan_to_num(np.abs(d["force_z_n"].astype(np.float64)))
+        if len(fz) < 10 or np.nanmax(fz) < 2 * gait.FORCE_THRESHOLD_N:
+            continue
+        try:
+            if terrain == "treadmill":
+                strikes, offs = gait.treadmill_contacts(fz, rate_hz=rate)
+            else:
+                offset = float(np.median(fz[fz < np.percentile(fz, 20)])) if np.any(fz) else 0.0
+                strikes, offs = gait.plate_contacts(fz, rate_hz=rate, offset_n=offset)
+        except ValueError as exc:
+            log.info("%s plate %s: %s", trial_id, plate, exc)
+            continue
+        sides = _sides_for_contacts(strikes, offs, annotated, markers, d, rate, plate, terrain)
+        for s, o, side in zip(strikes, offs, sides):
+            if side not in ("L", "R"):
+                continue
+            if np.isfinite(s):
+                out.append({"side": side, "event": "foot_strike", "time_s": round(float(s), 6), "plate": plate})
+            if np.isfinite(o):
+                out.append({"side": side, "event": "foot_off", "time_s": round(float(o), 6), "plate": plate})
+    return out
+
+
+def _sides_for_contacts(strikes, offs, annotated, markers, grf, rate, plate, terrain) -> list[str]:
+    """Side of each contact: annotated strikes vote first, then heel markers vs CoP."""
+    ann = annotated.filter(pl.col("event") == "foot_strike") if annotated.height else annotated
+    if ann.height:
+        votes = []
+        for s in strikes:
+            if not np.isfinite(s):
+                votes.append("")
+                continue
+            dt = np.abs(ann["time_s"].to_numpy() - s)
+            k = int(np.argmin(dt))
+            votes.append(ann["side"][k] if dt[k] <= ANNOTATION_MATCH_S else "")
+        if terrain == "treadmill":  # a belt carries one foot: majority vote for the whole belt
+            known = [v for v in votes if v]
+            if known:
+                return [max(set(known), key=known.count)] * len(strikes)
+        if any(votes):
+            return votes
+    if markers.get("L") is not None and markers.get("R") is not None:
+        cop = np.vstack([grf["cop_x_mm"], grf["cop_y_mm"]]).astype(np.float64)
+        try:
+            sides = list(gait.assign_sides(strikes, offs, cop, force_rate_hz=rate, heel_left_mm=markers["L"],
+                                          heel_right_mm=markers["R"], marker_rate_hz=markers["rate"]))
+            if terrain == "treadmill":  # one belt, one foot
+                known = [v for v in sides if v]
+                if known:
+                    return [max(set(known), key=known.count)] * len(strikes)
+            return sides
+        except ValueError as exc:
+            log.info("side assignment failed on plate %s: %s", plate, exc)
+    return [""] * len(strikes)
+
+
+def _heel_markers(con, trial_id: str) -> dict:
+    names = {r[0] for r in con.execute("SELECT DISTINCT marker FROM markers WHERE trial_id = ?",
+                                       [trial_id]).fetchall()}
+    rate = con.execute("SELECT point_rate_hz FROM trials WHERE trial_id = ?", [trial_id]).fetchone()[0]
+    out = {"rate": rate}
+    for side, cands in vocab.HEEL_MARKERS.items():
+        name = next((c for c in cands if c in names), None)
+        if name is None:
+            out[side] = None
+            continue
+        d = con.execute("SELECT x_mm, y_mm FROM markers WHERE trial_id = ? AND marker = ? ORDER BY frame",
+                        [trial_id, name]).fetchnumpy()
+        out[side] = np.vstack([np.asarray(d["x_mm"], float), np.asarray(d["y_mm"], float)])
+    return out
+
+
+def _choose_events(detected: list[dict], annotated: pl.DataFrame) -> dict:
+    """Per side: (strikes, offs, source). Plate-detected events win, then annotated ones."""
+    chosen = {}
+    for side in ("L", "R"):
+        fp = [e for e in detected if e["side"] == side]
+        st = sorted(e["time_s"] for e in fp if e["event"] == "foot_strike")
+        if len(st) >= 2:
+            chosen[side] = (np.array(st), np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_off")),
+                            "force_plate")
+            continue
+        a = annotated.filter(pl.col("side") == side) if annotated.height else annotated
+        if a.height:
+            st = np.sort(a.filter(pl.col("event") == "foot_strike")["time_s"].to_numpy())
+            of = np.sort(a.filter(pl.col("event") == "foot_off")["time_s"].to_numpy())
+            if len(st) >= 2:
+                chosen[side] = (st, of, "annotated")
+    return chosen
+
+
+def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
+    """Onset times (s) with the documented low-pass bias of threshold detection removed."""
+    out = np.empty(len(on_idx))
+    a, b = (int(PLATEAU_WINDOW_MS[0] * rate / 1000), int(PLATEAU_WINDOW_MS[1] * rate / 1000))
+    for k, i in enumerate(on_idx):
+        seg = env[i + a: i + b]
+        plateau = float(np.median(seg)) if len(seg) else float("nan")
+        frac = (thr - base) / (plateau - base) if plateau > thr else float("nan")
+        corr = ons.lowpass_step_crossing_ms(frac, rate_hz=rate) if 0 < frac < 1 else 0.0
+        out[k] = i / rate - corr / 1000.0
+    return out
+
+
+def analyse_trial(settings: Settings, trial_id: str) -> dict:
+    """Compute events, cycles, onsets, metrics, CCI and spectra for one trial."""
+    con = catalog.connect(settings)
+    try:
+        meta = con.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain FROM trials t LEFT JOIN sessions s "
+                           "USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
+        if meta is None:
+            return {"trial_id": trial_id, "skipped": "unknown trial"}
+        subject, session, task, terrain = meta
+        annotated = con.execute(
+            "SELECT side, event, time_s FROM gait_events WHERE trial_id = ? AND source = 'annotated'",
+            [trial_id]).pl()
+        detected = _events_from_plates(con, trial_id, terrain, annotated, _heel_markers(con, trial_id))
+        chosen = _choose_events(detected, annotated)
+        chans = con.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
+                            "ORDER BY channel", [trial_id]).fetchall()
+        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen)
+        cycles_rows = rows.pop("gait_cycles")
+        cycles_rows += _grf_per_cycle(con, trial_id, chosen, detected)
+        tables = {
+            "gait_events": pa.table({
+                "trial_id": [trial_id] * len(detected), "side": [e["side"] for e in detected],
+                "event": [e["event"] for e in detected],
+                "time_s": pa.array([e["time_s"] for e in detected], pa.float64()),
+                "source": ["force_plate"] * len(detected)}),
+            "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
+            **rows,
+        }
+
+        def body(c):
+            c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
+            for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction", "emg_spectra"):
+                c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
+            for name, tbl in tables.items():
+                if tbl is not None and tbl.num_rows:
+                    c.register("_a", tbl)
+                    c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _a")
+                    c.unregister("_a")
+        catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
+        return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
+    finally:
+        con.close()
+
+
+def _analyse_channels(con, trial_id, subject, session, chans, chosen) -> dict:
+    onset_rows, metric_rows, spec_rows, cycle_rows = [], [], [], []
+    norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
+    for side, (strikes, offs, source) in chosen.items():
+        cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
+        for r in cdf.iter_rows(named=True):
+            cycle_rows.append({**r, "side": side, "event_source": source})
+    for ch, muscle, side, rate in chans:
+        raw = read_channel(con, trial_id, ch).astype(np.float64)
+        if len(raw) < int(rate):  # under a second: nothing to time
+            continue
+        env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
+        if side not in chosen:
+            continue
+        strikes, offs, source = chosen[side]
+        cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
+        valid = cdf.filter(pl.col("valid"))
+        # onsets, three methods
+        default_on = default_off = None
+        for method in ons.ONSET_METHODS:
+            sig = env if method == "hodges_bui" else raw
+            try:
+                on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, **ONSET_METHOD_PARAMS[method])
+            except ValueError as exc:
+                log.info("%s ch%s %s: %s", trial_id, ch, method, exc)
+                continue
+            keep = (on > 0) & (off < len(raw))
+            on, off = on[keep], off[keep]
+            if not len(on):
+                continue
+            on_s = on / rate
+            corrected = False
+            if method == "hodges_bui":
+                mean, sd, _ = ons.baseline_stats(env, rate_hz=rate)
+                on_s = _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean)
+                corrected = True
+                default_on, default_off = on_s, off / rate
+            try:
+                rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
+            except ValueError:
+                continue
+            rel = rel.filter(pl.col("cycle") >= 0).with_columns(
+                burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
+            ok_cycles = set(valid["cycle"].to_list())
+            for r in rel.iter_rows(named=True):
+                if r["cycle"] not in ok_cycles:
+                    continue
+                onset_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session,
+                                   "muscle": muscle, "side": side, "cycle": r["cycle"], "method": method,
+                                   "burst": r["burst"], "onset_ms": r["onset_ms"], "offset_ms": r["offset_ms"],
+                                   "onset_pct": r["onset_pct"], "offset_pct": r["offset_pct"],
+                                   "is_default": method == ons.DEFAULT_ONSET_METHOD,
+                                   "bias_corrected": corrected, "params_hash": PARAMS_HASH})
+        # per-cycle metrics
+        if valid.height:
+            m = cyc.cycle_metrics(env, rate_hz=rate, cycles=cdf, channel_names=[muscle])
+            for r in m.filter(pl.col("valid")).iter_rows(named=True):
+                metric_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session,
+                                    "muscle": muscle, "side": side, "cycle": r["cycle"], "peak": r["peak"],
+                                    "iemg": r["iemg"], "time_of_peak_pct": r["peak_pct"],
+                                    "mean_stance_mv": r["mean_stance"], "mean_swing_mv": r["mean_swing"],
+                                    "mean_loading_response_mv": r["mean_loading_response"],
+                                    "params_hash": PARAMS_HASH})
+            norm_by_side[side][muscle] = cyc.normalise_cycles(env, rate_hz=rate, cycles=cdf)
+        # burst spectra (fatigue)
+        if default_on is not None and len(default_on):
+            bursts = np.column_stack([default_on, default_off])
+            bursts = bursts[(bursts[:, 1] - bursts[:, 0]) > 0.1]
+            if len(bursts):
+                try:
+                    fr = spectral.burst_frequencies(raw, rate_hz=rate, bursts_s=bursts)
+                    fr = fr.drop_nulls("mdf_hz") if "mdf_hz" in fr.columns else fr
+                    if fr.height:
+                        slope = (spectral.frequency_slope(fr["centre_s"].to_numpy(), fr["mdf_hz"].to_numpy())
+                                 if fr.height >= 3 else {"slope_hz_per_s": None})
+                        spec_rows.append({"trial_id": trial_id, "channel": ch, "muscle": muscle, "side": side,
+                                          "mdf_hz": float(fr["mdf_hz"].mean()), "mnf_hz": float(fr["mnf_hz"].mean()),
+                                          "mdf_slope_hz_per_s": slope["slope_hz_per_s"], "n_bursts": fr.height,
+                                          "params_hash": PARAMS_HASH})
+                except ValueError as exc:
+                    log.info("%s ch%s spectra: %s", trial_id, ch, exc)
+    cci_rows = []
+    for side, envs in norm_by_side.items():
+        if not envs:
+            continue
+        df = cocontraction.cci_pairs({m: np.clip(e, 0, None) for m, e in envs.items()}, pairs=vocab.ANTAGONIST_PAIRS)
+        for r in df.iter_rows(named=True):
+            cci_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session, "side": side,
+                             "cycle": r["cycle"], "muscle_a": r["muscle_a"], "muscle_b": r["muscle_b"],
+                             "cci": r["cci"]})
+    return {"activation_onsets": _table(onset_rows), "emg_cycle_metrics": _table(metric_rows),
+            "co_contraction": _table(cci_rows), "emg_spectra": _table(spec_rows), "gait_cycles": cycle_rows}
+
+
+def _grf_per_cycle(con, trial_id, chosen, detected) -> list[dict]:
+    """Stance peak force and impulse for plate-detected cycles (matched by strike time)."""
+    out = []
+    for side, (strikes, offs, source) in chosen.items():
+        if source != "force_plate":
+            continue
+        for k in range(len(strikes) - 1):
+            ev = next((e for e in detected if e["side"] == side and e["event"] == "foot_strike"
+                       and abs(e["time_s"] - strikes[k]) < 1e-6), None)
+            off = offs[(offs > strikes[k]) & (offs < strikes[k + 1])]
+            if ev is None or not len(off):
+                continue
+            d = con.execute("SELECT time_s, force_z_n FROM grf WHERE trial_id = ? AND plate = ? AND time_s BETWEEN ? "
+                            "AND ? ORDER BY sample_index", [trial_id, ev["plate"], strikes[k], off[0]]).fetchnumpy()
+            if len(d["time_s"]) > 2:
+                fz = np.abs(d["force_z_n"].astype(float))
+                out.append({"side": side, "cycle": k, "peak_force_z_n": float(fz.max()),
+                            "impulse_z_ns": float(np.trapezoid(fz, d["time_s"]))})
+    return out
+
+
+def _dedupe_cycles(trial_id: str, rows: list[dict]) -> pa.Table | None:
+    """Merge the GRF rows into the cycle rows (one row per side x cycle)."""
+    base = {}
+    for r in rows:
+        key = (r["side"], r["cycle"])
+        base.setdefault(key, {}).update({k: v for k, v in r.items() if v is not None or k not in base.get(key, {})})
+    cols = ["side", "cycle", "start_s", "end_s", "foot_off_s", "duration_s", "stance_pct", "valid", "reason",
+            "event_source", "peak_force_z_n", "impulse_z_ns"]
+    recs = [r for r in base.values() if "start_s" in r]
+    if not recs:
+        return None
+    tbl = pl.DataFrame([{c: r.get(c) for c in cols} for r in recs],
+                       schema={"side": pl.Utf8, "cycle": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
+                               "foot_off_s": pl.Float64, "duration_s": pl.Float64, "stance_pct": pl.Float64,
+                               "valid": pl.Boolean, "reason": pl.Utf8, "event_source": pl.Utf8,
+                               "peak_force_z_n": pl.Float64, "impulse_z_ns": pl.Float64})
+    tbl = tbl.with_columns(reason=pl.when(pl.col("reason") == "").then(None).otherwise(pl.col("reason")),
+                           trial_id=pl.lit(trial_id))
+    return tbl.to_arrow()
+
+
+def _table(rows: list[dict]) -> pa.Table | None:
+    return pa.Table.from_pylist(rows) if rows else None
