@@ -10,7 +10,7 @@ import uuid
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import analysis, catalog, derived, ingest, zones
+from warehouse import analysis, catalog, cohort, derived, ingest, zones
 from warehouse.readers import is_companion
 from warehouse.settings import get_settings
 
@@ -19,7 +19,8 @@ from warehouse.settings import get_settings
 def scan_site(lake: str, site: str, run_id: str) -> dict:
     """List one site's inbox and sync its manifest (subjects, sessions)."""
     s = ingest.sync_site(get_settings(lake), site, run_id)
-    files = sorted(s.files, key=lambda f: (not is_companion(f), f))  # companions first
+    names = [f.rsplit("/", 1)[-1] for f in s.files]
+    files = sorted(s.files, key=lambda f: (not is_companion(f.rsplit("/", 1)[-1], names), f))  # companions first
     return {"site": site, "files": files, "manifest_error": s.manifest_error}
 
 
@@ -45,6 +46,12 @@ def analyse(lake: str, trial_id: str) -> dict:
         return {"trial_id": trial_id, "error": f"{type(exc).__name__}: {exc}"}
 
 
+@task(name="cohort-tables")
+def cohort_tables(lake: str) -> dict:
+    """Asymmetry, variability, fatigue, synergies, maps, profiles and cohort summaries."""
+    return cohort.rebuild(get_settings(lake))
+
+
 def _echo(quiet: bool, text: str) -> None:
     if not quiet:
         print(text, flush=True)
@@ -53,11 +60,13 @@ def _echo(quiet: bool, text: str) -> None:
 @flow(name="myomap-nightly")
 def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False) -> dict:
     """Run the night once: every site (or one), every new file, then derived tables."""
-    return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes, analyse=analyse)
+    return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes, analyse=analyse,
+                     cohort_step=cohort_tables)
 
 
 def run_night(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
-              scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn, analyse=analyse.fn) -> dict:
+              scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn, analyse=analyse.fn,
+              cohort_step=cohort_tables.fn) -> dict:
     """The night's logic. The flow passes Prefect tasks; tests may pass the plain bodies."""
     settings = get_settings(lake)
     lake = settings.lake
@@ -98,6 +107,9 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
             summary.setdefault("analysis_errors", {})[tid] = a["error"]
         _echo(quiet, f"[analysis {i}/{len(trials)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
                      f"{a.get('activation_onsets', 0)} onsets")
+    if trials:
+        summary["cohort_rows"] = cohort_step(lake)
+        _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in summary["cohort_rows"].items()))
     summary["seconds"] = round(time.time() - t0, 1)
     _record_run(settings, run_id, started, summary)
     return summary

@@ -346,9 +346,10 @@ ASYMMETRY = Table(
 
 VARIABILITY = Table(
     "variability", "Cycle-to-cycle variability per subject, session, muscle and side.",
-    "one row per subject x session x muscle x side", ("subject_id", "session_id", "muscle", "side"),
+    "one row per subject x session x muscle x side x metric", ("subject_id", "session_id", "muscle", "side", "metric"),
     (_SUBJ, _SESS, _COND, _MUSCLE, _SIDE,
-     C("cv_pct", "DOUBLE", "Winter's coefficient of variation of the time-normalised envelope.", "%"),
+     C("metric", "VARCHAR", "envelope (EMG, muscle set) or stance_time_s / grf_peak_n (muscle null)."),
+     C("cv_pct", "DOUBLE", "Winter's CV of the time-normalised envelope; for scalar metrics SD/mean x 100.", "%"),
      C("variance_ratio", "DOUBLE", "Variance ratio (Hershler & Milner; 0 = identical cycles, ~1 = noise)."),
      C("onset_sd_ms", "DOUBLE", "SD of the default-method onset across cycles.", "ms"),
      C("n_cycles", "INTEGER", "Cycles used.")),
@@ -363,6 +364,18 @@ FATIGUE = Table(
      C("mdf_slope_hz_per_s", "DOUBLE", "Slope of the burst MDF over the trial.", "Hz/s"),
      C("onset_ms", "DOUBLE", "Mean default-method onset.", "ms"),
      C("n_bursts", "INTEGER", "Bursts analysed.")),
+)
+
+FATIGUE_CONTRASTS = Table(
+    "fatigue_contrasts", "Fresh vs fatigued per subject, muscle and side: spectral shift beside onset shift.",
+    "one row per subject x muscle x side", ("subject_id", "muscle", "side"),
+    (_SUBJ, _MUSCLE, _SIDE,
+     C("mdf_fresh_hz", "DOUBLE", "Median frequency, fresh.", "Hz"),
+     C("mdf_fatigued_hz", "DOUBLE", "Median frequency, fatigued.", "Hz"),
+     C("mdf_shift_pct", "DOUBLE", "(fatigued - fresh) / fresh x 100.", "%"),
+     C("onset_fresh_ms", "DOUBLE", "Mean onset, fresh.", "ms"),
+     C("onset_fatigued_ms", "DOUBLE", "Mean onset, fatigued.", "ms"),
+     C("onset_shift_ms", "DOUBLE", "fatigued - fresh (positive = later when fatigued).", "ms")),
 )
 
 SYNERGIES = Table(
@@ -425,7 +438,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
     FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
-    CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
+    CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, FATIGUE_CONTRASTS, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from schemas import vocab
 from warehouse import catalog, zones
 from warehouse.manifest import Manifest, ManifestError, parse_manifest
-from warehouse.readers import companion_names, is_companion, read_any
+from warehouse.readers import companions_for, is_companion, read_any
 from warehouse.readers.base import ReaderError, Recording, emg_unit_factor
 from warehouse.settings import Settings
 
@@ -161,7 +161,10 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             if status == "duplicate":
                 return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
                         "reason": f"same bytes as {other_ingested[0]}"}
-        if is_companion(name):
+        parent = PurePosixPath(rel_path).parent
+        siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
+                    if PurePosixPath(f).parent == parent]
+        if is_companion(name, siblings):
             return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
         try:
             man = load_manifest(settings, site)
@@ -171,11 +174,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         if session is None:
             return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
         trial_id = f"{site}:{session.id}:{PurePosixPath(rel_path).stem}"
-        companions = {}
-        for role, cname in companion_names(name).items():
-            cpath = f"{zones.inbox(settings, site)}/{str(PurePosixPath(rel_path).parent / cname).lstrip('./')}"
-            if zones.exists(settings, cpath):
-                companions[role] = cpath
+        companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
+                      for role, cname in companions_for(name, siblings).items()}
         try:
             with zones.local_files(settings, {"data": raw, **companions}) as local:
                 rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})

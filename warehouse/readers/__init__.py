@@ -1,43 +1,116 @@
 """Readers: vendor files -> :class:`~warehouse.readers.base.Recording`.
 
 ``read_any`` picks the reader from the file name and its first bytes. Companion files
-(e.g. a ``<stem>_events.tsv`` next to a CSV) are found by :func:`companions_of`.
+(a ``<stem>_events.tsv`` next to a CSV, an ``.anc``/``.cal`` next to a Motion Analysis
+``.trc``, a ``_channels.tsv`` next to an EDF, a Spike2 export next to an UltraTrack
+file) are found among the file's siblings by :func:`companions_for`.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
 from warehouse.readers.base import ReaderError, Recording
 from warehouse.readers.c3d import read_c3d
 from warehouse.readers.delsys import read_delsys_csv, sniff_delsys
 
 #: Files that accompany another file and are never trials themselves.
-COMPANION_SUFFIXES = ("_events.tsv",)
+COMPANION_SUFFIXES = ("_events.tsv", "_channels.tsv", ".cal", "_channels.json", "_emg.json", "_motion.json")
 #: Files that are never data.
-IGNORED_NAMES = ("manifest.yaml", "manifest.yml", ".DS_Store", "Thumbs.db")
+IGNORED_NAMES = ("manifest.yaml", "manifest.yml", ".DS_Store", "Thumbs.db", "participants.tsv",
+                 "participants.json", "dataset_description.json", "README", "CHANGES")
 
 
-def is_companion(name: str) -> bool:
-    return name.endswith(COMPANION_SUFFIXES)
+def _stem(name: str) -> str:
+    return name.rsplit(".", 1)[0]
 
 
-def companion_names(name: str) -> dict[str, str]:
-    """Names of the companions a data file may have, keyed by role."""
-    stem = name.rsplit(".", 1)[0]
-    return {"events": f"{stem}_events.tsv"}
+def is_companion(name: str, siblings: list[str] | None = None) -> bool:
+    """True for files read only as part of another file (events, channels, calibration, ANC)."""
+    low = name.lower()
+    if low.endswith(COMPANION_SUFFIXES) or name in IGNORED_NAMES:
+        return True
+    if low.endswith(".anc") and siblings is not None:  # an ANC is the analog half of a TRC
+        return any(s.lower() == _stem(low) + ".trc" for s in siblings)
+    return False
+
+
+def companions_for(name: str, siblings: list[str]) -> dict[str, str]:
+    """Companion files of ``name`` among ``siblings`` (names in the same folder), by role."""
+    stem, low = _stem(name), name.lower()
+    sib = {s.lower(): s for s in siblings}
+    out: dict[str, str] = {}
+    if f"{stem}_events.tsv".lower() in sib:
+        out["events"] = sib[f"{stem}_events.tsv".lower()]
+    if low.endswith((".edf", ".bdf")):
+        for cand in (f"{stem}_channels.tsv", f"{stem.removesuffix('_emg')}_channels.tsv"):
+            if cand.lower() in sib:
+                out["channels"] = sib[cand.lower()]
+                break
+    if low.endswith(".trc"):
+        if f"{stem}.anc".lower() in sib:
+            out["anc"] = sib[f"{stem}.anc".lower()]
+        cals = sorted(s for s in siblings if s.lower().endswith(".cal"))
+        if cals:
+            out["cal"] = cals[0]
+    if low.endswith(".mat") and "spike2" not in low:
+        mats = [s for s in siblings if s.lower().endswith(".mat") and "spike2" in s.lower() and s != name]
+        best = max(mats, key=lambda s: len(os.path.commonprefix([s, name])), default=None)
+        if best and len(os.path.commonprefix([best, name])) >= 5:
+            out["spike2"] = best
+    return out
 
 
 def detect_format(path: Path) -> str | None:
+    from warehouse.readers.edf import sniff_edf
+    from warehouse.readers.motion_analysis import sniff_motion_analysis
+    from warehouse.readers.nexus_csv import sniff_nexus_csv
+    from warehouse.readers.opensim import sniff_opensim
+    from warehouse.readers.ultrasound import sniff_ultrasound_csv
+
     suffix = Path(path).suffix.lower()
     with open(path, "rb") as fh:
-        head = fh.read(4096)
-    if suffix == ".c3d":
+        head = fh.read(8192)
+    if suffix == ".c3d" or (len(head) >= 2 and head[1] == 0x50 and suffix not in (".csv", ".txt", ".tsv")):
         return "c3d"
-    if suffix in (".csv", ".txt") and sniff_delsys(head):
+    if sniff_edf(head):
+        return "edf"
+    if suffix == ".mat":
+        return "mat"
+    ma = sniff_motion_analysis(head)
+    if ma:
+        return f"motion_analysis_{ma}"
+    os_kind = sniff_opensim(head)
+    if os_kind:
+        return os_kind
+    if sniff_delsys(head):
         return "delsys_csv"
-    if len(head) >= 2 and head[1] == 0x50:  # C3D magic byte regardless of extension
-        return "c3d"
+    if sniff_nexus_csv(head):
+        return "nexus_csv"
+    if sniff_ultrasound_csv(head):
+        return "ultrasound_csv"
     return None
+
+
+def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
+    """ezc3d first; files it cannot read (SGI/MIPS, float offsets) go through py-c3d."""
+    from warehouse.readers.pyc3d import check_parameter_section, read_c3d_pyc3d
+
+    fault = check_parameter_section(path) if Path(path).stat().st_size else None
+    if fault:  # ezc3d can take a minute to give up on a corrupt parameter section
+        raise ReaderError("c3d_bad_parameter_section", f"The C3D parameter section is corrupt: {fault}. "
+                          "Re-export the file from the acquisition software.")
+    try:
+        return read_c3d(path, companions=companions)
+    except ReaderError as exc:
+        if exc.reason_code not in ("c3d_unsupported_processor", "c3d_unreadable"):
+            raise
+        try:
+            rec = read_c3d_pyc3d(path, companions=companions)
+        except ReaderError:
+            raise exc from None
+        rec.notes.append(f"read with py-c3d because ezc3d failed: {exc.message}")
+        return rec
 
 
 def read_any(path: Path, *, companions: dict | None = None) -> Recording:
@@ -53,11 +126,39 @@ def read_any(path: Path, *, companions: dict | None = None) -> Recording:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export or re-upload it.")
     fmt = detect_format(path)
     if fmt == "c3d":
-        return read_c3d(path, companions=companions)
+        return _read_c3d_with_fallback(path, companions)
     if fmt == "delsys_csv":
         return read_delsys_csv(path, companions=companions)
-    raise ReaderError("unknown_format", f"'{path.name}' is not a format myomap reads (C3D, Delsys EMGworks CSV); "
-                      "remove it from the inbox or ask for a reader.")
+    if fmt == "edf":
+        from warehouse.readers.edf import read_edf
+        return read_edf(path, companions=companions)
+    if fmt == "mat":
+        from warehouse.readers.ultrasound import mat_kind, read_spike2_mat, read_ultratrack
+        kind = mat_kind(path)
+        if kind == "ultratrack":
+            return read_ultratrack(path, companions=companions)
+        if kind == "spike2":
+            return read_spike2_mat(path, companions=companions)
+        raise ReaderError("mat_unknown", f"'{path.name}' is a MATLAB file but neither an UltraTrack result "
+                          "(Fdat.Region) nor a Spike2 export.")
+    if fmt in ("motion_analysis_trc", "motion_analysis_anc"):
+        from warehouse.readers.motion_analysis import read_motion_analysis
+        return read_motion_analysis(path, companions=companions)
+    if fmt == "trc":
+        from warehouse.readers.opensim import read_trc
+        return read_trc(path, companions=companions)
+    if fmt == "mot":
+        from warehouse.readers.opensim import read_mot
+        return read_mot(path, companions=companions)
+    if fmt == "nexus_csv":
+        from warehouse.readers.nexus_csv import read_nexus_csv
+        return read_nexus_csv(path, companions=companions)
+    if fmt == "ultrasound_csv":
+        from warehouse.readers.ultrasound import read_ultrasound_csv
+        return read_ultrasound_csv(path, companions=companions)
+    raise ReaderError("unknown_format", f"'{path.name}' is not a format myomap reads (C3D, EDF/BDF, Delsys or "
+                      "Nexus CSV, OpenSim TRC/MOT, Motion Analysis TRC/ANC, UltraTrack/Spike2 .mat, ultrasound "
+                      "CSV); remove it from the inbox or ask for a reader.")
 
 
-__all__ = ["ReaderError", "Recording", "read_any", "detect_format", "is_companion", "companion_names"]
+__all__ = ["ReaderError", "Recording", "read_any", "detect_format", "is_companion", "companions_for"]

@@ -1,0 +1,772 @@
+"""Cross-stream plausibility checks for a gait trial (pure; no I/O).
+
+Each check returns a list of :class:`Finding` -- a stable snake_case ``code``, a
+``severity`` (``info`` / ``warn`` / ``bad``), one human sentence and a ``details`` dict.
+An empty list means "nothing implausible found"; ``info`` findings say a check could not
+be assessed.  Nothing is ever corrected or deleted.  Codes and severities are listed in
+:data:`FINDING_SEVERITY`; every threshold is an UPPER_CASE constant below, documented in
+``docs/qc_thresholds.md``.
+
+Checks
+------
+* :func:`check_sampling_rates` -- the stride period estimated at the *declared* rate from
+  the vertical force (intervals between successive contacts on the same plate / belt)
+  and from the EMG envelopes (autocorrelation) must lie in ``STRIDE_PERIOD_RANGE_S``
+  (0.4-4 s); a wrong rate scales the apparent period by ``declared / true``.
+* :func:`check_marker_plate_agreement` -- while a plate carries load, a foot marker must be
+  on it.  The plate's contact times (analog time base) are mapped to marker frames (point
+  time base); if no contact at all finds a heel/toe/ankle marker inside the plate
+  footprint and near its surface, the two time bases disagree: a wrong ``POINT:RATE`` or
+  ``ANALOG:RATE`` (or a synchronisation offset).
+* :func:`check_force_peaks` -- the peak vertical force of a loaded plate in body weights:
+  walking gives ~1-1.5 BW; above ``FORCE_PEAK_MAX_BW`` is impossible, below
+  ``FORCE_PEAK_MIN_BW`` suspicious; a plate cannot pull (``force_negative``).
+* :func:`check_events` -- per side, foot strikes and foot offs alternate; strikes
+  alternate between sides; the stride time between same-side strikes is plausible.
+* :func:`check_durations` -- EMG, markers, plates (or declared vs. stored) agree in
+  duration within a relative tolerance.
+
+Conventions: forces in N (vertical component positive when loaded, as ezc3d's
+``platform[i]['force'][2]``), positions in mm with the vertical axis last (index 2),
+times in s, rates in Hz.  Analog sample ``k`` and point frame ``j`` are simultaneous when
+``k / analog_rate_hz == j / point_rate_hz`` (C3D convention: both start at the first frame).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy import signal
+
+__all__ = [
+    "STRIDE_PERIOD_RANGE_S",
+    "CONTACT_THRESHOLD_N",
+    "MIN_CONTACT_S",
+    "ENVELOPE_LOWPASS_HZ",
+    "ENVELOPE_MIN_LAG_S",
+    "ENVELOPE_MIN_AUTOCORR",
+    "ENVELOPE_PEAK_PROMINENCE",
+    "ENVELOPE_SUBHARMONIC_FRACTION",
+    "PERIOD_AGREEMENT_REL_TOL",
+    "FOOT_PLATE_MARGIN_MM",
+    "FOOT_MAX_HEIGHT_MM",
+    "GRAVITY_M_S2",
+    "LOADED_MIN_BW",
+    "FORCE_PEAK_MIN_BW",
+    "FORCE_PEAK_MAX_BW",
+    "NEGATIVE_FORCE_TOL_N",
+    "EVENT_TIME_TOL_S",
+    "DURATION_REL_TOL",
+    "DURATION_ABS_TOL_S",
+    "FINDING_SEVERITY",
+    "Finding",
+    "findings_table",
+    "worst_severity",
+    "contact_intervals",
+    "stride_period_from_force",
+    "stride_period_from_emg",
+    "check_stride_period",
+    "check_sampling_rates",
+    "foot_marker_indices",
+    "check_marker_plate_agreement",
+    "check_force_peaks",
+    "check_events",
+    "check_durations",
+]
+
+# --------------------------------------------------------------------------- thresholds
+#: Plausible stride (gait cycle) period in s at the declared rate.
+STRIDE_PERIOD_RANGE_S: tuple[float, float] = (0.4, 4.0)
+#: A plate is in contact while its vertical force exceeds this (N).
+CONTACT_THRESHOLD_N = 20.0
+#: Contacts shorter than this (s) are ignored (impacts, noise, cable knocks).
+MIN_CONTACT_S = 0.1
+#: Low-pass cut-off (Hz, at the declared rate) of the EMG envelope used for the period.
+ENVELOPE_LOWPASS_HZ = 6.0
+#: Shortest autocorrelation lag (s) searched for the stride period.
+ENVELOPE_MIN_LAG_S = 0.1
+#: A channel's period counts only if its autocorrelation peak reaches this.
+ENVELOPE_MIN_AUTOCORR = 0.5
+#: Minimum prominence of an autocorrelation peak.
+ENVELOPE_PEAK_PROMINENCE = 0.1
+#: An earlier peak at least this fraction of the highest one is the fundamental.
+ENVELOPE_SUBHARMONIC_FRACTION = 0.8
+#: Channel / source period estimates agree when within this relative distance of the median.
+PERIOD_AGREEMENT_REL_TOL = 0.15
+#: Margin (mm) around a plate's corners within which a foot marker counts as "on" it.
+FOOT_PLATE_MARGIN_MM = 100.0
+#: A foot marker on a loaded plate is at most this high (mm) above its surface.
+FOOT_MAX_HEIGHT_MM = 250.0
+#: Standard gravity (m/s^2) to convert mass to body weight.
+GRAVITY_M_S2 = 9.80665
+#: A plate whose peak exceeds this fraction of body weight was loaded (stepped on).
+LOADED_MIN_BW = 0.1
+#: A loaded plate peaking below this (BW) -> ``force_peak_low`` (partial contact or scaling).
+FORCE_PEAK_MIN_BW = 0.3
+#: A plate peaking above this (BW) -> ``force_peak_high`` (impossible in gait).
+FORCE_PEAK_MAX_BW = 5.0
+#: Vertical force below minus this (N) -> ``force_negative`` (a plate cannot pull).
+NEGATIVE_FORCE_TOL_N = 50.0
+#: Events of the same side and type closer than this (s) are duplicates.
+EVENT_TIME_TOL_S = 1e-3
+#: Streams agree in duration within max(DURATION_REL_TOL x longest, DURATION_ABS_TOL_S).
+DURATION_REL_TOL = 0.02
+#: Absolute floor (s) of the duration tolerance (a frame or two of the slowest stream).
+DURATION_ABS_TOL_S = 0.02
+
+#: Finding code -> severity.  Codes are stable: add new ones, never rename.
+FINDING_SEVERITY: dict[str, str] = {
+    "stride_period_implausible": "bad",
+    "stride_period_disagreement": "warn",
+    "stride_period_unavailable": "info",
+    "marker_plate_mismatch": "bad",
+    "marker_plate_not_assessable": "info",
+    "force_peak_high": "bad",
+    "force_peak_low": "warn",
+    "force_negative": "warn",
+    "event_order": "bad",
+    "event_sides_not_alternating": "warn",
+    "event_duplicate": "warn",
+    "events_not_assessable": "info",
+    "duration_mismatch": "bad",
+}
+
+_RANK = {"ok": 0, "info": 0, "warn": 1, "bad": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One plausibility finding.
+
+    Attributes
+    ----------
+    code : str
+        Stable snake_case code (a key of :data:`FINDING_SEVERITY`).
+    severity : str
+        ``'info'``, ``'warn'`` or ``'bad'``.
+    message : str
+        One human-readable sentence.
+    details : dict
+        Numbers behind the sentence (JSON-serialisable).
+    """
+
+    code: str
+    severity: str
+    message: str
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """The finding as a plain dict (``details`` kept as a dict)."""
+        return {"code": self.code, "severity": self.severity, "message": self.message,
+                "details": dict(self.details)}
+
+
+def _finding(code: str, message: str, **details) -> Finding:
+    return Finding(code, FINDING_SEVERITY[code], message, details)
+
+
+def findings_table(findings: Iterable[Finding], /) -> pl.DataFrame:
+    """Findings as a polars DataFrame (``code``, ``severity``, ``message``, ``details`` JSON)."""
+    rows = [{"code": f.code, "severity": f.severity, "message": f.message,
+             "details": json.dumps(f.details, sort_keys=True, default=float)} for f in findings]
+    schema = {"code": pl.Utf8, "severity": pl.Utf8, "message": pl.Utf8, "details": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def worst_severity(findings: Iterable[Finding], /) -> str:
+    """``'ok'`` (no finding or only ``info``), ``'warn'`` or ``'bad'``."""
+    worst = "ok"
+    for f in findings:
+        if f.severity != "info" and _RANK[f.severity] > _RANK[worst]:
+            worst = f.severity
+    return worst
+
+
+# --------------------------------------------------------------------------- helpers
+def _rate(rate_hz, name: str = "rate_hz") -> float:
+    r = float(rate_hz)
+    if not math.isfinite(r) or r <= 0.0:
+        raise ValueError(f"{name} must be a positive finite number, got {rate_hz!r}")
+    return r
+
+
+def _plates_2d(force_z_n, name: str = "plate_force_z_n") -> np.ndarray:
+    arr = np.asarray(force_z_n, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be 1-D (samples) or 2-D (plates x samples), got shape {arr.shape}")
+    return arr
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def contact_intervals(force_z_n, /, *, rate_hz: float, threshold_n: float = CONTACT_THRESHOLD_N,
+                      min_contact_s: float = MIN_CONTACT_S) -> list[tuple[int, int]]:
+    """Contact intervals of one plate: runs where the vertical force exceeds a threshold.
+
+    Parameters
+    ----------
+    force_z_n : array_like, shape (n,)
+        Vertical force in N, positive when loaded; NaN counts as no contact.
+    rate_hz : float, keyword-only
+        Sampling rate in Hz.
+    threshold_n : float, keyword-only
+        Contact threshold in N.
+    min_contact_s : float, keyword-only
+        Shorter runs are ignored.
+
+    Returns
+    -------
+    list of (start, stop)
+        Sample indices, ``stop`` exclusive, in time order.
+
+    Raises
+    ------
+    ValueError
+        If the input is not 1-D or the rate is not positive.
+    """
+    fz = np.asarray(force_z_n, dtype=np.float64)
+    if fz.ndim != 1:
+        raise ValueError(f"force_z_n must be 1-D, got shape {fz.shape}")
+    rate = _rate(rate_hz)
+    with np.errstate(invalid="ignore"):
+        on = np.nan_to_num(fz, nan=-np.inf) > float(threshold_n)
+    s, e = _runs(on)
+    keep = (e - s) >= max(1, int(math.ceil(min_contact_s * rate)))
+    return [(int(a), int(b)) for a, b in zip(s[keep], e[keep])]
+
+
+# --------------------------------------------------------------------------- rates
+def stride_period_from_force(plate_force_z_n, /, *, rate_hz: float,
+                             threshold_n: float = CONTACT_THRESHOLD_N) -> float:
+    """Stride period (s, at the declared rate) from repeated contacts on the same plate.
+
+    Assumes one foot per plate or belt (split-belt treadmill, or the same plate struck
+    repeatedly by one foot): the stride is the median interval between successive contact
+    onsets of a plate, pooled over plates.
+
+    Parameters
+    ----------
+    plate_force_z_n : array_like, shape (n_plates, n) or (n,)
+        Vertical force per plate in N at the analog rate.
+    rate_hz : float, keyword-only
+        Declared analog rate in Hz.
+    threshold_n : float, keyword-only
+        Contact threshold in N.
+
+    Returns
+    -------
+    float
+        Median onset-to-onset interval in s; NaN when no plate has two contacts.
+
+    Raises
+    ------
+    ValueError
+        On a malformed array or a non-positive rate.
+    """
+    rate = _rate(rate_hz)
+    intervals: list[float] = []
+    for fz in _plates_2d(plate_force_z_n):
+        onsets = [a for a, _ in contact_intervals(fz, rate_hz=rate, threshold_n=threshold_n)]
+        intervals.extend(np.diff(onsets) / rate)
+    return float(np.median(intervals)) if intervals else math.nan
+
+
+def _envelope_period(x: np.ndarray, rate: float) -> tuple[float, float]:
+    """(period_s, autocorrelation at that lag) of one channel's envelope; NaNs if none."""
+    x = np.where(np.isfinite(x), x, np.nan)
+    if not np.isfinite(x).any():
+        return math.nan, math.nan
+    peak = float(np.nanmax(np.abs(x)))
+    if not peak > 0.0:
+        return math.nan, math.nan
+    x = x / peak  # scale-free: avoids overflow in the correlation
+    x = np.nan_to_num(x - np.nanmean(x))
+    env = np.abs(x)
+    cut = min(ENVELOPE_LOWPASS_HZ, 0.45 * rate)
+    sos = signal.butter(4, cut / (rate / 2.0), btype="low", output="sos")
+    if env.size <= 3 * (2 * sos.shape[0] + 1):
+        return math.nan, math.nan
+    env = signal.sosfiltfilt(sos, env)
+    env = env - env.mean()
+    n = env.size
+    ac = signal.correlate(env, env, mode="full", method="fft")[n - 1:]
+    if not ac[0] > 0.0:
+        return math.nan, math.nan
+    ac = ac / ac[0] * n / (n - np.arange(n))  # unbiased: normalise by the overlap length
+    lo, hi = max(1, int(ENVELOPE_MIN_LAG_S * rate)), n // 2
+    if hi <= lo + 2:
+        return math.nan, math.nan
+    peaks, _ = signal.find_peaks(ac[lo:hi], prominence=ENVELOPE_PEAK_PROMINENCE)
+    if peaks.size == 0:
+        return math.nan, math.nan
+    peaks = peaks + lo
+    best = peaks[np.argmax(ac[peaks])]
+    if not ac[best] > 0.0:
+        return math.nan, math.nan
+    first = min(p for p in peaks if ac[p] >= ENVELOPE_SUBHARMONIC_FRACTION * ac[best])
+    return first / rate, float(ac[first])
+
+
+def stride_period_from_emg(emg, /, *, rate_hz: float) -> float:
+    """Stride period (s, at the declared rate) from the autocorrelation of EMG envelopes.
+
+    Per channel: mean removal, full-wave rectification, zero-phase 4th-order Butterworth
+    low-pass at ``ENVELOPE_LOWPASS_HZ`` (in declared-rate Hz), unbiased autocorrelation;
+    the period is the first peak (prominence >= ``ENVELOPE_PEAK_PROMINENCE``) reaching
+    ``ENVELOPE_SUBHARMONIC_FRACTION`` of the highest peak between ``ENVELOPE_MIN_LAG_S``
+    and half the record (so at least two cycles are needed).  Channels whose peak is below
+    ``ENVELOPE_MIN_AUTOCORR`` are ignored.  The trial estimate is the median of the
+    retained channels, provided at least half of all channels were retained and at least
+    half of those lie within ``PERIOD_AGREEMENT_REL_TOL`` of the median.  Feed channels
+    that passed signal QC: mains hum or noise can be modulated too.
+
+    Parameters
+    ----------
+    emg : array_like, shape (n_channels, n) or (n,)
+        Raw EMG (any unit); NaN samples are set to the mean.
+    rate_hz : float, keyword-only
+        Declared EMG rate in Hz.
+
+    Returns
+    -------
+    float
+        Period in s, or NaN when no consistent periodicity is found.
+
+    Raises
+    ------
+    ValueError
+        On a malformed array or a non-positive rate.
+    """
+    rate = _rate(rate_hz)
+    arr = _plates_2d(emg, "emg")
+    est = []
+    for ch in arr:
+        p, r = _envelope_period(ch, rate)
+        if math.isfinite(p) and r >= ENVELOPE_MIN_AUTOCORR:
+            est.append(p)
+    if not est or len(est) < math.ceil(arr.shape[0] / 2):
+        return math.nan
+    med = float(np.median(est))
+    agree = np.mean(np.abs(np.asarray(est) - med) <= PERIOD_AGREEMENT_REL_TOL * med)
+    return med if agree >= 0.5 else math.nan
+
+
+def check_stride_period(period_s: float, /, *, source: str) -> list[Finding]:
+    """Check one stride-period estimate against ``STRIDE_PERIOD_RANGE_S``.
+
+    Parameters
+    ----------
+    period_s : float
+        Estimated stride period in s at the declared rate (NaN = not estimable).
+    source : str, keyword-only
+        What it was estimated from (``'force'``, ``'emg'``, ``'events'`` ...), used in the
+        sentence and details.
+
+    Returns
+    -------
+    list of Finding
+        ``stride_period_implausible`` (bad), ``stride_period_unavailable`` (info) or empty.
+    """
+    lo, hi = STRIDE_PERIOD_RANGE_S
+    p = float(period_s)
+    if not math.isfinite(p):
+        return [_finding("stride_period_unavailable",
+                         f"No stride period could be estimated from {source}.", source=source)]
+    if p < lo or p > hi:
+        return [_finding(
+            "stride_period_implausible",
+            f"At the declared sampling rate the stride period from {source} is {p:.3g} s, outside the "
+            f"plausible {lo:g}-{hi:g} s: the declared rate is probably wrong.",
+            source=source, period_s=p, range_s=[lo, hi])]
+    return []
+
+
+def check_sampling_rates(*, plate_force_z_n=None, analog_rate_hz: float | None = None,
+                         emg=None, emg_rate_hz: float | None = None) -> list[Finding]:
+    """Sampling rates against content: stride period from force and/or EMG at the declared rate.
+
+    Parameters
+    ----------
+    plate_force_z_n : array_like, optional, keyword-only
+        Vertical force per plate (N), shape (n_plates, n) or (n,).
+    analog_rate_hz : float, optional, keyword-only
+        Declared rate of ``plate_force_z_n`` in Hz (required with it).
+    emg : array_like, optional, keyword-only
+        EMG channels, shape (n_channels, n) or (n,) -- preferably those that passed QC.
+    emg_rate_hz : float, optional, keyword-only
+        Declared rate of ``emg`` in Hz (required with it).
+
+    Returns
+    -------
+    list of Finding
+        Per source: ``stride_period_implausible`` or ``stride_period_unavailable``; plus
+        ``stride_period_disagreement`` (warn) when both are available and differ by more
+        than ``PERIOD_AGREEMENT_REL_TOL``.  Each finding's details carry the estimate.
+
+    Raises
+    ------
+    ValueError
+        If a stream is given without its rate, or on malformed input.
+    """
+    out: list[Finding] = []
+    periods = {}
+    if plate_force_z_n is not None:
+        if analog_rate_hz is None:
+            raise ValueError("analog_rate_hz is required with plate_force_z_n")
+        periods["force"] = stride_period_from_force(plate_force_z_n, rate_hz=analog_rate_hz)
+    if emg is not None:
+        if emg_rate_hz is None:
+            raise ValueError("emg_rate_hz is required with emg")
+        periods["emg"] = stride_period_from_emg(emg, rate_hz=emg_rate_hz)
+    for src, p in periods.items():
+        out.extend(check_stride_period(p, source=src))
+    vals = [p for p in periods.values() if math.isfinite(p)]
+    if len(vals) == 2 and abs(vals[0] - vals[1]) > PERIOD_AGREEMENT_REL_TOL * max(vals):
+        out.append(_finding(
+            "stride_period_disagreement",
+            f"The stride period is {periods['force']:.3g} s from the force plates but "
+            f"{periods['emg']:.3g} s from the EMG: one of the two declared rates is probably wrong.",
+            force_period_s=periods["force"], emg_period_s=periods["emg"]))
+    return out
+
+
+# --------------------------------------------------------------------------- markers vs plates
+_FOOT_RE = re.compile(
+    r"^(?:L|R|LEFT|RIGHT)?[ ._\-]?(?:HEE|HEEL|TOE|ANK|ANKLE|MT\d|MET\d?|MTH\d?|MMAL|LMAL|CAL|FM\d)",
+    re.IGNORECASE)
+_NOT_MARKER_RE = re.compile(r"angle|moment|power|force|com|progress", re.IGNORECASE)
+
+
+def foot_marker_indices(labels: Sequence[str], /) -> list[int]:
+    """Indices of foot markers (heel, toe, ankle, metatarsal, calcaneus) among point labels.
+
+    Matches e.g. ``RHEE``, ``LTOE``, ``LANK``, ``RMT5``, ``L.Heel``, ``R.Toe``, ``RCAL``;
+    skips model outputs such as ``LAnkleAngles`` or ``RFootProgressAngles``.
+    """
+    return [i for i, lab in enumerate(labels)
+            if _FOOT_RE.match(str(lab).strip()) and not _NOT_MARKER_RE.search(str(lab))]
+
+
+def check_marker_plate_agreement(
+    foot_markers_mm,
+    plate_force_z_n,
+    /,
+    *,
+    point_rate_hz: float,
+    analog_rate_hz: float,
+    plate_corners_mm,
+    threshold_n: float = CONTACT_THRESHOLD_N,
+) -> list[Finding]:
+    """While a plate is loaded, a foot marker must be on it (tests the two time bases).
+
+    For every contact (``contact_intervals``) the covered marker frames are
+    ``floor(start / analog_rate * point_rate)`` to ``ceil(stop / analog_rate * point_rate)``.
+    A contact is *matched* when, in any of those frames, a foot marker lies inside the
+    plate's corner bounding box enlarged by ``FOOT_PLATE_MARGIN_MM`` and at most
+    ``FOOT_MAX_HEIGHT_MM`` above the plate surface (mean corner height); it is
+    *assessable* when those frames exist and hold finite foot-marker data.  Feet without
+    markers make single contacts unmatched, so only "no assessable contact matched" is
+    reported.
+
+    Parameters
+    ----------
+    foot_markers_mm : array_like, shape (3, n_markers, n_frames)
+        Foot marker trajectories in mm (ezc3d ``points[:3]`` layout, vertical = z).
+    plate_force_z_n : array_like, shape (n_plates, n_samples) or (n_samples,)
+        Vertical force per plate in N, positive when loaded.
+    point_rate_hz : float, keyword-only
+        Declared marker rate in Hz.
+    analog_rate_hz : float, keyword-only
+        Declared analog (plate) rate in Hz.
+    plate_corners_mm : array_like, shape (n_plates, 3, 4)
+        Plate corners in mm in the marker frame (ezc3d ``platform[i]['corners']``).
+    threshold_n : float, keyword-only
+        Contact threshold in N.
+
+    Returns
+    -------
+    list of Finding
+        ``marker_plate_mismatch`` (bad), ``marker_plate_not_assessable`` (info) or empty.
+        Details: contacts, assessable, matched, per-contact list.
+
+    Raises
+    ------
+    ValueError
+        On malformed shapes, mismatched plate counts or non-positive rates.
+    """
+    pr, ar = _rate(point_rate_hz, "point_rate_hz"), _rate(analog_rate_hz, "analog_rate_hz")
+    mk = np.asarray(foot_markers_mm, dtype=np.float64)
+    if mk.ndim != 3 or mk.shape[0] != 3:
+        raise ValueError(f"foot_markers_mm must have shape (3, n_markers, n_frames), got {mk.shape}")
+    fz = _plates_2d(plate_force_z_n)
+    corners = np.asarray(plate_corners_mm, dtype=np.float64)
+    if corners.ndim == 2:
+        corners = corners[None]
+    if corners.shape != (fz.shape[0], 3, 4):
+        raise ValueError(f"plate_corners_mm must have shape ({fz.shape[0]}, 3, 4), got {corners.shape}")
+    n_frames = mk.shape[2]
+    per_contact = []
+    for p in range(fz.shape[0]):
+        lo = corners[p, :2].min(axis=1) - FOOT_PLATE_MARGIN_MM
+        hi = corners[p, :2].max(axis=1) + FOOT_PLATE_MARGIN_MM
+        surface = float(corners[p, 2].mean())
+        for a, b in contact_intervals(fz[p], rate_hz=ar, threshold_n=threshold_n):
+            f0 = int(math.floor(a / ar * pr))
+            f1 = min(n_frames, int(math.ceil(b / ar * pr)))
+            rec = {"plate": p, "start_s": a / ar, "stop_s": b / ar, "assessable": False, "matched": False}
+            if f0 < f1 and mk.shape[1] > 0:
+                seg = mk[:, :, f0:f1]
+                fin = np.all(np.isfinite(seg), axis=0)
+                if fin.any():
+                    rec["assessable"] = True
+                    with np.errstate(invalid="ignore"):
+                        on = (fin & (seg[0] >= lo[0]) & (seg[0] <= hi[0]) & (seg[1] >= lo[1])
+                              & (seg[1] <= hi[1]) & (seg[2] - surface <= FOOT_MAX_HEIGHT_MM))
+                    rec["matched"] = bool(on.any())
+            per_contact.append(rec)
+    n_ass = sum(r["assessable"] for r in per_contact)
+    n_match = sum(r["matched"] for r in per_contact)
+    details = {"contacts": len(per_contact), "assessable": n_ass, "matched": n_match,
+               "point_rate_hz": pr, "analog_rate_hz": ar, "per_contact": per_contact}
+    if n_ass == 0:
+        return [_finding("marker_plate_not_assessable",
+                         "No plate contact overlaps finite foot-marker data, so marker/plate timing "
+                         "could not be checked.", **details)]
+    if n_match == 0:
+        return [_finding(
+            "marker_plate_mismatch",
+            f"None of the {n_ass} plate contacts has a foot marker on the plate at the same time "
+            f"(declared rates: points {pr:g} Hz, analogs {ar:g} Hz): the marker and plate time bases "
+            f"disagree, so a declared rate is probably wrong.", **details)]
+    return []
+
+
+# --------------------------------------------------------------------------- forces
+def check_force_peaks(plate_force_z_n, /, *, mass_kg: float) -> list[Finding]:
+    """Peak vertical force of each plate in body weights.
+
+    A plate is *loaded* when its peak exceeds ``LOADED_MIN_BW``; a loaded plate peaking
+    above ``FORCE_PEAK_MAX_BW`` is impossible in gait (``force_peak_high``, bad), below
+    ``FORCE_PEAK_MIN_BW`` suspicious (``force_peak_low``, warn: partial foot contact or a
+    scaling error).  A minimum below ``-NEGATIVE_FORCE_TOL_N`` means the plate "pulls"
+    (``force_negative``, warn: unzeroed offset, saturation or sign error).
+
+    Parameters
+    ----------
+    plate_force_z_n : array_like, shape (n_plates, n) or (n,)
+        Vertical force per plate in N, positive when loaded; NaN ignored.
+    mass_kg : float, keyword-only
+        Body mass in kg.
+
+    Returns
+    -------
+    list of Finding
+        Details carry ``plate``, ``peak_n``, ``peak_bw`` (and ``min_n``).
+
+    Raises
+    ------
+    ValueError
+        If ``mass_kg`` is not positive and finite, or on malformed input.
+    """
+    m = float(mass_kg)
+    if not math.isfinite(m) or m <= 0.0:
+        raise ValueError(f"mass_kg must be positive, got {mass_kg!r}")
+    bw = m * GRAVITY_M_S2
+    out: list[Finding] = []
+    for p, fz in enumerate(_plates_2d(plate_force_z_n)):
+        fin = fz[np.isfinite(fz)]
+        if fin.size == 0:
+            continue
+        peak, low = float(fin.max()), float(fin.min())
+        peak_bw = peak / bw
+        if peak_bw > FORCE_PEAK_MAX_BW:
+            out.append(_finding("force_peak_high",
+                                f"Plate {p + 1} peaks at {peak:.0f} N = {peak_bw:.2f} body weights "
+                                f"(mass {m:g} kg), above the {FORCE_PEAK_MAX_BW:g} BW possible in gait.",
+                                plate=p, peak_n=peak, peak_bw=peak_bw))
+        elif LOADED_MIN_BW <= peak_bw < FORCE_PEAK_MIN_BW:
+            out.append(_finding("force_peak_low",
+                                f"Plate {p + 1} is loaded but peaks at only {peak:.0f} N = {peak_bw:.2f} "
+                                f"body weights (mass {m:g} kg): partial foot contact or wrong scaling.",
+                                plate=p, peak_n=peak, peak_bw=peak_bw))
+        if low < -NEGATIVE_FORCE_TOL_N:
+            out.append(_finding("force_negative",
+                                f"Plate {p + 1} reads {low:.0f} N: a force plate cannot pull "
+                                f"(unzeroed offset, saturation or sign error).",
+                                plate=p, min_n=low, peak_n=peak))
+    return out
+
+
+# --------------------------------------------------------------------------- events
+_STRIKE = {"foot strike", "foot contact", "heel strike", "initial contact", "touchdown", "touch down",
+           "fs", "hs", "ic", "strike"}
+_OFF = {"foot off", "toe off", "lift off", "liftoff", "fo", "to", "off"}
+
+
+def _side(context) -> str | None:
+    c = str(context).strip().lower()
+    if c in ("l", "left", "gauche"):
+        return "left"
+    if c in ("r", "right", "droit", "droite"):
+        return "right"
+    return None
+
+
+def _kind(label) -> str | None:
+    s = str(label).strip().lower().replace("_", " ").replace("-", " ")
+    if s in _STRIKE:
+        return "strike"
+    if s in _OFF:
+        return "off"
+    return None
+
+
+def check_events(events, /) -> list[Finding]:
+    """Gait-event order: strike/off alternate per side, strikes alternate between sides.
+
+    Parameters
+    ----------
+    events : polars.DataFrame or iterable of (context, label, time_s)
+        One row per event.  A DataFrame needs columns ``context``, ``label``,
+        ``time_s``.  Context ``Left``/``Right`` (also ``L``/``R``); label ``Foot Strike`` /
+        ``Foot Off`` (also heel strike, toe off, FS/FO ...).  Other events are ignored;
+        order of rows is irrelevant.
+
+    Returns
+    -------
+    list of Finding
+        ``event_duplicate`` (warn), ``event_order`` (bad, per side: two strikes or two offs
+        in a row), ``event_sides_not_alternating`` (warn, within the span both sides
+        cover), ``stride_period_implausible`` (median same-side strike-to-strike time
+        outside ``STRIDE_PERIOD_RANGE_S``) or ``events_not_assessable`` (info).
+
+    Raises
+    ------
+    ValueError
+        If a row has a non-finite time or the DataFrame lacks a column.
+    """
+    if isinstance(events, pl.DataFrame):
+        missing = {"context", "label", "time_s"} - set(events.columns)
+        if missing:
+            raise ValueError(f"events lacks columns {sorted(missing)}")
+        rows = list(zip(events["context"].to_list(), events["label"].to_list(), events["time_s"].to_list()))
+    else:
+        rows = [tuple(r) for r in events]
+    ev = []
+    for ctx, lab, t in rows:
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"event time must be finite, got {t!r} for {ctx!r} {lab!r}")
+        side, kind = _side(ctx), _kind(lab)
+        if side and kind:
+            ev.append((t, side, kind))
+    if not ev:
+        return [_finding("events_not_assessable", "No left/right foot strike or foot off events to check.")]
+    out: list[Finding] = []
+    ev.sort()
+    dedup = []
+    for e in ev:
+        if dedup and dedup[-1][1:] == e[1:] and abs(e[0] - dedup[-1][0]) < EVENT_TIME_TOL_S:
+            out.append(_finding("event_duplicate",
+                                f"{e[1].capitalize()} foot {e[2]} at {e[0]:.3f} s is duplicated.",
+                                side=e[1], kind=e[2], time_s=e[0]))
+            continue
+        dedup.append(e)
+    name = {"strike": "foot strike", "off": "foot off"}
+    for side in ("left", "right"):
+        seq = [e for e in dedup if e[1] == side]
+        for prev, cur in zip(seq, seq[1:]):
+            if cur[0] - prev[0] < EVENT_TIME_TOL_S:
+                msg = (f"{side.capitalize()} {name[prev[2]]} and {name[cur[2]]} are both at "
+                       f"{cur[0]:.3f} s.")
+            elif cur[2] == prev[2]:
+                other = "foot off" if cur[2] == "strike" else "foot strike"
+                msg = (f"{side.capitalize()} {name[cur[2]]} at {cur[0]:.3f} s follows the {name[prev[2]]} "
+                       f"at {prev[0]:.3f} s with no {other} in between.")
+            else:
+                continue
+            out.append(_finding("event_order", msg, side=side, first=[prev[2], prev[0]],
+                                second=[cur[2], cur[0]]))
+    strikes = [e for e in dedup if e[2] == "strike"]
+    sides = {e[1] for e in strikes}
+    if sides == {"left", "right"}:
+        t0 = max(min(e[0] for e in strikes if e[1] == s) for s in sides)
+        t1 = min(max(e[0] for e in strikes if e[1] == s) for s in sides)
+        span = [e for e in strikes if t0 - EVENT_TIME_TOL_S <= e[0] <= t1 + EVENT_TIME_TOL_S]
+        for prev, cur in zip(span, span[1:]):
+            if prev[1] == cur[1]:
+                out.append(_finding(
+                    "event_sides_not_alternating",
+                    f"Two {cur[1]} foot strikes ({prev[0]:.3f} s and {cur[0]:.3f} s) with no "
+                    f"{'right' if cur[1] == 'left' else 'left'} foot strike in between.",
+                    side=cur[1], times_s=[prev[0], cur[0]]))
+    strides = []
+    for side in ("left", "right"):
+        ts = [e[0] for e in strikes if e[1] == side]
+        strides.extend(np.diff(ts))
+    if strides:
+        out.extend(check_stride_period(float(np.median(strides)), source="events"))
+    return out
+
+
+# --------------------------------------------------------------------------- durations
+def check_durations(durations_s: Mapping[str, float], /, *, rel_tol: float = DURATION_REL_TOL,
+                    abs_tol_s: float = DURATION_ABS_TOL_S) -> list[Finding]:
+    """Durations of the streams of one trial must agree.
+
+    Each stream is compared with the longest: a difference above
+    ``max(rel_tol * longest, abs_tol_s)`` gives ``duration_mismatch`` (bad).
+
+    Parameters
+    ----------
+    durations_s : mapping str -> float
+        Stream name (``'emg'``, ``'markers'``, ``'plates'``, ``'emg_declared'`` ...) ->
+        duration in s (samples / rate).  At least two finite, non-negative values are
+        needed for a comparison.
+    rel_tol : float, keyword-only
+        Relative tolerance (fraction of the longest duration).
+    abs_tol_s : float, keyword-only
+        Absolute tolerance floor in s.
+
+    Returns
+    -------
+    list of Finding
+        One ``duration_mismatch`` per disagreeing stream; details carry both durations.
+
+    Raises
+    ------
+    ValueError
+        On a negative or non-finite duration or a negative tolerance.
+    """
+    if rel_tol < 0 or abs_tol_s < 0:
+        raise ValueError("tolerances must be >= 0")
+    d = {}
+    for k, v in durations_s.items():
+        v = float(v)
+        if not math.isfinite(v) or v < 0.0:
+            raise ValueError(f"duration of {k!r} must be finite and >= 0, got {v!r}")
+        d[str(k)] = v
+    if len(d) < 2:
+        return []
+    ref = max(d, key=d.get)
+    tol = max(rel_tol * d[ref], abs_tol_s)
+    out = []
+    for k, v in d.items():
+        if k != ref and d[ref] - v > tol:
+            out.append(_finding(
+                "duration_mismatch",
+                f"{k} lasts {v:.3f} s but {ref} lasts {d[ref]:.3f} s (tolerance {tol:.3f} s): "
+                f"a stream is truncated or its rate is wrong.",
+                stream=k, duration_s=v, reference=ref, reference_duration_s=d[ref], tolerance_s=tol))
+    return out

@@ -1,0 +1,249 @@
+"""Session and cohort tables (issue 6): asymmetry, variability, fatigue, synergies,
+activation maps, patient-specific profiles and the cohort summaries releases publish.
+
+Rebuilt from the per-trial tables (``warehouse/analysis.py``) in one transaction
+whenever a night changed something. Every computation is a pure function in
+``transforms/``; this module only reads, reshapes and writes.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import polars as pl
+
+from transforms import activation_map as amap, asymmetry as asym, cycles as cyc, profiles, synergies as syn
+from transforms import variability as var
+from warehouse import catalog
+from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Onsets used for timing metrics: the default method's first burst of each cycle.
+TIMING_FILTER = "is_default AND burst = 0"
+COHORT_TABLES = ("asymmetry", "variability", "fatigue", "fatigue_contrasts", "synergies", "synergy_activations",
+                 "activation_map", "subject_profiles", "cohort_asymmetry", "cohort_variability")
+
+
+def _q(con, sql: str, params=None) -> pl.DataFrame:
+    return con.execute(sql, params or []).pl()
+
+
+def normalised_cycles(con) -> dict[tuple[str, str, str, str], np.ndarray]:
+    """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles."""
+    env = _q(con, "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
+                  "FROM emg_envelopes e JOIN trials t USING (trial_id) ORDER BY e.trial_id, e.channel, e.sample_index")
+    cyc_df = _q(con, "SELECT trial_id, side, cycle, start_s, end_s, foot_off_s, duration_s, stance_pct, valid, "
+                     "coalesce(reason, '') AS reason FROM gait_cycles WHERE valid ORDER BY trial_id, side, cycle")
+    out: dict[tuple, list] = {}
+    if env.is_empty() or cyc_df.is_empty():
+        return {}
+    for (tid, subj, sess, muscle, side), g in env.group_by(
+            ["trial_id", "subject_id", "session_id", "muscle", "side"], maintain_order=True):
+        c = cyc_df.filter((pl.col("trial_id") == tid) & (pl.col("side") == side)).drop("trial_id", "side")
+        if c.is_empty():
+            continue
+        x = g["envelope_mv"].to_numpy().astype(np.float64)
+        rate = float(g["rate_hz"][0])
+        c = c.filter(pl.col("end_s") < (len(x) - 1) / rate)
+        if c.is_empty():
+            continue
+        try:
+            arr = cyc.normalise_cycles(x, rate_hz=rate, cycles=c)
+        except ValueError as exc:
+            log.info("%s %s %s: %s", tid, muscle, side, exc)
+            continue
+        out.setdefault((subj, sess, muscle, side), []).append(np.atleast_2d(arr))
+    return {k: np.vstack(v) for k, v in out.items()}
+
+
+def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
+    """Compute every cohort-level table from the per-trial tables of the lake."""
+    sessions = _q(con, "SELECT session_id, subject_id, site_id, condition, task FROM sessions")
+    cyc_norm = normalised_cycles(con)
+    metrics = _q(con, f"""
+        SELECT m.subject_id, m.session_id, s.condition, m.muscle, m.side, k.metric, avg(k.value) AS value,
+               count(*)::INTEGER AS n_cycles
+        FROM emg_cycle_metrics m JOIN sessions s USING (session_id),
+        LATERAL (VALUES ('peak', m.peak), ('iemg', m.iemg), ('time_of_peak_pct', m.time_of_peak_pct)) k(metric, value)
+        GROUP BY ALL
+        UNION ALL
+        SELECT a.subject_id, a.session_id, s.condition, a.muscle, a.side, k.metric, avg(k.value), count(*)::INTEGER
+        FROM activation_onsets a JOIN sessions s USING (session_id),
+        LATERAL (VALUES ('onset_ms', a.onset_ms), ('offset_ms', a.offset_ms)) k(metric, value)
+        WHERE {TIMING_FILTER} GROUP BY ALL
+        UNION ALL
+        SELECT t.subject_id, t.session_id, s.condition, NULL, g.side, k.metric, avg(k.value), count(*)::INTEGER
+        FROM gait_cycles g JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id,
+        LATERAL (VALUES ('stance_time_s', g.duration_s * g.stance_pct / 100), ('grf_peak_n', g.peak_force_z_n),
+                        ('grf_impulse_ns', g.impulse_z_ns)) k(metric, value)
+        WHERE g.valid AND k.value IS NOT NULL GROUP BY ALL""")
+    out: dict[str, pl.DataFrame] = {}
+    # asymmetry -----------------------------------------------------------------
+    if metrics.height:
+        a = asym.asymmetry_table(metrics)
+        out["asymmetry"] = a
+    # variability ---------------------------------------------------------------
+    onsets = _q(con, f"SELECT subject_id, session_id, muscle, side, onset_ms FROM activation_onsets "
+                     f"WHERE {TIMING_FILTER}")
+    cond = dict(zip(sessions["session_id"], sessions["condition"]))
+    vrows = []
+    for (subj, sess, muscle, side), arr in cyc_norm.items():
+        o = onsets.filter((pl.col("session_id") == sess) & (pl.col("muscle") == muscle) & (pl.col("side") == side))
+        vrows.append({"subject_id": subj, "session_id": sess, "condition": cond.get(sess), "muscle": muscle,
+                      "side": side, "metric": "envelope", "cv_pct": _safe(var.winter_cv, arr),
+                      "variance_ratio": _safe(var.variance_ratio, arr),
+                      "onset_sd_ms": _safe(var.onset_timing_sd, o["onset_ms"].to_numpy()) if o.height >= 2 else None,
+                      "n_cycles": int(arr.shape[0])})
+    scal = _q(con, """
+        SELECT t.subject_id, t.session_id, s.condition, g.side, k.metric, k.value
+        FROM gait_cycles g JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id,
+        LATERAL (VALUES ('stance_time_s', g.duration_s * g.stance_pct / 100), ('grf_peak_n', g.peak_force_z_n)) k(metric, value)
+        WHERE g.valid AND k.value IS NOT NULL""")
+    for (subj, sess, c, side, metric), g in scal.group_by(
+            ["subject_id", "session_id", "condition", "side", "metric"], maintain_order=True):
+        v = g["value"].to_numpy()
+        vrows.append({"subject_id": subj, "session_id": sess, "condition": c, "muscle": None, "side": side,
+                      "metric": metric, "cv_pct": float(np.std(v, ddof=1) / abs(np.mean(v)) * 100) if len(v) > 1
+                      else None, "variance_ratio": None, "onset_sd_ms": None, "n_cycles": len(v)})
+    if vrows:
+        out["variability"] = pl.DataFrame(vrows, infer_schema_length=None)
+    # fatigue ---------------------------------------------------------------------
+    fat = _q(con, f"""
+        SELECT t.subject_id, t.session_id, s.condition, f.muscle, f.side, avg(f.mdf_hz) AS mdf_hz,
+               avg(f.mnf_hz) AS mnf_hz, avg(f.mdf_slope_hz_per_s) AS mdf_slope_hz_per_s,
+               sum(f.n_bursts)::INTEGER AS n_bursts,
+               (SELECT avg(a.onset_ms) FROM activation_onsets a WHERE a.session_id = t.session_id
+                  AND a.muscle = f.muscle AND a.side = f.side AND a.{TIMING_FILTER.replace(' AND ', ' AND a.')})
+                  AS onset_ms
+        FROM emg_spectra f JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id
+        GROUP BY ALL""")
+    if fat.height:
+        out["fatigue"] = fat
+        fr = fat.filter(pl.col("condition") == "fresh")
+        fa = fat.filter(pl.col("condition") == "fatigued")
+        if fr.height and fa.height:
+            keys = ["subject_id", "muscle", "side"]
+            j = (fr.group_by(keys).agg(mdf_fresh_hz=pl.col("mdf_hz").mean(), onset_fresh_ms=pl.col("onset_ms").mean())
+                 .join(fa.group_by(keys).agg(mdf_fatigued_hz=pl.col("mdf_hz").mean(),
+                                             onset_fatigued_ms=pl.col("onset_ms").mean()), on=keys))
+            out["fatigue_contrasts"] = j.with_columns(
+                mdf_shift_pct=(pl.col("mdf_fatigued_hz") - pl.col("mdf_fresh_hz")) / pl.col("mdf_fresh_hz") * 100,
+                onset_shift_ms=pl.col("onset_fatigued_ms") - pl.col("onset_fresh_ms"))
+    # synergies -----------------------------------------------------------------
+    srows, arows = [], []
+    for sess in sorted({k[1] for k in cyc_norm}):
+        keys = sorted(k for k in cyc_norm if k[1] == sess)
+        n = min(cyc_norm[k].shape[0] for k in keys)
+        if len(keys) < 3 or n < 3:
+            continue
+        mat = np.vstack([cyc_norm[k][:n].reshape(-1) for k in keys])
+        mat = np.clip(mat, 0, None)
+        mat = mat / np.maximum(mat.max(axis=1, keepdims=True), 1e-12)
+        try:
+            res = syn.extract_synergies(mat)
+        except ValueError as exc:
+            log.info("synergies %s: %s", sess, exc)
+            continue
+        for j in range(res.n_synergies):
+            for i, k in enumerate(keys):
+                srows.append({"session_id": sess, "n_synergies": res.n_synergies, "vaf": res.vaf, "synergy": j,
+                              "muscle": k[2], "side": k[3], "weight": float(res.weights[i, j])})
+            mean_act = res.activations[j].reshape(n, -1).mean(axis=0)
+            for p, v in enumerate(mean_act):
+                arows.append({"session_id": sess, "synergy": j, "sample": p, "pct": float(p),
+                              "activation": float(v)})
+    if srows:
+        out["synergies"] = pl.DataFrame(srows)
+        out["synergy_activations"] = pl.DataFrame(arows)
+    # activation maps -------------------------------------------------------------
+    out["activation_map"] = _activation_maps(cyc_norm, sessions, con)
+    # patient-specific profiles -----------------------------------------------------
+    prof_in = metrics.filter(pl.col("muscle").is_not_null() & pl.col("metric").is_in(
+        ["onset_ms", "offset_ms", "time_of_peak_pct", "peak"])).select(
+        "subject_id", "session_id", "muscle", "side", "metric", "value")
+    if "asymmetry" in out:
+        si = out["asymmetry"].filter((pl.col("metric") == "peak") & pl.col("muscle").is_not_null()).select(
+            "subject_id", "session_id", "muscle", side=pl.lit(None, pl.Utf8), metric=pl.lit("si_pct"),
+            value=pl.col("si_pct"))
+        prof_in = pl.concat([prof_in, si], how="vertical_relaxed")
+    prof_in = prof_in.join(sessions.select("session_id", "task", "condition"), on="session_id", how="left")
+    if prof_in.height:
+        try:
+            out["subject_profiles"] = profiles.patient_profiles(
+                prof_in, reference="robust", z_threshold=profiles.ROBUST_Z_THRESHOLD,
+                min_reference_sd=profiles.MIN_REFERENCE_SD)
+        except ValueError as exc:
+            log.warning("subject profiles: %s", exc)
+    # cohort summaries ----------------------------------------------------------------
+    site = sessions.select("session_id", "site_id")
+    if "asymmetry" in out:
+        v = out["asymmetry"].join(site, on="session_id").filter(pl.col("si_pct").is_not_null())
+        out["cohort_asymmetry"] = profiles.cohort_summary(
+            v.rename({"si_pct": "value"}), group_cols=("site_id", "condition", "muscle", "metric"))
+    if "variability" in out:
+        v = out["variability"].join(site, on="session_id").unpivot(
+            index=["site_id", "condition", "muscle", "subject_id", "metric"],
+            on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
+        v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat")
+        out["cohort_variability"] = profiles.cohort_summary(
+            v.drop_nulls("value"), group_cols=("site_id", "condition", "muscle", "metric"))
+    return out
+
+
+def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:
+    meta = {r["session_id"]: r for r in sessions.iter_rows(named=True)}
+    # normalise each subject x muscle x side to the peak of its mean cycle (across sessions)
+    peaks: dict[tuple, float] = {}
+    for (subj, sess, m, s), arr in cyc_norm.items():
+        peaks[(subj, m, s)] = max(peaks.get((subj, m, s), 0.0), float(np.nanmax(np.nanmean(arr, axis=0))))
+    scoped: dict[tuple[str, str], dict] = {}
+    for (subj, sess, m, s), arr in cyc_norm.items():
+        a = arr / max(peaks[(subj, m, s)], 1e-12)
+        cond = meta.get(sess, {}).get("condition") or "unknown"
+        for scope, sid in (("session", sess), ("subject", subj), ("condition", cond), ("cohort", "all")):
+            scoped.setdefault((scope, sid), {}).setdefault((m, s), []).append(a)
+    on = _q(con, f"SELECT a.session_id, s.subject_id, s.condition, a.muscle, a.side, a.onset_pct, a.offset_pct "
+                 f"FROM activation_onsets a JOIN sessions s USING (session_id) WHERE a.{TIMING_FILTER.replace(' AND ', ' AND a.')}")
+    frames = []
+    for (scope, sid), d in sorted(scoped.items()):
+        prof = amap.activation_profile({k: np.vstack(v) for k, v in d.items()})
+        col = {"session": "session_id", "subject": "subject_id", "condition": "condition"}.get(scope)
+        o = on.filter(pl.col(col) == sid) if col else on
+        o = o.group_by("muscle", "side").agg(onset_mean_pct=pl.col("onset_pct").mean(),
+                                              offset_mean_pct=pl.col("offset_pct").mean())
+        frames.append(prof.join(o, on=["muscle", "side"], how="left").with_columns(
+            scope=pl.lit(scope), scope_id=pl.lit(sid)))
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def _safe(fn, x):
+    try:
+        v = fn(x)
+        return None if v is None or not np.isfinite(v) else float(v)
+    except ValueError:
+        return None
+
+
+def rebuild(settings: Settings) -> dict:
+    """Recompute every cohort-level table and replace them in one transaction."""
+    con = catalog.connect(settings)
+    try:
+        tables = build_cohort_tables(con)
+
+        def body(c):
+            for name in COHORT_TABLES:
+                c.execute(f"DELETE FROM {name}")
+                df = tables.get(name)
+                if df is not None and df.height:
+                    cols = [r[0] for r in c.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'lake' "
+                        "AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()]
+                    arrow = df.select([pl.col(x) if x in df.columns else pl.lit(None).alias(x) for x in cols]).to_arrow()
+                    c.register("_c", arrow)
+                    c.execute(f"INSERT INTO {name} SELECT * FROM _c")
+                    c.unregister("_c")
+        catalog.write_atomically(settings, con, body, what="cohort tables")
+        return {k: v.height for k, v in tables.items()}
+    finally:
+        con.close()
