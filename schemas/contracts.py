@@ -230,6 +230,44 @@ EMG_SPECTRA = Table(
     ),
 )
 
+CHANNEL_QC = Table(
+    "channel_qc", "Signal quality verdict per EMG channel (flags, never deletes; thresholds in transforms/qc.py).",
+    "one row per trial x channel", ("trial_id", "channel"),
+    (
+        _TRIAL, C("channel", "SMALLINT", "Channel (emg_channels.channel).", nullable=False),
+        C("label", "VARCHAR", "Vendor label."), C("muscle", "VARCHAR", "Muscle id."), _SIDE,
+        C("verdict", "VARCHAR", "ok, warn or bad; analyses skip bad channels.", nullable=False,
+          allowed=("ok", "warn", "bad")),
+        C("flags", "VARCHAR", "Comma-separated flag codes (docs/qc_thresholds.md)."),
+        C("clipping_frac", "DOUBLE", "Fraction of samples at the ADC rails."),
+        C("mains_ratio", "DOUBLE", "Power at mains and harmonics / power 20-450 Hz."),
+        C("median_freq_hz", "DOUBLE", "Spectral median frequency in the EMG band.", "Hz"),
+        C("spectral_flatness", "DOUBLE", "Spectral flatness (1 = white noise)."),
+        C("rms_mv", "DOUBLE", "RMS amplitude in the file's unit converted to mV.", "mV"),
+        C("dc_offset_mv", "DOUBLE", "Baseline offset.", "mV"),
+        C("nan_frac", "DOUBLE", "Fraction of missing samples."),
+        C("amplitude_basis", "VARCHAR", "Which amplitude plausibility rule applied (skin or ADC level)."),
+        C("qc_version", "VARCHAR", "QC code version."),
+    ),
+)
+
+PLAUSIBILITY = Table(
+    "plausibility", "Cross-stream plausibility findings per trial (rates, force peaks, event order, durations).",
+    "one row per trial x finding", ("trial_id", "code"),
+    (
+        _TRIAL, C("code", "VARCHAR", "Stable finding code.", nullable=False),
+        C("severity", "VARCHAR", "info, warn or bad.", allowed=("info", "warn", "bad")),
+        C("message", "VARCHAR", "What was found and what to check."), C("details", "VARCHAR", "JSON details."),
+    ),
+)
+
+ANALYSIS_EXCLUSIONS = Table(
+    "analysis_exclusions", "Channels the analysis skipped, and why (QC verdict bad, too short, no events).",
+    "one row per trial x channel", ("trial_id", "channel"),
+    (_TRIAL, C("channel", "SMALLINT", "Channel.", nullable=False), C("muscle", "VARCHAR", "Muscle id."), _SIDE,
+     C("reason", "VARCHAR", "Why the channel was not analysed.", nullable=False)),
+)
+
 GAIT_EVENTS = Table(
     "gait_events", "Gait events, annotated in the file or detected.", "one row per event",
     ("trial_id", "side", "event", "time_s", "source"),
@@ -437,7 +475,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
     CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, FATIGUE_CONTRASTS, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 

@@ -24,6 +24,8 @@ ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 #: Envelope plateau for the bias correction: median envelope this long after the onset
 #: (the 6 Hz zero-phase step response has settled by ~80 ms).
 PLATEAU_WINDOW_MS = (80.0, 150.0)
+#: An overground plate is unloaded most of the trial: this percentile of |Fz| is its offset.
+UNLOADED_PERCENTILE = 5.0
 #: A detected plate contact takes the side of an annotated strike within this distance.
 ANNOTATION_MATCH_S = 0.06
 ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
@@ -49,7 +51,7 @@ def _events_from_plates(con, trial_id: str, terrain: str | None, annotated: pl.D
             if terrain == "treadmill":
                 strikes, offs = gait.treadmill_contacts(fz, rate_hz=rate)
             else:
-                offset = float(np.median(fz[fz < np.percentile(fz, 20)])) if np.any(fz) else 0.0
+                offset = float(np.percentile(fz, UNLOADED_PERCENTILE))  # unloaded-plate offset
                 strikes, offs = gait.plate_contacts(fz, rate_hz=rate, offset_n=offset)
         except ValueError as exc:
             log.info("%s plate %s: %s", trial_id, plate, exc)
@@ -115,21 +117,20 @@ def _heel_markers(con, trial_id: str) -> dict:
 
 
 def _choose_events(detected: list[dict], annotated: pl.DataFrame) -> dict:
-    """Per side: (strikes, offs, source). Plate-detected events win, then annotated ones."""
+    """Per side: (strikes, offs, source). The source with more strikes wins; plates win ties."""
     chosen = {}
     for side in ("L", "R"):
+        cands = []
         fp = [e for e in detected if e["side"] == side]
-        st = sorted(e["time_s"] for e in fp if e["event"] == "foot_strike")
-        if len(st) >= 2:
-            chosen[side] = (np.array(st), np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_off")),
-                            "force_plate")
-            continue
+        cands.append((np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_strike")),
+                      np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_off")), "force_plate"))
         a = annotated.filter(pl.col("side") == side) if annotated.height else annotated
         if a.height:
-            st = np.sort(a.filter(pl.col("event") == "foot_strike")["time_s"].to_numpy())
-            of = np.sort(a.filter(pl.col("event") == "foot_off")["time_s"].to_numpy())
-            if len(st) >= 2:
-                chosen[side] = (st, of, "annotated")
+            cands.append((np.sort(a.filter(pl.col("event") == "foot_strike")["time_s"].to_numpy()),
+                          np.sort(a.filter(pl.col("event") == "foot_off")["time_s"].to_numpy()), "annotated"))
+        best = max(cands, key=lambda c: len(c[0]))  # max keeps the first (plates) on ties
+        if len(best[0]) >= 2:
+            chosen[side] = best
     return chosen
 
 
@@ -160,8 +161,15 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
             [trial_id]).pl()
         detected = _events_from_plates(con, trial_id, terrain, annotated, _heel_markers(con, trial_id))
         chosen = _choose_events(detected, annotated)
-        chans = con.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
-                            "ORDER BY channel", [trial_id]).fetchall()
+        all_chans = con.execute(
+            "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
+            "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.channel", [trial_id]).fetchall()
+        excluded = [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
+                     "reason": f"qc verdict bad ({flags})"} for ch, m, sd, _, v, flags in all_chans if v == "bad"]
+        excluded += [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
+                      "reason": "no gait events for this side"} for ch, m, sd, _, v, _f in all_chans
+                     if v != "bad" and sd not in chosen]
+        chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         rows = _analyse_channels(con, trial_id, subject, session, chans, chosen)
         cycles_rows = rows.pop("gait_cycles")
         cycles_rows += _grf_per_cycle(con, trial_id, chosen, detected)
@@ -172,12 +180,14 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                 "time_s": pa.array([e["time_s"] for e in detected], pa.float64()),
                 "source": ["force_plate"] * len(detected)}),
             "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
+            "analysis_exclusions": _table(excluded),
             **rows,
         }
 
         def body(c):
             c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
-            for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction", "emg_spectra"):
+            for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction", "emg_spectra",
+                         "analysis_exclusions"):
                 c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
             for name, tbl in tables.items():
                 if tbl is not None and tbl.num_rows:

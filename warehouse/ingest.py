@@ -194,7 +194,9 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
         _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
                       session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
-                      run_id=run_id, companion_shas=companion_shas)
+                      run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
+                      mass_kg=next((s.get("mass_kg") for s in man.subjects if str(s.get("id")) == session.subject),
+                                   None))
         return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
                 "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
     finally:
@@ -248,7 +250,7 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
 
 
 def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec, chans, chan_issues, raw,
-                  run_id, companion_shas):
+                  run_id, companion_shas, session_mains_hz=None, mass_kg=None):
     n_markers = len(rec.marker_labels)
     trial = pa.table({
         "trial_id": [trial_id], "site_id": [site], "subject_id": [session.subject], "session_id": [session.id],
@@ -282,6 +284,8 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
     })
     grf = grf_table(trial_id, rec)
     markers = markers_table(trial_id, rec)
+    qc_tbl = qc_table(trial_id, chans, session_mains_hz)
+    plaus = plausibility_table(trial_id, rec, chans, mass_kg)
     events = pa.table({
         "trial_id": [trial_id] * len(rec.events), "side": [e.side for e in rec.events],
         "event": [e.event for e in rec.events], "time_s": pa.array([e.time_s for e in rec.events], pa.float64()),
@@ -290,10 +294,11 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
 
     def body(c):
         for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
-                  "trials"):
+                  "channel_qc", "plausibility", "trials"):
             c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
         for name, tbl in (("trials", trial), ("emg_channels", channels), ("emg_samples", samples),
-                          ("force_plates", plates), ("grf", grf), ("markers", markers), ("gait_events", events)):
+                          ("force_plates", plates), ("grf", grf), ("markers", markers), ("gait_events", events),
+                          ("channel_qc", qc_tbl), ("plausibility", plaus)):
             if tbl.num_rows:
                 c.register("_arrow_in", tbl)
                 c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
@@ -324,6 +329,61 @@ def emg_samples_table(trial_id: str, channels_mv: list[np.ndarray]) -> pa.Table:
                                  if n else np.array([], np.int32), pa.int32()),
         "emg_mv": pa.array(np.concatenate(channels_mv).astype(np.float32) if n else np.array([], np.float32)),
     })
+
+
+def qc_table(trial_id: str, chans: list[dict], mains_hz: float | None) -> pa.Table:
+    """Signal QC of every EMG channel, judged in the file's own unit (gain context)."""
+    from transforms import qc
+
+    rows = []
+    for k, c in enumerate(chans):
+        factor = emg_unit_factor(c["source_unit"]) or 1.0
+        t = qc.channel_qc_table(np.asarray(c["data_mv"] / factor)[None, :], labels=[c["label"]],
+                                rate_hz=c["rate_hz"], mains_hz=mains_hz or 50.0, units=c["source_unit"])
+        r = t.row(0, named=True)
+        rows.append({"trial_id": trial_id, "channel": k, "label": c["label"], "muscle": c["muscle"],
+                     "side": c["side"], "verdict": r["verdict"], "flags": r["flags"],
+                     "clipping_frac": r["clipping_frac"], "mains_ratio": r["mains_ratio"],
+                     "median_freq_hz": r["median_freq_hz"], "spectral_flatness": r["spectral_flatness"],
+                     "rms_mv": r["rms_mv"] * factor if r["rms_mv"] is not None else None,
+                     "dc_offset_mv": r["dc_offset_mv"] * factor if r["dc_offset_mv"] is not None else None,
+                     "nan_frac": r["nan_frac"], "amplitude_basis": r["amplitude_basis"],
+                     "qc_version": r["qc_version"]})
+    return pa.Table.from_pylist(rows) if rows else pa.table({"trial_id": pa.array([], pa.string())})
+
+
+def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg) -> pa.Table:
+    """Cross-stream plausibility: stride period from plates/EMG, force peaks, events, durations."""
+    from transforms import plausibility as pl_tx
+
+    findings = []
+    fz = [np.abs(p.force_n[2]) for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
+    try:
+        findings += pl_tx.check_sampling_rates(
+            plate_force_z_n=fz[0] if fz else None, analog_rate_hz=rec.plates[0].rate_hz if fz else None,
+            emg=chans[0]["data_mv"] if chans else None, emg_rate_hz=chans[0]["rate_hz"] if chans else None)
+        if mass_kg and fz:
+            findings += pl_tx.check_force_peaks(np.vstack([f[:min(map(len, fz))] for f in fz]),
+                                                mass_kg=float(mass_kg))
+        if rec.events:
+            findings += pl_tx.check_events([(e.side, {'foot_strike': 'Foot Strike', 'foot_off': 'Foot Off'}[e.event], e.time_s)
+                                            for e in rec.events])
+        durations = {}
+        if chans:
+            durations["emg"] = len(chans[0]["data_mv"]) / chans[0]["rate_hz"]
+        if rec.markers_mm is not None and rec.point_rate_hz:
+            durations["markers"] = rec.markers_mm.shape[0] / rec.point_rate_hz
+        if rec.plates:
+            durations["plates"] = rec.plates[0].force_n.shape[1] / rec.plates[0].rate_hz
+        if len(durations) > 1:
+            findings += pl_tx.check_durations(durations)
+    except (ValueError, TypeError) as exc:
+        log.info("%s plausibility: %s", trial_id, exc)
+    df = pl_tx.findings_table(findings)
+    if df.is_empty():
+        return pa.table({"trial_id": pa.array([], pa.string())})
+    df = df.unique(subset=["code"], keep="first", maintain_order=True)
+    return df.with_columns(__import__("polars").lit(trial_id).alias("trial_id")).to_arrow()
 
 
 def marker_names(labels: list[str], n: int) -> list[str]:

@@ -1,0 +1,137 @@
+"""``myomap extract | publish | releases | report``: serving the lake to members and the public.
+
+Thin wiring over :mod:`warehouse.extracts`, :mod:`warehouse.releases` and
+:mod:`warehouse.report`. ``flows/cli.py`` adds the commands with
+``register(main)``. Every expected failure is a :class:`click.ClickException`
+(one clear line, no traceback).
+"""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from warehouse.settings import get_settings  # sets Prefect's offline variables first
+
+DEFAULT_TABLES = ("sites", "subjects", "sessions", "trials", "emg_channels", "activation_onsets",
+                  "emg_cycle_metrics", "asymmetry", "variability", "fatigue", "subject_profiles")
+_COHORT_HELP = ("Cohort filter, e.g. 'site=lyon,boston; condition=fatigued; task=walk; muscle=tibialis_anterior; "
+                "side=L; date>=2026-01-01'. Clauses are ANDed, values ORed; keys: site, subject, session, "
+                "condition, task, muscle, side, date (=, != ; date also >=, <=, >, <).")
+
+
+def _lake_option(f):
+    return click.option("--lake", default=None, metavar="PATH|s3://",
+                        help="Lake root (default: $MYOMAP_LAKE or ./lake).")(f)
+
+
+def _clear_errors(fn):
+    """Turn the expected errors of the serving modules into one-line ClickExceptions."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import duckdb
+
+        from warehouse import catalog, extracts, releases
+        from warehouse.cohort_filter import CohortFilterError
+        try:
+            return fn(*args, **kwargs)
+        except CohortFilterError as exc:
+            raise click.ClickException(f"--cohort: {exc}") from None
+        except (extracts.ExtractError, releases.ReleaseError, catalog.CatalogError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except duckdb.Error as exc:
+            raise click.ClickException(f"lake error: {str(exc).splitlines()[0]}") from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+    return wrapper
+
+
+@click.command()
+@_lake_option
+@click.option("--cohort", default=None, help=_COHORT_HELP)
+@click.option("--table", "tables", multiple=True, metavar="TABLE",
+              help=f"Table to extract (repeat; default: {', '.join(DEFAULT_TABLES)}).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--out", "out_dir", required=True, help="New output folder (local or s3://).")
+@click.option("--requester-site", default=None,
+              help="Site asking: its own data always, other sites' data only when not embargoed and consented.")
+@click.option("--consent-scope", default="pooled_analysis", show_default=True,
+              help="Consent scope other sites must have granted.")
+@click.option("--as-of", default=None, help="Snapshot id or timestamp (default: the current snapshot).")
+@_clear_errors
+def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, as_of) -> None:
+    """Write a cohort extract: one file per table + manifest.json (filter, snapshot, sha256, rules applied).
+
+    files, quarantine and runs are never extracted (they hold inbox paths): only pseudonyms leave the lake.
+    """
+    from warehouse import extracts
+
+    m = extracts.extract(get_settings(lake), cohort=cohort, tables=list(tables or DEFAULT_TABLES), fmt=fmt,
+                         out_dir=out_dir, requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
+    click.echo(f"Extract at snapshot {m['snapshot_id']}: {m['cohort']['subjects']} subjects, "
+               f"{m['cohort']['sessions']} sessions -> {out_dir}")
+    for f in m["files"]:
+        click.echo(f"  {f['file']}: {f['rows']} rows")
+    for d in m["sharing"]["excluded_sites"]:
+        click.echo(f"  excluded site {d['site_id']}: {'; '.join(d['reasons'])}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version")
+@_lake_option
+@click.option("--min-cell-subjects", default=5, show_default=True, type=click.IntRange(1),
+              help="Cohort cells with fewer subjects are suppressed.")
+@click.option("--licence", default="CC-BY-4.0", show_default=True, help="SPDX licence id.")
+@click.option("--consent-scope", default="public_release", show_default=True,
+              help="Consent scope a site must have granted to appear in the release.")
+@click.option("--as-of", default=None, help="Snapshot id or timestamp (default: the current snapshot).")
+@_clear_errors
+def publish(name, version, lake, min_cell_subjects, licence, consent_scope, as_of) -> None:
+    """Publish release NAME VERSION to <lake>/releases/NAME/VERSION (never overwritten)."""
+    from warehouse import releases
+
+    m = releases.publish(get_settings(lake), name, version, min_cell_subjects=min_cell_subjects, licence=licence,
+                         required_consent=consent_scope, as_of=as_of)
+    click.echo(f"Published {name} {version} (snapshot {m['snapshot_id']}) at {m['path']}")
+    for f in m["files"]:
+        if f["kind"] == "data":
+            click.echo(f"  {f['file']}: {f['rows']} rows")
+    for d in m["sharing"]["excluded_sites"]:
+        click.echo(f"  excluded site {d['site_id']}: {'; '.join(d['reasons'])}")
+
+
+@click.command("releases")
+@_lake_option
+def releases_cmd(lake) -> None:
+    """List the published releases."""
+    from flows.cli import print_rows
+    from warehouse import releases
+
+    rows = [(r["name"], r["version"], r["created_at"], r["snapshot_id"], r["licence"], r["rows"])
+            for r in releases.list_releases(get_settings(lake))]
+    print_rows(["name", "version", "created_at", "snapshot", "licence", "rows"], rows, "table")
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@_lake_option
+@click.option("--cohort", default=None, help=_COHORT_HELP)
+@click.option("--requester-site", default=None, help="Site the report is for (sharing rules as for extracts).")
+@click.option("--consent-scope", default="pooled_analysis", show_default=True)
+@click.option("--as-of", default=None, help="Snapshot id or timestamp.")
+@_clear_errors
+def report(out, lake, cohort, requester_site, consent_scope, as_of) -> None:
+    """Render a self-contained HTML report (QC, activation maps, timing, asymmetry, variability, subjects)."""
+    from warehouse.report import render_report
+
+    info = render_report(get_settings(lake), out, cohort=cohort, requester_site=requester_site,
+                         required_scope=consent_scope, as_of=as_of)
+    click.echo(f"Report at snapshot {info['snapshot_id']}: {info['figures']} figures, "
+               f"{info['subjects']} subjects -> {out}")
+
+
+def register(main: click.Group) -> None:
+    """Add extract, publish, releases and report to the ``myomap`` group."""
+    for cmd in (extract, publish, releases_cmd, report):
+        main.add_command(cmd)

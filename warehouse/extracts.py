@@ -1,0 +1,496 @@
+"""Cohort extracts for consortium members, under the consortium's sharing rules.
+
+:func:`extract` writes one file per requested table (Parquet or CSV), filtered by a
+``--cohort`` filter (:mod:`warehouse.cohort_filter`), plus ``manifest.json``.
+
+How tables reach the cohort
+    The filter's session keys (site, subject, session, condition, task, date)
+    select a set of sessions (temp table ``_cohort_sessions``). A table is then
+    linked by its first key column among ``session_id``, ``trial_id`` (through
+    ``trials``), ``subject_id`` and ``site_id``. ``muscle``/``side`` clauses apply
+    to tables with those columns; ``emg_samples`` (channel only) is filtered
+    through ``emg_channels``; ``co_contraction`` keeps pairs where either muscle
+    matches. ``activation_map`` keeps subject- and session-scope maps of the
+    cohort (pooled condition/cohort maps may contain other sites' data: they are
+    published in releases, not extracted). Site-level aggregates (cohort tables)
+    honour site/condition/task/muscle clauses only; the manifest says so.
+
+Consortium rules
+    An extract for ``requester_site`` A contains A's own data, and another site
+    B's data only if B's ``sites.embargo_until`` is not in the future and B's
+    ``sites.consent`` lists the required scope (default ``pooled_analysis``). A
+    site with no ``sites`` row has unknown consent and is excluded. Without a
+    requester every site is "another site". Exclusions and reasons are in the
+    manifest.
+
+Only pseudonyms leave the lake
+    ``files``, ``quarantine`` and ``runs`` are never extracted (they hold
+    site-relative inbox paths and raw-zone paths, where file names chosen at the
+    site could contain names or dates of birth), and no column called ``path`` or
+    ``raw_path`` is ever written. Subjects appear only under their pseudonymous
+    ids from the site manifests.
+
+Consistency
+    Every table is read at one pinned DuckLake snapshot (time travel to the
+    snapshot current when the extract starts, or ``as_of``), recorded in the
+    manifest, so ``myomap sql --as-of <id>`` reproduces it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from schemas.contracts import TABLES
+from warehouse import catalog, zones
+from warehouse import cohort_filter as cf
+from warehouse.settings import Settings
+
+L = catalog.LAKE
+REQUIRED_SCOPE = "pooled_analysis"
+#: Tables that never leave the lake, and why.
+NOT_EXTRACTABLE = {
+    "files": "holds site-relative inbox paths (file names may contain identifying text)",
+    "quarantine": "holds site-relative inbox paths and raw-zone paths",
+    "runs": "operational log of the nightly flow, no research data",
+}
+#: Columns never written to an extract or a release.
+EXCLUDED_COLUMNS = frozenset({"path", "raw_path"})
+#: Parquet writer options shared by extracts and releases (fixed: same input, same bytes).
+PARQUET_WRITE_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
+                         "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
+ROW_GROUP_ROWS = 256 * 1024
+FORMATS = ("parquet", "csv")
+
+
+class ExtractError(ValueError):
+    """The extract request cannot be served (unknown table, bad site, existing output...)."""
+
+
+# --------------------------------------------------------------------------- provenance
+def code_version() -> str:
+    """``<package version>[+g<commit>]``; the commit is read from ``.git`` (no git process)."""
+    try:
+        version = importlib.metadata.version("myomap")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        version = "unknown"
+    commit = _git_commit(Path(__file__).resolve().parents[1])
+    return f"{version}+g{commit[:12]}" if commit else version
+
+
+def _git_commit(repo: Path) -> str | None:
+    git = repo / ".git"
+    try:
+        if git.is_file():  # worktree: "gitdir: <path>"
+            git = (repo / git.read_text().split(":", 1)[1].strip()).resolve()
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head.split(":", 1)[1].strip()
+        for base in (git, git.parent.parent if git.parent.name == "worktrees" else git):
+            if (base / ref).is_file():
+                return (base / ref).read_text().strip() or None
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split(" ", 1)[0]
+    except OSError:
+        return None
+    return None
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# --------------------------------------------------------------------------- sharing rules
+@dataclass(frozen=True)
+class SiteDecision:
+    """Whether one site's data may go to the requester, and why not."""
+
+    site_id: str
+    included: bool
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"site_id": self.site_id, "included": self.included, "reasons": list(self.reasons)}
+
+
+def sharing_decisions(con: duckdb.DuckDBPyConnection, *, requester_site: str | None,
+                      required_scope: str, today: dt.date) -> list[SiteDecision]:
+    """Apply the consortium rules to every site known to the lake (sites and sessions).
+
+    Returns
+    -------
+    list of SiteDecision
+        Sorted by site; the requester's own site is always included.
+    """
+    rows = con.execute(f"""
+        SELECT k.site_id, s.site_id IS NOT NULL AS has_row, s.embargo_until, s.consent
+        FROM (SELECT site_id FROM {L}.main.sites UNION SELECT site_id FROM {L}.main.sessions) k
+        LEFT JOIN {L}.main.sites s USING (site_id) ORDER BY k.site_id""").fetchall()
+    out = []
+    for site, has_row, embargo, consent in rows:
+        if site == requester_site:
+            out.append(SiteDecision(site, True, ("requester's own site",)))
+            continue
+        reasons = []
+        if not has_row:
+            reasons.append("no sites row: consent and embargo unknown")
+        if embargo is not None and embargo > today:
+            reasons.append(f"embargoed until {embargo.isoformat()}")
+        scopes = {s.strip() for s in (consent or "").split(",") if s.strip()}
+        if has_row and required_scope not in scopes:
+            have = ", ".join(sorted(scopes)) or "none"
+            reasons.append(f"consent lacks '{required_scope}' (has: {have})")
+        out.append(SiteDecision(site, not reasons, tuple(reasons)))
+    return out
+
+
+# --------------------------------------------------------------------------- the cohort
+@dataclass
+class Cohort:
+    """A pinned read-only connection with the cohort's sessions in ``_cohort_sessions``."""
+
+    con: duckdb.DuckDBPyConnection
+    snapshot_id: int
+    snapshot_time: str | None
+    filter: cf.CohortFilter
+    decisions: list[SiteDecision]
+    requester_site: str | None
+    required_scope: str
+    today: dt.date
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def included_sites(self) -> list[str]:
+        return [d.site_id for d in self.decisions if d.included]
+
+    @property
+    def excluded(self) -> list[SiteDecision]:
+        return [d for d in self.decisions if not d.included]
+
+    def sharing_dict(self) -> dict:
+        return {"requester_site": self.requester_site, "required_consent": self.required_scope,
+                "rules_applied_on": self.today.isoformat(), "included_sites": self.included_sites,
+                "excluded_sites": [d.to_dict() for d in self.excluded]}
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def pinned_connection(settings: Settings,
+                      as_of: str | None = None) -> tuple[duckdb.DuckDBPyConnection, int, str | None]:
+    """A read-only connection at one snapshot: ``as_of`` or the current one. Returns (con, id, time).
+
+    Without ``as_of`` the current snapshot id is read, then the catalog is attached
+    again at that snapshot (time travel), so a writer committing meanwhile changes
+    nothing that this connection reads. (A long read transaction would pin it
+    too, but holds the SQLite catalog and makes the nightly writer's commit fail.)
+    """
+    con = catalog.connect(settings, read_only=True, as_of=as_of)
+    try:
+        snap = int(con.execute(f"FROM ducklake_current_snapshot('{L}')").fetchone()[0])
+        if as_of is None:
+            attach = getattr(catalog, "_attach_sql", None)
+            if attach is None:  # pragma: no cover - catalog without the helper: reconnect
+                con.close()
+                con = catalog.connect(settings, read_only=True, as_of=str(snap))
+            else:
+                con.execute("USE memory")
+                con.execute(f"DETACH {L}")
+                catalog.with_retry(lambda: con.execute(attach(settings, True, str(snap))), settings,
+                                   what="attach catalog")
+                con.execute(f"USE {L}")
+        con.execute("SET TimeZone = 'UTC'")
+        t = con.execute(f"SELECT snapshot_time FROM ducklake_snapshots('{L}') WHERE snapshot_id = ?",
+                        [snap]).fetchone()
+        return con, snap, (t[0].astimezone(dt.timezone.utc).isoformat() if t and t[0] else None)
+    except BaseException:
+        con.close()
+        raise
+
+
+def open_cohort(settings: Settings, *, cohort: str | cf.CohortFilter | None = None,
+                requester_site: str | None = None, required_scope: str = REQUIRED_SCOPE,
+                as_of: str | None = None, today: dt.date | None = None) -> Cohort:
+    """Pin a snapshot, apply the sharing rules and the filter; the caller closes the result.
+
+    Raises
+    ------
+    cohort_filter.CohortFilterError
+        Invalid filter.
+    ExtractError
+        Unknown requester site or consent scope not a token.
+    """
+    if not cf.TOKEN.fullmatch(required_scope or ""):
+        raise ExtractError(f"consent scope {required_scope!r} is not a valid scope name.")
+    if not isinstance(cohort, cf.CohortFilter):
+        cf.parse(cohort, check_values=False)  # syntax and tokens first: a bad filter never reaches the lake
+    con, snap, snap_time = pinned_connection(settings, as_of)
+    try:
+        known = {"site": _distinct(con, "sites", "site_id") | _distinct(con, "sessions", "site_id"),
+                 "condition": _distinct(con, "sessions", "condition"), "task": _distinct(con, "sessions", "task")}
+        flt = cohort if isinstance(cohort, cf.CohortFilter) else cf.parse(cohort, known=known)
+        if requester_site is not None and requester_site not in known["site"]:
+            raise ExtractError(f"unknown requester site {requester_site!r}; sites: {', '.join(sorted(known['site']))}.")
+        today = today or dt.datetime.now(dt.timezone.utc).date()
+        decisions = sharing_decisions(con, requester_site=requester_site, required_scope=required_scope, today=today)
+        allowed = [d.site_id for d in decisions if d.included]
+        where, params = flt.predicate({k: f"s.{cf.KEYS[k][0]}" for k in cf.SESSION_KEYS})
+        site_in = f"s.site_id IN ({', '.join(['?'] * len(allowed))})" if allowed else "FALSE"
+        con.execute(f"CREATE TEMP TABLE _cohort_sessions AS SELECT s.session_id, s.subject_id, s.site_id "
+                    f"FROM {L}.main.sessions s WHERE ({where}) AND {site_in}", params + allowed)
+        con.execute(f"CREATE TEMP TABLE _cohort_trials AS SELECT t.trial_id, t.session_id FROM {L}.main.trials t "
+                    "WHERE t.session_id IN (SELECT session_id FROM _cohort_sessions)")
+        return Cohort(con, snap, snap_time, flt, decisions, requester_site, required_scope, today)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _distinct(con, table: str, column: str) -> set[str]:
+    return {r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM {L}.main.{table} "
+                                      f"WHERE {column} IS NOT NULL").fetchall()}
+
+
+def lake_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Columns of a lake table as stored (contract order), without :data:`EXCLUDED_COLUMNS`."""
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog = ? "
+                       "AND table_name = ? ORDER BY ordinal_position", [L, table]).fetchall()
+    return [r[0] for r in rows if r[0] not in EXCLUDED_COLUMNS]
+
+
+def order_by(table: str, columns: list[str]) -> str:
+    """Deterministic order: primary key, then every other column (nulls last)."""
+    pk = [c for c in TABLES[table].primary_key if c in columns] if table in TABLES else []
+    rest = [c for c in columns if c not in pk]
+    return ", ".join(f'"{c}" NULLS LAST' for c in pk + rest)
+
+
+def table_query(cohort: Cohort, table: str) -> tuple[str, list, list[str]]:
+    """SELECT of one table restricted to the cohort: ``(sql, params, notes)``."""
+    con, flt = cohort.con, cohort.filter
+    cols = lake_columns(con, table)
+    if not cols:
+        raise ExtractError(f"table {table!r} is not in the lake.")
+    conds, params, notes = [], [], []
+    session_level = flt.keys() & {"subject", "session", "date"}
+    if table == "activation_map":
+        scoped = "(x.scope = 'session' AND x.scope_id IN (SELECT session_id FROM _cohort_sessions))"
+        if not (flt.keys() & {"session", "condition", "task", "date"}):
+            scoped += " OR (x.scope = 'subject' AND x.scope_id IN (SELECT subject_id FROM _cohort_sessions))"
+        else:
+            notes.append("subject-scope maps pool every session of a subject: left out because the filter "
+                         "selects sessions")
+        conds.append(f"({scoped})")
+        notes.append("pooled condition/cohort-scope maps are not extracted (they may include other sites)")
+    elif "session_id" in cols:
+        conds.append("x.session_id IN (SELECT session_id FROM _cohort_sessions)")
+    elif "trial_id" in cols:
+        conds.append("x.trial_id IN (SELECT trial_id FROM _cohort_trials)")
+    elif "subject_id" in cols:
+        conds.append("x.subject_id IN (SELECT subject_id FROM _cohort_sessions)")
+    elif "site_id" in cols:
+        conds.append("x.site_id IN (SELECT DISTINCT site_id FROM _cohort_sessions)")
+        own = {k: f"x.{k}" for k in ("condition", "task") if k in cols}
+        sql, p = flt.predicate(own)
+        conds.append(sql)
+        params += p
+        if table != "sites":
+            ignored = session_level | ({"condition", "task"} & flt.keys()) - set(own)
+            if ignored:
+                notes.append(f"site-level table: clauses on {', '.join(sorted(ignored))} do not apply")
+    else:
+        raise ExtractError(f"table {table!r} has no site, subject, session or trial column to filter on.")
+    # row-level clauses: muscle / side
+    row = {k: f"x.{k}" for k in cf.ROW_KEYS if k in cols}
+    sql, p = flt.predicate(row)
+    conds.append(sql)
+    params += p
+    missing = (flt.keys() & set(cf.ROW_KEYS)) - set(cols)
+    if "muscle" in missing and {"muscle_a", "muscle_b"} <= set(cols):
+        a, p_a = flt.predicate({"muscle": "x.muscle_a"}, keys=["muscle"])
+        b, p_b = flt.predicate({"muscle": "x.muscle_b"}, keys=["muscle"])
+        conds.append(f"(({a}) OR ({b}))")
+        params += p_a + p_b
+        notes.append("muscle clauses keep pairs where either muscle matches")
+        missing.discard("muscle")
+    if missing and {"trial_id", "channel"} <= set(cols):
+        sql, p = flt.predicate({k: f"c.{k}" for k in missing})
+        conds.append(f"EXISTS (SELECT 1 FROM {L}.main.emg_channels c WHERE c.trial_id = x.trial_id "
+                     f"AND c.channel = x.channel AND {sql})")
+        params += p
+        missing = set()
+    if missing:
+        notes.append(f"clauses on {', '.join(sorted(missing))} do not apply (no such column)")
+    select = ", ".join(f'x."{c}"' for c in cols)
+    where = " AND ".join(c for c in conds if c != "TRUE") or "TRUE"
+    sql = f"SELECT {select} FROM {L}.main.{table} x WHERE {where} ORDER BY {order_by(table, cols)}"
+    return sql, params, notes
+
+
+# --------------------------------------------------------------------------- files
+def output_fs(settings: Settings, out_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """File system and normalised path for an output folder (local, or s3:// with the lake's credentials)."""
+    if str(out_dir).startswith("s3://"):
+        return zones.filesystem(settings), str(out_dir).rstrip("/")
+    return fsspec.filesystem("file"), str(Path(out_dir).expanduser().resolve())
+
+
+def sha256_file(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    with fs.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def write_data_file(fs: fsspec.AbstractFileSystem, path: str, data: pa.Table | pa.RecordBatchReader,
+                    fmt: str = "parquet", collect: tuple[str, ...] = ()) -> dict:
+    """Write a table or a stream of batches; returns rows, sha256, bytes and distinct ``collect`` values.
+
+    Parquet is written by pyarrow with :data:`PARQUET_WRITE_OPTIONS` and fixed row
+    groups, so the same rows give the same bytes (no timestamps in the file).
+    """
+    seen: dict[str, set] = {c: set() for c in collect}
+    rows = 0
+
+    def note(batch) -> None:
+        for c in collect:
+            if c in batch.schema.names:
+                seen[c] |= {v for v in batch.column(c).unique().to_pylist() if v is not None}
+
+    with fs.open(path, "wb") as fh:
+        if isinstance(data, pa.Table):
+            table = data.combine_chunks()
+            rows = table.num_rows
+            for b in table.to_batches():
+                note(b)
+            if fmt == "parquet":
+                pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS, **PARQUET_WRITE_OPTIONS)
+            else:
+                pacsv.write_csv(table, fh)
+        else:
+            writer = (pq.ParquetWriter(fh, data.schema, **PARQUET_WRITE_OPTIONS) if fmt == "parquet"
+                      else pacsv.CSVWriter(fh, data.schema))
+            try:
+                for batch in data:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+                    note(batch)
+            finally:
+                writer.close()
+    digest, size = sha256_file(fs, path)
+    out = {"rows": rows, "sha256": digest, "bytes": size}
+    if collect:
+        out["collected"] = {c: sorted(v) for c, v in seen.items()}
+    return out
+
+
+# --------------------------------------------------------------------------- extract
+def extractable_tables() -> list[str]:
+    return [t for t in TABLES if t not in NOT_EXTRACTABLE]
+
+
+def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple[str, ...],
+            fmt: str = "parquet", out_dir: str, requester_site: str | None = None,
+            required_scope: str = REQUIRED_SCOPE, as_of: str | None = None,
+            today: dt.date | None = None) -> dict:
+    """Write a cohort extract: one file per table and ``manifest.json``.
+
+    Parameters
+    ----------
+    settings : Settings
+        The lake.
+    cohort : str or None
+        Cohort filter text (``None``: everyone the sharing rules allow).
+    tables : list of str
+        Lake tables to extract (not ``files``, ``quarantine``, ``runs``).
+    fmt : {'parquet', 'csv'}
+        File format.
+    out_dir : str
+        Output folder (local path or ``s3://``); must not hold an extract already.
+    requester_site : str, optional
+        Site asking for the extract: its own data is always included; other sites'
+        follow the embargo and consent rules. ``None``: the rules apply to all.
+    required_scope : str
+        Consent scope other sites must have granted (default ``pooled_analysis``).
+    as_of : str, optional
+        Snapshot id or timestamp (default: the current snapshot, pinned).
+    today : datetime.date, optional
+        Date the embargo rule is evaluated on (default: today, UTC).
+
+    Returns
+    -------
+    dict
+        The manifest (also written to ``<out_dir>/manifest.json``).
+
+    Raises
+    ------
+    ExtractError, cohort_filter.CohortFilterError, catalog.CatalogError
+    """
+    if fmt not in FORMATS:
+        raise ExtractError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    tables = list(dict.fromkeys(tables))
+    if not tables:
+        raise ExtractError("name at least one table to extract.")
+    for t in tables:
+        if t in NOT_EXTRACTABLE:
+            raise ExtractError(f"table {t!r} is never extracted: it {NOT_EXTRACTABLE[t]}.")
+        if t not in TABLES:
+            raise ExtractError(f"unknown table {t!r}; extractable: {', '.join(extractable_tables())}.")
+    fs, root = output_fs(settings, out_dir)
+    if fs.exists(f"{root}/manifest.json"):
+        raise ExtractError(f"{root} already holds an extract (manifest.json); choose a new folder.")
+    fs.makedirs(root, exist_ok=True)
+    c = open_cohort(settings, cohort=cohort, requester_site=requester_site, required_scope=required_scope,
+                    as_of=as_of, today=today)
+    try:
+        files, params_hashes, notes = [], set(), {}
+        for t in tables:
+            sql, params, tnotes = table_query(c, t)
+            reader = c.con.execute(sql, params).to_arrow_reader(100_000)
+            name = f"{t}.{fmt}"
+            info = write_data_file(fs, f"{root}/{name}", reader, fmt, collect=("params_hash",))
+            params_hashes |= set(info.pop("collected", {}).get("params_hash", []))
+            files.append({"table": t, "file": name, **info})
+            if tnotes:
+                notes[t] = tnotes
+        n_subjects, n_sessions = c.con.execute(
+            "SELECT count(DISTINCT subject_id), count(*) FROM _cohort_sessions").fetchone()
+        manifest = {
+            "kind": "myomap-extract",
+            "created_at": utc_now(),
+            "code_version": code_version(),
+            "lake": settings.lake,
+            "snapshot_id": c.snapshot_id,
+            "snapshot_time": c.snapshot_time,
+            "filter": {"text": c.filter.text, "canonical": c.filter.canonical(),
+                       "parsed": [cl.to_dict() for cl in c.filter.clauses]},
+            "sharing": c.sharing_dict(),
+            "cohort": {"subjects": n_subjects, "sessions": n_sessions},
+            "format": fmt,
+            "files": files,
+            "parameters": {"params_hash": sorted(params_hashes)},
+            "notes": notes,
+            "privacy": ("Only pseudonymous subject ids leave the lake: files, quarantine and runs are never "
+                        "extracted and no path or raw_path column is written."),
+        }
+    finally:
+        c.close()
+    with fs.open(f"{root}/manifest.json", "w") as fh:
+        fh.write(json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
