@@ -100,14 +100,17 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
                 detail = r.get("reason") or ""
             if r["new"]:
                 _echo(quiet, f"[{s} {i}/{n}] {rel}: {out}{' (' + detail + ')' if detail else ''}")
-    for i, tid in enumerate(trials, 1):
+    todo = sorted(set(derived.pending(settings, "envelopes", derived.ENVELOPE_HASH))
+                  | set(derived.pending(settings, "analysis", analysis.PARAMS_HASH)))
+    for i, tid in enumerate(todo, 1):
         summary["envelope_rows"] += derive(lake, tid)
         a = analyse(lake, tid)
         if a.get("error"):
             summary.setdefault("analysis_errors", {})[tid] = a["error"]
-        _echo(quiet, f"[analysis {i}/{len(trials)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
+        _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
                      f"{a.get('activation_onsets', 0)} onsets")
-    if trials:
+    summary["trials_derived"] = len(todo)
+    if todo or cohort.is_stale(settings):
         summary["cohort_rows"] = cohort_step(lake)
         _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in summary["cohort_rows"].items()))
     summary["seconds"] = round(time.time() - t0, 1)
@@ -116,7 +119,7 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
 
 
 def _record_run(settings, run_id, started, summary) -> None:
-    if not summary["files_new"] and not summary["manifest_errors"]:
+    if not summary["files_new"] and not summary["manifest_errors"] and not summary.get("trials_derived"):
         return  # a night with nothing new leaves no trace in the lake (no empty snapshot)
     con = catalog.connect(settings)
     try:

@@ -295,6 +295,15 @@ QUARANTINE = Table(
     ),
 )
 
+DERIVATIONS = Table(
+    "derivations", "Which derived step ran on which trial with which parameters (drives incremental runs).",
+    "one row per trial x step", ("trial_id", "step"),
+    (C("trial_id", "VARCHAR", "Trial, or '*' for cohort-wide steps.", nullable=False),
+     C("step", "VARCHAR", "envelopes, analysis or cohort.", nullable=False),
+     C("params_hash", "VARCHAR", "Pipeline version + parameters hash.", nullable=False),
+     C("completed_at", "TIMESTAMP WITH TIME ZONE", "When the step committed.")),
+)
+
 RUNS = Table(
     "runs", "Nightly runs.", "one row per run", ("run_id",),
     (
@@ -475,7 +484,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, DERIVATIONS, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
     CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, FATIGUE_CONTRASTS, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 

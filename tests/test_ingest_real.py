@@ -151,3 +151,24 @@ def test_site_without_manifest_holds_files_and_others_proceed(lake):
     drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
     s = run_night(lake.lake, quiet=True)
     assert "nomanifest" in s["manifest_errors"] and s["ingested"] == 1 and s["held"] == 1
+
+
+def test_corrected_reupload_supersedes_and_keeps_history(lake, tmp_path):
+    """New bytes at the same path replace the trial; the old file stays in raw/ as superseded."""
+    d = drop(lake, "gaita", {"trial.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    run_night(lake.lake, quiet=True)
+    old_rate = q(lake, "SELECT count(*) FROM emg_samples")[0][0]
+    (d / "trial.c3d").write_bytes(fixture("gaitalytics/treadmill_events.c3d").read_bytes())  # the corrected file
+    s = run_night(lake.lake, quiet=True)
+    assert s["ingested"] == 1
+    rows = q(lake, "SELECT status, raw_path FROM files ORDER BY received_at")
+    assert [r[0] for r in rows] == ["superseded", "ingested"]
+    assert all(Path(r[1]).exists() for r in rows)
+    assert q(lake, "SELECT count(*) FROM trials") == [(1,)]
+    n_new = q(lake, "SELECT count(*) FROM emg_samples")[0][0]
+    assert n_new != old_rate and q(lake, "SELECT duration_s FROM trials")[0][0] == pytest.approx(12.06, abs=0.01)
+    # derived rows follow the new file (none left from the old one): the treadmill's 11 strides per side
+    assert q(lake, "SELECT count(*) FROM emg_envelopes") == [(0,)]  # its 'EMG' channels carry no muscle labels
+    strikes = dict(q(lake, "SELECT side, count(*) FROM gait_events WHERE source = 'force_plate' "
+                           "AND event = 'foot_strike' GROUP BY 1"))
+    assert strikes["L"] >= 11 and strikes["R"] >= 11

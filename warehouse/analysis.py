@@ -15,7 +15,7 @@ import pyarrow as pa
 from schemas import vocab
 from transforms import cocontraction, cycles as cyc, emg as emg_tx, gait, onsets as ons, spectral
 from warehouse import catalog
-from warehouse.derived import read_channel
+from warehouse.derived import mark_done, read_channel
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 PLATEAU_WINDOW_MS = (80.0, 150.0)
 #: An overground plate is unloaded most of the trial: this percentile of |Fz| is its offset.
 UNLOADED_PERCENTILE = 5.0
+#: A plate loaded this many times in one trial is a treadmill belt (one foot, every stride).
+TREADMILL_MIN_CONTACTS = 4
 #: A detected plate contact takes the side of an annotated strike within this distance.
 ANNOTATION_MATCH_S = 0.06
 ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
@@ -48,11 +50,11 @@ def _events_from_plates(con, trial_id: str, terrain: str | None, annotated: pl.D
         if len(fz) < 10 or np.nanmax(fz) < 2 * gait.FORCE_THRESHOLD_N:
             continue
         try:
-            if terrain == "treadmill":
+            offset = float(np.percentile(fz, UNLOADED_PERCENTILE))  # unloaded-plate offset
+            strikes, offs = gait.plate_contacts(fz, rate_hz=rate, offset_n=offset)
+            if terrain == "treadmill" or len(strikes) >= TREADMILL_MIN_CONTACTS:  # a belt, not a plate
                 strikes, offs = gait.treadmill_contacts(fz, rate_hz=rate)
-            else:
-                offset = float(np.percentile(fz, UNLOADED_PERCENTILE))  # unloaded-plate offset
-                strikes, offs = gait.plate_contacts(fz, rate_hz=rate, offset_n=offset)
+                terrain = "treadmill"
         except ValueError as exc:
             log.info("%s plate %s: %s", trial_id, plate, exc)
             continue
@@ -194,6 +196,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                     c.register("_a", tbl)
                     c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _a")
                     c.unregister("_a")
+            mark_done(c, trial_id, "analysis", PARAMS_HASH)
         catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
     finally:

@@ -15,6 +15,7 @@ import polars as pl
 from transforms import activation_map as amap, asymmetry as asym, cycles as cyc, profiles, synergies as syn
 from transforms import variability as var
 from warehouse import catalog
+from warehouse.derived import mark_done
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,21 @@ def _safe(fn, x):
         return None
 
 
+COHORT_HASH = profiles.__name__ + ":robust-3.5"  # bump when cohort-level parameters change
+
+
+def is_stale(settings: Settings) -> bool:
+    """True when a trial was analysed (or removed) after the cohort tables were last built."""
+    con = catalog.connect(settings)
+    try:
+        last = con.execute("SELECT max(completed_at) FROM derivations WHERE step = 'cohort' AND params_hash = ?",
+                           [COHORT_HASH]).fetchone()[0]
+        newest = con.execute("SELECT max(completed_at) FROM derivations WHERE step = 'analysis'").fetchone()[0]
+        return newest is not None and (last is None or newest > last)
+    finally:
+        con.close()
+
+
 def rebuild(settings: Settings) -> dict:
     """Recompute every cohort-level table and replace them in one transaction."""
     con = catalog.connect(settings)
@@ -243,6 +259,7 @@ def rebuild(settings: Settings) -> dict:
                     c.register("_c", arrow)
                     c.execute(f"INSERT INTO {name} SELECT * FROM _c")
                     c.unregister("_c")
+            mark_done(c, "*", "cohort", COHORT_HASH)
         catalog.write_atomically(settings, con, body, what="cohort tables")
         return {k: v.height for k, v in tables.items()}
     finally:

@@ -16,6 +16,24 @@ from warehouse.settings import Settings
 #: (> 16x the cut-off) at 1/20 of the raw volume. Onsets are computed at full rate.
 ENVELOPE_STORE_HZ = 100.0
 ENVELOPE_PARAMS = {"band_hz": (20.0, 450.0), "lowpass_hz": 6.0, "order": 4}
+ENVELOPE_HASH = emg_tx.params_hash(**ENVELOPE_PARAMS)
+
+
+def mark_done(con, trial_id: str, step: str, params_hash: str) -> None:
+    """Record (inside the caller's transaction) that ``step`` ran on ``trial_id``."""
+    con.execute("DELETE FROM derivations WHERE trial_id = ? AND step = ?", [trial_id, step])
+    con.execute("INSERT INTO derivations VALUES (?, ?, ?, now())", [trial_id, step, params_hash])
+
+
+def pending(settings: Settings, step: str, params_hash: str) -> list[str]:
+    """Trials whose ``step`` never ran with these parameters (new, superseded or re-parameterised)."""
+    con = catalog.connect(settings)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT t.trial_id FROM trials t LEFT JOIN derivations d ON d.trial_id = t.trial_id AND d.step = ? "
+            "AND d.params_hash = ? WHERE d.trial_id IS NULL ORDER BY t.trial_id", [step, params_hash]).fetchall()]
+    finally:
+        con.close()
 
 
 def read_channel(con, trial_id: str, channel: int) -> np.ndarray:
@@ -30,11 +48,7 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
     try:
         chans = con.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
                             "ORDER BY channel", [trial_id]).fetchall()
-        p_hash = emg_tx.params_hash(**ENVELOPE_PARAMS)
-        have = con.execute("SELECT count(DISTINCT channel) FROM emg_envelopes WHERE trial_id = ? AND params_hash = ?",
-                           [trial_id, p_hash]).fetchone()[0]
-        if chans and have == len(chans):
-            return 0
+        p_hash = ENVELOPE_HASH
         parts = []
         for ch, muscle, side, rate in chans:
             x = read_channel(con, trial_id, ch).astype(np.float64)
@@ -63,6 +77,7 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
                 c.register("_env", table)
                 c.execute("INSERT INTO emg_envelopes BY NAME SELECT * FROM _env")
                 c.unregister("_env")
+            mark_done(c, trial_id, "envelopes", p_hash)
         catalog.write_atomically(settings, con, body, what=f"envelopes {trial_id}")
         return 0 if table is None else table.num_rows
     finally:

@@ -305,6 +305,10 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
                 c.unregister("_arrow_in")
         c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                   "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+        # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
+        c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
+                  "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
+        c.execute("DELETE FROM derivations WHERE trial_id = ?", [trial_id])
         for csha in companion_shas:
             c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                       "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
