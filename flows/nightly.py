@@ -25,9 +25,9 @@ def scan_site(lake: str, site: str, run_id: str) -> dict:
 
 
 @task(name="process-file")
-def process_file(lake: str, site: str, rel_path: str, run_id: str) -> dict:
+def process_file(lake: str, site: str, rel_path: str, run_id: str, hold: str | None = None) -> dict:
     """Register, read, harmonise and commit one file (or quarantine / hold it)."""
-    return ingest.process_file(get_settings(lake), site, rel_path, run_id)
+    return ingest.process_file(get_settings(lake), site, rel_path, run_id, hold=hold)
 
 
 @task(name="envelopes")
@@ -86,7 +86,7 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
         n = len(sc["files"])
         summary["files_seen"] += n
         for i, rel in enumerate(sc["files"], 1):
-            r = process(lake, s, rel, run_id)
+            r = process(lake, s, rel, run_id, sc["manifest_error"])
             out = r["outcome"]
             summary[out] = summary.get(out, 0) + 1
             if r["new"]:

@@ -9,15 +9,15 @@ from pathlib import Path
 from conftest import drop, fixture
 
 MANIFEST = """
-subjects: [{id: P01}]
+subjects: [{id: P0#}]
 sessions:
-  - {id: P01-S1, subject: P01, condition: fresh, task: walk, files: ["*.c3d"]}
+  - {id: P0#-S1, subject: P0#, condition: fresh, task: walk, files: ["*.c3d"]}
 """
 
 
 def test_reader_queries_while_nightly_flow_writes(lake):
     for i in range(8):
-        drop(lake, f"site{i}", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+        drop(lake, f"site{i}", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST.replace("#", str(i)))
     myomap = str(Path(sys.executable).with_name("myomap"))
     env = {**os.environ, "MYOMAP_LAKE": lake.lake}
     # the catalog exists before the reader starts (the writer creates it on first attach)

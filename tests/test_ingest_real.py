@@ -172,3 +172,10 @@ def test_corrected_reupload_supersedes_and_keeps_history(lake, tmp_path):
     strikes = dict(q(lake, "SELECT side, count(*) FROM gait_events WHERE source = 'force_plate' "
                            "AND event = 'foot_strike' GROUP BY 1"))
     assert strikes["L"] >= 11 and strikes["R"] >= 11
+
+
+def test_subject_ids_must_be_unique_across_sites(lake):
+    drop(lake, "gaita", {"t.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    drop(lake, "other", {"t.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST.replace("site: gaita", ""))
+    s = run_night(lake.lake, quiet=True)
+    assert s["ingested"] == 1 and "manifest_id_conflict" in s["manifest_errors"]["other"]

@@ -100,6 +100,15 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
         con.register("subjects_arrow", subjects)
         con.register("sessions_arrow", sessions)
         con.register("site_arrow", site_row)
+        clash = con.execute(
+            "SELECT 'subject ' || subject_id || ' (site ' || site_id || ')' FROM subjects WHERE site_id <> ? AND "
+            "subject_id IN (SELECT subject_id FROM subjects_arrow) UNION ALL SELECT 'session ' || session_id || "
+            "' (site ' || site_id || ')' FROM sessions WHERE site_id <> ? AND session_id IN "
+            "(SELECT session_id FROM sessions_arrow)", [site, site]).fetchall()
+        if clash:
+            return SiteScan(site, files, "manifest_id_conflict: subject and session ids must be unique across the "
+                            f"consortium; already used by another site: {', '.join(r[0] for r in clash[:5])}. "
+                            "Prefix them with the site code.")
         current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
         cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
         unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
@@ -122,14 +131,15 @@ def _same(con, site: str) -> bool:
 
 
 # --------------------------------------------------------------------------- files
-def process_file(settings: Settings, site: str, rel_path: str, run_id: str) -> dict:
+def process_file(settings: Settings, site: str, rel_path: str, run_id: str, *, hold: str | None = None) -> dict:
     """Register one inbox file and ingest it if a session claims it.
 
     Returns a small dict: ``{"outcome", "sha256", "trial_id", "reason", "new"}`` where
     ``new`` says whether the lake changed. Re-processing bytes already ingested,
     quarantined or marked duplicate is a no-op; held files are re-checked each night.
+    ``hold`` (a reason, e.g. the site's manifest problem) registers the file and holds it.
     """
-    seen = {}
+    seen = {"hold": hold}
     result = _process_file(settings, site, rel_path, run_id, seen)
     result["new"] = result["outcome"] in (INGESTED, QUARANTINED, DUPLICATE) or not seen.get("registered")
     if result["outcome"] == COMPANION:
@@ -166,6 +176,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
                     if PurePosixPath(f).parent == parent]
         if is_companion(name, siblings):
             return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
+        if seen.get("hold"):
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": seen["hold"].split(":")[0]}
         try:
             man = load_manifest(settings, site)
         except ManifestError as exc:

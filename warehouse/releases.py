@@ -295,7 +295,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
     ReleaseExistsError
         When ``name``/``version`` is already published.
     ReleaseError
-        Invalid name/version/threshold, or a validation check failed.
+        Invalid name/version/threshold, no releasable site, or a validation check failed.
     """
     if not NAME.fullmatch(name or ""):
         raise ReleaseError(f"release name {name!r} must be lower-case letters, digits, '_', '.', '-'.")
@@ -314,6 +314,10 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
         today = today or dt.datetime.now(dt.timezone.utc).date()
         decisions = sharing_decisions(con, requester_site=None, required_scope=required_consent, today=today)
         allowed = [d.site_id for d in decisions if d.included]
+        if not allowed:  # an empty release would burn the version number forever
+            why = "; ".join(f"{d.site_id}: {', '.join(d.reasons)}" for d in decisions) or "the lake has no sites"
+            raise ReleaseError(f"no site can be released ({why}). A site needs the '{required_consent}' consent "
+                               "scope in its manifest and no running embargo.")
         pooled_ok = all(d.included for d in decisions)
         data = {}
         for t in RELEASE_TABLES:
