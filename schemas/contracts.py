@@ -304,6 +304,26 @@ DERIVATIONS = Table(
      C("completed_at", "TIMESTAMP WITH TIME ZONE", "When the step committed.")),
 )
 
+VALIDATIONS = Table(
+    "validations",
+    "Contract checks of every batch the ingest wrote (GX suite derived from these contracts, plus full-batch "
+    "pyarrow checks on large batches; warehouse/validation.py): one row per expectation.",
+    "one row per run x trial x table x expectation x column",
+    ("run_id", "trial_id", "table_name", "expectation", "column_name"),
+    (
+        C("run_id", "VARCHAR", "Run that validated the batch.", nullable=False),
+        C("trial_id", "VARCHAR", "Trial of the batch (null for batches not tied to one trial, e.g. sites)."),
+        C("table_name", "VARCHAR", "Contract table the batch was written to.", nullable=False),
+        C("expectation", "VARCHAR", "Expectation type, e.g. expect_column_values_to_not_be_null, "
+          "or expect_column_type_to_be_compatible (myomap's Arrow type check).", nullable=False),
+        C("column_name", "VARCHAR", "Column checked; comma-separated for a compound key; null for table-level checks."),
+        C("success", "BOOLEAN", "The expectation held.", nullable=False),
+        C("unexpected_count", "BIGINT", "Rows that broke it, over the whole batch "
+          "(null for column-set and type checks).", range=(0, None)),
+        C("detail", "VARCHAR", "Outcome with up to 3 examples and row numbers, and the engine(s) that checked it."),
+    ),
+)
+
 RUNS = Table(
     "runs", "Nightly runs.", "one row per run", ("run_id",),
     (
@@ -484,7 +504,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, DERIVATIONS, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, DERIVATIONS, VALIDATIONS, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
     CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, FATIGUE_CONTRASTS, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 

@@ -69,3 +69,13 @@ def test_emg_storage_under_two_bytes_per_sample(lake):
     assert size / (16 * n) <= 2.0, f"{size / (16 * n):.2f} bytes/sample"
     back = derived.read_channel(con, "t1", 5)
     np.testing.assert_array_equal(back, chans[5].astype(np.float32))
+
+
+def test_committed_data_dictionary_is_generated_from_the_contracts():
+    from pathlib import Path
+
+    from schemas.contracts import data_dictionary_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "data_dictionary.md"
+    assert doc.read_text() == data_dictionary_markdown() + ("\n" if not data_dictionary_markdown().endswith("\n") else ""), \
+        "docs/data_dictionary.md is stale: run `make dictionary`"

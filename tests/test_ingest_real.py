@@ -179,3 +179,20 @@ def test_subject_ids_must_be_unique_across_sites(lake):
     drop(lake, "other", {"t.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST.replace("site: gaita", ""))
     s = run_night(lake.lake, quiet=True)
     assert s["ingested"] == 1 and "manifest_id_conflict" in s["manifest_errors"]["other"]
+
+
+def test_batch_breaking_a_contract_is_not_committed(lake, tmp_path):
+    """An EMG rate outside the contract's range (100-20000 Hz) quarantines the file at the validate stage."""
+    text = fixture("delsys/truncated_trigno_sample.csv").read_text(encoding="utf-8")
+    bad = tmp_path / "slow.csv"
+    bad.write_text(text.replace("EMG 10 Sampling frequency: 1.259259e+003", "EMG 10 Sampling frequency: 5.0e+001"),
+                   encoding="utf-8")
+    manifest = MANIFEST.replace('"*.c3d"', '"*.csv"') + (
+        'channels:\n  "Mini sensor 10: EMG 10": {muscle: tibialis_anterior, side: R}\n')
+    drop(lake, "gaita", {"slow.csv": bad}, manifest)
+    s = run_night(lake.lake, quiet=True)
+    assert s["quarantined"] == 1 and s["ingested"] == 0
+    (stage, code, msg), = q(lake, "SELECT stage, reason_code, message FROM quarantine")
+    assert (stage, code) == ("validate", "contract_violation") and "rate_hz" in msg
+    assert q(lake, "SELECT count(*) FROM trials") == [(0,)] and q(lake, "SELECT count(*) FROM emg_samples") == [(0,)]
+    assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND column_name = 'rate_hz'")[0][0] >= 1

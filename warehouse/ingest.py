@@ -27,7 +27,13 @@ log = logging.getLogger(__name__)
 
 #: Outcome labels returned by :func:`process_file`.
 SKIPPED, INGESTED, QUARANTINED, HELD, DUPLICATE = "skipped", "ingested", "quarantined", "held", "duplicate"
-COMPANION = "companion"  # registered; becomes 'ingested' with the file it accompanies
+COMPANION = "companion"
+#: Rows of a batch handed to Great Expectations (the rest is checked with pyarrow, see validation.py).
+VALIDATION_GX_ROWS = 20_000
+
+
+class ContractViolation(Exception):
+    """A batch broke its table contract; the file was quarantined."""  # registered; becomes 'ingested' with the file it accompanies
 #: Analog labels that are never EMG, whatever their description says.
 NOT_EMG = re.compile(r"foot ?switch|fsw|trigger|sync|force|moment|acc[\. ]|gyro|mag[\. ]|torque|angle", re.I)
 
@@ -204,11 +210,14 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
         chans, chan_issues = harmonise(rec, man.channels)
         companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
-        _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
-                      session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
-                      run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
-                      mass_kg=next((s.get("mass_kg") for s in man.subjects if str(s.get("id")) == session.subject),
-                                   None))
+        try:
+            _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                          session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
+                          run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
+                          mass_kg=next((s.get("mass_kg") for s in man.subjects
+                                        if str(s.get("id")) == session.subject), None))
+        except ContractViolation:
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
         return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
                 "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
     finally:
@@ -304,7 +313,32 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
         "source": [e.source for e in rec.events],
     })
 
+    batches = {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
+               "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus}
+    from warehouse import validation
+
+    reports = {n: validation.validate_batch(n, t, max_rows_to_pandas=VALIDATION_GX_ROWS)
+               for n, t in batches.items() if t.num_rows}
+    val = validation.validations_table([row for r in reports.values() for row in r.to_rows(run_id, trial_id)])
+    failed = [r for r in reports.values() if not r.success]
+    if failed:  # the batch is not committed; the file is quarantined with the failed expectations
+        message = ("The file's data breaks the table contracts (nothing was committed):\n"
+                   + "\n\n".join(r.render_text() for r in failed))
+
+        def record(c):
+            c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
+            c.register("_val", val)
+            c.execute("INSERT INTO validations BY NAME SELECT * FROM _val")
+            c.unregister("_val")
+        catalog.write_atomically(settings, con, record, what="record validations")
+        _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id)
+        raise ContractViolation(message)
+
     def body(c):
+        c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
+        c.register("_val", val)
+        c.execute("INSERT INTO validations BY NAME SELECT * FROM _val")
+        c.unregister("_val")
         for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
                   "channel_qc", "plausibility", "trials"):
             c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])

@@ -239,7 +239,9 @@ def _variability(ctx: _Ctx) -> tuple[str, int]:
         WITH per_subject AS (SELECT s.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.cv_pct) AS cv,
                                     avg(x.variance_ratio) AS vr
                              FROM lake.main.variability x JOIN lake.main.sessions s USING (session_id)
-                             WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions) AND {rows} GROUP BY ALL)
+                             WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
+                             AND coalesce(x.metric, 'envelope') = 'envelope' AND x.muscle IS NOT NULL AND {rows}
+                             GROUP BY ALL)
         SELECT task, condition, muscle, side, avg(cv), stddev_samp(cv), avg(vr), stddev_samp(vr)
         FROM per_subject GROUP BY ALL ORDER BY ALL""")
     html = ['<section id="variability"><h2>Variability</h2>']

@@ -235,8 +235,9 @@ def _render_args(r: dict) -> str:
         shown = ", ".join(map(str, vs[:6])) + (f", ... {len(vs)} values" if len(vs) > 6 else "")
         return f"{r['column']}, {{{shown}}}"
     if r["expectation"] == "expect_column_values_to_be_between":
-        num = [int(x) if isinstance(x, float) and x.is_integer() else x for x in (a.get("min_value"), a.get("max_value"))]
-        return f"{r['column']}, {num[0]}, {num[1]}"
+        lo, hi = (int(x) if isinstance(x, float) and x.is_integer() else x
+                  for x in (a.get("min_value"), a.get("max_value")))
+        return f"{r['column']}, {lo}, {hi}"
     if r["expectation"] == TYPE_EXPECTATION:
         return f"{r['column']}, {a['dtype']}"
     return r["column"] or ""

@@ -41,9 +41,16 @@ are needed, and :func:`harden` applies both:
    checked too). Everything else (COPY, ATTACH, DETACH, SET, RESET, USE, LOAD,
    INSTALL, CREATE, CALL, PRAGMA with side effects, transactions, EXPORT...) is
    refused with :class:`ReadOnlyViolation` before DuckDB sees it.
+   A query is also refused when its parse tree (``json_serialize_sql``) calls a
+   DuckLake maintenance function, ``checkpoint`` or a function that runs other
+   SQL (``query``): measured, ``SELECT * FROM ducklake_cleanup_old_files('lake',
+   cleanup_all => true)`` on a READ_ONLY attachment deletes the data files
+   scheduled for deletion before failing on the catalog update.
 """
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import dataclass
 
@@ -51,6 +58,7 @@ import duckdb
 
 from warehouse import catalog
 
+log = logging.getLogger(__name__)
 L = catalog.LAKE  # the attached catalog's name
 
 
@@ -127,11 +135,13 @@ SELECT site_id, task, condition, muscle, metric, count(si_pct) AS n_subjects,
 FROM per_subject GROUP BY ALL
 """),
     View("v_variability_by_cohort",
-         "Variability by cohort (site x task x condition x muscle x side x metric) in long form "
-         "(metric = cv_pct, variance_ratio or onset_sd_ms): subject means, then mean/SD/median.",
+         "Variability by cohort (site x task x condition x muscle x side x metric) in long form, metric named "
+         "like cohort_variability: '<what varies>.<statistic>' (envelope.cv_pct, envelope.variance_ratio, "
+         "envelope.onset_sd_ms, stance_time_s.cv_pct...): subject means, then mean/SD/median.",
          f"""
 WITH long AS (
-  SELECT s.site_id, s.task, v.condition, v.muscle, v.side, v.subject_id, u.metric, u.value
+  SELECT s.site_id, s.task, v.condition, v.muscle, v.side, v.subject_id,
+         coalesce(v.metric, 'envelope') || '.' || u.metric AS metric, u.value
   FROM {L}.main.variability v JOIN {L}.main.sessions s USING (session_id),
   LATERAL (VALUES ('cv_pct', v.cv_pct), ('variance_ratio', v.variance_ratio),
                   ('onset_sd_ms', v.onset_sd_ms)) u(metric, value)),
@@ -172,11 +182,19 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     Returns
     -------
     list of str
-        The view names, in :data:`VIEWS` order.
+        The views created, in :data:`VIEWS` order. A view whose columns the lake
+        does not have (a lake made by older contracts, or ``--as-of`` a snapshot
+        before a column existed) is skipped with a warning rather than failing.
     """
+    made = []
     for v in VIEWS:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {v.name} AS {v.sql.strip()}")
-    return [v.name for v in VIEWS]
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {v.name} AS {v.sql.strip()}")
+        except (duckdb.BinderException, duckdb.CatalogException) as exc:
+            log.warning("view %s not created: %s", v.name, str(exc).splitlines()[0])
+            continue
+        made.append(v.name)
+    return made
 
 
 def views_markdown() -> str:
@@ -208,30 +226,67 @@ _LOCKDOWN = (
 )
 
 
+#: DuckLake functions that only read (any other ``ducklake_*`` function is refused).
+DUCKLAKE_READERS = frozenset({
+    "ducklake_snapshots", "ducklake_current_snapshot", "ducklake_last_committed_snapshot", "ducklake_list_files",
+    "ducklake_table_info", "ducklake_table_changes", "ducklake_table_insertions", "ducklake_table_deletions",
+    "ducklake_scan", "ducklake_settings", "ducklake_options"})
+#: Maintenance functions (also callable as ``lake.<name>``) and functions that run other SQL.
+REFUSED_FUNCTIONS = frozenset({
+    "add_data_files", "cleanup_old_files", "delete_orphaned_files", "expire_snapshots", "flush_inlined_data",
+    "merge_adjacent_files", "rewrite_data_files", "set_option", "set_commit_message", "commit",
+    "checkpoint", "force_checkpoint", "query", "json_execute_serialized_sql"})
+
+
+def _function_names(node) -> set[str]:
+    names, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if isinstance(n.get("function_name"), str):
+                names.add(n["function_name"].lower())
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return names
+
+
+def _check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse a SELECT that calls a function with side effects (found in DuckDB's own parse tree)."""
+    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    if tree.get("error"):
+        raise ReadOnlyViolation(f"Refused a statement that could not be checked: {tree.get('error_message')}")
+    bad = sorted(f for f in _function_names(tree) if f in REFUSED_FUNCTIONS
+                 or (f.startswith("ducklake_") and f not in DUCKLAKE_READERS)
+                 or f.removeprefix("ducklake_") in REFUSED_FUNCTIONS)
+    if bad:
+        raise ReadOnlyViolation(f"Refused a query calling {', '.join(bad)}: maintenance and SQL-running functions "
+                                "write to the lake or run other statements; the read-only lake only answers queries.")
+
+
 def check_statements(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse ``sql`` unless every statement in it is a query.
+    """Refuse ``sql`` unless every statement in it is a query without side effects.
 
     Raises
     ------
     ReadOnlyViolation
-        Naming the first refused statement type.
+        Naming the first refused statement type or function.
+    duckdb.ParserException
+        When ``sql`` does not parse (DuckDB's own message).
     """
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.ParserException:
-        raise  # DuckDB's own parser message is the clearest
-    for st in statements:
-        if st.type in QUERY_TYPES:
-            continue
+    for st in con.extract_statements(sql):
+        query = st.query if st.type in QUERY_TYPES else None
         if st.type == duckdb.StatementType.EXPLAIN:
             m = _EXPLAIN.match(st.query)
             inner = con.extract_statements(m.group("inner")) if m else []
             if len(inner) == 1 and inner[0].type in QUERY_TYPES:
-                continue
-        kind = str(st.type).rsplit(".", 1)[-1]
-        raise ReadOnlyViolation(
-            f"Refused a statement of type {kind}: only queries (SELECT, FROM, WITH, VALUES, SHOW, DESCRIBE, SUMMARIZE, "
-            "EXPLAIN <query>) run on the read-only lake.")
+                query = inner[0].query
+        if query is None:
+            kind = str(st.type).rsplit(".", 1)[-1]
+            raise ReadOnlyViolation(
+                f"Refused a statement of type {kind}: only queries (SELECT, FROM, WITH, VALUES, SHOW, DESCRIBE, "
+                "SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
+        _check_query(con, query)
 
 
 class ReadOnlySession:
