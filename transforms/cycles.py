@@ -164,7 +164,9 @@ def _interp_at(x: np.ndarray, t_s: np.ndarray, rate: float) -> np.ndarray:
     pos = t_s * rate
     n = x.shape[-1]
     if pos.min() < -1e-9 or pos.max() > n - 1 + 1e-9:
-        raise ValueError(f"interval [{t_s.min():.4f}, {t_s.max():.4f}] s is outside the signal (0-{(n - 1) / rate:.4f} s)")
+        raise ValueError(
+            f"interval [{t_s.min():.4f}, {t_s.max():.4f}] s is outside the signal (0-{(n - 1) / rate:.4f} s)"
+        )
     pos = np.clip(pos, 0, n - 1)
     i0 = np.minimum(np.floor(pos).astype(np.int64), n - 2)
     w = pos - i0
@@ -188,7 +190,9 @@ def time_normalise(x, /, *, rate_hz: float, start_s: float, end_s: float, n_poin
     return _interp_at(a, np.linspace(start_s, end_s, n_points), float(rate_hz))
 
 
-def normalise_cycles(x, /, *, rate_hz: float, cycles: pl.DataFrame, n_points: int = N_POINTS, valid_only: bool = True) -> np.ndarray:
+def normalise_cycles(
+    x, /, *, rate_hz: float, cycles: pl.DataFrame, n_points: int = N_POINTS, valid_only: bool = True
+) -> np.ndarray:
     """Stack time-normalised cycles: (cycles x points) or (cycles x channels x points).
 
     Raises
@@ -198,7 +202,10 @@ def normalise_cycles(x, /, *, rate_hz: float, cycles: pl.DataFrame, n_points: in
     """
     rows = cycles.filter(pl.col("valid")) if valid_only else cycles
     a = _signal(x)
-    out = [time_normalise(a, rate_hz=rate_hz, start_s=r["start_s"], end_s=r["end_s"], n_points=n_points) for r in rows.iter_rows(named=True)]
+    out = [
+        time_normalise(a, rate_hz=rate_hz, start_s=r["start_s"], end_s=r["end_s"], n_points=n_points)
+        for r in rows.iter_rows(named=True)
+    ]
     shape = (0,) + a.shape[:-1] + (n_points,)
     return np.stack(out) if out else np.empty(shape)
 
@@ -360,7 +367,9 @@ def onsets_relative_to_cycles(
     return pl.DataFrame(data).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def activation_sequences(onsets_by_muscle: dict, /, *, strikes_s, pre_strike_window_pct: float = PRE_STRIKE_WINDOW_PCT) -> pl.DataFrame:
+def activation_sequences(
+    onsets_by_muscle: dict, /, *, strikes_s, pre_strike_window_pct: float = PRE_STRIKE_WINDOW_PCT
+) -> pl.DataFrame:
     """Order of muscle onsets in each cycle (first onset of each muscle in the cycle).
 
     Parameters

@@ -82,11 +82,12 @@ DEFAULT_ONSET_METHOD = "hodges_bui"
 #: Names accepted by :func:`detect_onsets`.
 ONSET_METHODS = ("hodges_bui", "tkeo", "double_threshold")
 #: Threshold = baseline mean + DEFAULT_K_SD x baseline SD.  Hodges & Bui's classic
-#: h = 3 assumes a long rest baseline; with the automatic quietest window on a 6 Hz
-#: envelope the SD is underestimated (short, strongly autocorrelated, low-selected
-#: window) and h = 3 gives ~1 false burst per true burst below 10 dB SNR
-#: (bench/onset_bias.py).  h = 5 with the 500 ms window and 50 ms duration below cut
-#: false bursts ~10x at the cost of ~5 ms later onsets at high SNR.
+#: h = 3 (25 ms, short baseline) assumes a long rest baseline: with the automatic
+#: quietest window on a 6 Hz envelope the SD is underestimated (short, autocorrelated,
+#: selected-for-low window) and h = 3 gave ~1 false burst per true burst below 10 dB SNR
+#: (bench/onset_bias.py) and fragmented bursts on the real treadmill fixture (16-21
+#: bursts in 7 cycles for RF, PL, gluteus medius).  h = 5 with the 500 ms window and
+#: 50 ms duration below gives ~1 burst per cycle there, at ~5 ms later onsets.
 DEFAULT_K_SD = 5.0
 #: Time the signal must stay above (onset) or below (offset) the threshold, in ms
 #: (Hodges & Bui evaluated 10-50 ms).
@@ -596,9 +597,10 @@ def lowpass_step_crossing_ms(
     step = np.zeros(2 * half)
     step[half:] = 1.0
     y = signal.sosfiltfilt(sos, step)
-    # the crossing on the main edge: last sample below `fraction` before the 50 % point
+    # the crossing on the main edge: last sample below `fraction` before the edge reaches
+    # max(fraction, 50 %)
     # (earlier pre-ringing lobes of the symmetric filter are ignored)
-    k50 = int(np.argmax(y >= 0.5))
-    j = int(np.flatnonzero(y[:k50] < fraction)[-1])
+    k_ref = int(np.argmax(y >= max(fraction, 0.5)))
+    j = int(np.flatnonzero(y[:k_ref] < fraction)[-1])
     frac = (fraction - y[j]) / (y[j + 1] - y[j])
     return float((j + frac - half) / rate * 1e3)
