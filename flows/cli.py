@@ -201,5 +201,13 @@ def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float)
     del truth
 
 
+def _register_subcommands() -> None:
+    from flows import cli_quarantine
+
+    cli_quarantine.register(main)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -100,22 +100,32 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
                 detail = r.get("reason") or ""
             if r["new"]:
                 _echo(quiet, f"[{s} {i}/{n}] {rel}: {out}{' (' + detail + ')' if detail else ''}")
-    todo = sorted(set(derived.pending(settings, "envelopes", derived.ENVELOPE_HASH))
-                  | set(derived.pending(settings, "analysis", analysis.PARAMS_HASH)))
-    for i, tid in enumerate(todo, 1):
-        summary["envelope_rows"] += derive(lake, tid)
-        a = analyse(lake, tid)
-        if a.get("error"):
-            summary.setdefault("analysis_errors", {})[tid] = a["error"]
-        _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
-                     f"{a.get('activation_onsets', 0)} onsets")
-    summary["trials_derived"] = len(todo)
-    if todo or cohort.is_stale(settings):
-        summary["cohort_rows"] = cohort_step(lake)
-        _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in summary["cohort_rows"].items()))
+    summary.update(run_derivations(lake, quiet, derive=derive, analyse=analyse, cohort_step=cohort_step))
     summary["seconds"] = round(time.time() - t0, 1)
     _record_run(settings, run_id, started, summary)
     return summary
+
+
+def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=envelopes.fn, analyse=analyse.fn,
+                    cohort_step=cohort_tables.fn) -> dict:
+    """Envelopes and analysis of every trial whose outputs are missing or stale, then cohort tables."""
+    settings = get_settings(lake)
+    lake = settings.lake
+    out = {"envelope_rows": 0}
+    todo = sorted(set(derived.pending(settings, "envelopes", derived.ENVELOPE_HASH))
+                  | set(derived.pending(settings, "analysis", analysis.PARAMS_HASH)))
+    for i, tid in enumerate(todo, 1):
+        out["envelope_rows"] += derive(lake, tid)
+        a = analyse(lake, tid)
+        if a.get("error"):
+            out.setdefault("analysis_errors", {})[tid] = a["error"]
+        _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
+                     f"{a.get('activation_onsets', 0)} onsets")
+    out["trials_derived"] = len(todo)
+    if todo or cohort.is_stale(settings):
+        out["cohort_rows"] = cohort_step(lake)
+        _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
+    return out
 
 
 def _record_run(settings, run_id, started, summary) -> None:

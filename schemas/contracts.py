@@ -292,6 +292,7 @@ QUARANTINE = Table(
         C("quarantined_at", "TIMESTAMP WITH TIME ZONE", "When."),
         C("raw_path", "VARCHAR", "Kept original in the raw zone."),
         C("run_id", "VARCHAR", "Run that quarantined it."),
+        C("resolved_at", "TIMESTAMP WITH TIME ZONE", "When a retry (fixed manifest, new reader) ingested the file."),
     ),
 )
 

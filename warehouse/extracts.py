@@ -421,7 +421,7 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
     fmt : {'parquet', 'csv'}
         File format.
     out_dir : str
-        Output folder (local path or ``s3://``); must not hold an extract already.
+        Output folder (local path or ``s3://``); must be new or empty.
     requester_site : str, optional
         Site asking for the extract: its own data is always included; other sites'
         follow the embargo and consent rules. ``None``: the rules apply to all.
@@ -452,8 +452,9 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
         if t not in TABLES:
             raise ExtractError(f"unknown table {t!r}; extractable: {', '.join(extractable_tables())}.")
     fs, root = output_fs(settings, out_dir)
-    if fs.exists(f"{root}/manifest.json"):
-        raise ExtractError(f"{root} already holds an extract (manifest.json); choose a new folder.")
+    if fs.exists(root) and (not fs.isdir(root) or fs.ls(root, detail=False)):
+        raise ExtractError(f"{root} is not an empty folder; extracts go to a new or empty folder "
+                           "(an earlier extract is never overwritten or mixed with another).")
     fs.makedirs(root, exist_ok=True)
     c = open_cohort(settings, cohort=cohort, requester_site=requester_site, required_scope=required_scope,
                     as_of=as_of, today=today)

@@ -158,8 +158,15 @@ def process_file(settings: Settings, site: str, rel_path: str, run_id: str, *, h
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
     name = PurePosixPath(rel_path).name
     src = f"{zones.inbox(settings, site)}/{rel_path}"
-    sha, size = zones.sha256_of(settings, src)
     con = catalog.connect(settings)
+    if not zones.exists(settings, src):  # a retry after the inbox was cleaned: read the kept original
+        kept = con.execute("SELECT raw_path FROM files WHERE site_id = ? AND path = ? ORDER BY received_at DESC "
+                           "LIMIT 1", [site, rel_path]).fetchone()
+        if kept is None:
+            con.close()
+            raise FileNotFoundError(f"{src} is gone and was never registered")
+        src = kept[0]
+    sha, size = zones.sha256_of(settings, src)
     try:
         rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
                            [sha, site]).fetchall()
@@ -263,7 +270,9 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
     def body(c):
         c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ? AND stage = ?",
                   [sha, site, rel_path, stage])
-        c.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", list(record.values()))
+        c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, ? AS stage, "
+                  "? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
+                  list(record.values()))
         if file_status:
             c.execute("UPDATE files SET status = 'quarantined', run_id = ? WHERE sha256 = ? AND site_id = ? "
                       "AND path = ?", [run_id, sha, site, rel_path])
@@ -351,6 +360,8 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
                 c.unregister("_arrow_in")
         c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                   "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
+                  "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
         # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
         c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
                   "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
@@ -358,10 +369,13 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
         for csha in companion_shas:
             c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                       "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
+                  "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
         for label, code, message in chan_issues:
             p = f"{rel_path}#{label}"
             c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
-            c.execute("INSERT INTO quarantine VALUES (?, ?, ?, 'harmonise', ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
+                      "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
                       [sha, site, p, code, message, now(), raw, run_id])
 
     catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
