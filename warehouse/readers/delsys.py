@@ -1,6 +1,7 @@
 """Delsys Trigno / EMGworks CSV export: ``Label: ...`` header lines, one time column per channel."""
 from __future__ import annotations
 
+import csv
 import io
 import re
 from pathlib import Path
@@ -43,10 +44,30 @@ def read_delsys_csv(path: Path, *, companions: dict | None = None) -> Recording:
     if not meta or header_row is None:
         raise ReaderError("delsys_header", "No 'Label: ... Sampling frequency: ...' header block followed by an "
                           "'X[s],...' column row: is this an EMGworks CSV export?")
+    header = next(csv.reader([lines[header_row]]))
+    if len(header) != 2 * len(meta):
+        raise ReaderError("delsys_columns", f"The column row has {len(header)} columns but the header block "
+                          f"describes {len(meta)} channels ({2 * len(meta)} columns with their time columns): "
+                          "the export is damaged; re-export it from EMGworks.")
     names = [f"c{i}" for i in range(2 * len(meta))]
     body = "\n".join(lines[header_row + 1:])
-    df = pl.read_csv(io.StringIO(body), has_header=False, new_columns=names, infer_schema=False,
-                     truncate_ragged_lines=True)
+    try:
+        df = pl.read_csv(io.StringIO(body), has_header=False, new_columns=names, infer_schema=False,
+                         truncate_ragged_lines=True, extra_columns="ignore")
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise ReaderError("delsys_rows", f"The data rows cannot be parsed ({str(exc)[:160]}); "
+                          "re-export the file from EMGworks.") from exc
+    if df.width < len(names):
+        raise ReaderError("delsys_columns", f"The data rows have {df.width} columns, the header {len(names)}.")
+    for m in meta:
+        try:
+            m["rate"], m["n"] = float(m["rate"]), int(m["n"])
+        except ValueError:
+            raise ReaderError("delsys_header", f"Channel '{m['label']}' has an unreadable sampling frequency "
+                              f"'{m['rate']}' or point count '{m['n']}'; re-export from EMGworks.") from None
+        if not (0 < m["rate"] < 1e6):
+            raise ReaderError("delsys_header", f"Channel '{m['label']}' declares an impossible sampling "
+                              f"frequency of {m['rate']} Hz.")
     rec = Recording(format="delsys_csv", vendor="Delsys", software="EMGworks")
     for k, m in enumerate(meta):
         col = df.get_column(names[2 * k + 1]).str.strip_chars().cast(pl.Float64, strict=False)
