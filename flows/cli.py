@@ -71,12 +71,12 @@ def _print_summary(s: dict) -> None:
 @click.option("--as-of", default=None, help="Snapshot id or timestamp: answer as the lake was then.")
 def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_of: str | None) -> None:
     """Query the lake read-only (a query, a .sql file, or an interactive shell)."""
-    from warehouse import catalog
+    from warehouse import catalog, views
 
     settings = get_settings(lake)
     try:
-        con = catalog.connect(settings, read_only=True, as_of=as_of)
-    except catalog.CatalogError as exc:
+        con = views.open_read_only(settings, as_of=as_of)
+    except (catalog.CatalogError, views.HardeningError) as exc:
         raise click.ClickException(str(exc))
     if sql_file:
         query = Path(sql_file).read_text()
@@ -202,9 +202,10 @@ def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float)
 
 
 def _register_subcommands() -> None:
-    from flows import cli_quarantine
+    from flows import cli_publish, cli_quarantine
 
     cli_quarantine.register(main)
+    cli_publish.register(main)
 
 
 _register_subcommands()

@@ -11,13 +11,12 @@ import functools
 
 import click
 
+from warehouse.cohort_filter import grammar_help
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
 DEFAULT_TABLES = ("sites", "subjects", "sessions", "trials", "emg_channels", "activation_onsets",
                   "emg_cycle_metrics", "asymmetry", "variability", "fatigue", "subject_profiles")
-_COHORT_HELP = ("Cohort filter, e.g. 'site=lyon,boston; condition=fatigued; task=walk; muscle=tibialis_anterior; "
-                "side=L; date>=2026-01-01'. Clauses are ANDed, values ORed; keys: site, subject, session, "
-                "condition, task, muscle, side, date (=, != ; date also >=, <=, >, <).")
+_COHORT_HELP = grammar_help()
 
 
 def _lake_option(f):

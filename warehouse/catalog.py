@@ -63,7 +63,7 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"LOAD {name}")
 
 
-def _attach_sql(settings: Settings, read_only: bool, as_of: str | None) -> str:
+def attach_sql(settings: Settings, read_only: bool, as_of: str | None) -> str:
     if settings.catalog_kind == "postgres":
         target = f"ducklake:postgres:{_pg_conninfo(settings.catalog)}"
     else:
@@ -142,7 +142,7 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
         _configure_s3(con, settings)
     elif not read_only:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
-    sql = _attach_sql(settings, read_only or bool(as_of), as_of)
+    sql = attach_sql(settings, read_only or bool(as_of), as_of)
     with_retry(lambda: con.execute(sql), settings, what="attach catalog")
     con.execute(f"USE {LAKE}")
     if not read_only and not as_of and create:

@@ -202,7 +202,7 @@ def pinned_connection(settings: Settings,
     try:
         snap = int(con.execute(f"FROM ducklake_current_snapshot('{L}')").fetchone()[0])
         if as_of is None:
-            attach = getattr(catalog, "_attach_sql", None)
+            attach = getattr(catalog, "attach_sql", None)
             if attach is None:  # pragma: no cover - catalog without the helper: reconnect
                 con.close()
                 con = catalog.connect(settings, read_only=True, as_of=str(snap))
