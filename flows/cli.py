@@ -171,7 +171,8 @@ def status(lake: str | None) -> None:
 @main.command()
 @_lake_option
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
-@click.option("--subjects-per-site", default=4, show_default=True)
+@click.option("--subjects-per-site", default=None, type=int,
+              help="Subjects at every site (default: lyon 5, boston 5, oslo 3).")
 @click.option("--duration-s", default=20.0, show_default=True, help="Length of each trial.")
 def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float) -> None:
     """Generate a synthetic 3-site consortium into the inbox, ingest it, show example SQL."""

@@ -82,7 +82,8 @@ def test_manifests(inbox):
                             ("oslo", "Europe/Oslo", 50)):
         doc = yaml.safe_load((root / site / "manifest.yaml").read_text())
         assert doc["site"] == site and doc["timezone"] == tz and doc["mains_hz"] == mains
-        assert doc["consent"] == ["pooled_analysis"]
+        assert "pooled_analysis" in doc["consent"]
+        assert (doc.get("embargo_until") is not None) == (site == "boston")
         assert {s["id"] for s in doc["subjects"]} == set(gt["sites"][site]["subjects"])
         for s in doc["subjects"]:
             assert set(s) == {"id", "sex", "mass_kg", "height_m"}

@@ -294,7 +294,10 @@ def _write_events_tsv(path: Path, events: list) -> None:
 def _write_manifest(root: Path, site: dict) -> str:
     s = site["site"]
     out = [f"site: {s}", f"mains_hz: {site['mains_hz']}", f"timezone: {site['timezone']}",
-           "consent: [pooled_analysis]", "subjects:"]
+           f"consent: [{', '.join(site.get('consent', ['pooled_analysis']))}]"]
+    if site.get("embargo_until"):
+        out.append(f"embargo_until: {site['embargo_until']}")
+    out.append("subjects:")
     for sub in site["subjects"]:
         out.append(f"  - {{id: {sub['id']}, sex: {sub['sex']}, mass_kg: {sub['mass_kg']}, "
                    f"height_m: {sub['height_m']}}}")
@@ -332,7 +335,11 @@ def trial_signals(*, seed: int = 0, site: str, subject: str, condition: str, sub
     return synthesize_trial(int(seed), st, sub, condition, float(duration_s))
 
 
-def generate_consortium(inbox_root, /, *, seed=0, subjects_per_site=4, duration_s=20.0, progress=None) -> dict:
+#: Default demo: two 5-subject sites and a small 3-subject site (its cohort cells are suppressed).
+DEFAULT_SUBJECTS_PER_SITE = {"lyon": 5, "boston": 5, "oslo": 3}
+
+
+def generate_consortium(inbox_root, /, *, seed=0, subjects_per_site=None, duration_s=20.0, progress=None) -> dict:
     """Write <inbox_root>/<site>/... files + <inbox_root>/<site>/manifest.yaml for 3 sites and
     <inbox_root>/ground_truth.json; return the ground-truth dict. progress: optional callable(str) for progress lines."""
     root = Path(inbox_root)
@@ -341,8 +348,12 @@ def generate_consortium(inbox_root, /, *, seed=0, subjects_per_site=4, duration_
     if seed < 0:
         raise ValueError("seed must be >= 0")
     duration_s = float(duration_s)
-    subjects_per_site = int(subjects_per_site)
-    if subjects_per_site < 1 or duration_s < 4.0:
+    if subjects_per_site is None:
+        subjects_per_site = dict(DEFAULT_SUBJECTS_PER_SITE)
+    if not isinstance(subjects_per_site, dict):
+        subjects_per_site = int(subjects_per_site)
+    if min(subjects_per_site.values() if isinstance(subjects_per_site, dict) else [subjects_per_site]) < 1 \
+            or duration_s < 4.0:
         raise ValueError("need subjects_per_site >= 1 and duration_s >= 4")
     say = progress or (lambda _msg: None)
     plan = plan_consortium(seed, subjects_per_site, duration_s)

@@ -313,10 +313,13 @@ BASE_DATE = _dt.date(2026, 9, 14)
 
 SITES = (
     {"site": "lyon", "prefix": "LYO", "mains_hz": 50, "timezone": "Europe/Paris", "format": "vicon_nexus_c3d",
+     "consent": ["pooled_analysis", "public_release"],
      "ext": "c3d", "point_hz": 100.0, "analog_hz": 2000.0},
     {"site": "boston", "prefix": "BOS", "mains_hz": 60, "timezone": "America/New_York",
+     "consent": ["pooled_analysis"], "embargo_until": "2027-06-30",
      "format": "motion_analysis_cortex_c3d", "ext": "c3d", "point_hz": 120.0, "analog_hz": 1200.0},
     {"site": "oslo", "prefix": "OSL", "mains_hz": 50, "timezone": "Europe/Oslo", "format": "delsys_emgworks_csv",
+     "consent": ["pooled_analysis", "public_release"],
      "ext": "csv", "emg_hz": 34000.0 / 27.0, "acc_hz": 4000.0 / 27.0},
 )
 
@@ -334,9 +337,12 @@ def seeded_rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *[int(k) for k in key]]))
 
 
-def plan_consortium(seed: int, subjects_per_site: int, duration_s: float) -> list[dict]:
+def plan_consortium(seed: int, subjects_per_site, duration_s: float) -> list[dict]:
+    """``subjects_per_site``: one count for every site, or a mapping site -> count."""
+    counts = subjects_per_site
     sites = []
     for si, site in enumerate(SITES):
+        subjects_per_site = int(counts[site["site"]] if isinstance(counts, dict) else counts)
         groups_rng = seeded_rng(seed, si, 999)
         order = groups_rng.permutation(subjects_per_site)
         group_of = {int(order[0]): "asymmetric_output"} if subjects_per_site >= 1 else {}
