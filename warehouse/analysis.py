@@ -26,6 +26,9 @@ ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 PLATEAU_WINDOW_MS = (80.0, 150.0)
 #: An overground plate is unloaded most of the trial: this percentile of |Fz| is its offset.
 UNLOADED_PERCENTILE = 5.0
+#: Stance outside this range (% of the cycle) means the foot-off is wrong (e.g. a belt still loaded
+#: by the other foot); the cycle is kept for EMG but its stance is left unknown.
+STANCE_PLAUSIBLE_PCT = (45.0, 80.0)
 #: A plate loaded this many times in one trial is a treadmill belt (one foot, every stride).
 TREADMILL_MIN_CONTACTS = 4
 #: A detected plate contact takes the side of an annotated strike within this distance.
@@ -172,7 +175,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                       "reason": "no gait events for this side"} for ch, m, sd, _, v, _f in all_chans
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
-        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen)
+        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated)
         cycles_rows = rows.pop("gait_cycles")
         cycles_rows += _grf_per_cycle(con, trial_id, chosen, detected)
         tables = {
@@ -203,12 +206,25 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         con.close()
 
 
-def _analyse_channels(con, trial_id, subject, session, chans, chosen) -> dict:
+def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None) -> dict:
     onset_rows, metric_rows, spec_rows, cycle_rows = [], [], [], []
+    ann_offs = {}
+    if annotated is not None and annotated.height:
+        for side in ("L", "R"):
+            ann_offs[side] = annotated.filter((pl.col("side") == side) & (pl.col("event") == "foot_off"))[
+                "time_s"].to_list()
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     for side, (strikes, offs, source) in chosen.items():
         cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
         for r in cdf.iter_rows(named=True):
+            if r["stance_pct"] is not None and not (STANCE_PLAUSIBLE_PCT[0] <= r["stance_pct"] <= STANCE_PLAUSIBLE_PCT[1]):
+                # e.g. a treadmill belt still loaded by the other foot (cross-over step): use an annotated foot
+                # off inside the cycle if it gives a plausible stance, else leave the stance unknown
+                r = {**r, "foot_off_s": None, "stance_pct": None}
+                for t in ann_offs.get(side, ()):
+                    pct = (t - r["start_s"]) / r["duration_s"] * 100
+                    if r["start_s"] < t < r["end_s"] and STANCE_PLAUSIBLE_PCT[0] <= pct <= STANCE_PLAUSIBLE_PCT[1]:
+                        r = {**r, "foot_off_s": float(t), "stance_pct": float(pct)}
             cycle_rows.append({**r, "side": side, "event_source": source})
     for ch, muscle, side, rate in chans:
         raw = read_channel(con, trial_id, ch).astype(np.float64)
