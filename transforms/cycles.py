@@ -47,7 +47,7 @@ STANCE_PCT = 60.0
 #: End of loading response, % of cycle (Perry & Burnfield: 0-10 %).
 LOADING_RESPONSE_END_PCT = 10.0
 #: Onsets this far (% of the cycle) before a strike belong to the upcoming cycle.
-PRE_STRIKE_WINDOW_PCT = 20.0
+PRE_STRIKE_WINDOW_PCT = 30.0
 #: Shortest plausible cycle, s (shorter = missed or spurious event).
 MIN_CYCLE_S = 0.4
 #: Longest plausible cycle, s (longer = a strike is missing).

@@ -102,7 +102,7 @@ def _check_length(arr: np.ndarray, padlen: int, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- filter design
-def band_edges_hz(band_hz=DEFAULT_BAND_HZ, *, rate_hz: float) -> tuple[float, float]:
+def band_edges_hz(*, rate_hz: float, band_hz=DEFAULT_BAND_HZ) -> tuple[float, float]:
     """Return the band-pass edges actually used at ``rate_hz``.
 
     The upper edge is clipped to ``NYQUIST_FRACTION`` (0.95) x Nyquist so that files
@@ -156,7 +156,7 @@ def bandpass_sos(*, rate_hz: float, band_hz=DEFAULT_BAND_HZ, order: int = DEFAUL
     ValueError
         On a bad rate, band or order.
     """
-    low, high = band_edges_hz(band_hz, rate_hz=rate_hz)
+    low, high = band_edges_hz(rate_hz=rate_hz, band_hz=band_hz)
     return signal.butter(_check_order(order), [low, high], btype="bandpass", fs=float(rate_hz), output="sos")
 
 
@@ -175,7 +175,7 @@ def lowpass_sos(*, rate_hz: float, lowpass_hz: float = DEFAULT_LOWPASS_HZ, order
     return signal.butter(_check_order(order), cut, btype="lowpass", fs=rate, output="sos")
 
 
-def sosfiltfilt_padlen(sos: np.ndarray) -> int:
+def sosfiltfilt_padlen(sos: np.ndarray, /) -> int:
     """Default ``padlen`` of ``scipy.signal.sosfiltfilt`` for these sections.
 
     ``3 * (2 * n_sections + 1 - min(#(b2 == 0), #(a2 == 0)))``, copied from scipy so the
@@ -218,7 +218,8 @@ def bandpass(emg_mv, /, *, rate_hz: float, band_hz=DEFAULT_BAND_HZ, order: int =
 
 
 def notch(
-    emg_mv, /, *, rate_hz: float, mains_hz: float, n_harmonics: int | None = None, quality: float = DEFAULT_NOTCH_QUALITY
+    emg_mv, /, *, rate_hz: float, mains_hz: float, n_harmonics: int | None = None,
+    quality: float = DEFAULT_NOTCH_QUALITY
 ) -> np.ndarray:
     """Zero-phase mains notch / comb: an IIR notch at ``mains_hz`` (50 or 60 Hz) and at
     each harmonic, ``n_harmonics`` frequencies in all (``None``: every harmonic below
@@ -274,13 +275,8 @@ def lowpass(x, /, *, rate_hz: float, lowpass_hz: float = DEFAULT_LOWPASS_HZ, ord
 
 
 def condition(
-    emg_mv,
-    /,
-    *,
-    rate_hz: float,
-    band_hz=DEFAULT_BAND_HZ,
-    order: int = DEFAULT_ORDER,
-    mains_hz: float | None = None,
+    emg_mv, /, *, rate_hz: float, band_hz=DEFAULT_BAND_HZ, order: int = DEFAULT_ORDER,
+    mains_hz: float | None = None
 ) -> np.ndarray:
     """DC removal, optional mains comb (:func:`notch`), then zero-phase band-pass.
 
@@ -525,25 +521,12 @@ def moving_rms(emg_mv, /, *, rate_hz: float, window_ms: float = DEFAULT_MOVING_R
 def normalise_amplitude(envelope, /, *, method: str = "peak", reference=None, dynamic=None) -> tuple[np.ndarray, str]:
     """Amplitude normalisation of an envelope; returns ``(normalised, method_name)``.
 
-    Parameters
-    ----------
-    envelope : array_like
-        1-D or 2-D (channels x samples) envelope.
-    method : {"reference", "peak", "mean"}
-        ``"reference"``: divide by ``reference`` (e.g. an MVC envelope peak; scalar or one
-        value per channel).  ``"peak"`` / ``"mean"``: divide by the peak / mean of the
-        dynamic trials (``dynamic``: one array or a list of arrays with the same channel
-        count; default: ``envelope`` itself).
-    reference : float or array_like, optional
-        Reference amplitude(s), same unit as the envelope.
-    dynamic : array_like or sequence of array_like, optional
-        Dynamic-trial envelopes defining the peak/mean.
-
-    Returns
-    -------
-    tuple
-        (float64 array in units of the reference, method name: ``"reference"``,
-        ``"peak_dynamic"`` or ``"mean_dynamic"``).
+    ``envelope`` is 1-D or channels x samples.  ``method="reference"`` divides by
+    ``reference`` (e.g. an MVC envelope peak; scalar or one value per channel, same unit);
+    ``"peak"`` / ``"mean"`` divide by the per-channel peak / mean of the dynamic trials
+    ``dynamic`` (an array or a list of arrays with the envelope's layout; default: the
+    envelope itself).  The returned name is ``"reference"``, ``"peak_dynamic"`` or
+    ``"mean_dynamic"``; the values are float64 in units of the reference.
 
     Raises
     ------

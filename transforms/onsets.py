@@ -1,46 +1,33 @@
 """Muscle activation onset / offset detection.
 
 Three detectors side by side, each returning ``(onsets, offsets)`` as int64 sample
-indices of the bursts found in a 1-D signal:
+indices of the bursts found in a 1-D signal (``DEFAULT_ONSET_METHOD`` = Hodges & Bui):
 
-``"hodges_bui"`` (default, :data:`DEFAULT_ONSET_METHOD`)
-    Hodges & Bui (1996) on a linear envelope: threshold = baseline mean + ``k_sd`` x
-    baseline SD; an onset is a supra-threshold sample followed by ``min_duration_ms`` of
-    supra-threshold samples, an offset a sub-threshold sample followed by
-    ``min_off_duration_ms`` of sub-threshold samples.
-``"tkeo"``
-    Solnik et al. (2010): the raw EMG is band-passed (``TKEO_BAND_HZ``), conditioned
-    with the Teager-Kaiser energy operator, full-wave rectified and low-passed
-    (``TKEO_LOWPASS_HZ``), then thresholded (``TKEO_K_SD``); the onset needs
-    ``TKEO_MIN_ABOVE_MS`` of the next ``TKEO_WINDOW_MS`` above threshold.
-``"double_threshold"``
-    Bonato et al. (1998) style: amplitude threshold (baseline mean + ``k_sd`` x SD) on
-    ``|signal|`` plus a second threshold on the number of supra-threshold samples: an
-    onset needs ``min_above_ms`` of supra-threshold samples within the next
-    ``window_ms``; the burst ends at a sub-threshold sample after which less than half
-    that remains in the window.
+* ``hodges_bui`` (Hodges & Bui 1996) on a linear envelope: threshold = baseline mean +
+  ``k_sd`` SD; onset/offset = first sample of a run above/below it lasting
+  ``min_duration_ms``.
+* ``tkeo`` (Solnik et al. 2010) on raw EMG: band-pass ``TKEO_BAND_HZ``, Teager-Kaiser
+  operator, rectification, ``TKEO_LOWPASS_HZ`` low-pass, then a threshold; the onset
+  needs ``TKEO_MIN_ABOVE_MS`` of the next ``TKEO_WINDOW_MS`` above it.
+* ``double_threshold`` (Bonato et al. 1998 style) on ``|x|``: amplitude threshold plus
+  ``min_above_ms`` of supra-threshold samples within the next ``window_ms``; the burst
+  ends where less than half that remains.
 
-Conventions
------------
-* ``offsets`` are *exclusive*: burst k covers ``x[onsets[k]:offsets[k]]``.  A burst
-  still active at the end of the record gets ``offset == len(x)``; a burst active at
-  sample 0 gets ``onset == 0`` (censored; callers may drop it).
-* Baseline: ``baseline=slice(a, b)`` (or a ``(a, b)`` pair) in samples; by default the
-  *quietest window*: the ``baseline_window_ms`` window with the lowest mean of the
-  detection signal (first one on ties).  This assumes the record holds at least one
-  rest period that long (true for gait: every muscle has a quiet phase); a muscle
-  active throughout yields thresholds relative to its least active phase.
-* Expected bias for step-like bursts at high SNR (checked in the tests, tabulated by
-  ``bench/onset_bias.py``): ``hodges_bui`` on a 6 Hz envelope: early, by
-  :func:`lowpass_step_crossing_ms` (-25 to -50 ms); ``tkeo``: -30 to +15 ms (pre-ringing
-  of the band-pass on an abrupt burst, then dips of the TKEO output); ``double_threshold``
-  on raw EMG: -(window - min_above) to +5 ms (a noise sample just before the burst can
-  open the look-ahead window: -20 ms at the defaults).
-* Bias: thresholding a zero-phase low-passed envelope finds onsets *early*, because the
-  symmetric filter spreads a step over about ``+-1/lowpass_hz``.  For a step burst the
-  expected bias is :func:`lowpass_step_crossing_ms` at the threshold's fraction of the
-  burst plateau (``bench/onset_bias.py`` measures it; ``docs/methods_timing.md`` has the
-  table and the correction for the default method).
+Conventions: offsets are *exclusive* (``x[on:off]`` is the burst); a burst active at the
+end gets ``offset == len(x)`` and one active at sample 0 ``onset == 0`` (censored).
+Baseline: ``baseline=slice(a, b)`` (or an ``(a, b)`` pair) in samples, by default the
+*quietest window*: the ``baseline_window_ms`` window with the lowest mean of the
+detection signal (first on ties), which assumes one rest period that long (true in gait;
+a muscle active throughout gets thresholds relative to its least active phase).
+
+Expected bias for step-like bursts at high SNR (tested; tabulated by
+``bench/onset_bias.py`` and ``docs/methods_timing.md``): ``hodges_bui`` is *early*
+because the zero-phase envelope low-pass spreads a step over about +-1/lowpass_hz: by
+:func:`lowpass_step_crossing_ms` at the threshold's share of the burst plateau (-25 to
+-50 ms; subtract it to correct); ``tkeo``: -30 to +15 ms (band-pass pre-ringing of an
+abrupt burst, dips of the TKEO output); ``double_threshold`` on raw EMG:
+-(window - min_above) to +5 ms (a noise sample just before the burst can open the
+look-ahead window).
 """
 
 from __future__ import annotations
@@ -54,31 +41,19 @@ from scipy import signal
 from transforms import emg as _emg
 
 __all__ = [
-    "DEFAULT_ONSET_METHOD",
-    "ONSET_METHODS",
-    "DEFAULT_K_SD",
-    "DEFAULT_MIN_DURATION_MS",
-    "DEFAULT_BASELINE_WINDOW_MS",
-    "TKEO_BAND_HZ",
-    "TKEO_LOWPASS_HZ",
-    "TKEO_K_SD",
-    "TKEO_WINDOW_MS",
-    "TKEO_MIN_ABOVE_MS",
-    "DOUBLE_THRESHOLD_K_SD",
-    "DOUBLE_THRESHOLD_WINDOW_MS",
-    "DOUBLE_THRESHOLD_MIN_ABOVE_MS",
-    "tkeo",
-    "baseline_stats",
-    "onsets_hodges_bui",
-    "onsets_tkeo",
-    "onsets_double_threshold",
-    "detect_onsets",
-    "onsets_hodges_bui_2d",
+    "DEFAULT_ONSET_METHOD", "ONSET_METHODS", "DEFAULT_K_SD", "DEFAULT_MIN_DURATION_MS",
+    "DEFAULT_BASELINE_WINDOW_MS", "TKEO_BAND_HZ", "TKEO_LOWPASS_HZ", "TKEO_K_SD", "TKEO_WINDOW_MS",
+    "TKEO_MIN_ABOVE_MS", "DOUBLE_THRESHOLD_K_SD", "DOUBLE_THRESHOLD_WINDOW_MS",
+    "DOUBLE_THRESHOLD_MIN_ABOVE_MS", "tkeo", "baseline_stats", "onsets_hodges_bui", "onsets_tkeo",
+    "onsets_double_threshold", "detect_onsets", "onsets_hodges_bui_2d", "envelope_onsets_fast",
     "lowpass_step_crossing_ms",
 ]
 
-#: Default detector used by the pipeline and by :func:`detect_onsets`.
-DEFAULT_ONSET_METHOD = "hodges_bui"
+#: Default detector used by the pipeline and by :func:`detect_onsets`. TKEO (Solnik et al.
+#: 2010) is the least biased at the SNRs of surface EMG in gait (bench/onset_bias.py: median
+#: -3 to -5.5 ms, SD 3-8 ms at >= 10 dB; on the demo consortium's injected onsets +1.8 ms),
+#: so no correction is applied to it; Hodges-Bui rows carry the low-pass step-model correction.
+DEFAULT_ONSET_METHOD = "tkeo"
 #: Names accepted by :func:`detect_onsets`.
 ONSET_METHODS = ("hodges_bui", "tkeo", "double_threshold")
 #: Threshold = baseline mean + DEFAULT_K_SD x baseline SD.  Hodges & Bui's classic
@@ -281,15 +256,32 @@ def _hodges_core(d, k_sd, n_min, n_off, win, b0, b1):
     return on, off, thr
 
 
-@numba.njit(cache=True, parallel=True)
-def _hodges_2d(env, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts, thr_all):
-    for c in numba.prange(env.shape[0]):
-        on, off, thr = _hodges_core(env[c], k_sd, n_min, n_off, win, b0, b1)
-        m = min(on.shape[0], on_all.shape[1])
-        on_all[c, :m] = on[:m]
-        off_all[c, :m] = off[:m]
+@numba.njit(cache=True)
+def _hodges_rows(env, c0, c1, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts):
+    for c in range(c0, c1):
+        on, off, _ = _hodges_core(env[c], k_sd, n_min, n_off, win, b0, b1)
+        on_all[c, : on.shape[0]] = on
+        off_all[c, : on.shape[0]] = off
         counts[c] = on.shape[0]
-        thr_all[c] = thr
+
+
+@numba.njit(cache=True, parallel=True)
+def _hodges_2d(env, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts):
+    for c in numba.prange(env.shape[0]):
+        _hodges_rows(env, c, c + 1, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts)
+
+
+@numba.njit(cache=True, parallel=True)
+def _envelope_hodges_2d(
+    x, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, block, env, k_sd, n_min, n_off, win, b0, b1, on_all,
+    off_all, counts
+):
+    n_ch = x.shape[0]
+    for blk in numba.prange((n_ch + block - 1) // block):
+        c0 = blk * block
+        c1 = min(n_ch, c0 + block)
+        _emg._envelope_block(x, c0, c1 - c0, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, env)
+        _hodges_rows(env, c0, c1, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts)
 
 
 # --------------------------------------------------------------------------- public API
@@ -350,34 +342,16 @@ def _check_k(k_sd: float) -> float:
 
 
 def onsets_hodges_bui(
-    envelope,
-    /,
-    *,
-    rate_hz: float,
-    k_sd: float = DEFAULT_K_SD,
-    min_duration_ms: float = DEFAULT_MIN_DURATION_MS,
-    min_off_duration_ms: float | None = None,
-    baseline=None,
-    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+    envelope, /, *, rate_hz: float, k_sd: float = DEFAULT_K_SD,
+    min_duration_ms: float = DEFAULT_MIN_DURATION_MS, min_off_duration_ms: float | None = None,
+    baseline=None, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hodges & Bui onsets/offsets on a 1-D envelope.
+    """Hodges & Bui onsets/offsets on a 1-D envelope (any amplitude unit).
 
-    Parameters
-    ----------
-    envelope : array_like
-        1-D linear envelope (any amplitude unit).
-    rate_hz : float
-        Sampling rate in Hz.
-    k_sd : float
-        Threshold = baseline mean + ``k_sd`` x baseline SD.
-    min_duration_ms : float
-        The signal must stay above threshold this long for an onset.
-    min_off_duration_ms : float or None
-        ... and below it this long for an offset (default: ``min_duration_ms``).
-    baseline : slice or (int, int) or None
-        Baseline samples; ``None`` = quietest ``baseline_window_ms`` window.
-    baseline_window_ms : float
-        Quietest-window length in ms.
+    Threshold = baseline mean + ``k_sd`` x baseline SD; the signal must stay above it for
+    ``min_duration_ms`` for an onset and below it for ``min_off_duration_ms`` (default:
+    ``min_duration_ms``) for an offset.  ``baseline``: slice or (start, stop) samples;
+    ``None`` = the quietest ``baseline_window_ms`` window.
 
     Returns
     -------
@@ -400,15 +374,9 @@ def onsets_hodges_bui(
 
 
 def onsets_hodges_bui_2d(
-    envelopes,
-    /,
-    *,
-    rate_hz: float,
-    k_sd: float = DEFAULT_K_SD,
-    min_duration_ms: float = DEFAULT_MIN_DURATION_MS,
-    min_off_duration_ms: float | None = None,
-    baseline=None,
-    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+    envelopes, /, *, rate_hz: float, k_sd: float = DEFAULT_K_SD,
+    min_duration_ms: float = DEFAULT_MIN_DURATION_MS, min_off_duration_ms: float | None = None,
+    baseline=None, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`onsets_hodges_bui` on every row of a channels x samples array, channels in
     parallel (numba ``prange``); identical results to the 1-D function per channel.
@@ -434,33 +402,68 @@ def onsets_hodges_bui_2d(
     off_ms = min_duration_ms if min_off_duration_ms is None else min_off_duration_ms
     n_off = _ms_to_samples(off_ms, rate, "min_off_duration_ms")
     win, b0, b1 = _window_and_bounds(env[0], rate, baseline, baseline_window_ms)
-    k = _check_k(k_sd)
-    cap = 64
-    while True:
-        n_ch = env.shape[0]
-        on_all = np.empty((n_ch, cap), dtype=np.int64)
-        off_all = np.empty((n_ch, cap), dtype=np.int64)
-        counts = np.zeros(n_ch, dtype=np.int64)
-        thr = np.empty(n_ch)
-        _hodges_2d(env, k, n_min, n_off, win, b0, b1, on_all, off_all, counts, thr)
-        if counts.max() <= cap:
-            return [(on_all[c, : counts[c]].copy(), off_all[c, : counts[c]].copy()) for c in range(n_ch)]
-        cap = int(counts.max())
+    return _collect(_hodges_2d, env, (_check_k(k_sd), n_min, n_off, win, b0, b1))
+
+
+def _collect(kernel, env, params, *pre):
+    """Run a 2-D burst kernel with output arrays sized by the largest possible burst
+    count (each burst needs ``n_min`` samples above and ``n_off`` below)."""
+    n_ch, n = env.shape
+    cap = n // (params[1] + params[2]) + 2
+    on_all = np.empty((n_ch, cap), dtype=np.int64)
+    off_all = np.empty((n_ch, cap), dtype=np.int64)
+    counts = np.zeros(n_ch, dtype=np.int64)
+    kernel(*pre, env, *params, on_all, off_all, counts)
+    return [(on_all[c, : counts[c]].copy(), off_all[c, : counts[c]].copy()) for c in range(n_ch)]
+
+
+def envelope_onsets_fast(
+    emg_2d, /, *, rate_hz: float, band_hz=_emg.DEFAULT_BAND_HZ,
+    lowpass_hz: float = _emg.DEFAULT_LOWPASS_HZ, order: int = _emg.DEFAULT_ORDER,
+    k_sd: float = DEFAULT_K_SD, min_duration_ms: float = DEFAULT_MIN_DURATION_MS,
+    min_off_duration_ms: float | None = None, baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Fast path for raw EMG -> (envelope, default onsets) in one parallel region.
+
+    Same results as ``emg.envelope_fast`` followed by :func:`onsets_hodges_bui_2d`
+    (tested), but each thread detects the onsets of its channel block right after
+    computing their envelopes, so a trial costs one parallel region instead of two
+    (fewer barriers: faster on a loaded machine).
+
+    Returns
+    -------
+    tuple
+        (float64 channels x samples envelope, list of ``(onsets, offsets)`` per channel).
+
+    Raises
+    ------
+    ValueError
+        As ``emg.envelope_fast`` and :func:`onsets_hodges_bui`.
+    """
+    x = _emg._as_signal(emg_2d, "emg_2d")
+    if x.ndim != 2:
+        raise ValueError(f"emg_2d must be 2-D channels x samples, got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    rate = _rate(rate_hz)
+    design = _emg._fast_design(rate, tuple(float(v) for v in band_hz), float(lowpass_hz), _emg._check_order(order))
+    _emg._check_length(x, max(design[2], design[5]), "envelope")
+    n_min = _ms_to_samples(min_duration_ms, rate, "min_duration_ms")
+    off_ms = min_duration_ms if min_off_duration_ms is None else min_off_duration_ms
+    n_off = _ms_to_samples(off_ms, rate, "min_off_duration_ms")
+    win, b0, b1 = _window_and_bounds(x[0], rate, baseline, baseline_window_ms)
+    threads = max(1, numba.get_num_threads())
+    block = int(min(_emg.FAST_BLOCK_CHANNELS, max(1, -(-x.shape[0] // threads))))
+    env = np.empty_like(x)
+    bursts = _collect(_envelope_hodges_2d, env, (_check_k(k_sd), n_min, n_off, win, b0, b1), x, *design, block)
+    return env, bursts
 
 
 def onsets_tkeo(
-    emg_mv,
-    /,
-    *,
-    rate_hz: float,
-    band_hz=TKEO_BAND_HZ,
-    lowpass_hz: float = TKEO_LOWPASS_HZ,
-    k_sd: float = TKEO_K_SD,
-    window_ms: float = TKEO_WINDOW_MS,
-    min_above_ms: float = TKEO_MIN_ABOVE_MS,
-    min_off_duration_ms: float = DEFAULT_MIN_DURATION_MS,
-    baseline=None,
-    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+    emg_mv, /, *, rate_hz: float, band_hz=TKEO_BAND_HZ, lowpass_hz: float = TKEO_LOWPASS_HZ,
+    k_sd: float = TKEO_K_SD, window_ms: float = TKEO_WINDOW_MS,
+    min_above_ms: float = TKEO_MIN_ABOVE_MS, min_off_duration_ms: float = DEFAULT_MIN_DURATION_MS,
+    baseline=None, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
 ) -> tuple[np.ndarray, np.ndarray]:
     """TKEO-conditioned threshold detector (Solnik et al. 2010) on *raw* EMG.
 
@@ -503,15 +506,10 @@ def _threshold(d, rate, k_sd, baseline, baseline_window_ms) -> float:
 
 
 def onsets_double_threshold(
-    x,
-    /,
-    *,
-    rate_hz: float,
-    k_sd: float = DOUBLE_THRESHOLD_K_SD,
+    x, /, *, rate_hz: float, k_sd: float = DOUBLE_THRESHOLD_K_SD,
     window_ms: float = DOUBLE_THRESHOLD_WINDOW_MS,
-    min_above_ms: float = DOUBLE_THRESHOLD_MIN_ABOVE_MS,
-    baseline=None,
-    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+    min_above_ms: float = DOUBLE_THRESHOLD_MIN_ABOVE_MS, baseline=None,
+    baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Double-threshold detector (Bonato et al. 1998 style) on ``|x|``.
 
@@ -569,12 +567,8 @@ def detect_onsets(x, /, *, rate_hz: float, method: str = DEFAULT_ONSET_METHOD, *
 
 
 def lowpass_step_crossing_ms(
-    fraction: float,
-    /,
-    *,
-    rate_hz: float,
-    lowpass_hz: float = _emg.DEFAULT_LOWPASS_HZ,
-    order: int = _emg.DEFAULT_ORDER,
+    fraction: float, /, *, rate_hz: float, lowpass_hz: float = _emg.DEFAULT_LOWPASS_HZ,
+    order: int = _emg.DEFAULT_ORDER
 ) -> float:
     """Time (ms, negative = before the step) at which the zero-phase low-passed unit step
     crosses ``fraction`` of its final value on its main rising edge.

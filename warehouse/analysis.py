@@ -255,6 +255,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
                 mean, sd, _ = ons.baseline_stats(env, rate_hz=rate)
                 on_s = _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean)
                 corrected = True
+            if method == ons.DEFAULT_ONSET_METHOD:
                 default_on, default_off = on_s, off / rate
             try:
                 rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)

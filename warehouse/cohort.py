@@ -20,7 +20,8 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Onsets used for timing metrics: the default method's first burst of each cycle.
+#: Onsets used for timing metrics: the default method's first burst of each cycle; summarised
+#: per session by the median across cycles (robust to a missed or merged burst).
 TIMING_FILTER = "is_default AND burst = 0"
 COHORT_TABLES = ("asymmetry", "variability", "fatigue", "fatigue_contrasts", "synergies", "synergy_activations",
                  "activation_map", "subject_profiles", "cohort_asymmetry", "cohort_variability")
@@ -69,7 +70,7 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
         LATERAL (VALUES ('peak', m.peak), ('iemg', m.iemg), ('time_of_peak_pct', m.time_of_peak_pct)) k(metric, value)
         GROUP BY ALL
         UNION ALL
-        SELECT a.subject_id, a.session_id, s.condition, a.muscle, a.side, k.metric, avg(k.value), count(*)::INTEGER
+        SELECT a.subject_id, a.session_id, s.condition, a.muscle, a.side, k.metric, median(k.value), count(*)::INTEGER
         FROM activation_onsets a JOIN sessions s USING (session_id),
         LATERAL (VALUES ('onset_ms', a.onset_ms), ('offset_ms', a.offset_ms)) k(metric, value)
         WHERE {TIMING_FILTER} GROUP BY ALL
@@ -114,7 +115,7 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
         SELECT t.subject_id, t.session_id, s.condition, f.muscle, f.side, avg(f.mdf_hz) AS mdf_hz,
                avg(f.mnf_hz) AS mnf_hz, avg(f.mdf_slope_hz_per_s) AS mdf_slope_hz_per_s,
                sum(f.n_bursts)::INTEGER AS n_bursts,
-               (SELECT avg(a.onset_ms) FROM activation_onsets a WHERE a.session_id = t.session_id
+               (SELECT median(a.onset_ms) FROM activation_onsets a WHERE a.session_id = t.session_id
                   AND a.muscle = f.muscle AND a.side = f.side AND a.{TIMING_FILTER.replace(' AND ', ' AND a.')})
                   AS onset_ms
         FROM emg_spectra f JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id
