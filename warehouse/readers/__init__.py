@@ -103,7 +103,7 @@ def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
     try:
         return read_c3d(path, companions=companions)
     except ReaderError as exc:
-        if exc.reason_code not in ("c3d_unsupported_processor", "c3d_unreadable"):
+        if exc.reason_code not in ("c3d_unsupported_processor", "c3d_unreadable", "c3d_reader_crashed"):
             raise
         try:
             rec = read_c3d_pyc3d(path, companions=companions)

@@ -32,14 +32,65 @@ def _param(params: dict, group: str, name: str, default=None):
         return default
 
 
-def read_c3d(path: Path, *, companions: dict | None = None) -> Recording:
-    """Read a C3D file.
+#: ezc3d is C++: a malformed file can crash (SIGSEGV) or stall it. Each file is read in a
+#: child process (forkserver) so a bad file costs a quarantine record, never the night.
+C3D_READ_TIMEOUT_S = 120.0
+_CTX = None
+
+
+def _child(path: str, conn) -> None:
+    try:
+        conn.send(("ok", _read_c3d_here(Path(path))))
+    except ReaderError as exc:
+        conn.send(("reader_error", (exc.reason_code, exc.message)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True) -> Recording:
+    """Read a C3D file with ezc3d (in an isolated child process unless ``isolate=False``).
 
     Raises
     ------
     ReaderError
-        ``empty_file``, ``c3d_unsupported_processor``, ``c3d_unreadable`` or ``no_frames``.
+        ``empty_file``, ``c3d_unsupported_processor``, ``c3d_unreadable``, ``no_frames``,
+        ``c3d_reader_crashed`` (ezc3d died on the file) or ``c3d_reader_timeout``.
     """
+    if not isolate:
+        return _read_c3d_here(Path(path))
+    import multiprocessing as mp
+
+    global _CTX
+    if _CTX is None:
+        _CTX = mp.get_context("forkserver")
+        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.readers.c3d"])
+    recv, send = _CTX.Pipe(duplex=False)
+    proc = _CTX.Process(target=_child, args=(str(path), send), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(C3D_READ_TIMEOUT_S):
+            proc.kill()
+            raise ReaderError("c3d_reader_timeout", f"ezc3d did not finish reading the file in "
+                              f"{C3D_READ_TIMEOUT_S:.0f} s: it is probably malformed; re-export it.")
+        kind, payload = recv.recv()
+    except EOFError:
+        proc.join(5)
+        raise ReaderError("c3d_reader_crashed", f"ezc3d crashed reading the file (exit code {proc.exitcode}): "
+                          "its structure is malformed; re-export it from the acquisition software.") from None
+    finally:
+        recv.close()
+        proc.join(5)
+    if kind == "ok":
+        return payload
+    if kind == "reader_error":
+        raise ReaderError(*payload)
+    raise ReaderError("c3d_unreadable", f"The C3D reader failed ({payload[:200]}).")
+
+
+def _read_c3d_here(path: Path) -> Recording:
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export it from the acquisition software.")
