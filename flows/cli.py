@@ -162,6 +162,20 @@ def status(lake: str | None) -> None:
     print_rows(["status", "files"], by, "table")
     total = sum(n for _, n in by)
     click.echo(f"Accounted for: {total} files = " + " + ".join(f"{n} {s}" for s, n in by))
+    click.echo("\nValidation (Great Expectations suites from the contracts), last run with checks:")
+    existing_tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    last = (con.execute("SELECT run_id FROM validations ORDER BY run_id DESC LIMIT 1").fetchone()
+            if "validations" in existing_tables else None)
+    if last:
+        n_ok, n_bad = con.execute("SELECT count(*) FILTER (success), count(*) FILTER (NOT success) FROM validations "
+                                  "WHERE run_id = ?", [last[0]]).fetchone()
+        click.echo(f"  run {last[0]}: {n_ok} expectations met, {n_bad} failed")
+        for table, exp, col, detail in con.execute(
+                "SELECT table_name, expectation, column_name, detail FROM validations WHERE run_id = ? AND NOT success "
+                "ORDER BY table_name LIMIT 20", [last[0]]).fetchall():
+            click.echo(f"  \u2718 {table}: {exp}({col or ''}) {detail or ''}")
+    else:
+        click.echo("  no validations recorded yet")
     click.echo("\nQuarantine:")
     q = con.execute("SELECT site_id, stage, reason_code, count(*) AS n, any_value(message) AS example "
                     "FROM quarantine GROUP BY ALL ORDER BY n DESC").fetchall()

@@ -14,11 +14,12 @@ Runners
 ``default``
     Prefect's default runner; trials run one after the other (the reference).
 ``threads``
-    ``ThreadPoolTaskRunner(max_workers=workers)`` in the flow process.
+    ``ThreadPoolTaskRunner(max_workers=workers)`` in the flow process (PostgreSQL
+    catalog only: parallel writers in one process deadlock on SQLite's file locks).
 ``dask``
     ``prefect_dask.DaskTaskRunner``: a ``distributed.LocalCluster`` of ``workers``
-    single-threaded workers, or an existing cluster at ``address``
-    (``tcp://scheduler:8786``).
+    single-threaded worker processes on 127.0.0.1, or an existing cluster at
+    ``address`` (``tcp://scheduler:8786``; needs a PostgreSQL catalog).
 
 With a remote cluster every Dask worker runs Prefect's task engine: it must reach the
 same lake (same ``MYOMAP_LAKE``/``MYOMAP_CATALOG``/``AWS_*`` values, which in
@@ -74,7 +75,7 @@ def make_task_runner(runner: str = "default", address: str | None = None, *, wor
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": processes,
-                                          "dashboard_address": None})
+                                          "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
 
 
 def nightly_with_runner(runner: str = "default", address: str | None = None, *, workers: int | None = None,
@@ -92,9 +93,37 @@ def nightly_with_runner(runner: str = "default", address: str | None = None, *, 
     return nightly.with_options(task_runner=task_runner)
 
 
+def check_runner(settings, runner: str, address: str | None = None, *, processes: bool = True) -> None:
+    """Refuse combinations that cannot work on this lake.
+
+    Parallel writers sharing one process deadlock on a SQLite catalog (SQLite's file
+    locks are per process: a writer waiting for a reader of the same process never
+    wakes up), so with SQLite only worker *processes* may run in parallel. A remote
+    Dask cluster cannot open the flow machine's SQLite file at all: it needs a
+    ``postgresql://`` catalog (and an ``s3://`` lake).
+    """
+    if settings.catalog_kind != "sqlite":
+        return
+    if runner == "threads" or (runner == "dask" and not address and not processes):
+        raise ValueError("a SQLite catalog cannot take parallel writers in one process: use --runner dask "
+                         "(worker processes) or a postgresql:// catalog (MYOMAP_CATALOG)")
+    if runner == "dask" and address:
+        raise ValueError("a remote Dask cluster needs a catalog every worker can reach: set MYOMAP_CATALOG to a "
+                         "postgresql:// DSN (and MYOMAP_LAKE to s3://...)")
+
+
 def run_nightly(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
                 runner: str = "default", address: str | None = None, workers: int | None = None,
                 processes: bool = True) -> dict:
-    """Run the nightly flow once with the given runner; returns the night's summary."""
+    """Run the nightly flow once with the given runner; returns the night's summary.
+
+    Raises
+    ------
+    ValueError
+        Unknown runner, or a runner this lake's catalog cannot take (:func:`check_runner`).
+    """
+    from warehouse.settings import get_settings
+
+    check_runner(get_settings(lake), runner, address, processes=processes)
     flow = nightly_with_runner(runner, address, workers=workers, processes=processes)
     return flow(lake=lake, site=site, quiet=quiet, fan_out=runner != "default")
