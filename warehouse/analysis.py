@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 #: Envelope plateau for the bias correction: median envelope this long after the onset
-#: (the 6 Hz zero-phase step response has settled by ~80 ms).
-PLATEAU_WINDOW_MS = (80.0, 150.0)
+#: (as docs/methods_timing.md: the 6 Hz zero-phase step response has settled by then).
+PLATEAU_WINDOW_MS = (100.0, 250.0)
 #: An overground plate is unloaded most of the trial: this percentile of |Fz| is its offset.
 UNLOADED_PERCENTILE = 5.0
 #: Stance outside this range (% of the cycle) means the foot-off is wrong (e.g. a belt still loaded
