@@ -217,8 +217,9 @@ def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float)
 
 
 def _register_subcommands() -> None:
-    from flows import cli_publish, cli_quarantine
+    from flows import cli_manifest, cli_publish, cli_quarantine
 
+    cli_manifest.register(main)
     cli_quarantine.register(main)
     cli_publish.register(main)
 

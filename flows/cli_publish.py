@@ -48,8 +48,8 @@ def _clear_errors(fn):
 @click.command()
 @_lake_option
 @click.option("--cohort", default=None, help=_COHORT_HELP)
-@click.option("--table", "tables", multiple=True, metavar="TABLE",
-              help=f"Table to extract (repeat; default: {', '.join(DEFAULT_TABLES)}).")
+@click.option("--tables", "--table", "tables", multiple=True, metavar="TABLE[,TABLE...]",
+              help=f"Tables to extract, comma-separated or repeated (default: {', '.join(DEFAULT_TABLES)}).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--out", "out_dir", required=True, help="New output folder (local or s3://).")
 @click.option("--requester-site", default=None,
@@ -65,8 +65,8 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
     """
     from warehouse import extracts
 
-    m = extracts.extract(get_settings(lake), cohort=cohort, tables=list(tables or DEFAULT_TABLES), fmt=fmt,
-                         out_dir=out_dir, requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
+    names = [t.strip() for v in (tables or DEFAULT_TABLES) for t in v.split(",") if t.strip()]
+    m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir, requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
     click.echo(f"Extract at snapshot {m['snapshot_id']}: {m['cohort']['subjects']} subjects, "
                f"{m['cohort']['sessions']} sessions -> {out_dir}")
     for f in m["files"]:

@@ -50,3 +50,21 @@ def drop(settings, site: str, files: dict[str, Path], manifest: str | None) -> P
     if manifest is not None:
         (d / "manifest.yaml").write_text(manifest)
     return d
+
+
+#: The demo consortium used by the end-to-end tests: a 5-subject, a 4-subject and a 3-subject site.
+DEMO_SUBJECTS = {"lyon": 5, "boston": 4, "oslo": 3}
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory):
+    """The demo consortium generated and ingested once per test session: (truth, summary, settings)."""
+    from flows.nightly import run_night
+    from warehouse.demo import generate_consortium
+    from warehouse.settings import get_settings
+
+    root = tmp_path_factory.mktemp("demo") / "lake"
+    truth = generate_consortium(root / "inbox", seed=7, subjects_per_site=DEMO_SUBJECTS, duration_s=14.0)
+    settings = get_settings(str(root))
+    summary = run_night(settings.lake, quiet=True)
+    return truth, summary, settings

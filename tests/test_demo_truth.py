@@ -9,18 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.nightly import run_night
 from warehouse import catalog
-from warehouse.demo import generate_consortium
-from warehouse.settings import get_settings
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo") / "lake"
-    truth = generate_consortium(root / "inbox", seed=7, subjects_per_site=4, duration_s=14.0)
-    settings = get_settings(str(root))
-    summary = run_night(settings.lake, quiet=True)
+def demo(demo_lake):
+    truth, summary, settings = demo_lake
     con = catalog.connect(settings, read_only=True)
     yield truth, summary, con
     con.close()
@@ -40,12 +34,12 @@ def loading_burst(truth, subject, condition, muscle, side):
 
 def test_every_file_lands(demo):
     truth, summary, con = demo
-    assert summary["ingested"] == 24 and summary["quarantined"] == 0
+    assert summary["ingested"] == 24 and summary["quarantined"] == 0  # 12 subjects x fresh/fatigued
     assert q(con, "SELECT count(*) FROM files WHERE status <> 'ingested'")[0][0] == 0
     # every trial has cycles on both sides from its own event source
     rows = q(con, "SELECT t.site_id, g.event_source, count(DISTINCT g.trial_id) FROM gait_cycles g "
                   "JOIN trials t USING (trial_id) GROUP BY ALL ORDER BY 1")
-    assert rows == [("boston", "force_plate", 8), ("lyon", "force_plate", 8), ("oslo", "annotated", 8)]
+    assert rows == [("boston", "force_plate", 8), ("lyon", "force_plate", 10), ("oslo", "annotated", 6)]
 
 
 def test_plate_strikes_match_true_strikes(demo):
@@ -129,10 +123,44 @@ def test_profiles_flag_exactly_the_injected_subjects(demo):
 
 def test_cohort_tables_and_maps(demo):
     _, _, con = demo
-    # 4 subjects per site: every site cell is below the small-cell threshold (5) and suppressed
-    assert q(con, "SELECT bool_and(suppressed), count(*) > 0 FROM cohort_asymmetry") == [(True, True)]
+    # lyon has 5 subjects (shown), boston 4 and oslo 3 (below the small-cell threshold: suppressed)
+    cells = dict(q(con, "SELECT site_id, bool_and(suppressed) FROM cohort_asymmetry GROUP BY 1"))
+    assert cells == {"lyon": False, "boston": True, "oslo": True}
+    assert q(con, "SELECT count(*) FROM cohort_asymmetry WHERE suppressed AND mean IS NOT NULL") == [(0,)]
     n, peak_pct = q(con, "SELECT count(*), arg_max(pct, envelope_mean) FROM activation_map WHERE scope = 'cohort' "
                          "AND muscle = 'soleus' AND side = 'R'")[0]
     assert n == 101 and 10 <= peak_pct <= 50  # soleus peaks in stance
     k = q(con, "SELECT min(n_synergies), max(n_synergies), min(vaf) FROM synergies")[0]
     assert 2 <= k[0] <= k[1] <= 6 and k[2] >= 0.9
+
+
+def test_activation_map_of_the_demo_cohort_renders(demo):
+    """The cohort map as an SVG heatmap: one row per muscle, 101 columns per side, soleus hot in stance."""
+    import re
+
+    from warehouse.figures import heatmap_svg
+
+    _, _, con = demo
+    rows = q(con, "SELECT muscle, side, pct, envelope_mean FROM activation_map WHERE scope = 'cohort' "
+                  "ORDER BY muscle, side, pct")
+    muscles = sorted({r[0] for r in rows})
+    mats = []
+    for side in "LR":
+        m = np.full((len(muscles), 101), np.nan)
+        for mu, sd, pct, v in rows:
+            if sd == side:
+                m[muscles.index(mu), int(round(pct))] = v
+        mats.append(m)
+    assert len(muscles) == 8 and not np.isnan(mats[0]).any()
+    svg = heatmap_svg(mats, muscles, svg_id="cohort-map", title="Demo cohort", panel_titles=["Left", "Right"])
+    assert svg.startswith("<svg") and 'id="cohort-map"' in svg
+    # one row of cells per muscle in each of the two panels, 101 columns of cell_w = 3 px each
+    for mu in muscles:
+        assert svg.count(f">{mu}<") >= 1
+    cells = re.findall(r'<rect class="cell" x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)" height="16"', svg)
+    assert len({y for _, y, _ in cells}) == 8  # eight muscle rows
+    assert sum(float(w) for _, _, w in cells) == pytest.approx(2 * 8 * 101 * 3.0, rel=0.01)
+    sol = mats[1][muscles.index("soleus")]
+    assert 10 <= int(np.argmax(sol)) <= 50 and sol[10:50].mean() > 2 * sol[65:95].mean()
+    ta = mats[1][muscles.index("tibialis_anterior")]
+    assert ta[:8].mean() > ta[30:50].mean()  # TA active around foot strike, quiet in mid stance
