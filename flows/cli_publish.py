@@ -66,7 +66,8 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
     from warehouse import extracts
 
     names = [t.strip() for v in (tables or DEFAULT_TABLES) for t in v.split(",") if t.strip()]
-    m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir, requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
+    m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir,
+                         requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
     click.echo(f"Extract at snapshot {m['snapshot_id']}: {m['cohort']['subjects']} subjects, "
                f"{m['cohort']['sessions']} sessions -> {out_dir}")
     for f in m["files"]:
