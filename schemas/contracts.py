@@ -180,7 +180,8 @@ FORCE_PLATES = Table(
         C("plate", "SMALLINT", "Plate number (1-based, as in the file).", nullable=False),
         C("plate_type", "SMALLINT", "C3D FORCE_PLATFORM:TYPE (1-4)."),
         C("rate_hz", "DOUBLE", "Sampling rate.", "Hz"),
-        C("peak_force_z_n", "DOUBLE", "Peak vertical ground-reaction force.", "N"),
+        C("peak_force_z_n", "DOUBLE", "Peak vertical ground-reaction force (offset removed).", "N"),
+        C("offset_force_z_n", "DOUBLE", "Unloaded-plate vertical offset removed from the signal.", "N"),
     ),
 )
 

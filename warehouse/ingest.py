@@ -304,6 +304,11 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
         "mapping": [c["mapping"] for c in chans],
     })
     samples = emg_samples_table(trial_id, [c["data_mv"] for c in chans])
+    offsets = []
+    for p in rec.plates:  # remove each plate's unloaded offset once, before anything uses the forces
+        off = plate_offsets(p.force_n) if p.force_n.size else np.zeros(3)
+        p.force_n = p.force_n - off[:, None] if p.force_n.size else p.force_n
+        offsets.append(float(off[2]))
     plates = pa.table({
         "trial_id": [trial_id] * len(rec.plates),
         "plate": pa.array([p.plate for p in rec.plates], pa.int16()),
@@ -311,6 +316,7 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
         "rate_hz": pa.array([p.rate_hz for p in rec.plates], pa.float64()),
         "peak_force_z_n": pa.array([float(np.nanmax(np.abs(p.force_n[2]))) if p.force_n.size else None
                                     for p in rec.plates], pa.float64()),
+        "offset_force_z_n": pa.array(offsets, pa.float64()),
     })
     grf = grf_table(trial_id, rec)
     markers = markers_table(trial_id, rec)
@@ -426,6 +432,15 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
         findings += pl_tx.check_sampling_rates(
             plate_force_z_n=fz[0] if fz else None, analog_rate_hz=rec.plates[0].rate_hz if fz else None,
             emg=chans[0]["data_mv"] if chans else None, emg_rate_hz=chans[0]["rate_hz"] if chans else None)
+        foot = pl_tx.foot_marker_indices(rec.marker_labels) if rec.marker_labels else []
+        corners = [p.corners_mm for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
+        if fz and foot and rec.markers_mm is not None and rec.point_rate_hz and all(
+                c is not None and np.shape(c) == (3, 4) for c in corners):
+            n = min(map(len, fz))
+            feet = np.transpose(rec.markers_mm[:, foot, :], (2, 1, 0))  # 3 x markers x frames
+            findings += pl_tx.check_marker_plate_agreement(
+                feet, np.vstack([f[:n] for f in fz]), point_rate_hz=rec.point_rate_hz,
+                analog_rate_hz=rec.plates[0].rate_hz, plate_corners_mm=np.stack(corners))
         if mass_kg and fz:
             findings += pl_tx.check_force_peaks(np.vstack([f[:min(map(len, fz))] for f in fz]),
                                                 mass_kg=float(mass_kg))
@@ -478,7 +493,26 @@ def markers_table(trial_id: str, rec: Recording) -> pa.Table:
     })
 
 
+#: A plate whose |Fz| never exceeds this was never stepped on: its whole signal is offset.
+UNLOADED_PLATE_MAX_N = 50.0
+#: Samples below this fraction of the plate's peak |Fz| count as unloaded (offset estimate).
+UNLOADED_FRACTION = 0.02
+
+
+def plate_offsets(force_n: np.ndarray) -> np.ndarray:
+    """Per-axis offset of a plate from its unloaded samples (3-vector, N)."""
+    fz = np.abs(force_n[2])
+    if not np.isfinite(fz).any():
+        return np.zeros(3)
+    peak = np.nanmax(fz)
+    idle = fz <= (peak if peak < UNLOADED_PLATE_MAX_N else UNLOADED_FRACTION * peak + 1.0)
+    if peak >= UNLOADED_PLATE_MAX_N and idle.sum() < 10:
+        return np.zeros(3)  # a treadmill belt that never unloads: no offset estimate
+    return np.nanmedian(force_n[:, idle], axis=1)
+
+
 def grf_table(trial_id: str, rec: Recording) -> pa.Table:
+    """GRF in the lab frame (offsets already removed by the caller, recorded in force_plates)."""
     parts = []
     for p in rec.plates:
         n = p.force_n.shape[1]

@@ -36,6 +36,7 @@ class ForcePlate:
     force_n: np.ndarray  # 3 x n, lab frame
     cop_mm: np.ndarray  # 3 x n
     free_moment_nmm: np.ndarray  # n
+    corners_mm: np.ndarray | None = None  # 3 x 4 plate corners in the lab frame
 
 
 @dataclass

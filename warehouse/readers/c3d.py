@@ -156,7 +156,8 @@ def _read_c3d_here(path: Path) -> Recording:
         rec.plates.append(ForcePlate(
             plate=k + 1, plate_type=int(types[k]) if k < len(types) else None,
             rate_hz=analog_rate or 0.0, force_n=force, cop_mm=cop,
-            free_moment_nmm=tz[2] if tz.ndim == 2 else tz))
+            free_moment_nmm=tz[2] if tz.ndim == 2 else tz,
+            corners_mm=np.asarray(plat.get("corners"), dtype=np.float64) if plat.get("corners") is not None else None))
 
     # events: TIMES is 2 x N (minutes, seconds) or stored flat; times are absolute
     ev = params.get("EVENT", {})
