@@ -47,7 +47,7 @@ def C(name, dtype, description, unit=None, nullable=True, allowed=None, range=No
 
 
 _SITE = C("site_id", "VARCHAR", "Consortium site (inbox folder name).", nullable=False)
-_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<file stem>'.", nullable=False)
+_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<path in the site inbox>'.", nullable=False)
 _SIDE = C("side", "VARCHAR", "Body side.", allowed=vocab.SIDES)
 
 FILES = Table(

@@ -73,7 +73,7 @@ def test_samples_are_the_file_values_in_millivolts(night):
     con = catalog.connect(lake, read_only=True)
     ch = con.execute("SELECT channel FROM emg_channels WHERE label = 'Voltage.RTA'").fetchone()[0]
     from warehouse.derived import read_channel
-    np.testing.assert_allclose(read_channel(con, f"gaita:G01-S1:test_small", ch), volts * 1000, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(read_channel(con, f"gaita:G01-S1:test_small.c3d", ch), volts * 1000, rtol=1e-6, atol=1e-6)
 
 
 def test_empty_file_quarantined_with_reason_and_raw_kept(night):
@@ -113,7 +113,7 @@ def test_envelope_of_real_emg_keeps_the_rectified_mean(night):
 
     lake, _ = night
     con = catalog.connect(lake, read_only=True)
-    tid = "gaita:G01-S1:test_small"
+    tid = "gaita:G01-S1:test_small.c3d"
     ch, rate = con.execute("SELECT channel, rate_hz FROM emg_channels WHERE muscle = 'tibialis_anterior' "
                            "AND side = 'R'").fetchone()
     env = con.execute("SELECT envelope_mv FROM emg_envelopes WHERE trial_id = ? AND channel = ? "
@@ -147,7 +147,7 @@ def test_unclaimed_file_is_held_until_a_manifest_claims_it(lake):
     (d / "manifest.yaml").write_text(MANIFEST.replace('"*.c3d"', '"x/*.c3d"'))
     s = run_night(lake.lake, quiet=True)
     assert s["ingested"] == 1
-    assert q(lake, "SELECT status, trial_id FROM files") == [("ingested", "gaita:G01-S1:test_small")]
+    assert q(lake, "SELECT status, trial_id FROM files") == [("ingested", "gaita:G01-S1:x/test_small.c3d")]
 
 
 def test_site_without_manifest_holds_files_and_others_proceed(lake):

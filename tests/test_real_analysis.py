@@ -35,20 +35,20 @@ def test_plate_strikes_match_annotated_strikes_within_10_ms(lake):
         SELECT p.side, p.time_s, min(abs(p.time_s - a.time_s)) AS err
         FROM gait_events p JOIN gait_events a ON a.trial_id = p.trial_id AND a.side = p.side
              AND a.event = 'foot_strike' AND a.source = 'annotated'
-        WHERE p.trial_id LIKE '%test_small' AND p.source = 'force_plate' AND p.event = 'foot_strike'
+        WHERE p.trial_id LIKE '%test_small.c3d' AND p.source = 'force_plate' AND p.event = 'foot_strike'
         GROUP BY ALL""").fetchall()
     assert len(rows) == 3  # three loaded plates (FP3 is never stepped on)
     assert max(r[2] for r in rows) < 0.010
 
 
 def test_treadmill_gives_all_eleven_strides_per_side(lake):
-    n = dict(lake.execute("SELECT side, count(*) FROM gait_events WHERE trial_id LIKE '%treadmill_events' "
+    n = dict(lake.execute("SELECT side, count(*) FROM gait_events WHERE trial_id LIKE '%treadmill_events.c3d' "
                           "AND source = 'force_plate' AND event = 'foot_strike' GROUP BY 1").fetchall())
     assert n == {"L": 11, "R": 11}
     ann = lake.execute("""
         SELECT max(err) FROM (SELECT min(abs(p.time_s - a.time_s)) AS err FROM gait_events p JOIN gait_events a
           ON a.trial_id = p.trial_id AND a.side = p.side AND a.event = p.event AND a.source = 'annotated'
-          WHERE p.trial_id LIKE '%treadmill_events' AND p.source = 'force_plate' AND p.event = 'foot_strike'
+          WHERE p.trial_id LIKE '%treadmill_events.c3d' AND p.source = 'force_plate' AND p.event = 'foot_strike'
           GROUP BY p.side, p.time_s)""").fetchone()[0]
     assert ann < 0.05  # annotations follow their own (kinematic) definition; every stride is paired
 
@@ -82,9 +82,9 @@ def test_treadmill_stance_and_grf_asymmetry_and_variability(lake):
 
 
 def test_real_emg_channels_pass_qc_and_get_onsets(lake):
-    verdicts = dict(lake.execute("SELECT label, verdict FROM channel_qc WHERE trial_id LIKE '%test_small'").fetchall())
+    verdicts = dict(lake.execute("SELECT label, verdict FROM channel_qc WHERE trial_id LIKE '%test_small.c3d'").fetchall())
     for lab in ("Voltage.RTA", "Voltage.LTA", "Voltage.RGAS", "Voltage.LGAS", "Voltage.RVL", "Voltage.LVL"):
         assert verdicts[lab] != "bad", lab
-    n = lake.execute("SELECT count(DISTINCT muscle || side) FROM activation_onsets WHERE trial_id LIKE '%test_small' "
+    n = lake.execute("SELECT count(DISTINCT muscle || side) FROM activation_onsets WHERE trial_id LIKE '%test_small.c3d' "
                      "AND is_default").fetchone()[0]
     assert n >= 8

@@ -198,7 +198,7 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         session = man.session_for(rel_path)
         if session is None:
             return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
-        trial_id = f"{site}:{session.id}:{PurePosixPath(rel_path).stem}"
+        trial_id = f"{site}:{session.id}:{rel_path}"  # the path keeps Gait.c3d and Gait.trc apart
         companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                       for role, cname in companions_for(name, siblings).items()}
         try:
@@ -458,6 +458,7 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
             findings += pl_tx.check_durations(durations)
     except (ValueError, TypeError) as exc:
         log.info("%s plausibility: %s", trial_id, exc)
+    findings += [pl_tx.Finding(code, sev, msg, {}) for code, sev, msg in rec.findings]
     df = pl_tx.findings_table(findings)
     if df.is_empty():
         return pa.table({"trial_id": pa.array([], pa.string())})

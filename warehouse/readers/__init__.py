@@ -97,11 +97,16 @@ def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
     from warehouse.readers.pyc3d import check_parameter_section, read_c3d_pyc3d
 
     fault = check_parameter_section(path) if Path(path).stat().st_size else None
-    if fault:  # ezc3d can take a minute to give up on a corrupt parameter section
+    overflow = bool(fault and "runs past the end" in fault)
+    if fault and not overflow:  # ezc3d can take a minute to give up on a corrupt parameter section
         raise ReaderError("c3d_bad_parameter_section", f"The C3D parameter section is corrupt: {fault}. "
                           "Re-export the file from the acquisition software.")
     try:
-        return read_c3d(path, companions=companions)
+        rec = read_c3d(path, companions=companions)
+        if overflow:  # old writers often overrun the declared section; readable, but say so
+            rec.findings.append(("c3d_parameter_overflow", "warn", f"The C3D {fault}; the file was read, but "
+                                 "check parameters near the end of the section (e.g. labels, units)."))
+        return rec
     except ReaderError as exc:
         if exc.reason_code not in ("c3d_unsupported_processor", "c3d_unreadable", "c3d_reader_crashed"):
             raise

@@ -91,6 +91,7 @@ class Recording:
     ultrasound: list[UltrasoundSeries] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     subject_id: str | None = None  # when the file itself names the subject (BIDS)
+    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (code, severity, message) -> plausibility
 
     @property
     def duration_s(self) -> float:

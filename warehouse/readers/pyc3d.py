@@ -52,14 +52,18 @@ def _walk_parameters(b: bytes) -> str | None:
         if nl == 0:
             return None
         name = b[p + 2:p + 2 + abs(nl)]
-        if not all(48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 for c in name):
-            return (f"parameter record {k + 1} has a name of {abs(nl)} bytes that are not letters/digits "
+        # vendors write names with spaces ("Marker Diameter"): any printable ASCII is accepted
+        if not name or not all(32 <= c <= 126 for c in name) or name[:1] == b" ":
+            return (f"parameter record {k + 1} has a name of {abs(nl)} bytes that are not printable text "
                     f"({name[:12]!r}): the parameter section is corrupt")
         off = struct.unpack(order + "h", b[p + 2 + abs(nl):p + 4 + abs(nl)])[0]
         if off == 0:
             return None
         if off < 0:
             return f"parameter record {k + 1} ({name.decode()}) has a negative next-record offset {off}"
+        if p + 2 + abs(nl) + off > end and end == start + max(nblocks, 1) * 512:
+            return (f"parameter record {k + 1} ({name.decode(errors='replace')}) runs past the end of the "
+                    f"{nblocks}-block parameter section declared in its header")
         p += 2 + abs(nl) + off
         k += 1
     return None
