@@ -217,6 +217,46 @@ MARKERS = Table(
     sort_by=("trial_id", "marker", "frame"),
 )
 
+ULTRASOUND_SERIES = Table(
+    "ultrasound_series", "Fascicle tracking (e.g. UltraTrack) on the trial's EMG clock.",
+    "one row per trial x region x frame", ("trial_id", "region", "frame"),
+    (
+        _TRIAL, C("region", "VARCHAR", "Tracked region / probe position.", nullable=False),
+        C("muscle", "VARCHAR", "Imaged muscle (manifest or file)."), _SIDE,
+        C("frame", "INTEGER", "Ultrasound frame number.", nullable=False),
+        C("time_s", "DOUBLE", "Frame time on the EMG clock.", "s"),
+        C("fascicle_length_mm", "DOUBLE", "Fascicle length.", "mm", range=(0, 500)),
+        C("pennation_deg", "DOUBLE", "Pennation angle.", "deg", range=(0, 90)),
+        C("thickness_mm", "DOUBLE", "Muscle thickness.", "mm"),
+    ),
+)
+
+ULTRASOUND_MEASUREMENTS = Table(
+    "ultrasound_measurements", "Scalar ultrasound measurements (thickness, shear-wave speed or modulus).",
+    "one row per trial x muscle x side x metric", ("trial_id", "muscle", "side", "metric"),
+    (
+        _TRIAL, C("muscle", "VARCHAR", "Muscle id."), _SIDE,
+        C("metric", "VARCHAR", "muscle_thickness_mm, shear_wave_speed_m_per_s, shear_modulus_kpa, ...", nullable=False),
+        C("value", "DOUBLE", "Value in the unit named by the metric."), C("unit", "VARCHAR", "Unit."),
+        C("condition", "VARCHAR", "Condition stated in the file."),
+    ),
+)
+
+ULTRASOUND_METRICS = Table(
+    "ultrasound_metrics", "Fascicle length / pennation / thickness summaries per interval, and shear modulus.",
+    "one row per trial x region x interval x variable", ("trial_id", "region", "interval", "variable"),
+    (
+        _TRIAL, C("region", "VARCHAR", "Region (or muscle for scalar measurements).", nullable=False),
+        C("muscle", "VARCHAR", "Muscle id."), _SIDE,
+        C("interval", "INTEGER", "Interval number (0 = the whole recording).", nullable=False),
+        C("variable", "VARCHAR", "fascicle_length_mm, pennation_angle_deg, muscle_thickness_mm, shear_modulus_kpa.",
+          nullable=False),
+        C("start_s", "DOUBLE", "Interval start.", "s"), C("end_s", "DOUBLE", "Interval end.", "s"),
+        C("min", "DOUBLE", "Minimum (variable's unit)."), C("max", "DOUBLE", "Maximum."),
+        C("mean", "DOUBLE", "Mean."), C("excursion", "DOUBLE", "max - min."),
+    ),
+)
+
 EMG_SPECTRA = Table(
     "emg_spectra", "Spectral indicators of EMG bursts per trial channel (fatigue).",
     "one row per trial x channel", ("trial_id", "channel"),
@@ -506,7 +546,7 @@ COHORT_VARIABILITY = Table("cohort_variability", "Cohort summary of variability 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
     FILES, SITES, SUBJECTS, SESSIONS, TRIALS, EMG_CHANNELS, EMG_SAMPLES, EMG_ENVELOPES,
-    FORCE_PLATES, GRF, MARKERS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, DERIVATIONS, VALIDATIONS, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
+    FORCE_PLATES, GRF, MARKERS, ULTRASOUND_SERIES, ULTRASOUND_MEASUREMENTS, ULTRASOUND_METRICS, EMG_SPECTRA, CHANNEL_QC, PLAUSIBILITY, ANALYSIS_EXCLUSIONS, GAIT_EVENTS, QUARANTINE, DERIVATIONS, VALIDATIONS, RUNS, GAIT_CYCLES, ACTIVATION_ONSETS, EMG_CYCLE_METRICS,
     CO_CONTRACTION, ASYMMETRY, VARIABILITY, FATIGUE, FATIGUE_CONTRASTS, SYNERGIES, SYNERGY_ACTIVATIONS, ACTIVATION_MAP,
     SUBJECT_PROFILES, COHORT_ASYMMETRY, COHORT_VARIABILITY)}
 

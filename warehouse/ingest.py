@@ -320,6 +320,7 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
     })
     grf = grf_table(trial_id, rec)
     markers = markers_table(trial_id, rec)
+    us_series, us_meas, us_metrics = ultrasound_tables(trial_id, rec)
     qc_tbl = qc_table(trial_id, chans, session_mains_hz)
     plaus = plausibility_table(trial_id, rec, chans, mass_kg)
     events = pa.table({
@@ -329,7 +330,8 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
     })
 
     batches = {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
-               "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus}
+               "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus,
+               "ultrasound_series": us_series, "ultrasound_measurements": us_meas, "ultrasound_metrics": us_metrics}
     from warehouse import validation
 
     reports = {n: validation.validate_batch(n, t, max_rows_to_pandas=VALIDATION_GX_ROWS)
@@ -355,11 +357,13 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
         c.execute("INSERT INTO validations BY NAME SELECT * FROM _val")
         c.unregister("_val")
         for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
-                  "channel_qc", "plausibility", "trials"):
+                  "channel_qc", "plausibility", "ultrasound_series", "ultrasound_measurements", "ultrasound_metrics",
+                  "trials"):
             c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
         for name, tbl in (("trials", trial), ("emg_channels", channels), ("emg_samples", samples),
                           ("force_plates", plates), ("grf", grf), ("markers", markers), ("gait_events", events),
-                          ("channel_qc", qc_tbl), ("plausibility", plaus)):
+                          ("channel_qc", qc_tbl), ("plausibility", plaus), ("ultrasound_series", us_series),
+                          ("ultrasound_measurements", us_meas), ("ultrasound_metrics", us_metrics)):
             if tbl.num_rows:
                 c.register("_arrow_in", tbl)
                 c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
@@ -464,6 +468,44 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
         return pa.table({"trial_id": pa.array([], pa.string())})
     df = df.unique(subset=["code"], keep="first", maintain_order=True)
     return df.with_columns(__import__("polars").lit(trial_id).alias("trial_id")).to_arrow()
+
+
+def ultrasound_tables(trial_id: str, rec: Recording) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Fascicle series, scalar measurements, and their summaries (whole recording; shear modulus)."""
+    from transforms import ultrasound as us
+
+    empty = pa.table({"trial_id": pa.array([], pa.string())})
+    series, metrics = [], []
+    for u in rec.ultrasound:
+        n = len(u.time_s)
+        series.append(pa.table({
+            "trial_id": [trial_id] * n, "region": [u.region] * n, "muscle": [u.muscle] * n, "side": [u.side] * n,
+            "frame": pa.array(np.arange(n, dtype=np.int32)), "time_s": pa.array(u.time_s, pa.float64()),
+            "fascicle_length_mm": pa.array(u.fascicle_length_mm, pa.float64(), from_pandas=True),
+            "pennation_deg": pa.array(u.pennation_deg, pa.float64(), from_pandas=True),
+            "thickness_mm": pa.array(u.thickness_mm if u.thickness_mm is not None else np.full(n, np.nan),
+                                     pa.float64(), from_pandas=True)}))
+        ok = np.isfinite(u.time_s)
+        if ok.sum() >= 2:
+            t = np.asarray(u.time_s)[ok]
+            df = us.ultrasound_interval_metrics(t, boundaries_s=np.array([[t[0], t[-1]]]),
+                                                fascicle_length_mm=np.asarray(u.fascicle_length_mm)[ok],
+                                                pennation_angle_deg=np.asarray(u.pennation_deg)[ok])
+            for r in df.iter_rows(named=True):
+                metrics.append({"trial_id": trial_id, "region": u.region, "muscle": u.muscle, "side": u.side,
+                                "interval": 0, "variable": r["variable"], "start_s": r["start_s"],
+                                "end_s": r["end_s"], "min": r["min"], "max": r["max"], "mean": r["mean"],
+                                "excursion": r["excursion"]})
+    meas = [{"trial_id": trial_id, "muscle": m.muscle, "side": m.side, "metric": m.metric, "value": m.value,
+             "unit": m.unit, "condition": m.condition} for m in rec.measurements]
+    for m in rec.measurements:  # shear modulus mu = rho c^2 from a shear-wave speed
+        if m.metric == "shear_wave_speed_m_per_s" and np.isfinite(m.value):
+            mu = float(us.shear_modulus_kpa(m.value))
+            metrics.append({"trial_id": trial_id, "region": m.muscle or "unknown", "muscle": m.muscle,
+                            "side": m.side, "interval": 0, "variable": "shear_modulus_kpa", "start_s": None,
+                            "end_s": None, "min": mu, "max": mu, "mean": mu, "excursion": 0.0})
+    return (pa.concat_tables(series) if series else empty, pa.Table.from_pylist(meas) if meas else empty,
+            pa.Table.from_pylist(metrics) if metrics else empty)
 
 
 def marker_names(labels: list[str], n: int) -> list[str]:
