@@ -138,7 +138,7 @@ EMG_CHANNELS = Table(
         C("source_unit", "VARCHAR", "Unit in the file before conversion."),
         C("rate_hz", "DOUBLE", "Sampling rate.", "Hz", False, range=(100, 20000)),
         C("n_samples", "INTEGER", "Number of samples.", nullable=False),
-        C("mapping", "VARCHAR", "How the label was mapped: alias or manifest."),
+        C("mapping", "VARCHAR", "How the label was mapped: alias, description or manifest."),
     ),
 )
 

@@ -64,7 +64,7 @@ MUSCLE_ALIASES: dict[str, str] = {
     "st": "semitendinosus", "semitend": "semitendinosus", "semitendinosus": "semitendinosus",
     "semi tendinosus": "semitendinosus", "demi tendineux": "semitendinosus",
     "sm": "semimembranosus", "semimembranosus": "semimembranosus",
-    "ham": "hamstrings", "hams": "hamstrings", "hamstring": "hamstrings",
+    "ham": "hamstrings", "hams": "hamstrings", "hamstring": "hamstrings", "biceps femoris caput longus": "biceps_femoris",
     "hamstrings": "hamstrings", "isc": "hamstrings", "ischio": "hamstrings",
     "ischio jambiers": "hamstrings", "med hams": "medial_hamstrings",
     "medial hamstrings": "medial_hamstrings", "mh": "medial_hamstrings",
@@ -163,6 +163,12 @@ def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
         # numbered variants such as "ta1", "gas 2"
         stripped = " ".join(w.rstrip("0123456789") for w in rest).strip()
         muscle = MUSCLE_ALIASES.get(stripped)
+    if muscle is None and len(rest) >= 2:
+        # extended or truncated full names: "biceps femoris caput longu" starts with "biceps femoris"
+        for n in range(len(rest) - 1, 1, -1):
+            muscle = MUSCLE_ALIASES.get(" ".join(rest[:n]))
+            if muscle:
+                break
     if muscle is not None and side is not None:
         return LabelResolution(label, muscle, side, 1.0)
     pool = sorted(set(MUSCLE_ALIASES) | set(MUSCLES))

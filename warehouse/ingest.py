@@ -242,6 +242,11 @@ def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[s
         if i in rec.plate_channel_indices:
             continue
         res = vocab.resolve_label(a.label, overrides)
+        via = "manifest" if overrides and a.label in overrides else "alias"
+        if not res.resolved and a.description.strip():  # e.g. label "RTRE", description "Rt rectus"
+            by_desc = vocab.resolve_label(a.description)
+            if by_desc.resolved:
+                res, via = by_desc, "description"
         looks_emg = ("emg" in (a.label + " " + a.description).lower()
                      and not NOT_EMG.search(a.label))
         if not res.resolved:
@@ -258,7 +263,7 @@ def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[s
             continue
         chans.append({"label": a.label, "muscle": res.muscle, "side": res.side, "source_unit": a.unit,
                       "rate_hz": a.rate_hz, "data_mv": a.data * factor,
-                      "mapping": "manifest" if overrides and a.label in overrides else "alias"})
+                      "mapping": via})
     return chans, issues
 
 
@@ -437,13 +442,14 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
             plate_force_z_n=fz[0] if fz else None, analog_rate_hz=rec.plates[0].rate_hz if fz else None,
             emg=chans[0]["data_mv"] if chans else None, emg_rate_hz=chans[0]["rate_hz"] if chans else None)
         foot = pl_tx.foot_marker_indices(rec.marker_labels) if rec.marker_labels else []
-        corners = [p.corners_mm for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
-        if fz and foot and rec.markers_mm is not None and rec.point_rate_hz and all(
-                c is not None and np.shape(c) == (3, 4) for c in corners):
-            n = min(map(len, fz))
+        loaded = [p for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
+        if loaded and foot and rec.markers_mm is not None and rec.point_rate_hz and all(
+                p.corners_mm is not None and np.shape(p.corners_mm) == (3, 4) for p in loaded):
+            n = min(p.force_n.shape[1] for p in loaded)
+            corners = [p.corners_mm for p in loaded]
             feet = np.transpose(rec.markers_mm[:, foot, :], (2, 1, 0))  # 3 x markers x frames
-            findings += pl_tx.check_marker_plate_agreement(
-                feet, np.vstack([f[:n] for f in fz]), point_rate_hz=rec.point_rate_hz,
+            findings += pl_tx.check_marker_plate_agreement(  # signed lab-frame Fz: positive when loaded
+                feet, np.vstack([p.force_n[2][:n] for p in loaded]), point_rate_hz=rec.point_rate_hz,
                 analog_rate_hz=rec.plates[0].rate_hz, plate_corners_mm=np.stack(corners))
         if mass_kg and fz:
             findings += pl_tx.check_force_peaks(np.vstack([f[:min(map(len, fz))] for f in fz]),

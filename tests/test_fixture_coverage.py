@@ -1,0 +1,137 @@
+"""Every real fixture file through one nightly run: ingested with asserted facts, or quarantined with a
+specific reason (facts from ../shared/fixtures/README.md, never from our own output)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from flows.nightly import run_night
+from warehouse import catalog
+from warehouse.settings import get_settings
+
+QUARANTINED = {
+    "bad/Empty.c3d": "empty_file",
+    "bad/badParameterOffset.c3d": "c3d_unreadable",
+    "bad/mocap36.c3d": "c3d_unreadable",
+    "bad/sample06_MACsample.c3d": "c3d_unsupported_processor",  # SGI, both readers fail
+    "bad/sample18_bad_parameter_section.c3d": "c3d_bad_parameter_section",
+    "bad/sample20_phasespace_sample.c3d": "no_frames",  # ezc3d returns 0 frames silently
+    "delsys/trigno_emg.edf": "edf_metadata_conflict",  # truncated labels, 1000x range, 1259 Hz
+    "synergies/RAW_DATA.RData": "unknown_format",
+    "synergies/derived/ID0012_TW_01_cycles.csv": "unknown_format",
+    "synergies/derived/ID0012_TW_01_raw_emg.csv": "unknown_format",
+}
+#: file -> (mapped EMG channels, force plates, duration s) from the fixtures README; None = not stated
+INGESTED = {
+    "gaitalytics/test_small.c3d": (14, 4, 3.37),
+    "gaitalytics/test_small.mot": (0, 4, None),
+    "gaitalytics/treadmill_events.c3d": (0, 2, 12.06),
+    "btk/Gait.c3d": (14, 2, 4.87),  # 16 EMG, 2 of them 'GRF' = unknown muscle
+    "btk/motion_analysis_raw/Gait.trc": (None, 2, None),
+    "btk/1123x01EMG.c3d": (8, 0, None),
+    "btk/ADemo1_rewrite_c3d_pc_float.c3d": (8, 1, None),
+    "btk/ADemo1_rewrite_c3d_pc_integer.c3d": (8, 1, None),
+    "btk/PiG_Motion3_FF.c3d": (None, 3, None),
+    "btk/Res16bits.c3d": (12, 6, 1.0),
+    "btk/FunctionalWalk.c3d": (None, 3, None),
+    "btk/Analysis.c3d": (None, 0, None),
+    "c3dorg/sample01_Eb015pi.c3d": (None, 2, None),
+    "c3dorg/sample01_Eb015vr.c3d": (None, 2, None),
+    "c3dorg/sample01_Eb015si.c3d": (None, 2, None),  # SGI: read by py-c3d
+    "c3dorg/sample10_type-4a.c3d": (8, 2, None),
+    "c3dorg/sample15_FP1.C3D": (None, 1, None),
+    "c3dorg/sample24_MotionMonitorC3D.c3d": (None, 1, None),
+    "c3dorg/sample28_dynamic.C3D": (None, 0, None),  # type-1 plate declared with ANALOG:USED = 0
+    "bad/sample13_Dance.c3d": (None, None, None),  # ezc3d raises, py-c3d reads
+    "bad/sample21_sample21.c3d": (None, 2, None),
+    "bad/parameterOverflow.c3d": (None, None, None),
+    "delsys/truncated_trigno_sample.csv": (None, 0, None),
+    "pyomeca/nexus_analogs_delsys.csv": (None, None, None),
+    "pyomeca/markers_commas.trc": (None, None, None),
+    "pyomeca/inverse_kin_commas.mot": (None, None, None),
+    "ultrasound/PL_50_01_fascicle_ultratrack.mat": (None, None, None),
+    "ultrasound/PL_50_01_spike2_emg_torque.mat": (None, None, 17.0),
+}
+COMPANIONS = {"btk/motion_analysis_raw/Gait.anc", "btk/motion_analysis_raw/Forcepla.cal",
+              "delsys/trigno_emg_channels.tsv"}
+
+
+def all_fixture_files() -> list[str]:
+    skip = {"README.md", "README_others.txt"}
+    return sorted(str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*")
+                  if p.is_file() and "LICENSES" not in p.parts and "readmes" not in p.parts and p.name not in skip)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    s = get_settings(str(tmp_path_factory.mktemp("fx") / "lake"))
+    site = Path(s.zone("inbox")) / "fx"
+    for rel in all_fixture_files():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / rel, site / rel)
+    (site / "manifest.yaml").write_text("subjects: [{id: FX1, mass_kg: 70}]\nsessions:\n  - {id: FX1-S1, "
+                                        "subject: FX1, condition: fresh, task: walk, files: ['*', '*/*', '*/*/*']}\n")
+    summary = run_night(s.lake, quiet=True)
+    con = catalog.connect(s, read_only=True)
+    yield summary, con
+    con.close()
+
+
+def test_every_fixture_is_classified():
+    assert set(all_fixture_files()) == set(QUARANTINED) | set(INGESTED) | COMPANIONS
+
+
+def test_every_file_is_accounted_for(night):
+    summary, con = night
+    status = dict(con.execute("SELECT path, status FROM files").fetchall())
+    assert set(status) == set(all_fixture_files())
+    for rel, code in QUARANTINED.items():
+        assert status[rel] == "quarantined", rel
+        reasons = [r[0] for r in con.execute("SELECT reason_code FROM quarantine WHERE path = ? AND stage <> "
+                                             "'harmonise'", [rel]).fetchall()]
+        assert reasons == [code], (rel, reasons)
+    for rel in INGESTED:
+        assert status[rel] == "ingested", rel
+
+
+@pytest.mark.parametrize("rel", sorted(INGESTED))
+def test_ingested_facts(night, rel):
+    _, con = night
+    n_emg, n_fp, dur = INGESTED[rel]
+    row = con.execute("SELECT n_emg_channels, n_force_plates, duration_s FROM trials WHERE trial_id = ?",
+                      [f"fx:FX1-S1:{rel}"]).fetchone()
+    assert row is not None, rel
+    if n_emg is not None:
+        assert row[0] == n_emg
+    if n_fp is not None:
+        assert row[1] == n_fp
+    if dur is not None:
+        assert row[2] == pytest.approx(dur, abs=0.02)
+
+
+def test_specific_flags_on_real_files(night):
+    _, con = night
+
+    def findings(rel):
+        return {r[0] for r in con.execute("SELECT code FROM plausibility WHERE trial_id = ?",
+                                          [f"fx:FX1-S1:{rel}"]).fetchall()}
+
+    def qc(rel):
+        return dict(con.execute("SELECT label, flags FROM channel_qc WHERE trial_id = ?",
+                                [f"fx:FX1-S1:{rel}"]).fetchall())
+
+    assert "marker_plate_mismatch" in findings("bad/sample21_sample21.c3d")  # claims 60/1020 Hz
+    assert "c3d_parameter_overflow" in findings("bad/parameterOverflow.c3d")
+    assert all("already_processed" in f for f in qc("btk/ADemo1_rewrite_c3d_pc_float.c3d").values())
+    assert all("time_normalised" in f for f in qc("btk/Analysis.c3d").values())
+    # FunctionalWalk's EVENT:TIMES are stored flat (22 values for 11 events)
+    n = con.execute("SELECT count(*) FROM gait_events WHERE trial_id = 'fx:FX1-S1:btk/FunctionalWalk.c3d' "
+                    "AND source = 'annotated'").fetchone()[0]
+    assert n == 11
+    # the Gait.c3d 'GRF' channels (unknown muscle) are flagged, not guessed
+    grf = con.execute("SELECT count(*) FROM quarantine WHERE path LIKE 'btk/Gait.c3d#%' AND "
+                      "reason_code = 'unmapped_channel'").fetchone()[0]
+    assert grf == 2
