@@ -243,11 +243,15 @@ def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[s
             continue
         res = vocab.resolve_label(a.label, overrides)
         via = "manifest" if overrides and a.label in overrides else "alias"
+        side_seen = res.side
         if not res.resolved and a.description.strip():  # e.g. label "RTRE", description "Rt rectus"
             by_desc = vocab.resolve_label(a.description)
+            side_seen = side_seen or by_desc.side
             if by_desc.resolved:
                 res, via = by_desc, "description"
-        looks_emg = ("emg" in (a.label + " " + a.description).lower()
+        # EMG-looking: says EMG, or a side-prefixed voltage channel beside the EMG (e.g. 'LGRF' in Gait.c3d)
+        looks_emg = (("emg" in (a.label + " " + a.description).lower()
+                      or (side_seen is not None and emg_unit_factor(a.unit) is not None))
                      and not NOT_EMG.search(a.label))
         if not res.resolved:
             if looks_emg or res.muscle:
