@@ -78,7 +78,8 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
 
 @click.command()
 @click.argument("name")
-@click.argument("version")
+@click.argument("version_arg", metavar="[VERSION]", required=False)
+@click.option("--version", "version_opt", default=None, help="Release version (or give it as the 2nd argument).")
 @_lake_option
 @click.option("--min-cell-subjects", default=5, show_default=True, type=click.IntRange(1),
               help="Cohort cells with fewer subjects are suppressed.")
@@ -87,8 +88,11 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
               help="Consent scope a site must have granted to appear in the release.")
 @click.option("--as-of", default=None, help="Snapshot id or timestamp (default: the current snapshot).")
 @_clear_errors
-def publish(name, version, lake, min_cell_subjects, licence, consent_scope, as_of) -> None:
-    """Publish release NAME VERSION to <lake>/releases/NAME/VERSION (never overwritten)."""
+def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, consent_scope, as_of) -> None:
+    """Publish release NAME --version V to <lake>/releases/NAME/V (never overwritten)."""
+    if (version_arg is None) == (version_opt is None):
+        raise click.UsageError("give the version once: `myomap publish NAME --version V`")
+    version = version_arg or version_opt
     from warehouse import releases
 
     m = releases.publish(get_settings(lake), name, version, min_cell_subjects=min_cell_subjects, licence=licence,
@@ -114,15 +118,19 @@ def releases_cmd(lake) -> None:
 
 
 @click.command()
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out_arg", metavar="[OUT]", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "out_opt", default=None, type=click.Path(dir_okay=False), help="Output HTML file.")
 @_lake_option
 @click.option("--cohort", default=None, help=_COHORT_HELP)
 @click.option("--requester-site", default=None, help="Site the report is for (sharing rules as for extracts).")
 @click.option("--consent-scope", default="pooled_analysis", show_default=True)
 @click.option("--as-of", default=None, help="Snapshot id or timestamp.")
 @_clear_errors
-def report(out, lake, cohort, requester_site, consent_scope, as_of) -> None:
+def report(out_arg, out_opt, lake, cohort, requester_site, consent_scope, as_of) -> None:
     """Render a self-contained HTML report (QC, activation maps, timing, asymmetry, variability, subjects)."""
+    out = out_opt or out_arg
+    if not out:
+        raise click.UsageError("give the output file: `myomap report --out report.html`")
     from warehouse.report import render_report
 
     info = render_report(get_settings(lake), out, cohort=cohort, requester_site=requester_site,
