@@ -135,3 +135,44 @@ def test_specific_flags_on_real_files(night):
     grf = con.execute("SELECT count(*) FROM quarantine WHERE path LIKE 'btk/Gait.c3d#%' AND "
                       "reason_code = 'unmapped_channel'").fetchone()[0]
     assert grf == 2
+
+
+def _emg(con, rel):
+    import numpy as np
+
+    rows = con.execute("SELECT channel, emg_mv FROM emg_samples WHERE trial_id = ? ORDER BY channel, sample_index",
+                       [f"fx:FX1-S1:{rel}"]).fetchnumpy()
+    return {int(c): rows["emg_mv"][rows["channel"] == c] for c in np.unique(rows["channel"])}
+
+
+def test_same_trial_in_float_and_integer_storage_agrees(night):
+    """ADemo1 written as REAL and as INT: the same EMG within the integer quantisation (< 1 % of peak)."""
+    import numpy as np
+
+    _, con = night
+    a, b = _emg(con, "btk/ADemo1_rewrite_c3d_pc_float.c3d"), _emg(con, "btk/ADemo1_rewrite_c3d_pc_integer.c3d")
+    assert a.keys() == b.keys() and len(a) == 8
+    for ch in a:
+        assert np.max(np.abs(a[ch] - b[ch])) <= 0.01 * np.max(np.abs(a[ch]))
+
+
+def test_three_processor_variants_give_the_same_plates(night):
+    """sample01 as Intel INT, DEC REAL and SGI INT (the SGI one read by py-c3d): same vertical force."""
+    import numpy as np
+
+    _, con = night
+    fz = {}
+    for v in ("pi", "vr", "si"):
+        fz[v] = con.execute("SELECT force_z_n FROM grf WHERE trial_id = ? AND plate = 1 ORDER BY sample_index",
+                            [f"fx:FX1-S1:c3dorg/sample01_Eb015{v}.c3d"]).fetchnumpy()["force_z_n"]
+    peak = np.max(np.abs(fz["pi"]))
+    for v in ("vr", "si"):
+        assert len(fz[v]) == len(fz["pi"])
+        assert np.max(np.abs(fz[v] - fz["pi"])) <= 0.01 * peak
+
+
+def test_truncated_point_unit_is_resolved(night):
+    _, con = night
+    # sample15: POINT:UNITS truncated to "mete": read as metres, stored in mm (markers of a person: ~1 m tall)
+    z = con.execute("SELECT max(z_mm) FROM markers WHERE trial_id = 'fx:FX1-S1:c3dorg/sample15_FP1.C3D'").fetchone()[0]
+    assert 500 < z < 2500

@@ -8,6 +8,9 @@ import numpy as np
 from warehouse.readers.base import AnalogChannel, Event, ForcePlate, ReaderError, Recording
 
 _PROCESSORS = {84: "intel", 85: "dec", 86: "sgi"}
+#: Marker length units -> factor to mm (anything else is flagged, never assumed silently).
+POINT_UNIT_TO_MM = {"mm": 1.0, "millimeters": 1.0, "millimetres": 1.0, "m": 1000.0, "meters": 1000.0,
+                    "metres": 1000.0, "cm": 10.0, "": 1.0}
 _EVENT_NAMES = {"foot strike": "foot_strike", "foot off": "foot_off",
                 "heel strike": "foot_strike", "toe off": "foot_off"}
 _SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
@@ -189,6 +192,16 @@ def _read_c3d_here(path: Path) -> Recording:
             res = np.asarray(res)
             if res.ndim == 3:
                 xyz[np.transpose(res[0], (1, 0)) < 0] = np.nan
-        rec.markers_mm = xyz
+        unit = str((_param(params, "POINT", "UNITS", ["mm"]) or ["mm"])[0]).strip().lower()
+        factor = POINT_UNIT_TO_MM.get(unit)
+        if factor is None and unit and "meters".startswith(unit) and len(unit) >= 3:
+            factor = 1000.0  # truncated "meters" (e.g. Peak Performance writes "mete")
+            rec.notes.append(f"POINT:UNITS '{unit}' is a truncated 'meters': markers converted to mm")
+        if factor is None:
+            rec.notes.append(f"POINT:UNITS '{unit}' is not a length unit myomap knows: markers assumed in mm")
+            rec.findings.append(("point_unit_unknown", "warn", f"POINT:UNITS '{unit}' is unknown; marker "
+                                 "coordinates were assumed to be in mm. Check and re-export."))
+            factor = 1.0
+        rec.markers_mm = xyz * factor
         rec.marker_labels = list(_param(params, "POINT", "LABELS", []) or [])[: points.shape[1]]
     return rec
