@@ -216,6 +216,20 @@ def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float)
     del truth
 
 
+@main.command()
+@_lake_option
+@click.option("--cron", default=None, help="When the night runs (default 0 2 * * *, see flows/deployments.py).")
+@click.option("--timezone", default=None, help="IANA time zone of --cron, the consortium's (default Europe/Paris).")
+@click.option("--limit", default=None, type=int, help="At most this many flow runs at once.")
+@click.option("--dry-run", is_flag=True, help="List the deployments and their schedules, serve nothing.")
+def serve(lake, cron, timezone, limit, dry_run) -> None:
+    """Serve the nightly, per-site and release deployments (needs PREFECT_API_URL: a Prefect server)."""
+    from flows import deployments  # Prefect is imported only when serving
+
+    deployments.serve_command(lake=lake, cron=cron or deployments.DEFAULT_CRON,
+                              timezone=timezone or deployments.DEFAULT_TIMEZONE, limit=limit, dry_run=dry_run)
+
+
 def _register_subcommands() -> None:
     from flows import cli_manifest, cli_publish, cli_quarantine
 
