@@ -29,6 +29,7 @@ dictionary: $(STAMP)  ## regenerate docs/data_dictionary.md from schemas/contrac
 bench: $(STAMP)  ## speed and storage benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/emg_pipeline.py
+	$(BIN)/python bench/nightly.py
 
 clean:
 	rm -rf lake .pytest_cache

@@ -42,13 +42,25 @@ def main() -> None:
 @_lake_option
 @click.option("--site", default=None, help="Only this site's inbox.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
-def ingest(lake: str | None, site: str | None, quiet: bool) -> None:
+@click.option("--runner", type=click.Choice(["default", "threads", "dask"]), default="default", show_default=True,
+              help="Where the per-trial transforms run: one after the other, on threads (PostgreSQL catalog), "
+                   "or on Dask.")
+@click.option("--address", default=None, metavar="tcp://HOST:PORT",
+              help="Dask scheduler for --runner dask (default: a local cluster of --workers processes).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Local threads/Dask workers (default 2).")
+def ingest(lake: str | None, site: str | None, quiet: bool, runner: str, address: str | None,
+           workers: int | None) -> None:
     """Run the nightly flow once now (every site inbox, or --site)."""
-    from flows.nightly import nightly
+    from flows.runners import check_runner, run_nightly
 
     settings = get_settings(lake)
+    try:
+        check_runner(settings, runner, address)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Ingesting {settings.zone('inbox')} (catalog {settings.catalog}) ...")
-    summary = nightly(lake=settings.lake, site=site, quiet=quiet)
+    summary = run_nightly(lake=settings.lake, site=site, quiet=quiet, runner=runner, address=address,
+                          workers=workers)
     _print_summary(summary)
 
 

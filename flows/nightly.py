@@ -58,15 +58,20 @@ def _echo(quiet: bool, text: str) -> None:
 
 
 @flow(name="myomap-nightly")
-def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False) -> dict:
-    """Run the night once: every site (or one), every new file, then derived tables."""
+def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False, fan_out: bool = False) -> dict:
+    """Run the night once: every site (or one), every new file, then derived tables.
+
+    ``fan_out`` submits the per-trial transforms (envelopes, analysis) to the flow's task
+    runner all at once instead of one after the other. Use it through ``flows/runners.py``,
+    which refuses runners a SQLite catalog cannot take (parallel writers in one process).
+    """
     return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes, analyse=analyse,
-                     cohort_step=cohort_tables)
+                     cohort_step=cohort_tables, fan_out=fan_out)
 
 
 def run_night(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
               scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn, analyse=analyse.fn,
-              cohort_step=cohort_tables.fn) -> dict:
+              cohort_step=cohort_tables.fn, fan_out: bool = False) -> dict:
     """The night's logic. The flow passes Prefect tasks; tests may pass the plain bodies."""
     settings = get_settings(lake)
     lake = settings.lake
@@ -100,23 +105,31 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
                 detail = r.get("reason") or ""
             if r["new"]:
                 _echo(quiet, f"[{s} {i}/{n}] {rel}: {out}{' (' + detail + ')' if detail else ''}")
-    summary.update(run_derivations(lake, quiet, derive=derive, analyse=analyse, cohort_step=cohort_step))
+    summary.update(run_derivations(lake, quiet, derive=derive, analyse=analyse, cohort_step=cohort_step,
+                                   sites=[site] if site else None, fan_out=fan_out))
     summary["seconds"] = round(time.time() - t0, 1)
     _record_run(settings, run_id, started, summary)
     return summary
 
 
 def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=envelopes.fn, analyse=analyse.fn,
-                    cohort_step=cohort_tables.fn) -> dict:
-    """Envelopes and analysis of every trial whose outputs are missing or stale, then cohort tables."""
+                    cohort_step=cohort_tables.fn, sites: list[str] | None = None, fan_out: bool = False) -> dict:
+    """Envelopes and analysis of every trial whose outputs are missing or stale, then cohort tables.
+
+    ``sites`` limits the per-trial work to those sites' trials, so that two on-demand runs
+    of different sites never compute (and insert) the same trial at the same time.
+    ``fan_out`` (Prefect tasks only) submits every trial's envelopes and analysis to the
+    flow's task runner at once; tasks take and return small keys (lake, trial id -> counts).
+    """
     settings = get_settings(lake)
     lake = settings.lake
     out = {"envelope_rows": 0}
     todo = sorted(set(derived.pending(settings, "envelopes", derived.ENVELOPE_HASH))
                   | set(derived.pending(settings, "analysis", analysis.PARAMS_HASH)))
-    for i, tid in enumerate(todo, 1):
-        out["envelope_rows"] += derive(lake, tid)
-        a = analyse(lake, tid)
+    if sites:
+        todo = [tid for tid in todo if tid.split(":", 1)[0] in sites]
+    for i, (tid, rows, a) in enumerate(_per_trial(lake, todo, derive, analyse, fan_out), 1):
+        out["envelope_rows"] += rows
         if a.get("error"):
             out.setdefault("analysis_errors", {})[tid] = a["error"]
         _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
@@ -126,6 +139,19 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
         out["cohort_rows"] = cohort_step(lake)
         _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
     return out
+
+
+def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool):
+    """Yield ``(trial_id, envelope rows, analysis summary)`` per trial, in ``todo`` order."""
+    if not (fan_out and hasattr(derive, "submit") and hasattr(analyse, "submit")):
+        for tid in todo:
+            yield tid, derive(lake, tid), analyse(lake, tid)
+        return
+    # a trial's envelopes and analysis read only ingested tables: every task can start at once
+    env = [derive.submit(lake, tid) for tid in todo]
+    ana = [analyse.submit(lake, tid) for tid in todo]
+    for tid, e, a in zip(todo, env, ana):
+        yield tid, e.result(), a.result()
 
 
 def _record_run(settings, run_id, started, summary) -> None:

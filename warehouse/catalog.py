@@ -143,10 +143,17 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     elif not read_only:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
     sql = attach_sql(settings, read_only or bool(as_of), as_of)
-    with_retry(lambda: con.execute(sql), settings, what="attach catalog")
-    con.execute(f"USE {LAKE}")
-    if not read_only and not as_of and create:
-        with_retry(lambda: ensure_tables(con), settings, what="create tables")
+    try:
+        with_retry(lambda: con.execute(sql), settings, what="attach catalog")
+        # USE reads the catalog too: under concurrent writers it can meet 'database is locked'
+        with_retry(lambda: con.execute(f"USE {LAKE}"), settings, what="use catalog")
+        if not read_only and not as_of and create:
+            with_retry(lambda: ensure_tables(con), settings, what="create tables")
+    except BaseException:
+        # a failed connection kept alive by a traceback would keep its SQLite lock and stall
+        # every other writer of this process (threads, Dask workers with processes=False)
+        con.close()
+        raise
     return con
 
 

@@ -7,6 +7,7 @@ whenever a night changed something. Every computation is a pure function in
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -230,14 +231,28 @@ def _safe(fn, x):
 COHORT_HASH = profiles.__name__ + ":robust-3.5"  # bump when cohort-level parameters change
 
 
+def _inputs_key(con) -> str:
+    """``COHORT_HASH#<digest>`` of what the cohort tables are built from: every analysed trial,
+    its analysis parameters and the bytes (sha256) it was read from.
+
+    Compared as a set, not by time: a trial whose analysis began before the last rebuild but
+    committed after it (another process's run) still marks the cohort tables stale. The key
+    holds no timestamp, so two lakes built from the same files get the same one.
+    """
+    rows = con.execute("SELECT d.trial_id, d.params_hash, t.sha256 FROM derivations d LEFT JOIN trials t "
+                       "USING (trial_id) WHERE d.step = 'analysis' ORDER BY ALL").fetchall()
+    return f"{COHORT_HASH}#{hashlib.sha256(repr(rows).encode()).hexdigest()[:16]}"
+
+
 def is_stale(settings: Settings) -> bool:
-    """True when a trial was analysed (or removed) after the cohort tables were last built."""
+    """True when trials were analysed, re-analysed or removed since the cohort tables were last built."""
     con = catalog.connect(settings)
     try:
-        last = con.execute("SELECT max(completed_at) FROM derivations WHERE step = 'cohort' AND params_hash = ?",
-                           [COHORT_HASH]).fetchone()[0]
-        newest = con.execute("SELECT max(completed_at) FROM derivations WHERE step = 'analysis'").fetchone()[0]
-        return newest is not None and (last is None or newest > last)
+        if not con.execute("SELECT count(*) FROM derivations WHERE step = 'analysis'").fetchone()[0]:
+            return False
+        built = {r[0] for r in con.execute(
+            "SELECT params_hash FROM derivations WHERE step = 'cohort' AND trial_id = '*'").fetchall()}
+        return _inputs_key(con) not in built
     finally:
         con.close()
 
@@ -246,6 +261,7 @@ def rebuild(settings: Settings) -> dict:
     """Recompute every cohort-level table and replace them in one transaction."""
     con = catalog.connect(settings)
     try:
+        key = _inputs_key(con)  # read before the tables: a later analysis can only make them look stale
         tables = build_cohort_tables(con)
 
         def body(c):
@@ -260,7 +276,7 @@ def rebuild(settings: Settings) -> dict:
                     c.register("_c", arrow)
                     c.execute(f"INSERT INTO {name} SELECT * FROM _c")
                     c.unregister("_c")
-            mark_done(c, "*", "cohort", COHORT_HASH)
+            mark_done(c, "*", "cohort", key)
         catalog.write_atomically(settings, con, body, what="cohort tables")
         return {k: v.height for k, v in tables.items()}
     finally:

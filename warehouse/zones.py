@@ -61,6 +61,11 @@ def sha256_of(settings: Settings, path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def parent(path: str) -> str:
+    """Parent folder of a lake path (``PurePosixPath`` would fold ``s3://`` into ``s3:/``)."""
+    return path.rstrip("/").rsplit("/", 1)[0]
+
+
 def raw_path(settings: Settings, sha256: str, name: str) -> str:
     suffix = "".join(PurePosixPath(name).suffixes[-1:]).lower()
     return f"{settings.zone('raw')}/{sha256[:2]}/{sha256}{suffix}"
@@ -71,7 +76,7 @@ def store_raw(settings: Settings, src: str, sha256: str, name: str) -> str:
     fs = filesystem(settings)
     dst = raw_path(settings, sha256, name)
     if not fs.exists(dst):
-        fs.makedirs(str(PurePosixPath(dst).parent), exist_ok=True)
+        fs.makedirs(parent(dst), exist_ok=True)
         tmp = dst + ".part"
         if settings.is_s3:
             fs.copy(src, dst)
@@ -86,7 +91,7 @@ def write_quarantine_record(settings: Settings, record: dict) -> str:
     fs = filesystem(settings)
     key = hashlib.sha256(f"{record['path']}|{record['stage']}".encode()).hexdigest()[:12]
     dst = f"{settings.zone('quarantine')}/{record['site_id']}/{record['sha256'][:16]}-{key}.json"
-    fs.makedirs(str(PurePosixPath(dst).parent), exist_ok=True)
+    fs.makedirs(parent(dst), exist_ok=True)
     with fs.open(dst, "w") as fh:
         json.dump(record, fh, indent=2, default=str)
     return dst

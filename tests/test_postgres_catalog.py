@@ -1,0 +1,223 @@
+"""A PostgreSQL DuckLake catalog for real: the nightly logic end to end, and two site ingests
+(`myomap ingest --site A` / `--site B`, two processes) committing at the same time.
+
+The server: ``MYOMAP_TEST_PG_DSN`` (a ``postgresql://`` DSN whose user may CREATE DATABASE) if
+set, else a throw-away server that this module starts with ``.ci/services.sh start`` on a free
+127.0.0.1 port and stops at the end. Each test gets its own database.
+
+The concurrent-ingest test depends on the flows/nightly.py change that limits a ``--site`` run's
+derivations to that site's trials (without it both processes may derive the same new trial at
+once, and DuckLake lets both inserts commit: duplicate rows).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+from conftest import REPO, drop, fixture
+from flows.nightly import run_night
+from schemas.contracts import TABLES
+from warehouse import catalog
+from warehouse.demo import generate_consortium
+from warehouse.settings import get_settings
+
+MANIFEST = """
+site: gaita
+subjects: [{id: G01, mass_kg: 70}]
+sessions:
+  - {id: G01-S1, subject: G01, condition: fresh, task: walk, files: ["*.c3d"]}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    """DSN of a PostgreSQL server: $MYOMAP_TEST_PG_DSN, else one started (and stopped) by .ci/services.sh."""
+    given = os.environ.get("MYOMAP_TEST_PG_DSN")
+    if given:
+        yield given
+        return
+    # as root the server runs as `postgres`, which must be able to enter the folder: keep it under /tmp
+    state = tempfile.mkdtemp(prefix="myomap-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+    env = {**os.environ, "MYOMAP_SERVICES_DIR": state, "MYOMAP_PG_PORT": str(_free_port())}
+    script = str(REPO / ".ci" / "services.sh")
+    try:
+        r = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"services.sh start failed:\n{r.stdout}\n{r.stderr}"
+        dsn = r.stdout.strip().splitlines()[-1]
+        assert dsn.startswith("postgresql://") and Path(state, "postgres.dsn").read_text().strip() == dsn
+        yield dsn
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_catalog(pg_server, monkeypatch):
+    """A fresh database on the server; MYOMAP_CATALOG set to its DSN."""
+    import psycopg
+
+    name = f"myomap_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    dsn = urlunparse(urlparse(pg_server)._replace(path=f"/{name}"))
+    monkeypatch.setenv("MYOMAP_CATALOG", dsn)
+    yield dsn
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg(dsn: str, sql: str):
+    import psycopg
+
+    with psycopg.connect(dsn) as c:
+        return c.execute(sql).fetchall()
+
+
+def _duplicate_keys(con) -> dict[str, int]:
+    out = {}
+    for name, t in TABLES.items():
+        key = ", ".join(f'"{k}"' for k in t.primary_key)
+        n = con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        if n:
+            out[name] = n
+    return out
+
+
+def test_nightly_end_to_end_with_a_postgres_catalog(pg_catalog, tmp_path):
+    settings = get_settings(str(tmp_path / "lake"))
+    assert settings.catalog_kind == "postgres" and settings.catalog == pg_catalog
+    drop(settings, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                             "Empty.c3d": fixture("bad/Empty.c3d")}, MANIFEST)
+    s = run_night(settings.lake, quiet=True)
+    assert (s["ingested"], s["quarantined"], s["trials_derived"]) == (1, 1, 1), s
+    assert not s.get("analysis_errors") and s["cohort_rows"]
+
+    # the catalog lives in PostgreSQL (DuckLake's metadata tables), the data under <lake>/tables/
+    tables = {r[0] for r in _pg(pg_catalog, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL")}
+    assert {"trials", "emg_samples", "activation_onsets", "runs"} <= tables
+    snapshots = _pg(pg_catalog, "SELECT count(*) FROM ducklake_snapshot")[0][0]
+    assert not Path(settings.lake, "catalog.sqlite").exists()
+    assert list(Path(settings.zone("tables")).rglob("*.parquet"))
+
+    con = catalog.connect(settings, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        assert dict(con.execute("SELECT status, count(*) FROM files GROUP BY 1").fetchall()) == {
+            "ingested": 1, "quarantined": 1}
+        n_chan, n_expected = con.execute("SELECT count(*), sum(n_samples) FROM emg_channels").fetchone()
+        assert n_chan > 0 and con.execute("SELECT count(*) FROM emg_samples").fetchone()[0] == n_expected
+        assert con.execute("SELECT count(*) FROM emg_envelopes").fetchone()[0] == s["envelope_rows"]
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        assert not _duplicate_keys(con)
+    finally:
+        con.close()
+
+    again = run_night(settings.lake, quiet=True)
+    assert again["files_new"] == 0 and again["trials_derived"] == 0
+    assert _pg(pg_catalog, "SELECT count(*) FROM ducklake_snapshot")[0][0] == snapshots  # no empty snapshot
+
+
+def test_two_site_ingests_commit_concurrently(prefect_harness, pg_catalog, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    root = tmp_path / "lake"
+    truth = generate_consortium(root / "inbox", seed=5, subjects_per_site=1, duration_s=4.0)
+    sites = sorted(truth["sites"])  # boston, lyon, oslo: 2 trials each
+    a, b, c = sites
+    settings = get_settings(str(root))
+    env = {**os.environ, "MYOMAP_LAKE": str(root), "MYOMAP_CATALOG": pg_catalog,
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    myomap = str(Path(sys.executable).with_name("myomap"))
+    procs = {s: subprocess.Popen([myomap, "ingest", "--site", s, "--quiet"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for s in (a, b)}
+    outs = {s: p.communicate(timeout=600)[0] for s, p in procs.items()}
+    for s, p in procs.items():
+        assert p.returncode == 0, outs[s]
+        assert "2 ingested, 0 quarantined" in outs[s], outs[s]
+
+    con = catalog.connect(settings, read_only=True)
+    try:
+        per_site = dict(con.execute("SELECT site_id, count(*) FROM trials GROUP BY 1").fetchall())
+        assert per_site == {a: 2, b: 2}
+        assert dict(con.execute("SELECT site_id, count(*) FROM files WHERE status = 'ingested' GROUP BY 1")
+                    .fetchall()) == {a: 2, b: 2}
+        assert con.execute("SELECT count(*) FROM sites").fetchone()[0] == 2
+        # nothing lost: every trial has all its samples, its envelopes and its analysis, once
+        assert con.execute("SELECT count(*) FROM emg_samples").fetchone()[0] == \
+            con.execute("SELECT sum(n_samples) FROM emg_channels").fetchone()[0] > 0
+        steps = con.execute("SELECT step, count(*), count(DISTINCT trial_id) FROM derivations "
+                            "WHERE step IN ('envelopes', 'analysis') GROUP BY 1 ORDER BY 1").fetchall()
+        assert steps == [("analysis", 4, 4), ("envelopes", 4, 4)]
+        env_trials = con.execute("SELECT count(DISTINCT trial_id) FROM emg_envelopes").fetchone()[0]
+        # each run derived its own site's trials only: the rows they report add up to the table
+        reported = [int(re.search(r"(\d+) envelope rows", outs[s]).group(1)) for s in (a, b)]
+        assert sum(reported) == con.execute("SELECT count(*) FROM emg_envelopes").fetchone()[0], reported
+        onset_trials = con.execute("SELECT count(DISTINCT trial_id) FROM activation_onsets").fetchone()[0]
+        assert (env_trials, onset_trials) == (4, 4)
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+        assert not _duplicate_keys(con)
+    finally:
+        con.close()
+
+    # the next (whole) night takes the third site and rebuilds the cohort tables over all three
+    s = run_night(str(root), quiet=True)
+    assert (s["ingested"], s["trials_derived"]) == (2, 2), s
+    assert s["skipped"] == 4  # the other sites' files are already in
+    con = catalog.connect(settings, read_only=True)
+    try:
+        assert dict(con.execute("SELECT site_id, count(*) FROM trials GROUP BY 1").fetchall()) == {a: 2, b: 2, c: 2}
+        assert con.execute("SELECT count(DISTINCT trial_id) FROM emg_cycle_metrics").fetchone()[0] == 6
+        assert con.execute("SELECT count(DISTINCT subject_id) FROM subject_profiles").fetchone()[0] == 3
+        assert {r[0] for r in con.execute("SELECT DISTINCT site_id FROM cohort_asymmetry").fetchall()} == {a, b, c}
+        assert not _duplicate_keys(con)
+    finally:
+        con.close()
+
+
+def test_cohort_tables_go_stale_when_another_run_commits_an_analysis_after_their_rebuild(pg_catalog, tmp_path):
+    """Two writers: B's analysis began before A rebuilt the cohort tables but committed after it.
+
+    Depends on the warehouse/cohort.py change (staleness by the set of analysed trials, not by
+    time): comparing timestamps misses B's trial, and the cohort tables stay without it.
+    """
+    import datetime as dt
+
+    from warehouse import analysis, cohort
+
+    settings = get_settings(str(tmp_path / "lake"))
+    con = catalog.connect(settings)
+    began = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=30)
+    try:
+        catalog.write_atomically(settings, con, lambda c: c.execute(
+            "INSERT INTO derivations VALUES ('siteA:S1:t1', 'analysis', ?, now())", [analysis.PARAMS_HASH]),
+            what="test")
+        assert cohort.is_stale(settings)
+        cohort.rebuild(settings)  # run A
+        assert not cohort.is_stale(settings)
+        catalog.write_atomically(settings, con, lambda c: c.execute(  # run B's commit, stamped when it began
+            "INSERT INTO derivations VALUES ('siteB:S1:t1', 'analysis', ?, ?)", [analysis.PARAMS_HASH, began]),
+            what="test")
+        assert cohort.is_stale(settings)
+        cohort.rebuild(settings)
+        assert not cohort.is_stale(settings)
+        catalog.write_atomically(settings, con, lambda c: c.execute(  # a trial removed: stale again
+            "DELETE FROM derivations WHERE trial_id = 'siteB:S1:t1'"), what="test")
+        assert cohort.is_stale(settings)
+    finally:
+        con.close()

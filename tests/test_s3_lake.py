@@ -1,0 +1,183 @@
+"""The lake on S3 for real: moto's standalone S3 server on 127.0.0.1, a real C3D in the inbox, the
+nightly logic writing raw objects (s3fs) and DuckLake Parquet files (DuckDB httpfs) to the bucket,
+and a SQLite catalog on local disk.
+
+Depends on the warehouse/zones.py fix for ``s3://`` parents (``PurePosixPath`` folds ``s3://`` into
+``s3:/``, so storing the first raw object failed with "Bucket create failed 's3:'").
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import fixture
+from flows.nightly import run_night
+from schemas.contracts import TABLES
+from warehouse import catalog, zones
+from warehouse.settings import get_settings
+
+MANIFEST = """
+site: gaita
+subjects: [{id: G01, mass_kg: 70}]
+sessions:
+  - {id: G01-S1, subject: G01, condition: fresh, task: walk, files: ["*.c3d"]}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory):
+    """moto's standalone S3 server in a subprocess on a free loopback port; stopped at the end."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, "moto server exited"
+                assert time.time() < deadline, "moto server did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def s3_lake(moto_server, monkeypatch, tmp_path):
+    """A fresh bucket; AWS_* variables pointing at moto; a local SQLite catalog; Settings of s3://bucket/lake."""
+    import boto3
+
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "MYOMAP_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "myomap-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "myomap-test-secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    monkeypatch.setenv("MYOMAP_CATALOG", str(tmp_path / "catalog" / "catalog.sqlite"))
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="eu-west-3")
+    bucket = f"myomap-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    settings = get_settings(f"s3://{bucket}/lake")
+    assert settings.is_s3 and settings.s3["endpoint_url"] == moto_server
+    return settings, Bucket(s3, bucket)
+
+
+class Bucket:
+    """The test bucket through boto3 (independent of the code under test)."""
+
+    def __init__(self, client, name: str):
+        self.client, self.name = client, name
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def keys(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
+            out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+        return out
+
+
+def test_nightly_logic_on_an_s3_lake(s3_lake, tmp_path):
+    settings, b = s3_lake
+    good, bad = fixture("gaitalytics/test_small.c3d"), fixture("bad/Empty.c3d")
+    b.put("lake/inbox/gaita/test_small.c3d", good.read_bytes())
+    b.put("lake/inbox/gaita/Empty.c3d", bad.read_bytes())
+    b.put("lake/inbox/gaita/manifest.yaml", MANIFEST.encode())
+
+    summary = run_night(settings.lake, quiet=True)
+    assert (summary["sites"], summary["ingested"], summary["quarantined"]) == (["gaita"], 1, 1), summary
+    assert summary["trials_derived"] == 1 and not summary.get("analysis_errors"), summary
+
+    # raw zone: byte-for-byte copies named by their sha256, in the bucket
+    raw = b.keys("lake/raw/")
+    for src in (good, bad):
+        sha = hashlib.sha256(src.read_bytes()).hexdigest()
+        key = f"lake/raw/{sha[:2]}/{sha}.c3d"
+        assert key in raw, (key, sorted(raw))
+        assert b.get(key) == src.read_bytes()
+    assert len(raw) == 2
+    # the quarantine record of the empty file, beside the table
+    q = [k for k in b.keys("lake/quarantine/gaita/") if k.endswith(".json")]
+    assert len(q) == 1 and b"empty_file" in b.get(q[0])
+
+    # DuckLake data files: Parquet objects under lake/tables/, every one the catalog lists is there
+    tables = b.keys("lake/tables/")
+    assert tables and all(k.endswith(".parquet") for k in tables)
+    con = catalog.connect(settings, read_only=True)
+    try:
+        listed = {r[0] for t in ("trials", "emg_channels", "emg_samples", "emg_envelopes", "activation_onsets")
+                  for r in con.execute(f"SELECT data_file FROM ducklake_list_files('{catalog.LAKE}', '{t}')")
+                  .fetchall()}
+        assert listed and all(f.startswith(f"s3://{b.name}/lake/tables/") for f in listed), listed
+        assert {f.removeprefix(f"s3://{b.name}/") for f in listed} <= set(tables)
+
+        # a read-only query answers from the bucket
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        status = dict(con.execute("SELECT status, count(*) FROM files GROUP BY 1").fetchall())
+        assert status == {"ingested": 1, "quarantined": 1}
+        n_chan, n_expected = con.execute("SELECT count(*), sum(n_samples) FROM emg_channels").fetchone()
+        assert n_chan > 0
+        assert con.execute("SELECT count(*) FROM emg_samples").fetchone()[0] == n_expected
+        assert con.execute("SELECT count(*) FROM emg_envelopes").fetchone()[0] == summary["envelope_rows"] > 0
+        assert con.execute("SELECT count(*) FROM activation_onsets").fetchone()[0] > 0
+        for name, t in TABLES.items():  # no duplicate keys anywhere
+            key = ", ".join(f'"{k}"' for k in t.primary_key)
+            assert con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL "
+                               "HAVING count(*) > 1)").fetchone()[0] == 0, name
+        with pytest.raises(Exception, match="(?i)read.only"):
+            con.execute("DELETE FROM trials")
+    finally:
+        con.close()
+
+    # nothing but the catalog on local disk
+    assert not (tmp_path / "tables").exists() and not (tmp_path / "lake").exists()
+    assert (tmp_path / "catalog" / "catalog.sqlite").exists()
+
+    # a second night with nothing new writes nothing to the bucket
+    before = b.keys("lake/")
+    again = run_night(settings.lake, quiet=True)
+    assert again["files_new"] == 0 and again["ingested"] == 0 and again.get("trials_derived", 0) == 0
+    assert b.keys("lake/") == before
+
+
+def test_zones_on_s3(s3_lake):
+    """Listing, hashing and the raw copy go through s3fs against the same server."""
+    settings, b = s3_lake
+    b.put("lake/inbox/siteb/sub/a.c3d", b"abc")
+    b.put("lake/inbox/sitea/manifest.yaml", b"subjects: []")
+    zones.filesystem(settings).invalidate_cache()
+    assert zones.list_sites(settings) == ["sitea", "siteb"]
+    assert zones.list_site_files(settings, "siteb") == ["sub/a.c3d"]
+    sha, size = zones.sha256_of(settings, f"{settings.lake}/inbox/siteb/sub/a.c3d")
+    assert (sha, size) == (hashlib.sha256(b"abc").hexdigest(), 3)
+    dst = zones.store_raw(settings, f"{settings.lake}/inbox/siteb/sub/a.c3d", sha, "a.c3d")
+    assert dst == f"{settings.lake}/raw/{sha[:2]}/{sha}.c3d"
+    assert b.get(f"lake/raw/{sha[:2]}/{sha}.c3d") == b"abc"
