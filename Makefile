@@ -24,7 +24,7 @@ test: $(STAMP)  ## run every test (real fixtures in ../shared/fixtures)
 	$(BIN)/python -m pytest -q
 
 dictionary: $(STAMP)  ## regenerate docs/data_dictionary.md from schemas/contracts.py
-	$(BIN)/python -c "from warehouse.validation import write_data_dictionary; write_data_dictionary('docs/data_dictionary.md')"
+	$(BIN)/python -c "from warehouse.ingest.validation import write_data_dictionary; write_data_dictionary('docs/data_dictionary.md')"
 
 bench: $(STAMP)  ## speed and storage benchmarks (ratios against baselines measured in the same run)
 	$(BIN)/python bench/storage.py

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import warehouse.settings  # noqa: E402,F401  (Prefect's offline variables first)
 
-#: Tables written by the per-trial tasks (warehouse.derived.compute_envelopes, warehouse.analysis.analyse_trial).
+#: Tables written by the per-trial tasks (warehouse.analysis.derived.compute_envelopes, warehouse.analysis.trial.analyse_trial).
 PER_TRIAL_TABLES = ("emg_envelopes", "gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction",
                     "emg_spectra", "analysis_exclusions")
 
@@ -58,7 +58,7 @@ def _cpu() -> float:
 
 def _warm() -> str:
     import importlib
-    for m in ("flows.nightly", "warehouse.analysis", "warehouse.derived", "transforms.emg"):
+    for m in ("flows.nightly", "warehouse.analysis.trial", "warehouse.analysis.derived", "transforms.emg"):
         importlib.import_module(m)
     return "ok"
 

@@ -1,14 +1,12 @@
 """The ``myomap`` command line: demo, ingest, sql, status."""
 from __future__ import annotations
 
-import csv
-import json
-import sys
 import time
 from pathlib import Path
 
 import click
 
+from flows.cli_output import print_rows
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
 EXAMPLE_QUERIES = [
@@ -83,7 +81,8 @@ def _print_summary(s: dict) -> None:
 @click.option("--as-of", default=None, help="Snapshot id or timestamp: answer as the lake was then.")
 def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_of: str | None) -> None:
     """Query the lake read-only (a query, a .sql file, or an interactive shell)."""
-    from warehouse import catalog, views
+    from warehouse import catalog
+    from warehouse.serving import views
 
     settings = get_settings(lake)
     try:
@@ -129,23 +128,6 @@ def _run_and_print(settings, con, query: str, fmt: str, fail: bool = True) -> No
         click.echo(f"error: {msg}")
         return
     print_rows(cols, rows, fmt)
-
-
-def print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
-    if fmt == "csv":
-        w = csv.writer(sys.stdout)
-        w.writerow(cols)
-        w.writerows(rows)
-    elif fmt == "json":
-        click.echo(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1))
-    else:
-        cells = [[("NULL" if v is None else str(v)) for v in r] for r in rows]
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-        click.echo(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
-        click.echo("-+-".join("-" * w for w in widths))
-        for r in cells:
-            click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
-        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
 @main.command()

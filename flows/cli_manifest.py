@@ -26,7 +26,7 @@ def init(site: str, lake: str | None, force: bool, to_stdout: bool, max_files: i
     become `channels:` entries with `muscle: TODO`. Fill every TODO, then `myomap ingest --site SITE`.
     """
     from warehouse import zones
-    from warehouse.manifest_init import survey_site, render_manifest
+    from warehouse.ingest.manifest_init import render_manifest, survey_site
 
     settings = get_settings(lake)
     fs = zones.filesystem(settings)

@@ -11,7 +11,7 @@ import functools
 
 import click
 
-from warehouse.cohort_filter import grammar_help
+from warehouse.serving.cohort_filter import grammar_help
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
 DEFAULT_TABLES = ("sites", "subjects", "sessions", "trials", "emg_channels", "activation_onsets",
@@ -30,8 +30,9 @@ def _clear_errors(fn):
     def wrapper(*args, **kwargs):
         import duckdb
 
-        from warehouse import catalog, extracts, releases
-        from warehouse.cohort_filter import CohortFilterError
+        from warehouse import catalog
+        from warehouse.serving import extracts, releases
+        from warehouse.serving.cohort_filter import CohortFilterError
         try:
             return fn(*args, **kwargs)
         except CohortFilterError as exc:
@@ -63,7 +64,7 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
 
     files, quarantine and runs are never extracted (they hold inbox paths): only pseudonyms leave the lake.
     """
-    from warehouse import extracts
+    from warehouse.serving import extracts
 
     names = [t.strip() for v in (tables or DEFAULT_TABLES) for t in v.split(",") if t.strip()]
     m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir,
@@ -93,7 +94,7 @@ def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, co
     if (version_arg is None) == (version_opt is None):
         raise click.UsageError("give the version once: `myomap publish NAME --version V`")
     version = version_arg or version_opt
-    from warehouse import releases
+    from warehouse.serving import releases
 
     m = releases.publish(get_settings(lake), name, version, min_cell_subjects=min_cell_subjects, licence=licence,
                          required_consent=consent_scope, as_of=as_of)
@@ -109,8 +110,8 @@ def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, co
 @_lake_option
 def releases_cmd(lake) -> None:
     """List the published releases."""
-    from flows.cli import print_rows
-    from warehouse import releases
+    from flows.cli_output import print_rows
+    from warehouse.serving import releases
 
     rows = [(r["name"], r["version"], r["created_at"], r["snapshot_id"], r["licence"], r["rows"])
             for r in releases.list_releases(get_settings(lake))]
@@ -131,7 +132,7 @@ def report(out_arg, out_opt, lake, cohort, requester_site, consent_scope, as_of)
     out = out_opt or out_arg
     if not out:
         raise click.UsageError("give the output file: `myomap report --out report.html`")
-    from warehouse.report import render_report
+    from warehouse.serving.report import render_report
 
     info = render_report(get_settings(lake), out, cohort=cohort, requester_site=requester_site,
                          required_scope=consent_scope, as_of=as_of)

@@ -26,7 +26,7 @@ def quarantine() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include records already resolved by a retry.")
 def list_(lake, site, show_all) -> None:
     """One line per quarantine record: sha256 prefix, site, path, stage, reason."""
-    from flows.cli import print_rows
+    from flows.cli_output import print_rows
 
     con = _ro(lake)
     where = ["(? IS NULL OR site_id = ?)"] + ([] if show_all else ["resolved_at IS NULL"])
@@ -63,7 +63,8 @@ def retry(key, lake, site, retry_all) -> None:
     the raw zone when the inbox copy is gone: nothing needs re-uploading.
     """
     from flows.nightly import run_derivations
-    from warehouse import catalog, ingest
+    from warehouse import catalog
+    from warehouse.ingest import steps
 
     if not (key or site or retry_all):
         raise click.UsageError("give a KEY, --site S or --all")
@@ -82,9 +83,9 @@ def retry(key, lake, site, retry_all) -> None:
         [s, p])
         for s, p in targets], what="reset for retry")
     con.close()
-    run_id = "retry-" + ingest.now().strftime("%Y%m%dT%H%M%SZ")
+    run_id = "retry-" + steps.now().strftime("%Y%m%dT%H%M%SZ")
     for s, p in targets:
-        r = ingest.process_file(settings, s, p, run_id)
+        r = steps.process_file(settings, s, p, run_id)
         click.echo(f"{s}/{p}: {r['outcome']}{' (' + r['reason'] + ')' if r.get('reason') else ''}")
     run_derivations(settings.lake, quiet=False)
 

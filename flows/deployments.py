@@ -43,7 +43,7 @@ def release(name: str, version: str, lake: str | None = None, min_cell_subjects:
 
     Returns a small summary (path, snapshot, files) rather than the whole manifest.
     """
-    from warehouse import releases  # imported when the flow runs, not when deployments are built
+    from warehouse.serving import releases  # imported when the flow runs, not when deployments are built
     from warehouse.settings import get_settings
 
     m = releases.publish(get_settings(lake), name, version, min_cell_subjects=min_cell_subjects, licence=licence,

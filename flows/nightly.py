@@ -10,15 +10,17 @@ import uuid
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import analysis, catalog, cohort, derived, ingest, zones
-from warehouse.readers import is_companion
+from warehouse import catalog, zones
+from warehouse.analysis import cohort, derived, trial
+from warehouse.ingest import steps
+from warehouse.ingest.readers import is_companion
 from warehouse.settings import get_settings
 
 
 @task(name="scan-site")
 def scan_site(lake: str, site: str, run_id: str) -> dict:
     """List one site's inbox and sync its manifest (subjects, sessions)."""
-    s = ingest.sync_site(get_settings(lake), site, run_id)
+    s = steps.sync_site(get_settings(lake), site, run_id)
     names = [f.rsplit("/", 1)[-1] for f in s.files]
     files = sorted(s.files, key=lambda f: (not is_companion(f.rsplit("/", 1)[-1], names), f))  # companions first
     return {"site": site, "files": files, "manifest_error": s.manifest_error}
@@ -27,7 +29,7 @@ def scan_site(lake: str, site: str, run_id: str) -> dict:
 @task(name="process-file")
 def process_file(lake: str, site: str, rel_path: str, run_id: str, hold: str | None = None) -> dict:
     """Register, read, harmonise and commit one file (or quarantine / hold it)."""
-    return ingest.process_file(get_settings(lake), site, rel_path, run_id, hold=hold)
+    return steps.process_file(get_settings(lake), site, rel_path, run_id, hold=hold)
 
 
 @task(name="envelopes")
@@ -40,7 +42,7 @@ def envelopes(lake: str, trial_id: str) -> int:
 def analyse(lake: str, trial_id: str) -> dict:
     """Gait events from plates, cycles, onsets, cycle metrics, co-contraction, spectra."""
     try:
-        return analysis.analyse_trial(get_settings(lake), trial_id)
+        return trial.analyse_trial(get_settings(lake), trial_id)
     except Exception as exc:  # one trial's analysis failure must not stop the night
         logging.getLogger(__name__).exception("analysis of %s failed", trial_id)
         return {"trial_id": trial_id, "error": f"{type(exc).__name__}: {exc}"}
@@ -76,7 +78,7 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
     settings = get_settings(lake)
     lake = settings.lake
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    started = ingest.now()
+    started = steps.now()
     t0 = time.time()
     sites = [site] if site else zones.list_sites(settings)
     summary = {"run_id": run_id, "sites": sites, "files_seen": 0, "files_new": 0, "ingested": 0,
@@ -96,9 +98,9 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
             summary[out] = summary.get(out, 0) + 1
             if r["new"]:
                 summary["files_new"] += 1
-            if out == ingest.QUARANTINED:
+            if out == steps.QUARANTINED:
                 summary["quarantine_reasons"][r["reason"]] = summary["quarantine_reasons"].get(r["reason"], 0) + 1
-            if out == ingest.INGESTED:
+            if out == steps.INGESTED:
                 trials.append(r["trial_id"])
                 detail = f"{r['n_emg']} EMG, {r['n_plates']} plates, {r['n_events']} events"
             else:
@@ -125,7 +127,7 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
     lake = settings.lake
     out = {"envelope_rows": 0}
     todo = sorted(set(derived.pending(settings, "envelopes", derived.ENVELOPE_HASH))
-                  | set(derived.pending(settings, "analysis", analysis.PARAMS_HASH)))
+                  | set(derived.pending(settings, "analysis", trial.PARAMS_HASH)))
     if sites:
         todo = [tid for tid in todo if tid.split(":", 1)[0] in sites]
     for i, (tid, rows, a) in enumerate(_per_trial(lake, todo, derive, analyse, fan_out), 1):
@@ -161,7 +163,7 @@ def _record_run(settings, run_id, started, summary) -> None:
     try:
         catalog.write_atomically(settings, con, lambda c: c.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'completed')",
-            [run_id, started, ingest.now(), ",".join(summary["sites"]), summary["files_seen"],
+            [run_id, started, steps.now(), ",".join(summary["sites"]), summary["files_seen"],
              summary["files_new"], summary["ingested"], summary["quarantined"], summary["held"]]),
             what="record run")
     finally:

@@ -349,7 +349,7 @@ DERIVATIONS = Table(
 VALIDATIONS = Table(
     "validations",
     "Contract checks of every batch the ingest wrote (GX suite derived from these contracts, plus full-batch "
-    "pyarrow checks on large batches; warehouse/validation.py): one row per expectation.",
+    "pyarrow checks on large batches; warehouse/ingest/validation.py): one row per expectation.",
     "one row per run x trial x table x expectation x column",
     ("run_id", "trial_id", "table_name", "expectation", "column_name"),
     (

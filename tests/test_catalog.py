@@ -6,7 +6,7 @@ import pytest
 
 from schemas.contracts import TABLES
 from warehouse import catalog
-from warehouse.ingest import emg_samples_table
+from warehouse.ingest.steps import emg_samples_table
 
 
 def test_extensions_come_from_the_pypi_packages():
@@ -53,7 +53,7 @@ def test_emg_storage_under_two_bytes_per_sample(lake):
     ~10 uV RMS baseline, bursts up to ~0.5 mV RMS during part of each 1.1 s gait cycle."""
     from pathlib import Path
 
-    from warehouse import derived
+    from warehouse.analysis import derived
 
     rng = np.random.default_rng(1)
     n, lsb = 60_000, 11.0 / 65536  # Trigno: 11 mV range, 16 bit
@@ -74,7 +74,7 @@ def test_emg_storage_under_two_bytes_per_sample(lake):
 def test_committed_data_dictionary_is_generated_from_the_contracts(tmp_path):
     from pathlib import Path
 
-    from warehouse.validation import write_data_dictionary
+    from warehouse.ingest.validation import write_data_dictionary
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "data_dictionary.md"
     fresh = write_data_dictionary(tmp_path / "dd.md")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import drop, fixture
+
 from flows.nightly import run_night
 from schemas.contracts import TABLES
 from warehouse import catalog

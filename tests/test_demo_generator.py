@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from warehouse import demo
-from warehouse import demo_signals as sig
+from warehouse.demo import consortium as demo
+from warehouse.demo import signals as sig
 
 SEED = 7
 N_SUBJ = 3

@@ -24,7 +24,7 @@ def counts(settings):
 
 
 def test_publish_twice_from_one_snapshot_gives_identical_files(demo_lake):
-    from warehouse.releases import ReleaseExistsError, publish
+    from warehouse.serving.releases import ReleaseExistsError, publish
 
     _, _, settings = demo_lake
     m1 = publish(settings, "demo-cohort", "1")
@@ -48,7 +48,7 @@ def test_publish_twice_from_one_snapshot_gives_identical_files(demo_lake):
 
 
 def test_extract_for_lyon_excludes_boston_embargoed_subjects(demo_lake, tmp_path):
-    from warehouse.extracts import extract
+    from warehouse.serving.extracts import extract
 
     truth, _, settings = demo_lake
     m = extract(settings, cohort="condition=fresh; muscle=tibialis_anterior", tables=["subjects", "activation_onsets"],
@@ -102,7 +102,7 @@ def test_myomap_sql_cannot_write(demo_lake):
 
 
 def test_report_of_the_demo_has_maps_and_subject_pages(demo_lake, tmp_path):
-    from warehouse.report import render_report
+    from warehouse.serving.report import render_report
 
     truth, _, settings = demo_lake
     out = tmp_path / "report.html"

@@ -1,6 +1,6 @@
 """The demo consortium end to end: the analysis recovers the injected ground truth.
 
-Generated data with known truth (warehouse/demo.py), ingested by the nightly logic
+Generated data with known truth (warehouse/demo/), ingested by the nightly logic
 (task bodies, no Prefect), analysed by the trusted core; assertions compare with the
 injected values, never with numbers copied from our own output.
 """
@@ -138,7 +138,7 @@ def test_activation_map_of_the_demo_cohort_renders(demo):
     """The cohort map as an SVG heatmap: one row per muscle, 101 columns per side, soleus hot in stance."""
     import re
 
-    from warehouse.figures import heatmap_svg
+    from warehouse.serving.figures import heatmap_svg
 
     _, _, con = demo
     rows = q(con, "SELECT muscle, side, pct, envelope_mean FROM activation_map WHERE scope = 'cohort' "

@@ -73,7 +73,8 @@ def test_on_demand_deployments_have_no_schedule_and_take_their_parameters(monkey
 
 
 def test_release_flow_calls_the_release_publisher(lake):
-    from warehouse import catalog, releases
+    from warehouse import catalog
+    from warehouse.serving import releases
 
     catalog.connect(lake).close()  # an empty lake: publish refuses with its own error
     with pytest.raises(releases.ReleaseError, match="no site can be released"):

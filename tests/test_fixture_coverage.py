@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES
+
 from flows.nightly import run_night
 from warehouse import catalog
 from warehouse.settings import get_settings

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from conftest import drop, fixture
+
 from flows.nightly import nightly
 from warehouse import catalog
 

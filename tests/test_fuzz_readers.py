@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest import drop, fixture
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from flows.nightly import run_night
 from warehouse import catalog
-from warehouse.readers import ReaderError, read_any
+from warehouse.ingest.readers import ReaderError, read_any
 
 C3D = fixture("btk/1123x01EMG.c3d").read_bytes()  # small real C3D (EMG only)
 CSV = fixture("delsys/truncated_trigno_sample.csv").read_bytes()[:60_000]

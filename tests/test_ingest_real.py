@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import drop, fixture
+
 from flows.nightly import run_night
 from warehouse import catalog
 
@@ -72,8 +72,8 @@ def test_samples_are_the_file_values_in_millivolts(night):
     volts = c["data"]["analogs"][0, labels.index("Voltage.RTA")]
     con = catalog.connect(lake, read_only=True)
     ch = con.execute("SELECT channel FROM emg_channels WHERE label = 'Voltage.RTA'").fetchone()[0]
-    from warehouse.derived import read_channel
-    np.testing.assert_allclose(read_channel(con, f"gaita:G01-S1:test_small.c3d", ch), volts * 1000, rtol=1e-6, atol=1e-6)
+    from warehouse.analysis.derived import read_channel
+    np.testing.assert_allclose(read_channel(con, "gaita:G01-S1:test_small.c3d", ch), volts * 1000, rtol=1e-6, atol=1e-6)
 
 
 def test_empty_file_quarantined_with_reason_and_raw_kept(night):
@@ -109,7 +109,7 @@ def test_envelope_of_real_emg_keeps_the_rectified_mean(night):
     """A unit-DC-gain low-pass keeps the mean of the rectified band-passed signal."""
     from scipy import signal
 
-    from warehouse.derived import read_channel
+    from warehouse.analysis.derived import read_channel
 
     lake, _ = night
     con = catalog.connect(lake, read_only=True)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from flows.cli_manifest import register
 from warehouse.demo import generate_consortium
-from warehouse.manifest import ManifestError, parse_manifest
-from warehouse.manifest_init import guess_parts, scaffold_manifest, session_globs
+from warehouse.ingest.manifest import ManifestError, parse_manifest
+from warehouse.ingest.manifest_init import guess_parts, scaffold_manifest, session_globs
 from warehouse.settings import get_settings
 
 SUBJECTS = {"lyon": ["LYO01", "LYO02"], "oslo": ["OSL01", "OSL02"]}

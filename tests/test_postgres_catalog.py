@@ -23,8 +23,8 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
-
 from conftest import REPO, drop, fixture
+
 from flows.nightly import run_night
 from schemas.contracts import TABLES
 from warehouse import catalog
@@ -193,25 +193,25 @@ def test_two_site_ingests_commit_concurrently(prefect_harness, pg_catalog, tmp_p
 def test_cohort_tables_go_stale_when_another_run_commits_an_analysis_after_their_rebuild(pg_catalog, tmp_path):
     """Two writers: B's analysis began before A rebuilt the cohort tables but committed after it.
 
-    Depends on the warehouse/cohort.py change (staleness by the set of analysed trials, not by
+    Depends on the warehouse/analysis/cohort.py change (staleness by the set of analysed trials, not by
     time): comparing timestamps misses B's trial, and the cohort tables stay without it.
     """
     import datetime as dt
 
-    from warehouse import analysis, cohort
+    from warehouse.analysis import cohort, trial
 
     settings = get_settings(str(tmp_path / "lake"))
     con = catalog.connect(settings)
     began = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=30)
     try:
         catalog.write_atomically(settings, con, lambda c: c.execute(
-            "INSERT INTO derivations VALUES ('siteA:S1:t1', 'analysis', ?, now())", [analysis.PARAMS_HASH]),
+            "INSERT INTO derivations VALUES ('siteA:S1:t1', 'analysis', ?, now())", [trial.PARAMS_HASH]),
             what="test")
         assert cohort.is_stale(settings)
         cohort.rebuild(settings)  # run A
         assert not cohort.is_stale(settings)
         catalog.write_atomically(settings, con, lambda c: c.execute(  # run B's commit, stamped when it began
-            "INSERT INTO derivations VALUES ('siteB:S1:t1', 'analysis', ?, ?)", [analysis.PARAMS_HASH, began]),
+            "INSERT INTO derivations VALUES ('siteB:S1:t1', 'analysis', ?, ?)", [trial.PARAMS_HASH, began]),
             what="test")
         assert cohort.is_stale(settings)
         cohort.rebuild(settings)

@@ -15,8 +15,8 @@ import ezc3d
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import fixture
+
 from transforms import plausibility
 from transforms.plausibility import (
     FINDING_SEVERITY,

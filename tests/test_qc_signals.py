@@ -15,12 +15,12 @@ import ezc3d
 import numpy as np
 import polars as pl
 import pytest
+from conftest import fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import signal
 
-from conftest import fixture
 from transforms import qc
 from transforms.qc import (
     CLIPPING_BAD_FRACTION,

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-
 from conftest import drop, fixture
+
 from flows.cli import main
 from flows.nightly import run_night
 from warehouse import catalog

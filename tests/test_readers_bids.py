@@ -6,10 +6,16 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import fixture
-from warehouse.readers.base import AnalogChannel, Event, ForcePlate, ReaderError, Recording
-from warehouse.readers.bids import read_bids, read_participants, write_bids
+
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Event,
+    ForcePlate,
+    ReaderError,
+    Recording,
+)
+from warehouse.ingest.readers.bids import read_bids, read_participants, write_bids
 
 
 def _recording(seed: int) -> Recording:

@@ -3,18 +3,34 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import fixture
-from warehouse.readers.base import AnalogChannel, Event, ReaderError, Recording
-from warehouse.readers.c3d import read_c3d
-from warehouse.readers.delsys import read_delsys_csv
-from warehouse.readers.edf import channels_tsv_for, parse_event_label, read_edf, sniff_edf, write_edf
-from warehouse.readers.motion_analysis import read_anc, read_cal, read_motion_analysis, sniff_motion_analysis
-from warehouse.readers.nexus_csv import read_nexus_csv, sniff_nexus_csv
-from warehouse.readers.opensim import length_factor_mm, read_mot, read_trc, sniff_opensim
-from warehouse.readers.pyc3d import read_c3d_pyc3d
+from warehouse.ingest.readers.base import AnalogChannel, Event, ReaderError, Recording
+from warehouse.ingest.readers.c3d import read_c3d
+from warehouse.ingest.readers.delsys import read_delsys_csv
+from warehouse.ingest.readers.edf import (
+    channels_tsv_for,
+    parse_event_label,
+    read_edf,
+    sniff_edf,
+    write_edf,
+)
+from warehouse.ingest.readers.motion_analysis import (
+    read_anc,
+    read_cal,
+    read_motion_analysis,
+    sniff_motion_analysis,
+)
+from warehouse.ingest.readers.nexus_csv import read_nexus_csv, sniff_nexus_csv
+from warehouse.ingest.readers.opensim import (
+    length_factor_mm,
+    read_mot,
+    read_trc,
+    sniff_opensim,
+)
+from warehouse.ingest.readers.pyc3d import read_c3d_pyc3d
 
 TRIGNO_EDF, TRIGNO_TSV = "delsys/trigno_emg.edf", "delsys/trigno_emg_channels.tsv"
 EMG_LABELS = ["Mini sensor 10: EMG 10", "Mini sensor 11: EMG 11"]

@@ -5,11 +5,15 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-
 from conftest import fixture
-from warehouse.readers.base import ReaderError
-from warehouse.readers.ultrasound import (read_spike2_mat, read_ultrasound_csv, read_ultrasound_csv_by_subject,
-                                          read_ultratrack)
+
+from warehouse.ingest.readers.base import ReaderError
+from warehouse.ingest.readers.ultrasound import (
+    read_spike2_mat,
+    read_ultrasound_csv,
+    read_ultrasound_csv_by_subject,
+    read_ultratrack,
+)
 
 ULTRATRACK = "ultrasound/PL_50_01_fascicle_ultratrack.mat"
 SPIKE2 = "ultrasound/PL_50_01_spike2_emg_torque.mat"

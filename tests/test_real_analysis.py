@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import drop, fixture
+
 from flows.nightly import run_night
 from warehouse import catalog
 

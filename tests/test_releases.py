@@ -11,9 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
 from test_views_extracts import FATIGUED, SITES, TODAY, _cli, build_lake
-from warehouse import catalog, releases
+
+from warehouse import catalog
+from warehouse.serving import releases
 
 
 @pytest.fixture(scope="module")

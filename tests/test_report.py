@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_views_extracts import FATIGUED, SITES, TODAY, _cli, build_lake, onset_ms
 
 from schemas.contracts import TABLES
-from test_views_extracts import FATIGUED, SITES, TODAY, _cli, build_lake, onset_ms
-from warehouse import figures
-from warehouse.report import render_report
+from warehouse.serving import figures
+from warehouse.serving.report import render_report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -15,8 +15,8 @@ import time
 import uuid
 
 import pytest
-
 from conftest import fixture
+
 from flows.nightly import run_night
 from schemas.contracts import TABLES
 from warehouse import catalog, zones

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import ezc3d
 import numpy as np
 import polars as pl
 import pytest
 
+from conftest import FIXTURES
+
 from transforms import cycles, emg, gait, onsets
 
-FIXTURES = Path("/work/shared/fixtures")
 SMALL = FIXTURES / "gaitalytics" / "test_small.c3d"
 TREADMILL = FIXTURES / "gaitalytics" / "treadmill_events.c3d"
 SYN_EMG = FIXTURES / "synergies" / "derived" / "ID0012_TW_01_raw_emg.csv"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import signal
+
+from conftest import FIXTURES
 
 from transforms.synergies import (
     VAF_THRESHOLD,
@@ -16,7 +17,7 @@ from transforms.synergies import (
     vaf,
 )
 
-FIXTURES = Path("/work/shared/fixtures/synergies/derived")
+DERIVED = FIXTURES / "synergies" / "derived"
 N_POINTS = 101
 
 
@@ -99,10 +100,10 @@ def _walking_envelopes():
     (sosfiltfilt), full-wave rectification, 6 Hz 4th-order low-pass (sosfiltfilt), negative
     filter undershoot clipped to 0, cycles cut touchdown to touchdown and resampled to 101
     points, concatenated, each muscle divided by its maximum."""
-    raw = np.loadtxt(FIXTURES / "ID0012_TW_01_raw_emg.csv", delimiter=",", skiprows=1)
-    with open(FIXTURES / "ID0012_TW_01_raw_emg.csv") as fh:
+    raw = np.loadtxt(DERIVED / "ID0012_TW_01_raw_emg.csv", delimiter=",", skiprows=1)
+    with open(DERIVED / "ID0012_TW_01_raw_emg.csv") as fh:
         muscles = fh.readline().strip().split(",")[1:]
-    cycles = np.loadtxt(FIXTURES / "ID0012_TW_01_cycles.csv", delimiter=",", skiprows=1)
+    cycles = np.loadtxt(DERIVED / "ID0012_TW_01_cycles.csv", delimiter=",", skiprows=1)
     time_s, emg = raw[:, 0], raw[:, 1:]
     rate_hz = 1.0 / np.median(np.diff(time_s))
     bp = signal.butter(4, [20.0, 450.0], btype="bandpass", fs=rate_hz, output="sos")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import scipy.io
+
+from conftest import fixture
 
 from transforms.ultrasound import (
     align_to_emg_clock,
@@ -18,7 +19,7 @@ from transforms.ultrasound import (
     ultrasound_interval_metrics,
 )
 
-ULTRATRACK = Path("/work/shared/fixtures/ultrasound/PL_50_01_fascicle_ultratrack.mat")
+ULTRATRACK = fixture("ultrasound/PL_50_01_fascicle_ultratrack.mat")
 
 
 def test_shear_modulus_oracle():

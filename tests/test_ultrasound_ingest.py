@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import drop, fixture
+
 from flows.nightly import run_night
 from warehouse import catalog
 

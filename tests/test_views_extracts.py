@@ -23,11 +23,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-
 from conftest import REPO
-from warehouse import catalog, views
-from warehouse import cohort_filter as cf
-from warehouse import extracts
+
+from warehouse import catalog
+from warehouse.serving import cohort_filter as cf
+from warehouse.serving import extracts, views
 from warehouse.settings import get_settings
 
 TODAY = dt.date(2026, 6, 1)

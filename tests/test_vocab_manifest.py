@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.vocab import MUSCLES, resolve_label
-from warehouse.manifest import ManifestError, parse_manifest
+from warehouse.ingest.manifest import ManifestError, parse_manifest
 
 
 @pytest.mark.parametrize("label, muscle, side", [

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from schemas.contracts import TABLES
 from warehouse import catalog, zones
-from warehouse import cohort_filter as cf
+from warehouse.serving import cohort_filter as cf
 from warehouse.settings import Settings
 
 L = catalog.LAKE

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from warehouse.readers.base import AnalogChannel, Event, ReaderError, Recording
+from warehouse.ingest.readers.base import AnalogChannel, Event, ReaderError, Recording
 
 _LABEL = re.compile(
     r"^Label:\s*(?P<label>.+?)\s+Sampling frequency:\s*(?P<rate>[-+0-9.eE]+)\s+Number of points:\s*"

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, ForcePlate, ReaderError, Recording
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    ForcePlate,
+    ReaderError,
+    Recording,
+)
 
 #: Length units -> factor to mm.
 _LENGTH_TO_MM = {"mm": 1.0, "millimeter": 1.0, "millimeters": 1.0, "millimetre": 1.0, "millimetres": 1.0,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from warehouse.readers.base import ReaderError, Recording
-from warehouse.readers.c3d import read_c3d
-from warehouse.readers.delsys import read_delsys_csv, sniff_delsys
+from warehouse.ingest.readers.base import ReaderError, Recording
+from warehouse.ingest.readers.c3d import read_c3d
+from warehouse.ingest.readers.delsys import read_delsys_csv, sniff_delsys
 
 #: Files that accompany another file and are never trials themselves.
 COMPANION_SUFFIXES = ("_events.tsv", "_channels.tsv", ".cal", "_channels.json", "_emg.json", "_motion.json")
@@ -62,11 +62,11 @@ def companions_for(name: str, siblings: list[str]) -> dict[str, str]:
 
 
 def detect_format(path: Path) -> str | None:
-    from warehouse.readers.edf import sniff_edf
-    from warehouse.readers.motion_analysis import sniff_motion_analysis
-    from warehouse.readers.nexus_csv import sniff_nexus_csv
-    from warehouse.readers.opensim import sniff_opensim
-    from warehouse.readers.ultrasound import sniff_ultrasound_csv
+    from warehouse.ingest.readers.edf import sniff_edf
+    from warehouse.ingest.readers.motion_analysis import sniff_motion_analysis
+    from warehouse.ingest.readers.nexus_csv import sniff_nexus_csv
+    from warehouse.ingest.readers.opensim import sniff_opensim
+    from warehouse.ingest.readers.ultrasound import sniff_ultrasound_csv
 
     suffix = Path(path).suffix.lower()
     with open(path, "rb") as fh:
@@ -94,7 +94,7 @@ def detect_format(path: Path) -> str | None:
 
 def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
     """ezc3d first; files it cannot read (SGI/MIPS, float offsets) go through py-c3d."""
-    from warehouse.readers.pyc3d import check_parameter_section, read_c3d_pyc3d
+    from warehouse.ingest.readers.pyc3d import check_parameter_section, read_c3d_pyc3d
 
     fault = check_parameter_section(path) if Path(path).stat().st_size else None
     overflow = bool(fault and "runs past the end" in fault)
@@ -135,10 +135,14 @@ def read_any(path: Path, *, companions: dict | None = None) -> Recording:
     if fmt == "delsys_csv":
         return read_delsys_csv(path, companions=companions)
     if fmt == "edf":
-        from warehouse.readers.edf import read_edf
+        from warehouse.ingest.readers.edf import read_edf
         return read_edf(path, companions=companions)
     if fmt == "mat":
-        from warehouse.readers.ultrasound import mat_kind, read_spike2_mat, read_ultratrack
+        from warehouse.ingest.readers.ultrasound import (
+            mat_kind,
+            read_spike2_mat,
+            read_ultratrack,
+        )
         kind = mat_kind(path)
         if kind == "ultratrack":
             return read_ultratrack(path, companions=companions)
@@ -147,19 +151,19 @@ def read_any(path: Path, *, companions: dict | None = None) -> Recording:
         raise ReaderError("mat_unknown", f"'{path.name}' is a MATLAB file but neither an UltraTrack result "
                           "(Fdat.Region) nor a Spike2 export.")
     if fmt in ("motion_analysis_trc", "motion_analysis_anc"):
-        from warehouse.readers.motion_analysis import read_motion_analysis
+        from warehouse.ingest.readers.motion_analysis import read_motion_analysis
         return read_motion_analysis(path, companions=companions)
     if fmt == "trc":
-        from warehouse.readers.opensim import read_trc
+        from warehouse.ingest.readers.opensim import read_trc
         return read_trc(path, companions=companions)
     if fmt == "mot":
-        from warehouse.readers.opensim import read_mot
+        from warehouse.ingest.readers.opensim import read_mot
         return read_mot(path, companions=companions)
     if fmt == "nexus_csv":
-        from warehouse.readers.nexus_csv import read_nexus_csv
+        from warehouse.ingest.readers.nexus_csv import read_nexus_csv
         return read_nexus_csv(path, companions=companions)
     if fmt == "ultrasound_csv":
-        from warehouse.readers.ultrasound import read_ultrasound_csv
+        from warehouse.ingest.readers.ultrasound import read_ultrasound_csv
         return read_ultrasound_csv(path, companions=companions)
     raise ReaderError("unknown_format", f"'{path.name}' is not a format myomap reads (C3D, EDF/BDF, Delsys or "
                       "Nexus CSV, OpenSim TRC/MOT, Motion Analysis TRC/ANC, UltraTrack/Spike2 .mat, ultrasound "

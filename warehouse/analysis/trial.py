@@ -13,9 +13,12 @@ import polars as pl
 import pyarrow as pa
 
 from schemas import vocab
-from transforms import cocontraction, cycles as cyc, emg as emg_tx, gait, onsets as ons, spectral
+from transforms import cocontraction, gait, spectral
+from transforms import cycles as cyc
+from transforms import emg as emg_tx
+from transforms import onsets as ons
 from warehouse import catalog
-from warehouse.derived import mark_done, read_channel
+from warehouse.analysis.derived import mark_done, read_channel
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, Event, ForcePlate, ReaderError, Recording
-from warehouse.readers.opensim import length_factor_mm
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Event,
+    ForcePlate,
+    ReaderError,
+    Recording,
+)
+from warehouse.ingest.readers.opensim import length_factor_mm
 
 _PROC = {84: "intel", 85: "dec", 86: "sgi"}
 #: EVENT:LABELS / CONTEXTS as read by warehouse.readers.c3d (kept equal on purpose).

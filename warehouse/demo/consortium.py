@@ -38,13 +38,27 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse import demo_signals as sig
-from warehouse.demo_signals import (  # noqa: F401  (re-exported constants)
-    AMP_CV, ASYM_RATIO, BOSTON_POINT_SCALE, CONDITIONS, GMED_DELAY_MS, LSB_ACC_G, LSB_EMG_V, LSB_FORCE_N,
-    LSB_MOMENT_NMM, MDF_SCALE_FATIGUED, ONSET_JITTER_SD_MS, SITES, TA_ONSET_MS, event_list, plan_consortium,
-    rel_path, seeded_rng, synthesize_trial,
+from warehouse.demo import signals as sig
+from warehouse.demo.signals import (  # noqa: F401  (re-exported constants)
+    AMP_CV,
+    ASYM_RATIO,
+    BOSTON_POINT_SCALE,
+    CONDITIONS,
+    GMED_DELAY_MS,
+    LSB_ACC_G,
+    LSB_EMG_V,
+    LSB_FORCE_N,
+    LSB_MOMENT_NMM,
+    MDF_SCALE_FATIGUED,
+    ONSET_JITTER_SD_MS,
+    SITES,
+    TA_ONSET_MS,
+    event_list,
+    plan_consortium,
+    rel_path,
+    seeded_rng,
+    synthesize_trial,
 )
-
 
 # ==============================================================================================
 # writers
@@ -417,7 +431,7 @@ def generate_consortium(inbox_root, /, *, seed=0, subjects_per_site=None, durati
                        "conditions": list(CONDITIONS), "lab_frame": "+Y walking direction, +X right, +Z up, mm",
                        "burst_envelope": "onset = last instant the envelope is 0; raised-cosine ramp of "
                                          f"{sig.RAMP_S * 1000:g} ms to the body 0.55 + 0.45 sin(pi u); "
-                                         "offset symmetric (see warehouse/demo_signals.py)",
+                                         "offset symmetric (see warehouse/demo/signals.py)",
                        "onset_jitter_sd_ms": ONSET_JITTER_SD_MS, "amplitude_cv": AMP_CV,
                        "emg_band_hz": list(sig.BAND_HZ), "baseline_rms_v": sig.BASELINE_RMS_V,
                        "event_definition": "foot strike/off = vertical GRF leaves/returns to 0 N"},

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, Event, ForcePlate, ReaderError, Recording
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Event,
+    ForcePlate,
+    ReaderError,
+    Recording,
+)
 
 _PROCESSORS = {84: "intel", 85: "dec", 86: "sgi"}
 #: Marker length units -> factor to mm (anything else is flagged, never assumed silently).
@@ -68,7 +74,7 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.readers.c3d"])
+        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
     recv, send = _CTX.Pipe(duplex=False)
     proc = _CTX.Process(target=_child, args=(str(path), send), daemon=True)
     proc.start()

@@ -32,9 +32,16 @@ import numpy as np
 
 from schemas import vocab
 from schemas.contracts import TABLES
-from warehouse import catalog, figures, views, zones
-from warehouse import cohort_filter as cf
-from warehouse.extracts import REQUIRED_SCOPE, Cohort, code_version, open_cohort, utc_now
+from warehouse import catalog, zones
+from warehouse.serving import cohort_filter as cf
+from warehouse.serving import figures, views
+from warehouse.serving.extracts import (
+    REQUIRED_SCOPE,
+    Cohort,
+    code_version,
+    open_cohort,
+    utc_now,
+)
 from warehouse.settings import Settings
 
 L = catalog.LAKE

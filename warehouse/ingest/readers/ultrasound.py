@@ -41,7 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, Measurement, ReaderError, Recording, UltrasoundSeries
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Measurement,
+    ReaderError,
+    Recording,
+    UltrasoundSeries,
+)
 
 #: CSV metric columns -> (metric, unit, factor to that unit).
 METRIC_COLUMNS = {

@@ -33,7 +33,7 @@ import yaml
 
 from schemas import vocab
 from warehouse import zones
-from warehouse.readers import ReaderError, companions_for, is_companion, read_any
+from warehouse.ingest.readers import ReaderError, companions_for, is_companion, read_any
 from warehouse.settings import Settings
 
 #: Analog labels that are never EMG (same rule as :data:`warehouse.ingest.NOT_EMG`).

@@ -1,7 +1,7 @@
 """Session and cohort tables (issue 6): asymmetry, variability, fatigue, synergies,
 activation maps, patient-specific profiles and the cohort summaries releases publish.
 
-Rebuilt from the per-trial tables (``warehouse/analysis.py``) in one transaction
+Rebuilt from the per-trial tables (``warehouse/analysis/trial.py``) in one transaction
 whenever a night changed something. Every computation is a pure function in
 ``transforms/``; this module only reads, reshapes and writes.
 """
@@ -13,10 +13,14 @@ import logging
 import numpy as np
 import polars as pl
 
-from transforms import activation_map as amap, asymmetry as asym, cycles as cyc, profiles, synergies as syn
+from transforms import activation_map as amap
+from transforms import asymmetry as asym
+from transforms import cycles as cyc
+from transforms import profiles
+from transforms import synergies as syn
 from transforms import variability as var
 from warehouse import catalog
-from warehouse.derived import mark_done
+from warehouse.analysis.derived import mark_done
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -81,7 +81,10 @@ def _context():
         if "context" not in _STATE:
             gx = _gx()
             from great_expectations.data_context.types.base import (
-                DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig)
+                DataContextConfig,
+                InMemoryStoreBackendDefaults,
+                ProgressBarsConfig,
+            )
             cfg = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(),
                                     progress_bars=ProgressBarsConfig(globally=False), analytics_enabled=False)
             ctx = gx.get_context(mode="ephemeral", project_config=cfg)

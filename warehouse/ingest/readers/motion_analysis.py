@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, ForcePlate, ReaderError, Recording
-from warehouse.readers.opensim import read_trc
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    ForcePlate,
+    ReaderError,
+    Recording,
+)
+from warehouse.ingest.readers.opensim import read_trc
 
 #: Motion Analysis assumptions for raw plate channels (see the module docstring).
 PLATE_GAIN = 4000.0

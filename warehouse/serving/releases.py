@@ -43,9 +43,19 @@ import duckdb
 
 from schemas.contracts import TABLES, data_dictionary_markdown
 from warehouse import catalog, zones
-from warehouse.derived import ENVELOPE_PARAMS
-from warehouse.extracts import (EXCLUDED_COLUMNS, PARQUET_WRITE_OPTIONS, code_version, lake_columns, order_by,
-                                pinned_connection, sha256_file, sharing_decisions, utc_now, write_data_file)
+from warehouse.analysis.derived import ENVELOPE_PARAMS
+from warehouse.serving.extracts import (
+    EXCLUDED_COLUMNS,
+    PARQUET_WRITE_OPTIONS,
+    code_version,
+    lake_columns,
+    order_by,
+    pinned_connection,
+    sha256_file,
+    sharing_decisions,
+    utc_now,
+    write_data_file,
+)
 from warehouse.settings import Settings
 
 L = catalog.LAKE

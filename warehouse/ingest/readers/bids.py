@@ -29,9 +29,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from warehouse.readers.base import AnalogChannel, Event, ReaderError, Recording, emg_unit_factor
-from warehouse.readers.edf import parse_event_label, read_edf, write_edf
-from warehouse.readers.opensim import length_factor_mm
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Event,
+    ReaderError,
+    Recording,
+    emg_unit_factor,
+)
+from warehouse.ingest.readers.edf import parse_event_label, read_edf, write_edf
+from warehouse.ingest.readers.opensim import length_factor_mm
 
 BIDS_VERSION = "1.11.0"
 _NOT_EMG = re.compile(r"force|torque|moment|angle|load|trig|sync|switch|foot|acc|gyro|imu|mag|cop|position",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from warehouse.readers.base import AnalogChannel, ReaderError, Recording
-from warehouse.readers.opensim import length_factor_mm
+from warehouse.ingest.readers.base import AnalogChannel, ReaderError, Recording
+from warehouse.ingest.readers.opensim import length_factor_mm
 
 SECTIONS = ("Devices", "Trajectories", "Joints", "Model Outputs", "Segments", "Segment Centre of Mass")
 

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from warehouse.readers.base import AnalogChannel, Event, ReaderError, Recording, emg_unit_factor
+from warehouse.ingest.readers.base import (
+    AnalogChannel,
+    Event,
+    ReaderError,
+    Recording,
+    emg_unit_factor,
+)
 
 #: Largest EMG amplitude (mV at the electrodes) accepted before the unit is doubted: surface EMG stays
 #: below ~10 mV (Delsys Trigno input range +-11 mV); 25 mV leaves room for artefacts.

@@ -1,0 +1,329 @@
+"""Nightly ingest steps (storage side): register files, read + harmonise, commit trials.
+
+Each public function takes small keys (site, relative path, sha256, trial id) and a
+:class:`Settings`, opens its own catalog connection, and commits atomically: a trial
+and all its rows (channels, samples, plates, GRF, events, file status) land in one
+DuckLake transaction, so a killed run never leaves a partial trial.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+
+from warehouse import catalog, zones
+from warehouse.ingest import tables, validation
+from warehouse.ingest.harmonise import harmonise
+from warehouse.ingest.manifest import Manifest, ManifestError, parse_manifest
+from warehouse.ingest.readers import companions_for, is_companion, read_any
+from warehouse.ingest.readers.base import ReaderError
+from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Outcome labels returned by :func:`process_file`.
+SKIPPED, INGESTED, QUARANTINED, HELD, DUPLICATE = "skipped", "ingested", "quarantined", "held", "duplicate"
+COMPANION = "companion"
+#: Rows of a batch handed to Great Expectations (the rest is checked with pyarrow, see validation.py).
+VALIDATION_GX_ROWS = 20_000
+
+
+class ContractViolation(Exception):
+    """A batch broke its table contract; the file was quarantined."""
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class SiteScan:
+    site: str
+    files: list[str]
+    manifest_error: str | None = None
+
+
+# --------------------------------------------------------------------------- manifests
+def load_manifest(settings: Settings, site: str) -> Manifest:
+    path = f"{zones.inbox(settings, site)}/manifest.yaml"
+    if not zones.exists(settings, path):
+        raise ManifestError("manifest_missing", f"Site '{site}' has no manifest.yaml: files are held until one "
+                            "claims them (`myomap manifest init {site}` scaffolds it).")
+    with zones.filesystem(settings).open(path, "r") as fh:
+        return parse_manifest(fh.read(), site=site)
+
+
+def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
+    """List a site's inbox and upsert its manifest's subjects and sessions."""
+    files = [f for f in zones.list_site_files(settings, site)
+             if PurePosixPath(f).name not in ("manifest.yaml", "manifest.yml")]
+    try:
+        man = load_manifest(settings, site)
+    except ManifestError as exc:
+        return SiteScan(site, files, f"{exc.reason_code}: {exc.message}")
+    subjects = pa.table({
+        "subject_id": [str(s["id"]) for s in man.subjects],
+        "site_id": [site] * len(man.subjects),
+        "sex": [s.get("sex") for s in man.subjects],
+        "mass_kg": pa.array([s.get("mass_kg") for s in man.subjects], pa.float64()),
+        "height_m": pa.array([s.get("height_m") for s in man.subjects], pa.float64()),
+    })
+    sessions = pa.table({
+        "session_id": [s.id for s in man.sessions],
+        "site_id": [site] * len(man.sessions),
+        "subject_id": [s.subject for s in man.sessions],
+        "session_date": pa.array([dt.date.fromisoformat(s.date) if s.date else None for s in man.sessions],
+                                 pa.date32()),
+        "condition": [s.condition for s in man.sessions],
+        "task": [s.task for s in man.sessions],
+        "terrain": [s.terrain for s in man.sessions],
+        "mains_hz": pa.array([man.mains_hz] * len(man.sessions), pa.float64()),
+    })
+
+    site_row = pa.table({
+        "site_id": [site], "mains_hz": pa.array([man.mains_hz], pa.float64()), "timezone": [man.timezone],
+        "embargo_until": pa.array([dt.date.fromisoformat(man.embargo_until) if man.embargo_until else None],
+                                  pa.date32()),
+        "consent": [",".join(map(str, man.consent)) if man.consent else None],
+    })
+
+    def body(con):
+        con.execute("DELETE FROM sites WHERE site_id = ?", [site])
+        con.execute("INSERT INTO sites BY NAME SELECT * FROM site_arrow")
+        con.execute("DELETE FROM subjects WHERE site_id = ?", [site])
+        con.execute("INSERT INTO subjects BY NAME SELECT * FROM subjects_arrow")
+        con.execute("DELETE FROM sessions WHERE site_id = ?", [site])
+        con.execute("INSERT INTO sessions BY NAME SELECT * FROM sessions_arrow")
+
+    con = catalog.connect(settings)
+    try:
+        con.register("subjects_arrow", subjects)
+        con.register("sessions_arrow", sessions)
+        con.register("site_arrow", site_row)
+        clash = con.execute(
+            "SELECT 'subject ' || subject_id || ' (site ' || site_id || ')' FROM subjects WHERE site_id <> ? AND "
+            "subject_id IN (SELECT subject_id FROM subjects_arrow) UNION ALL SELECT 'session ' || session_id || "
+            "' (site ' || site_id || ')' FROM sessions WHERE site_id <> ? AND session_id IN "
+            "(SELECT session_id FROM sessions_arrow)", [site, site]).fetchall()
+        if clash:
+            return SiteScan(site, files, "manifest_id_conflict: subject and session ids must be unique across the "
+                            f"consortium; already used by another site: {', '.join(r[0] for r in clash[:5])}. "
+                            "Prefix them with the site code.")
+        current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
+        cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
+        unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
+        if not unchanged:
+            catalog.write_atomically(settings, con, body, what=f"sync manifest {site}")
+    finally:
+        con.close()
+    return SiteScan(site, files)
+
+
+def _same(con, site: str) -> bool:
+    """True when the stored subjects/sessions equal the manifest's (avoid empty snapshots)."""
+    a = con.execute("SELECT count(*) FROM (SELECT * FROM subjects WHERE site_id = ? EXCEPT "
+                    "SELECT * FROM subjects_arrow)", [site]).fetchone()[0]
+    b = con.execute("SELECT count(*) FROM (SELECT * FROM sessions WHERE site_id = ? EXCEPT "
+                    "SELECT * FROM sessions_arrow)", [site]).fetchone()[0]
+    c = con.execute("SELECT count(*) FROM (SELECT * FROM site_arrow EXCEPT "
+                    "SELECT * FROM sites WHERE site_id = ?)", [site]).fetchone()[0]
+    return a == 0 and b == 0 and c == 0
+
+
+# --------------------------------------------------------------------------- files
+def process_file(settings: Settings, site: str, rel_path: str, run_id: str, *, hold: str | None = None) -> dict:
+    """Register one inbox file and ingest it if a session claims it.
+
+    Returns a small dict: ``{"outcome", "sha256", "trial_id", "reason", "new"}`` where
+    ``new`` says whether the lake changed. Re-processing bytes already ingested,
+    quarantined or marked duplicate is a no-op; held files are re-checked each night.
+    ``hold`` (a reason, e.g. the site's manifest problem) registers the file and holds it.
+    """
+    seen = {"hold": hold}
+    result = _process_file(settings, site, rel_path, run_id, seen)
+    result["new"] = result["outcome"] in (INGESTED, QUARANTINED, DUPLICATE) or not seen.get("registered")
+    if result["outcome"] == COMPANION:
+        result["new"] = not seen.get("registered")
+    if result["outcome"] == SKIPPED:
+        result["new"] = False
+    return result
+
+
+def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
+    name = PurePosixPath(rel_path).name
+    src = f"{zones.inbox(settings, site)}/{rel_path}"
+    con = catalog.connect(settings)
+    if not zones.exists(settings, src):  # a retry after the inbox was cleaned: read the kept original
+        kept = con.execute("SELECT raw_path FROM files WHERE site_id = ? AND path = ? ORDER BY received_at DESC "
+                           "LIMIT 1", [site, rel_path]).fetchone()
+        if kept is None:
+            con.close()
+            raise FileNotFoundError(f"{src} is gone and was never registered")
+        src = kept[0]
+    sha, size = zones.sha256_of(settings, src)
+    try:
+        rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
+                           [sha, site]).fetchall()
+        mine = [s for p, s in rows if p == rel_path]
+        seen["registered"] = bool(mine)
+        if mine and mine[0] in ("ingested", "quarantined", "duplicate", "superseded"):
+            return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": mine[0]}
+        raw = zones.store_raw(settings, src, sha, name)
+        if not mine:
+            other_ingested = [p for p, s in rows if s == "ingested" and p != rel_path]
+            status = "duplicate" if other_ingested else "held"
+            catalog.write_atomically(settings, con, lambda c: c.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+                [sha, site, rel_path, size, now(), status, raw, run_id]), what="register file")
+            if status == "duplicate":
+                return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
+                        "reason": f"same bytes as {other_ingested[0]}"}
+        parent = PurePosixPath(rel_path).parent
+        siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
+                    if PurePosixPath(f).parent == parent]
+        if is_companion(name, siblings):
+            return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
+        if seen.get("hold"):
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": seen["hold"].split(":")[0]}
+        try:
+            man = load_manifest(settings, site)
+        except ManifestError as exc:
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+        session = man.session_for(rel_path)
+        if session is None:
+            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
+        trial_id = f"{site}:{session.id}:{rel_path}"  # the path keeps Gait.c3d and Gait.trc apart
+        companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
+                      for role, cname in companions_for(name, siblings).items()}
+        try:
+            with zones.local_files(settings, {"data": raw, **companions}) as local:
+                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})
+            if rec.duration_s <= 0:
+                raise ReaderError("no_frames", "The file holds no samples.")
+        except ReaderError as exc:
+            _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+        except Exception as exc:  # a reader bug must not stop the night: quarantine with the error
+            log.exception("reader crashed on %s", rel_path)
+            _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
+                        f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
+                        "report it with the file's sha256.", raw, run_id)
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
+        chans, chan_issues = harmonise(rec, man.channels)
+        companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
+        try:
+            _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                          session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
+                          run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
+                          mass_kg=next((s.get("mass_kg") for s in man.subjects
+                                        if str(s.get("id")) == session.subject), None))
+        except ContractViolation:
+            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
+        return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
+                "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+    finally:
+        con.close()
+
+
+def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, run_id, *, file_status=True):
+    record = {"sha256": sha, "site_id": site, "path": rel_path, "stage": stage, "reason_code": code,
+              "message": message, "quarantined_at": now(), "raw_path": raw, "run_id": run_id}
+    zones.write_quarantine_record(settings, record)
+
+    def body(c):
+        c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ? AND stage = ?",
+                  [sha, site, rel_path, stage])
+        c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, ? AS stage, "
+                  "? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
+                  list(record.values()))
+        if file_status:
+            c.execute("UPDATE files SET status = 'quarantined', run_id = ? WHERE sha256 = ? AND site_id = ? "
+                      "AND path = ?", [run_id, sha, site, rel_path])
+    catalog.write_atomically(settings, con, body, what="quarantine")
+
+
+def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec, chans, chan_issues, raw,
+                  run_id, companion_shas, session_mains_hz=None, mass_kg=None):
+    """Validate the trial's batches against their contracts, then commit them in one transaction."""
+    batches = tables.trial_batches(trial_id, site=site, session=session, sha=sha, rec=rec, chans=chans,
+                                   ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg)
+    val = _validate_or_quarantine(settings, con, batches, site=site, rel_path=rel_path, sha=sha,
+                                  trial_id=trial_id, raw=raw, run_id=run_id)
+    _write_trial(settings, con, batches, val, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                 session=session, chan_issues=chan_issues, raw=raw, run_id=run_id, companion_shas=companion_shas)
+
+
+def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, trial_id, raw, run_id):
+    """Check every non-empty batch against its contract; return the ``validations`` rows.
+
+    Raises
+    ------
+    ContractViolation
+        When a batch breaks its contract: nothing of the trial is committed, the
+        validation results are recorded and the file is quarantined.
+    """
+    reports = {n: validation.validate_batch(n, t, max_rows_to_pandas=VALIDATION_GX_ROWS)
+               for n, t in batches.items() if t.num_rows}
+    val = validation.validations_table([row for r in reports.values() for row in r.to_rows(run_id, trial_id)])
+    failed = [r for r in reports.values() if not r.success]
+    if failed:  # the batch is not committed; the file is quarantined with the failed expectations
+        message = ("The file's data breaks the table contracts (nothing was committed):\n"
+                   + "\n\n".join(r.render_text() for r in failed))
+
+        def record(c):
+            _record_validations(c, val, run_id, trial_id)
+        catalog.write_atomically(settings, con, record, what="record validations")
+        _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id)
+        raise ContractViolation(message)
+
+    return val
+
+
+def _record_validations(c, val, run_id: str, trial_id: str) -> None:
+    """Replace this run's validation rows of the trial (inside the caller's transaction)."""
+    c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
+    c.register("_val", val)
+    c.execute("INSERT INTO validations BY NAME SELECT * FROM _val")
+    c.unregister("_val")
+
+
+def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
+                 run_id, companion_shas):
+    """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction."""
+    def body(c):
+        _record_validations(c, val, run_id, trial_id)
+        for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
+                  "channel_qc", "plausibility", "ultrasound_series", "ultrasound_measurements", "ultrasound_metrics",
+                  "trials"):
+            c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        for name, tbl in batches.items():
+            if tbl.num_rows:
+                c.register("_arrow_in", tbl)
+                c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
+                c.unregister("_arrow_in")
+        c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                  "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
+                  "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
+        # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
+        c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
+                  "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
+        c.execute("DELETE FROM derivations WHERE trial_id = ?", [trial_id])
+        for csha in companion_shas:
+            c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                      "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
+                  "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
+        for label, code, message in chan_issues:
+            p = f"{rel_path}#{label}"
+            c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
+            c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
+                      "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
+                      [sha, site, p, code, message, now(), raw, run_id])
+
+    catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
+
+
