@@ -27,13 +27,11 @@ from transforms.qc import (
     FLAG_SEVERITY,
     MAINS_BAD_RATIO,
     MAINS_WARN_RATIO,
-    adc_rails,
     channel_qc,
-    channel_qc_table,
-    looks_time_normalised,
     unit_to_mv_factor,
     verdict_from_flags,
 )
+from transforms.qc_trial import adc_rails, channel_qc_table, looks_time_normalised
 
 FS = 1000.0
 

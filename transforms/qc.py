@@ -7,9 +7,12 @@ dict of metrics, a list of stable snake_case flag codes and a verdict:
 * ``warn`` -- only ``warn`` flags (usable, but look at it),
 * ``ok``   -- no flag.
 
-The flag codes and their severities are listed in :data:`FLAG_SEVERITY`; every threshold is
-an UPPER_CASE constant below and is documented, with its rationale, in
-``docs/qc_thresholds.md``.
+Every flag is one entry of :data:`CHECKS` (code, severity, rule); the channel is measured
+once (amplitude, clipping, dropouts, spectrum, processing) and each rule reads those
+measurements, so :data:`FLAG_SEVERITY` and the verdict come from that one table.  Every
+threshold is an UPPER_CASE constant below and is documented, with its rationale, in
+``docs/qc_thresholds.md``.  Whole trials (one row per channel), ADC rails from file
+parameters and cycle-normalised streams: :mod:`transforms.qc_trial`.
 
 Spectral estimate
 -----------------
@@ -61,48 +64,22 @@ and broadband, so it is flagged ``baseline_offset`` instead.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Sequence
 
 import numpy as np
-import polars as pl
 from scipy import signal
 
 __all__ = [
-    "QC_VERSION",
-    "EMG_BAND_HZ",
-    "NYQUIST_FRACTION",
-    "WELCH_SEGMENT_S",
-    "MIN_SPECTRAL_DURATION_S",
-    "MAINS_HALF_WIDTH_HZ",
-    "MAINS_WARN_RATIO",
-    "MAINS_BAD_RATIO",
-    "MEDIAN_FREQ_RANGE_HZ",
-    "WHITE_NOISE_MEDIAN_FREQ_RATIO_RANGE",
-    "WHITE_NOISE_MIN_FLOOR_FLATNESS",
-    "FLOOR_FLATNESS_BANDS",
-    "ADC_RAIL_TOLERANCE_FRACTION",
-    "CLIPPING_MIN_RUN_SAMPLES",
-    "CLIPPING_INFER_MIN_LEVELS",
-    "CLIPPING_BAD_FRACTION",
-    "MAX_SKIN_EMG_MV",
-    "MAX_AMPLIFIER_OUTPUT_V",
-    "DC_OFFSET_WARN_RATIO",
-    "PROCESSED_MAX_MINORITY_FRACTION",
-    "PROCESSED_MIN_SKEWNESS",
-    "PROCESSED_MAX_MEDIAN_FREQ_HZ",
-    "DROPOUT_MIN_RUN_S",
-    "NAN_BAD_FRACTION",
-    "MIN_RAW_EMG_RATE_HZ",
-    "CYCLE_NORMALISED_FRAME_COUNTS",
-    "MAX_NORMALISED_SPAN_S",
-    "FLAG_SEVERITY",
-    "UNIT_TO_MV",
-    "unit_to_mv_factor",
-    "adc_rails",
-    "looks_time_normalised",
-    "channel_qc",
-    "channel_qc_table",
-    "verdict_from_flags",
+    "QC_VERSION", "EMG_BAND_HZ", "NYQUIST_FRACTION", "WELCH_SEGMENT_S", "MIN_SPECTRAL_DURATION_S",
+    "MAINS_HALF_WIDTH_HZ", "MAINS_WARN_RATIO", "MAINS_BAD_RATIO", "MEDIAN_FREQ_RANGE_HZ",
+    "WHITE_NOISE_MEDIAN_FREQ_RATIO_RANGE", "WHITE_NOISE_MIN_FLOOR_FLATNESS", "FLOOR_FLATNESS_BANDS",
+    "ADC_RAIL_TOLERANCE_FRACTION", "CLIPPING_MIN_RUN_SAMPLES", "CLIPPING_INFER_MIN_LEVELS",
+    "CLIPPING_BAD_FRACTION", "MAX_SKIN_EMG_MV", "MAX_AMPLIFIER_OUTPUT_V", "DC_OFFSET_WARN_RATIO",
+    "PROCESSED_MAX_MINORITY_FRACTION", "PROCESSED_MIN_SKEWNESS", "PROCESSED_MAX_MEDIAN_FREQ_HZ",
+    "DROPOUT_MIN_RUN_S", "NAN_BAD_FRACTION", "MIN_RAW_EMG_RATE_HZ", "CYCLE_NORMALISED_FRAME_COUNTS",
+    "MAX_NORMALISED_SPAN_S", "QcCheck", "CHECKS", "FLAG_SEVERITY", "UNIT_TO_MV", "unit_to_mv_factor",
+    "as_rate_hz", "channel_qc", "verdict_from_flags",
 ]
 
 #: Version of the QC rules; bump it whenever a threshold or a metric definition changes.
@@ -163,28 +140,6 @@ CYCLE_NORMALISED_FRAME_COUNTS: tuple[int, ...] = (51, 101, 201, 501, 1001)
 #: A cycle-normalised curve stored as time spans at most this (s); the longest plausible cycle.
 MAX_NORMALISED_SPAN_S = 4.0
 
-#: Flag code -> severity.  Codes are stable: add new ones, never rename.
-FLAG_SEVERITY: dict[str, str] = {
-    "all_nan": "bad",
-    "mostly_nan": "bad",
-    "nan_samples": "warn",
-    "flat": "bad",
-    "all_zero": "bad",
-    "time_normalised": "bad",
-    "already_processed": "bad",
-    "implausible_amplitude": "bad",
-    "white_noise": "bad",
-    "mains_dominated": "bad",
-    "mains_noise": "warn",
-    "clipping_severe": "bad",
-    "clipping": "warn",
-    "dropouts": "warn",
-    "baseline_offset": "warn",
-    "median_freq_out_of_band": "warn",
-    "low_sampling_rate": "warn",
-    "too_short": "warn",
-}
-
 #: Recognised amplitude units -> factor to mV (keys are lower-case).
 UNIT_TO_MV: dict[str, float] = {
     "v": 1e3,
@@ -223,91 +178,6 @@ def unit_to_mv_factor(unit: str | None, /) -> float:
     return UNIT_TO_MV.get(str(unit).strip().lower(), math.nan)
 
 
-def adc_rails(*, bits: int, scale: float, offset: float = 0.0, gen_scale: float = 1.0,
-              signed: bool = True) -> tuple[float, float]:
-    """ADC rails of a C3D analog channel in the stored (scaled) unit.
-
-    C3D stores ``value = (count - offset) * scale * gen_scale``; an ``n``-bit converter
-    gives counts in ``[-2**(n-1), 2**(n-1) - 1]`` (``ANALOG:FORMAT = SIGNED``) or
-    ``[0, 2**n - 1]`` (``UNSIGNED``).
-
-    Parameters
-    ----------
-    bits : int, keyword-only
-        ADC resolution (``ANALOG:BITS``), 1-32.
-    scale : float, keyword-only
-        Channel ``ANALOG:SCALE`` (may be negative).
-    offset : float, keyword-only
-        Channel ``ANALOG:OFFSET`` in counts.
-    gen_scale : float, keyword-only
-        ``ANALOG:GEN_SCALE``.
-    signed : bool, keyword-only
-        ``ANALOG:FORMAT`` is ``SIGNED``.
-
-    Returns
-    -------
-    (low, high) : tuple of float
-        Lowest and highest representable value, ``low < high``.
-
-    Raises
-    ------
-    ValueError
-        If ``bits`` is outside 1-32 or the total scale is zero or not finite.
-    """
-    bits = int(bits)
-    if not 1 <= bits <= 32:
-        raise ValueError(f"bits must be within 1-32, got {bits}")
-    k = float(scale) * float(gen_scale)
-    if not math.isfinite(k) or k == 0.0:
-        raise ValueError(f"scale * gen_scale must be finite and non-zero, got {k}")
-    lo_c, hi_c = ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1))
-    a, b = (lo_c - float(offset)) * k, (hi_c - float(offset)) * k
-    return (min(a, b), max(a, b))
-
-
-def looks_time_normalised(n_frames: int, /, *, rate_hz: float, duration_s: float | None = None) -> bool:
-    """Whether a stream looks like a cycle-normalised curve rather than a recording.
-
-    Gait software exports one cycle resampled to 0-100 % (101 points, or 51, 201, 501,
-    1001); written to a time-series file, those points get a nominal rate, so the file
-    "lasts" one cycle or less.  A real recording has an arbitrary frame count and usually
-    spans several cycles.
-
-    Parameters
-    ----------
-    n_frames : int
-        Number of frames (samples) of the stream.
-    rate_hz : float, keyword-only
-        Declared frame rate in Hz.
-    duration_s : float, optional, keyword-only
-        Span from first to last frame in s when known from elsewhere (e.g. a time column);
-        default ``(n_frames - 1) / rate_hz``.
-
-    Returns
-    -------
-    bool
-        True when ``n_frames`` is one of ``CYCLE_NORMALISED_FRAME_COUNTS`` and the span is
-        at most ``MAX_NORMALISED_SPAN_S`` or is exactly 1, 10 or 100 s (100 % mapped to a
-        round time span).
-
-    Raises
-    ------
-    ValueError
-        If ``n_frames`` is negative or ``rate_hz`` is not positive and finite.
-    """
-    n = int(n_frames)
-    if n < 0:
-        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    rate = _check_rate(rate_hz)
-    if n not in CYCLE_NORMALISED_FRAME_COUNTS:
-        return False
-    span = (n - 1) / rate if duration_s is None else float(duration_s)
-    if not math.isfinite(span):
-        return False
-    round_span = any(abs(span - s) <= 1e-6 * s for s in (1.0, 10.0, 100.0))
-    return span <= MAX_NORMALISED_SPAN_S or round_span
-
-
 def verdict_from_flags(flags: Sequence[str], /) -> str:
     """Verdict ``'ok'``, ``'warn'`` or ``'bad'`` from flag codes (worst severity wins).
 
@@ -324,7 +194,14 @@ def verdict_from_flags(flags: Sequence[str], /) -> str:
     return worst
 
 
-def _check_rate(rate_hz: float) -> float:
+def as_rate_hz(rate_hz: float, /) -> float:
+    """``rate_hz`` as a float.
+
+    Raises
+    ------
+    ValueError
+        If it is not a positive finite number.
+    """
     rate = float(rate_hz)
     if not math.isfinite(rate) or rate <= 0.0:
         raise ValueError(f"rate_hz must be a positive finite number, got {rate_hz!r}")
@@ -379,6 +256,96 @@ def _wiener(p: np.ndarray) -> float:
     return float(np.exp(np.mean(np.log(p))) / np.mean(p))
 
 
+def _longest_run_s(mask: np.ndarray, rate: float) -> float:
+    s, e = _runs(mask)
+    return float((e - s).max()) / rate if s.size else 0.0
+
+
+# --------------------------------------------------------------------------- the channel under inspection
+#: Metrics of :func:`channel_qc` after ``clipping_basis``, NaN until measured (in report order).
+_NAN_METRICS = (
+    "dropout_frac", "longest_dropout_s", "mains_ratio", "median_freq_hz",
+    "median_freq_ratio", "spectral_flatness", "floor_flatness", "rms_mv", "dc_offset_mv", "peak_abs_mv",
+    "dc_to_rms", "negative_frac", "positive_frac", "skewness",
+)
+
+
+class _Channel:
+    """One channel as the checks see it: the samples, their context and what was measured.
+
+    ``state`` is ``'empty'`` (no finite sample), ``'flat'`` (exactly constant: nothing else is
+    meaningful) or ``'varying'``; ``metrics`` holds the reported metrics, the other attributes
+    the intermediate values the rules need (``peak`` and ``scale`` in the stored unit).
+    """
+
+    def __init__(self, x: np.ndarray, *, rate: float, mains: float, unit, adc_range, gain,
+                 time_normalised: bool):
+        self.x, self.rate, self.mains, self.adc_range, self.gain = x, rate, mains, adc_range, gain
+        self.time_normalised = bool(time_normalised)
+        self.to_mv = unit_to_mv_factor(unit)
+        self.finite = np.isfinite(x)
+        self.n_finite = int(self.finite.sum())
+        self.xf = x[self.finite]
+        self.state = "empty"
+        self.peak = self.scale = math.nan
+        self.mdf_full = math.nan  # whole-spectrum median frequency (Hz)
+        self.processed = False
+        self.metrics: dict = {
+            "n_samples": x.size, "duration_s": x.size / rate, "rate_hz": rate, "unit": unit,
+            "nan_frac": 1.0 - self.n_finite / x.size, "longest_nan_run_s": _longest_run_s(~self.finite, rate),
+            "clipping_frac": math.nan, "clipping_basis": "adc_range" if adc_range is not None else "inferred",
+            **dict.fromkeys(_NAN_METRICS, math.nan), "amplitude_basis": "unknown", "qc_version": QC_VERSION,
+        }
+
+
+def _check_inputs(mains_hz, gain, adc_range) -> tuple[float, tuple[float, float] | None]:
+    """Validate the context of :func:`channel_qc`; returns (mains in Hz, rails or None)."""
+    mains = float(mains_hz)
+    if not math.isfinite(mains) or mains <= 0.0:
+        raise ValueError(f"mains_hz must be positive, got {mains_hz!r}")
+    if gain is not None and not (math.isfinite(float(gain)) and float(gain) > 0.0):
+        raise ValueError(f"gain must be positive or None, got {gain!r}")
+    if adc_range is None:
+        return mains, None
+    try:
+        lo_r, hi_r = (float(v) for v in adc_range)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"adc_range must be a (low, high) pair, got {adc_range!r}") from exc
+    if not (math.isfinite(lo_r) and math.isfinite(hi_r) and lo_r < hi_r):
+        raise ValueError(f"adc_range must be finite with low < high, got {adc_range!r}")
+    return mains, (lo_r, hi_r)
+
+
+# --------------------------------------------------------------------------- measurements
+def _measure_amplitude(ch: _Channel) -> None:
+    """Peak, AC RMS, DC offset and sign fractions (mV); decides ``flat`` vs ``varying``."""
+    m, xf = ch.metrics, ch.xf
+    ch.peak = float(np.abs(xf).max())
+    # moments on the signal divided by its peak (no overflow/underflow), then rescaled
+    ch.scale = ch.peak if ch.peak > 0.0 else 1.0
+    xn = xf / ch.scale
+    mean_n = float(xn.mean())
+    ac_n = xn - mean_n
+    rms_n = float(np.sqrt(np.mean(ac_n * ac_n)))
+    m["rms_mv"] = rms_n * ch.scale * ch.to_mv
+    m["dc_offset_mv"] = mean_n * ch.scale * ch.to_mv
+    m["peak_abs_mv"] = ch.peak * ch.to_mv
+    m["negative_frac"] = float(np.count_nonzero(xf < 0.0) / ch.n_finite)
+    m["positive_frac"] = float(np.count_nonzero(xf > 0.0) / ch.n_finite)
+    if float(xf.min()) == float(xf.max()):
+        ch.state = "flat"
+        m["clipping_frac"] = m["dropout_frac"] = m["longest_dropout_s"] = 0.0
+        return
+    ch.state = "varying"
+    if rms_n > 1e-100:
+        m["dc_to_rms"] = abs(mean_n) / rms_n
+        m["skewness"] = float(np.mean(ac_n**3) / rms_n**3)
+    else:  # non-constant but below floating-point resolution
+        m["dc_to_rms"] = math.inf if mean_n != 0.0 else math.nan
+    if math.isfinite(ch.to_mv):
+        m["amplitude_basis"] = "adc_input" if ch.gain is None and ch.to_mv == 1e3 else "skin"
+
+
 def _rail_fraction(x: np.ndarray, adc_range) -> tuple[float, str]:
     """Fraction of finite samples at the rails, and how the rails were found."""
     fin = x[np.isfinite(x)]
@@ -404,9 +371,136 @@ def _rail_fraction(x: np.ndarray, adc_range) -> tuple[float, str]:
     return count / n, "inferred"
 
 
-def _longest_run_s(mask: np.ndarray, rate: float) -> float:
-    s, e = _runs(mask)
-    return float((e - s).max()) / rate if s.size else 0.0
+def _measure_clipping(ch: _Channel) -> None:
+    ch.metrics["clipping_frac"] = _rail_fraction(ch.x, ch.adc_range)[0]
+
+
+def _measure_dropouts(ch: _Channel) -> None:
+    """Runs of identical consecutive finite values, excluding runs at the rails."""
+    x, n = ch.x, ch.x.size
+    same = np.zeros(n, dtype=bool)
+    eq = (x[1:] == x[:-1]) & np.isfinite(x[1:])
+    same[1:] |= eq
+    same[:-1] |= eq
+    if ch.adc_range is not None:
+        lo, hi = ch.adc_range
+        tol = ADC_RAIL_TOLERANCE_FRACTION * (hi - lo)
+        at_rail = (x <= lo + tol) | (x >= hi - tol)
+    else:
+        at_rail = (x == ch.xf.min()) | (x == ch.xf.max())
+    s, e = _runs(same & ~at_rail)
+    long_runs = (e - s) >= max(2, int(math.ceil(DROPOUT_MIN_RUN_S * ch.rate)))
+    ch.metrics["dropout_frac"] = float((e - s)[long_runs].sum() / n)
+    ch.metrics["longest_dropout_s"] = float((e - s).max() / ch.rate) if s.size else 0.0
+
+
+def _measure_spectrum(ch: _Channel) -> None:
+    """Welch PSD metrics (see the module docstring); skipped when too short or mostly NaN."""
+    m, rate, n = ch.metrics, ch.rate, ch.x.size
+    if ch.n_finite / rate < MIN_SPECTRAL_DURATION_S or m["nan_frac"] > NAN_BAD_FRACTION:
+        return
+    xi = _fill_nan(ch.x) / ch.scale  # spectral ratios are scale-free
+    nper = min(n, max(8, int(round(WELCH_SEGMENT_S * rate))))
+    f, p = signal.welch(xi, fs=rate, window="hann", nperseg=nper, noverlap=nper // 2,
+                        detrend="constant", scaling="density")
+    lo_b, hi_b = EMG_BAND_HZ[0], min(EMG_BAND_HZ[1], NYQUIST_FRACTION * rate / 2.0)
+    full = f > 0.0
+    ch.mdf_full = _median_freq(f[full], p[full])
+    m["median_freq_ratio"] = ch.mdf_full / (rate / 4.0)
+    if hi_b <= lo_b:
+        return
+    band = (f >= lo_b) & (f <= hi_b)
+    pb = p[band]
+    if pb.size >= 2 and pb.sum() > 0.0:
+        m["median_freq_hz"] = _median_freq(f[band], pb)
+        m["spectral_flatness"] = _wiener(pb)
+        hum = np.zeros_like(band)
+        k = 1
+        while k * ch.mains - MAINS_HALF_WIDTH_HZ <= hi_b:
+            hum |= np.abs(f - k * ch.mains) <= MAINS_HALF_WIDTH_HZ
+            k += 1
+        m["mains_ratio"] = float(p[hum & band].sum() / pb.sum())
+    edges = np.linspace(lo_b, NYQUIST_FRACTION * rate / 2.0, FLOOR_FLATNESS_BANDS + 1)
+    meds = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        sel = (f >= a) & (f < b)
+        if sel.any():
+            meds.append(float(np.median(p[sel])))
+    if len(meds) == FLOOR_FLATNESS_BANDS:
+        m["floor_flatness"] = _wiener(np.asarray(meds))
+
+
+def _measure_processing(ch: _Channel) -> None:
+    """One-sided and (right-skewed or low-frequency): rectified or enveloped, not raw EMG."""
+    m = ch.metrics
+    minority = min(m["negative_frac"], m["positive_frac"])
+    sign = 1.0 if m["positive_frac"] >= m["negative_frac"] else -1.0
+    skew_signed = sign * m["skewness"]
+    ch.processed = minority <= PROCESSED_MAX_MINORITY_FRACTION and (
+        (math.isfinite(skew_signed) and skew_signed >= PROCESSED_MIN_SKEWNESS)
+        or (math.isfinite(ch.mdf_full) and ch.mdf_full <= PROCESSED_MAX_MEDIAN_FREQ_HZ))
+
+
+#: Measurements of a varying channel, in order (processing needs the spectrum's median frequency).
+_MEASUREMENTS = (_measure_clipping, _measure_dropouts, _measure_spectrum, _measure_processing)
+
+
+# --------------------------------------------------------------------------- rules: one per flag
+def _implausible_amplitude(ch: _Channel) -> bool:
+    """Peak above the skin ceiling (skin basis) or above the ADC ceiling (volts at the ADC)."""
+    if ch.state != "varying" or not math.isfinite(ch.to_mv):
+        return False
+    peak_mv, volts = ch.peak * ch.to_mv, ch.to_mv == 1e3
+    if ch.gain is not None:
+        return peak_mv / float(ch.gain) > MAX_SKIN_EMG_MV or (volts and ch.peak > MAX_AMPLIFIER_OUTPUT_V)
+    return ch.peak > MAX_AMPLIFIER_OUTPUT_V if volts else peak_mv > MAX_SKIN_EMG_MV
+
+
+def _white_noise(ch: _Channel) -> bool:
+    """Whole-spectrum median frequency near rate/4 and a flat broadband floor."""
+    ratio, ff = ch.metrics["median_freq_ratio"], ch.metrics["floor_flatness"]
+    lo, hi = WHITE_NOISE_MEDIAN_FREQ_RATIO_RANGE
+    return math.isfinite(ratio) and math.isfinite(ff) and lo <= ratio <= hi and ff >= WHITE_NOISE_MIN_FLOOR_FLATNESS
+
+
+def _median_freq_out_of_band(ch: _Channel) -> bool:
+    mdf = ch.metrics["median_freq_hz"]
+    return (not ch.processed and math.isfinite(mdf)
+            and not MEDIAN_FREQ_RANGE_HZ[0] <= mdf <= MEDIAN_FREQ_RANGE_HZ[1])
+
+
+#: One check: a flag ``code``, its ``severity`` (``'warn'`` or ``'bad'``) and its ``rule``, a
+#: function of the inspected channel saying whether the flag is raised.
+QcCheck = namedtuple("QcCheck", "code severity rule")
+
+#: The checks, in report order.  Comparisons with a NaN metric are False, so a rule whose
+#: metric could not be measured stays silent.  :data:`FLAG_SEVERITY` and the verdict are built
+#: from this table.  Codes are stable: add new ones, never rename.
+CHECKS: tuple[QcCheck, ...] = (
+    QcCheck("all_nan", "bad", lambda ch: ch.state == "empty"),
+    QcCheck("mostly_nan", "bad", lambda ch: ch.state != "empty" and ch.metrics["nan_frac"] > NAN_BAD_FRACTION),
+    QcCheck("nan_samples", "warn", lambda ch: 0.0 < ch.metrics["nan_frac"] <= NAN_BAD_FRACTION),
+    QcCheck("flat", "bad", lambda ch: ch.state == "flat"),
+    QcCheck("all_zero", "bad", lambda ch: ch.state == "flat" and float(ch.xf[0]) == 0.0),
+    QcCheck("time_normalised", "bad", lambda ch: ch.time_normalised),
+    QcCheck("already_processed", "bad", lambda ch: ch.processed),
+    QcCheck("implausible_amplitude", "bad", _implausible_amplitude),
+    QcCheck("white_noise", "bad", _white_noise),
+    QcCheck("mains_dominated", "bad", lambda ch: ch.metrics["mains_ratio"] > MAINS_BAD_RATIO),
+    QcCheck("mains_noise", "warn", lambda ch: MAINS_WARN_RATIO < ch.metrics["mains_ratio"] <= MAINS_BAD_RATIO),
+    QcCheck("clipping_severe", "bad", lambda ch: ch.metrics["clipping_frac"] > CLIPPING_BAD_FRACTION),
+    QcCheck("clipping", "warn", lambda ch: 0.0 < ch.metrics["clipping_frac"] <= CLIPPING_BAD_FRACTION),
+    QcCheck("dropouts", "warn", lambda ch: ch.metrics["dropout_frac"] > 0.0),
+    QcCheck("baseline_offset", "warn",
+            lambda ch: not ch.processed and ch.metrics["dc_to_rms"] > DC_OFFSET_WARN_RATIO),
+    QcCheck("median_freq_out_of_band", "warn", _median_freq_out_of_band),
+    QcCheck("low_sampling_rate", "warn", lambda ch: ch.rate < MIN_RAW_EMG_RATE_HZ),
+    QcCheck("too_short", "warn",
+            lambda ch: ch.state == "varying" and ch.n_finite / ch.rate < MIN_SPECTRAL_DURATION_S),
+)
+
+#: Flag code -> severity (from :data:`CHECKS`).
+FLAG_SEVERITY: dict[str, str] = {c.code: c.severity for c in CHECKS}
 
 
 # --------------------------------------------------------------------------- main API
@@ -470,318 +564,14 @@ def channel_qc(
         ``adc_range``.
     """
     x = _as_1d(emg, "emg")
-    rate = _check_rate(rate_hz)
-    mains = float(mains_hz)
-    if not math.isfinite(mains) or mains <= 0.0:
-        raise ValueError(f"mains_hz must be positive, got {mains_hz!r}")
-    if gain is not None and not (math.isfinite(float(gain)) and float(gain) > 0.0):
-        raise ValueError(f"gain must be positive or None, got {gain!r}")
-    if adc_range is not None:
-        try:
-            lo_r, hi_r = (float(v) for v in adc_range)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"adc_range must be a (low, high) pair, got {adc_range!r}") from exc
-        if not (math.isfinite(lo_r) and math.isfinite(hi_r) and lo_r < hi_r):
-            raise ValueError(f"adc_range must be finite with low < high, got {adc_range!r}")
-        adc_range = (lo_r, hi_r)
-    n = x.size
-    flags: set[str] = set()
-    to_mv = unit_to_mv_factor(unit)
-    finite = np.isfinite(x)
-    n_fin = int(finite.sum())
-    nan_frac = 1.0 - n_fin / n
-
-    out: dict = {
-        "n_samples": n,
-        "duration_s": n / rate,
-        "rate_hz": rate,
-        "unit": unit,
-        "nan_frac": nan_frac,
-        "longest_nan_run_s": _longest_run_s(~finite, rate),
-        "clipping_frac": math.nan,
-        "clipping_basis": "adc_range" if adc_range is not None else "inferred",
-        "dropout_frac": math.nan,
-        "longest_dropout_s": math.nan,
-        "mains_ratio": math.nan,
-        "median_freq_hz": math.nan,
-        "median_freq_ratio": math.nan,
-        "spectral_flatness": math.nan,
-        "floor_flatness": math.nan,
-        "rms_mv": math.nan,
-        "dc_offset_mv": math.nan,
-        "peak_abs_mv": math.nan,
-        "dc_to_rms": math.nan,
-        "negative_frac": math.nan,
-        "positive_frac": math.nan,
-        "skewness": math.nan,
-        "amplitude_basis": "unknown",
-        "qc_version": QC_VERSION,
-    }
-    if time_normalised:
-        flags.add("time_normalised")
-    if rate < MIN_RAW_EMG_RATE_HZ:
-        flags.add("low_sampling_rate")
-
-    if n_fin == 0:
-        flags.add("all_nan")
-        return _finish(out, flags)
-    if nan_frac > NAN_BAD_FRACTION:
-        flags.add("mostly_nan")
-    elif nan_frac > 0.0:
-        flags.add("nan_samples")
-
-    xf = x[finite]
-    peak = float(np.abs(xf).max())
-    # moments on the signal divided by its peak (no overflow/underflow), then rescaled
-    scale = peak if peak > 0.0 else 1.0
-    xn = xf / scale
-    mean_n = float(xn.mean())
-    ac_n = xn - mean_n
-    rms_n = float(np.sqrt(np.mean(ac_n * ac_n)))
-    mean, rms = mean_n * scale, rms_n * scale
-    out["rms_mv"] = rms * to_mv
-    out["dc_offset_mv"] = mean * to_mv
-    out["peak_abs_mv"] = peak * to_mv
-    out["negative_frac"] = float(np.count_nonzero(xf < 0.0) / n_fin)
-    out["positive_frac"] = float(np.count_nonzero(xf > 0.0) / n_fin)
-
-    # -- flat / zero: exactly constant, nothing else is meaningful
-    if float(xf.min()) == float(xf.max()):
-        flags.add("flat")
-        if float(xf[0]) == 0.0:
-            flags.add("all_zero")
-        out["clipping_frac"] = 0.0
-        out["dropout_frac"] = 0.0
-        out["longest_dropout_s"] = 0.0
-        return _finish(out, flags)
-
-    if rms_n > 1e-100:
-        out["dc_to_rms"] = abs(mean_n) / rms_n
-        out["skewness"] = float(np.mean(ac_n**3) / rms_n**3)
-    else:  # non-constant but below floating-point resolution
-        out["dc_to_rms"] = math.inf if mean_n != 0.0 else math.nan
-
-    # -- clipping
-    clip_frac, _ = _rail_fraction(x, adc_range)
-    out["clipping_frac"] = clip_frac
-    if clip_frac > CLIPPING_BAD_FRACTION:
-        flags.add("clipping_severe")
-    elif clip_frac > 0.0:
-        flags.add("clipping")
-
-    # -- dropouts: runs of identical consecutive finite values (excluding rail runs)
-    xs = x.copy()
-    same = np.zeros(n, dtype=bool)
-    eq = (xs[1:] == xs[:-1]) & np.isfinite(xs[1:])
-    same[1:] |= eq
-    same[:-1] |= eq
-    if adc_range is not None:
-        lo, hi = adc_range
-        tol = ADC_RAIL_TOLERANCE_FRACTION * (hi - lo)
-        at_rail = (xs <= lo + tol) | (xs >= hi - tol)
-    else:
-        at_rail = (xs == xf.min()) | (xs == xf.max())
-    same &= ~at_rail
-    s, e = _runs(same)
-    min_run = max(2, int(math.ceil(DROPOUT_MIN_RUN_S * rate)))
-    long_runs = (e - s) >= min_run
-    out["dropout_frac"] = float((e - s)[long_runs].sum() / n)
-    out["longest_dropout_s"] = float((e - s).max() / rate) if s.size else 0.0
-    if long_runs.any():
-        flags.add("dropouts")
-
-    # -- amplitude plausibility
-    if math.isfinite(to_mv):
-        peak_mv = peak * to_mv
-        if gain is not None:
-            out["amplitude_basis"] = "skin"
-            if peak_mv / float(gain) > MAX_SKIN_EMG_MV:
-                flags.add("implausible_amplitude")
-            if to_mv == 1e3 and peak > MAX_AMPLIFIER_OUTPUT_V:
-                flags.add("implausible_amplitude")
-        elif to_mv == 1e3:
-            out["amplitude_basis"] = "adc_input"
-            if peak > MAX_AMPLIFIER_OUTPUT_V:
-                flags.add("implausible_amplitude")
-        else:
-            out["amplitude_basis"] = "skin"
-            if peak_mv > MAX_SKIN_EMG_MV:
-                flags.add("implausible_amplitude")
-
-    # -- spectrum
-    spectral_ok = n_fin / rate >= MIN_SPECTRAL_DURATION_S and nan_frac <= NAN_BAD_FRACTION
-    mdf_full = math.nan
-    if n_fin / rate < MIN_SPECTRAL_DURATION_S:
-        flags.add("too_short")
-    if spectral_ok:
-        xi = _fill_nan(x) / scale  # spectral ratios are scale-free
-        nper = min(n, max(8, int(round(WELCH_SEGMENT_S * rate))))
-        f, p = signal.welch(xi, fs=rate, window="hann", nperseg=nper, noverlap=nper // 2,
-                            detrend="constant", scaling="density")
-        lo_b = EMG_BAND_HZ[0]
-        hi_b = min(EMG_BAND_HZ[1], NYQUIST_FRACTION * rate / 2.0)
-        full = f > 0.0
-        mdf_full = _median_freq(f[full], p[full])
-        out["median_freq_ratio"] = mdf_full / (rate / 4.0)
-        if hi_b > lo_b:
-            band = (f >= lo_b) & (f <= hi_b)
-            pb = p[band]
-            if pb.size >= 2 and pb.sum() > 0.0:
-                out["median_freq_hz"] = _median_freq(f[band], pb)
-                out["spectral_flatness"] = _wiener(pb)
-                hum = np.zeros_like(band)
-                k = 1
-                while k * mains - MAINS_HALF_WIDTH_HZ <= hi_b:
-                    hum |= np.abs(f - k * mains) <= MAINS_HALF_WIDTH_HZ
-                    k += 1
-                out["mains_ratio"] = float(p[hum & band].sum() / pb.sum())
-            edges = np.linspace(lo_b, NYQUIST_FRACTION * rate / 2.0, FLOOR_FLATNESS_BANDS + 1)
-            meds = []
-            for a, b in zip(edges[:-1], edges[1:]):
-                sel = (f >= a) & (f < b)
-                if sel.any():
-                    meds.append(float(np.median(p[sel])))
-            if len(meds) == FLOOR_FLATNESS_BANDS:
-                out["floor_flatness"] = _wiener(np.asarray(meds))
-
-    # -- processed (rectified / enveloped) signal
-    minority = min(out["negative_frac"], out["positive_frac"])
-    sign = 1.0 if out["positive_frac"] >= out["negative_frac"] else -1.0
-    one_sided = minority <= PROCESSED_MAX_MINORITY_FRACTION
-    skew_signed = sign * out["skewness"]
-    processed = one_sided and (
-        (math.isfinite(skew_signed) and skew_signed >= PROCESSED_MIN_SKEWNESS)
-        or (math.isfinite(mdf_full) and mdf_full <= PROCESSED_MAX_MEDIAN_FREQ_HZ)
-    )
-    if processed:
-        flags.add("already_processed")
-    elif out["dc_to_rms"] > DC_OFFSET_WARN_RATIO:  # NaN compares False
-        flags.add("baseline_offset")
-
-    # -- spectral verdicts (only meaningful for a raw signal)
-    mr = out["mains_ratio"]
-    if math.isfinite(mr):
-        if mr > MAINS_BAD_RATIO:
-            flags.add("mains_dominated")
-        elif mr > MAINS_WARN_RATIO:
-            flags.add("mains_noise")
-    ratio, ff = out["median_freq_ratio"], out["floor_flatness"]
-    if (math.isfinite(ratio) and math.isfinite(ff)
-            and WHITE_NOISE_MEDIAN_FREQ_RATIO_RANGE[0] <= ratio <= WHITE_NOISE_MEDIAN_FREQ_RATIO_RANGE[1]
-            and ff >= WHITE_NOISE_MIN_FLOOR_FLATNESS):
-        flags.add("white_noise")
-    mdf = out["median_freq_hz"]
-    if not processed and math.isfinite(mdf) and not (MEDIAN_FREQ_RANGE_HZ[0] <= mdf <= MEDIAN_FREQ_RANGE_HZ[1]):
-        flags.add("median_freq_out_of_band")
-    return _finish(out, flags)
-
-
-def _finish(out: dict, flags: set[str]) -> dict:
-    ordered = [c for c in FLAG_SEVERITY if c in flags]
-    out["flags"] = ordered
-    out["verdict"] = verdict_from_flags(ordered)
-    return out
-
-
-def _per_channel(value, n: int, name: str) -> list:
-    """Broadcast a scalar / pair / None to n channels, or check a per-channel sequence."""
-    if value is None or isinstance(value, (str, float, int, np.number)):
-        return [value] * n
-    seq = list(value)
-    if name == "adc_range" and len(seq) == 2 and all(isinstance(v, (int, float, np.floating, np.integer)) for v in seq):
-        return [tuple(seq)] * n
-    if len(seq) != n:
-        raise ValueError(f"{name} has {len(seq)} entries for {n} channels")
-    return seq
-
-
-_TABLE_COLUMNS = [
-    "channel", "label", "unit", "verdict", "flags", "n_flags", "clipping_frac", "clipping_basis",
-    "mains_ratio", "median_freq_hz", "median_freq_ratio", "spectral_flatness", "floor_flatness",
-    "rms_mv", "dc_offset_mv", "peak_abs_mv", "dc_to_rms", "negative_frac", "skewness",
-    "nan_frac", "longest_nan_run_s", "dropout_frac", "longest_dropout_s", "amplitude_basis",
-    "rate_hz", "n_samples", "duration_s", "mains_hz", "qc_version",
-]
-
-
-def channel_qc_table(
-    emg,
-    /,
-    *,
-    labels: Sequence[str],
-    rate_hz: float,
-    mains_hz: float = 50.0,
-    units: str | Sequence[str | None] | None = "mV",
-    adc_range=None,
-    gain: float | Sequence[float | None] | None = None,
-    n_frames: int | None = None,
-) -> pl.DataFrame:
-    """Apply :func:`channel_qc` to every EMG channel of a trial; one row per channel.
-
-    Parameters
-    ----------
-    emg : array_like, shape (n_channels, n_samples)
-        The trial's EMG channels as stored (NaN allowed).
-    labels : sequence of str, keyword-only
-        One label per channel (duplicates allowed; ``channel`` is the row index).
-    rate_hz : float, keyword-only
-        Sampling rate of the channels in Hz.
-    mains_hz : float, keyword-only
-        The site's mains frequency (50 or 60 Hz).
-    units : str or sequence, keyword-only
-        One unit for all channels or one per channel.
-    adc_range : (low, high), sequence of (low, high) or None, or mapping label -> pair, keyword-only
-        ADC rails in the channel unit.
-    gain : float, sequence or None, keyword-only
-        Amplifier gain(s); None = unknown.
-    n_frames : int, optional, keyword-only
-        Frame count of the trial's primary stream for :func:`looks_time_normalised`
-        (together with ``rate_hz`` of that stream, pass it when the EMG is oversampled);
-        default: the number of EMG samples at ``rate_hz``.
-
-    Returns
-    -------
-    polars.DataFrame
-        Columns ``channel`` (0-based index), ``label``, ``unit``, ``verdict``, ``flags``
-        (comma-separated codes, empty string when none), ``n_flags`` and every metric of
-        :func:`channel_qc` (amplitudes in mV), plus ``mains_hz`` and ``qc_version``.
-
-    Raises
-    ------
-    ValueError
-        If ``emg`` is not 2-D, the number of labels or per-channel parameters does not
-        match, or :func:`channel_qc` rejects a channel's input.
-    """
-    arr = np.asarray(emg, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"emg must be 2-D (channels x samples), got shape {arr.shape}")
-    n_ch = arr.shape[0]
-    labels = [str(v) for v in labels]
-    if len(labels) != n_ch:
-        raise ValueError(f"{len(labels)} labels for {n_ch} channels")
-    unit_l = _per_channel(units, n_ch, "units")
-    gain_l = _per_channel(gain, n_ch, "gain")
-    if isinstance(adc_range, Mapping):
-        rng_l = [adc_range.get(lab) for lab in labels]
-    else:
-        rng_l = _per_channel(adc_range, n_ch, "adc_range")
-    frames = arr.shape[1] if n_frames is None else int(n_frames)
-    normalised = looks_time_normalised(frames, rate_hz=rate_hz)
-    rows = []
-    for i in range(n_ch):
-        r = channel_qc(arr[i], rate_hz=rate_hz, mains_hz=mains_hz, unit=unit_l[i],
-                       adc_range=rng_l[i], gain=gain_l[i], time_normalised=normalised)
-        r["channel"] = i
-        r["label"] = labels[i]
-        r["unit"] = None if unit_l[i] is None else str(unit_l[i])
-        r["n_flags"] = len(r["flags"])
-        r["flags"] = ",".join(r["flags"])
-        r["mains_hz"] = float(mains_hz)
-        rows.append({k: r[k] for k in _TABLE_COLUMNS})
-    special = {
-        "channel": pl.Int32, "label": pl.Utf8, "unit": pl.Utf8, "verdict": pl.Utf8, "flags": pl.Utf8,
-        "n_flags": pl.Int32, "clipping_basis": pl.Utf8, "amplitude_basis": pl.Utf8,
-        "n_samples": pl.Int64, "qc_version": pl.Utf8,
-    }
-    schema = {c: special.get(c, pl.Float64) for c in _TABLE_COLUMNS}
-    return pl.DataFrame(rows, schema=schema)
+    rate = as_rate_hz(rate_hz)
+    mains, rails = _check_inputs(mains_hz, gain, adc_range)
+    ch = _Channel(x, rate=rate, mains=mains, unit=unit, adc_range=rails, gain=gain,
+                  time_normalised=time_normalised)
+    if ch.n_finite:
+        _measure_amplitude(ch)
+        if ch.state == "varying":
+            for measure in _MEASUREMENTS:
+                measure(ch)
+    flags = [c.code for c in CHECKS if c.rule(ch)]
+    return {**ch.metrics, "flags": flags, "verdict": verdict_from_flags(flags)}

@@ -33,12 +33,12 @@ def emg_samples_table(trial_id: str, channels_mv: list[np.ndarray]) -> pa.Table:
 
 def qc_table(trial_id: str, chans: list[dict], mains_hz: float | None) -> pa.Table:
     """Signal QC of every EMG channel, judged in the file's own unit (gain context)."""
-    from transforms import qc
+    from transforms import qc_trial
 
     rows = []
     for k, c in enumerate(chans):
         factor = emg_unit_factor(c["source_unit"]) or 1.0
-        t = qc.channel_qc_table(np.asarray(c["data_mv"] / factor)[None, :], labels=[c["label"]],
+        t = qc_trial.channel_qc_table(np.asarray(c["data_mv"] / factor)[None, :], labels=[c["label"]],
                                 rate_hz=c["rate_hz"], mains_hz=mains_hz or 50.0, units=c["source_unit"])
         r = t.row(0, named=True)
         rows.append({"trial_id": trial_id, "channel": k, "label": c["label"], "muscle": c["muscle"],
