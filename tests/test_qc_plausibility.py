@@ -23,18 +23,17 @@ from transforms.plausibility import (
     STRIDE_PERIOD_RANGE_S,
     Finding,
     check_durations,
-    check_events,
     check_force_peaks,
-    check_marker_plate_agreement,
     check_sampling_rates,
     check_stride_period,
     contact_intervals,
     findings_table,
-    foot_marker_indices,
     stride_period_from_emg,
     stride_period_from_force,
     worst_severity,
 )
+from transforms.plausibility_events import check_events
+from transforms.plausibility_markers import check_marker_plate_agreement, foot_marker_indices
 
 
 def codes(findings) -> list[str]:

@@ -13,7 +13,7 @@ Checks
   the vertical force (intervals between successive contacts on the same plate / belt)
   and from the EMG envelopes (autocorrelation) must lie in ``STRIDE_PERIOD_RANGE_S``
   (0.4-4 s); a wrong rate scales the apparent period by ``declared / true``.
-* :func:`check_marker_plate_agreement` -- while a plate carries load, a foot marker must be
+* :func:`~transforms.plausibility_markers.check_marker_plate_agreement` -- while a plate carries load, a foot marker must be
   on it.  The plate's contact times (analog time base) are mapped to marker frames (point
   time base); if no contact at all finds a heel/toe/ankle marker inside the plate
   footprint and near its surface, the two time bases disagree: a wrong ``POINT:RATE`` or
@@ -21,10 +21,14 @@ Checks
 * :func:`check_force_peaks` -- the peak vertical force of a loaded plate in body weights:
   walking gives ~1-1.5 BW; above ``FORCE_PEAK_MAX_BW`` is impossible, below
   ``FORCE_PEAK_MIN_BW`` suspicious; a plate cannot pull (``force_negative``).
-* :func:`check_events` -- per side, foot strikes and foot offs alternate; strikes
+* :func:`~transforms.plausibility_events.check_events` -- per side, foot strikes and foot offs alternate; strikes
   alternate between sides; the stride time between same-side strikes is plausible.
 * :func:`check_durations` -- EMG, markers, plates (or declared vs. stored) agree in
   duration within a relative tolerance.
+
+This module holds the vocabulary (thresholds, :class:`Finding`, severities) and the rate,
+force and duration checks; the marker/plate and event checks live beside it in
+:mod:`transforms.plausibility_markers` and :mod:`transforms.plausibility_events`.
 
 Conventions: forces in N (vertical component positive when loaded, as ezc3d's
 ``platform[i]['force'][2]``), positions in mm with the vertical axis last (index 2),
@@ -36,8 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,39 +48,13 @@ import polars as pl
 from scipy import signal
 
 __all__ = [
-    "STRIDE_PERIOD_RANGE_S",
-    "CONTACT_THRESHOLD_N",
-    "MIN_CONTACT_S",
-    "ENVELOPE_LOWPASS_HZ",
-    "ENVELOPE_MIN_LAG_S",
-    "ENVELOPE_MIN_AUTOCORR",
-    "ENVELOPE_PEAK_PROMINENCE",
-    "ENVELOPE_SUBHARMONIC_FRACTION",
-    "PERIOD_AGREEMENT_REL_TOL",
-    "FOOT_PLATE_MARGIN_MM",
-    "FOOT_MAX_HEIGHT_MM",
-    "GRAVITY_M_S2",
-    "LOADED_MIN_BW",
-    "FORCE_PEAK_MIN_BW",
-    "FORCE_PEAK_MAX_BW",
-    "NEGATIVE_FORCE_TOL_N",
-    "EVENT_TIME_TOL_S",
-    "DURATION_REL_TOL",
-    "DURATION_ABS_TOL_S",
-    "FINDING_SEVERITY",
-    "Finding",
-    "findings_table",
-    "worst_severity",
-    "contact_intervals",
-    "stride_period_from_force",
-    "stride_period_from_emg",
-    "check_stride_period",
-    "check_sampling_rates",
-    "foot_marker_indices",
-    "check_marker_plate_agreement",
-    "check_force_peaks",
-    "check_events",
-    "check_durations",
+    "STRIDE_PERIOD_RANGE_S", "CONTACT_THRESHOLD_N", "MIN_CONTACT_S", "ENVELOPE_LOWPASS_HZ",
+    "ENVELOPE_MIN_LAG_S", "ENVELOPE_MIN_AUTOCORR", "ENVELOPE_PEAK_PROMINENCE", "ENVELOPE_SUBHARMONIC_FRACTION",
+    "PERIOD_AGREEMENT_REL_TOL", "FOOT_PLATE_MARGIN_MM", "FOOT_MAX_HEIGHT_MM", "GRAVITY_M_S2", "LOADED_MIN_BW",
+    "FORCE_PEAK_MIN_BW", "FORCE_PEAK_MAX_BW", "NEGATIVE_FORCE_TOL_N", "EVENT_TIME_TOL_S", "DURATION_REL_TOL",
+    "DURATION_ABS_TOL_S", "FINDING_SEVERITY", "Finding", "make_finding", "findings_table", "worst_severity",
+    "as_rate_hz", "plates_2d", "contact_intervals", "stride_period_from_force", "stride_period_from_emg",
+    "check_stride_period", "check_sampling_rates", "check_force_peaks", "check_durations",
 ]
 
 # --------------------------------------------------------------------------- thresholds
@@ -167,7 +144,8 @@ class Finding:
                 "details": dict(self.details)}
 
 
-def _finding(code: str, message: str, **details) -> Finding:
+def make_finding(code: str, message: str, /, **details) -> Finding:
+    """A :class:`Finding` of ``code`` with its severity from :data:`FINDING_SEVERITY`."""
     return Finding(code, FINDING_SEVERITY[code], message, details)
 
 
@@ -189,14 +167,16 @@ def worst_severity(findings: Iterable[Finding], /) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-def _rate(rate_hz, name: str = "rate_hz") -> float:
+def as_rate_hz(rate_hz, /, name: str = "rate_hz") -> float:
+    """``rate_hz`` as a float; ValueError unless positive and finite."""
     r = float(rate_hz)
     if not math.isfinite(r) or r <= 0.0:
         raise ValueError(f"{name} must be a positive finite number, got {rate_hz!r}")
     return r
 
 
-def _plates_2d(force_z_n, name: str = "plate_force_z_n") -> np.ndarray:
+def plates_2d(force_z_n, /, name: str = "plate_force_z_n") -> np.ndarray:
+    """Vertical force(s) as a float array of shape (n_plates, n); ValueError if malformed."""
     arr = np.asarray(force_z_n, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -238,7 +218,7 @@ def contact_intervals(force_z_n, /, *, rate_hz: float, threshold_n: float = CONT
     fz = np.asarray(force_z_n, dtype=np.float64)
     if fz.ndim != 1:
         raise ValueError(f"force_z_n must be 1-D, got shape {fz.shape}")
-    rate = _rate(rate_hz)
+    rate = as_rate_hz(rate_hz)
     with np.errstate(invalid="ignore"):
         on = np.nan_to_num(fz, nan=-np.inf) > float(threshold_n)
     s, e = _runs(on)
@@ -274,9 +254,9 @@ def stride_period_from_force(plate_force_z_n, /, *, rate_hz: float,
     ValueError
         On a malformed array or a non-positive rate.
     """
-    rate = _rate(rate_hz)
+    rate = as_rate_hz(rate_hz)
     intervals: list[float] = []
-    for fz in _plates_2d(plate_force_z_n):
+    for fz in plates_2d(plate_force_z_n):
         onsets = [a for a, _ in contact_intervals(fz, rate_hz=rate, threshold_n=threshold_n)]
         intervals.extend(np.diff(onsets) / rate)
     return float(np.median(intervals)) if intervals else math.nan
@@ -348,8 +328,8 @@ def stride_period_from_emg(emg, /, *, rate_hz: float) -> float:
     ValueError
         On a malformed array or a non-positive rate.
     """
-    rate = _rate(rate_hz)
-    arr = _plates_2d(emg, "emg")
+    rate = as_rate_hz(rate_hz)
+    arr = plates_2d(emg, "emg")
     est = []
     for ch in arr:
         p, r = _envelope_period(ch, rate)
@@ -381,10 +361,10 @@ def check_stride_period(period_s: float, /, *, source: str) -> list[Finding]:
     lo, hi = STRIDE_PERIOD_RANGE_S
     p = float(period_s)
     if not math.isfinite(p):
-        return [_finding("stride_period_unavailable",
+        return [make_finding("stride_period_unavailable",
                          f"No stride period could be estimated from {source}.", source=source)]
     if p < lo or p > hi:
-        return [_finding(
+        return [make_finding(
             "stride_period_implausible",
             f"At the declared sampling rate the stride period from {source} is {p:.3g} s, outside the "
             f"plausible {lo:g}-{hi:g} s: the declared rate is probably wrong.",
@@ -433,123 +413,12 @@ def check_sampling_rates(*, plate_force_z_n=None, analog_rate_hz: float | None =
         out.extend(check_stride_period(p, source=src))
     vals = [p for p in periods.values() if math.isfinite(p)]
     if len(vals) == 2 and abs(vals[0] - vals[1]) > PERIOD_AGREEMENT_REL_TOL * max(vals):
-        out.append(_finding(
+        out.append(make_finding(
             "stride_period_disagreement",
             f"The stride period is {periods['force']:.3g} s from the force plates but "
             f"{periods['emg']:.3g} s from the EMG: one of the two declared rates is probably wrong.",
             force_period_s=periods["force"], emg_period_s=periods["emg"]))
     return out
-
-
-# --------------------------------------------------------------------------- markers vs plates
-_FOOT_RE = re.compile(
-    r"^(?:L|R|LEFT|RIGHT)?[ ._\-]?(?:HEE|HEEL|TOE|ANK|ANKLE|MT\d|MET\d?|MTH\d?|MMAL|LMAL|CAL|FM\d)",
-    re.IGNORECASE)
-_NOT_MARKER_RE = re.compile(r"angle|moment|power|force|com|progress", re.IGNORECASE)
-
-
-def foot_marker_indices(labels: Sequence[str], /) -> list[int]:
-    """Indices of foot markers (heel, toe, ankle, metatarsal, calcaneus) among point labels.
-
-    Matches e.g. ``RHEE``, ``LTOE``, ``LANK``, ``RMT5``, ``L.Heel``, ``R.Toe``, ``RCAL``;
-    skips model outputs such as ``LAnkleAngles`` or ``RFootProgressAngles``.
-    """
-    return [i for i, lab in enumerate(labels)
-            if _FOOT_RE.match(str(lab).strip()) and not _NOT_MARKER_RE.search(str(lab))]
-
-
-def check_marker_plate_agreement(
-    foot_markers_mm,
-    plate_force_z_n,
-    /,
-    *,
-    point_rate_hz: float,
-    analog_rate_hz: float,
-    plate_corners_mm,
-    threshold_n: float = CONTACT_THRESHOLD_N,
-) -> list[Finding]:
-    """While a plate is loaded, a foot marker must be on it (tests the two time bases).
-
-    For every contact (``contact_intervals``) the covered marker frames are
-    ``floor(start / analog_rate * point_rate)`` to ``ceil(stop / analog_rate * point_rate)``.
-    A contact is *matched* when, in any of those frames, a foot marker lies inside the
-    plate's corner bounding box enlarged by ``FOOT_PLATE_MARGIN_MM`` and at most
-    ``FOOT_MAX_HEIGHT_MM`` above the plate surface (mean corner height); it is
-    *assessable* when those frames exist and hold finite foot-marker data.  Feet without
-    markers make single contacts unmatched, so only "no assessable contact matched" is
-    reported.
-
-    Parameters
-    ----------
-    foot_markers_mm : array_like, shape (3, n_markers, n_frames)
-        Foot marker trajectories in mm (ezc3d ``points[:3]`` layout, vertical = z).
-    plate_force_z_n : array_like, shape (n_plates, n_samples) or (n_samples,)
-        Vertical force per plate in N, positive when loaded.
-    point_rate_hz : float, keyword-only
-        Declared marker rate in Hz.
-    analog_rate_hz : float, keyword-only
-        Declared analog (plate) rate in Hz.
-    plate_corners_mm : array_like, shape (n_plates, 3, 4)
-        Plate corners in mm in the marker frame (ezc3d ``platform[i]['corners']``).
-    threshold_n : float, keyword-only
-        Contact threshold in N.
-
-    Returns
-    -------
-    list of Finding
-        ``marker_plate_mismatch`` (bad), ``marker_plate_not_assessable`` (info) or empty.
-        Details: contacts, assessable, matched, per-contact list.
-
-    Raises
-    ------
-    ValueError
-        On malformed shapes, mismatched plate counts or non-positive rates.
-    """
-    pr, ar = _rate(point_rate_hz, "point_rate_hz"), _rate(analog_rate_hz, "analog_rate_hz")
-    mk = np.asarray(foot_markers_mm, dtype=np.float64)
-    if mk.ndim != 3 or mk.shape[0] != 3:
-        raise ValueError(f"foot_markers_mm must have shape (3, n_markers, n_frames), got {mk.shape}")
-    fz = _plates_2d(plate_force_z_n)
-    corners = np.asarray(plate_corners_mm, dtype=np.float64)
-    if corners.ndim == 2:
-        corners = corners[None]
-    if corners.shape != (fz.shape[0], 3, 4):
-        raise ValueError(f"plate_corners_mm must have shape ({fz.shape[0]}, 3, 4), got {corners.shape}")
-    n_frames = mk.shape[2]
-    per_contact = []
-    for p in range(fz.shape[0]):
-        lo = corners[p, :2].min(axis=1) - FOOT_PLATE_MARGIN_MM
-        hi = corners[p, :2].max(axis=1) + FOOT_PLATE_MARGIN_MM
-        surface = float(corners[p, 2].mean())
-        for a, b in contact_intervals(fz[p], rate_hz=ar, threshold_n=threshold_n):
-            f0 = int(math.floor(a / ar * pr))
-            f1 = min(n_frames, int(math.ceil(b / ar * pr)))
-            rec = {"plate": p, "start_s": a / ar, "stop_s": b / ar, "assessable": False, "matched": False}
-            if f0 < f1 and mk.shape[1] > 0:
-                seg = mk[:, :, f0:f1]
-                fin = np.all(np.isfinite(seg), axis=0)
-                if fin.any():
-                    rec["assessable"] = True
-                    with np.errstate(invalid="ignore"):
-                        on = (fin & (seg[0] >= lo[0]) & (seg[0] <= hi[0]) & (seg[1] >= lo[1])
-                              & (seg[1] <= hi[1]) & (seg[2] - surface <= FOOT_MAX_HEIGHT_MM))
-                    rec["matched"] = bool(on.any())
-            per_contact.append(rec)
-    n_ass = sum(r["assessable"] for r in per_contact)
-    n_match = sum(r["matched"] for r in per_contact)
-    details = {"contacts": len(per_contact), "assessable": n_ass, "matched": n_match,
-               "point_rate_hz": pr, "analog_rate_hz": ar, "per_contact": per_contact}
-    if n_ass == 0:
-        return [_finding("marker_plate_not_assessable",
-                         "No plate contact overlaps finite foot-marker data, so marker/plate timing "
-                         "could not be checked.", **details)]
-    if n_match == 0:
-        return [_finding(
-            "marker_plate_mismatch",
-            f"None of the {n_ass} plate contacts has a foot marker on the plate at the same time "
-            f"(declared rates: points {pr:g} Hz, analogs {ar:g} Hz): the marker and plate time bases "
-            f"disagree, so a declared rate is probably wrong.", **details)]
-    return []
 
 
 # --------------------------------------------------------------------------- forces
@@ -584,139 +453,27 @@ def check_force_peaks(plate_force_z_n, /, *, mass_kg: float) -> list[Finding]:
         raise ValueError(f"mass_kg must be positive, got {mass_kg!r}")
     bw = m * GRAVITY_M_S2
     out: list[Finding] = []
-    for p, fz in enumerate(_plates_2d(plate_force_z_n)):
+    for p, fz in enumerate(plates_2d(plate_force_z_n)):
         fin = fz[np.isfinite(fz)]
         if fin.size == 0:
             continue
         peak, low = float(fin.max()), float(fin.min())
         peak_bw = peak / bw
         if peak_bw > FORCE_PEAK_MAX_BW:
-            out.append(_finding("force_peak_high",
+            out.append(make_finding("force_peak_high",
                                 f"Plate {p + 1} peaks at {peak:.0f} N = {peak_bw:.2f} body weights "
                                 f"(mass {m:g} kg), above the {FORCE_PEAK_MAX_BW:g} BW possible in gait.",
                                 plate=p, peak_n=peak, peak_bw=peak_bw))
         elif LOADED_MIN_BW <= peak_bw < FORCE_PEAK_MIN_BW:
-            out.append(_finding("force_peak_low",
+            out.append(make_finding("force_peak_low",
                                 f"Plate {p + 1} is loaded but peaks at only {peak:.0f} N = {peak_bw:.2f} "
                                 f"body weights (mass {m:g} kg): partial foot contact or wrong scaling.",
                                 plate=p, peak_n=peak, peak_bw=peak_bw))
         if low < -NEGATIVE_FORCE_TOL_N:
-            out.append(_finding("force_negative",
+            out.append(make_finding("force_negative",
                                 f"Plate {p + 1} reads {low:.0f} N: a force plate cannot pull "
                                 f"(unzeroed offset, saturation or sign error).",
                                 plate=p, min_n=low, peak_n=peak))
-    return out
-
-
-# --------------------------------------------------------------------------- events
-_STRIKE = {"foot strike", "foot contact", "heel strike", "initial contact", "touchdown", "touch down",
-           "fs", "hs", "ic", "strike"}
-_OFF = {"foot off", "toe off", "lift off", "liftoff", "fo", "to", "off"}
-
-
-def _side(context) -> str | None:
-    c = str(context).strip().lower()
-    if c in ("l", "left", "gauche"):
-        return "left"
-    if c in ("r", "right", "droit", "droite"):
-        return "right"
-    return None
-
-
-def _kind(label) -> str | None:
-    s = str(label).strip().lower().replace("_", " ").replace("-", " ")
-    if s in _STRIKE:
-        return "strike"
-    if s in _OFF:
-        return "off"
-    return None
-
-
-def check_events(events, /) -> list[Finding]:
-    """Gait-event order: strike/off alternate per side, strikes alternate between sides.
-
-    Parameters
-    ----------
-    events : polars.DataFrame or iterable of (context, label, time_s)
-        One row per event.  A DataFrame needs columns ``context``, ``label``,
-        ``time_s``.  Context ``Left``/``Right`` (also ``L``/``R``); label ``Foot Strike`` /
-        ``Foot Off`` (also heel strike, toe off, FS/FO ...).  Other events are ignored;
-        order of rows is irrelevant.
-
-    Returns
-    -------
-    list of Finding
-        ``event_duplicate`` (warn), ``event_order`` (bad, per side: two strikes or two offs
-        in a row), ``event_sides_not_alternating`` (warn, within the span both sides
-        cover), ``stride_period_implausible`` (median same-side strike-to-strike time
-        outside ``STRIDE_PERIOD_RANGE_S``) or ``events_not_assessable`` (info).
-
-    Raises
-    ------
-    ValueError
-        If a row has a non-finite time or the DataFrame lacks a column.
-    """
-    if isinstance(events, pl.DataFrame):
-        missing = {"context", "label", "time_s"} - set(events.columns)
-        if missing:
-            raise ValueError(f"events lacks columns {sorted(missing)}")
-        rows = list(zip(events["context"].to_list(), events["label"].to_list(), events["time_s"].to_list()))
-    else:
-        rows = [tuple(r) for r in events]
-    ev = []
-    for ctx, lab, t in rows:
-        t = float(t)
-        if not math.isfinite(t):
-            raise ValueError(f"event time must be finite, got {t!r} for {ctx!r} {lab!r}")
-        side, kind = _side(ctx), _kind(lab)
-        if side and kind:
-            ev.append((t, side, kind))
-    if not ev:
-        return [_finding("events_not_assessable", "No left/right foot strike or foot off events to check.")]
-    out: list[Finding] = []
-    ev.sort()
-    dedup = []
-    for e in ev:
-        if dedup and dedup[-1][1:] == e[1:] and abs(e[0] - dedup[-1][0]) < EVENT_TIME_TOL_S:
-            out.append(_finding("event_duplicate",
-                                f"{e[1].capitalize()} foot {e[2]} at {e[0]:.3f} s is duplicated.",
-                                side=e[1], kind=e[2], time_s=e[0]))
-            continue
-        dedup.append(e)
-    name = {"strike": "foot strike", "off": "foot off"}
-    for side in ("left", "right"):
-        seq = [e for e in dedup if e[1] == side]
-        for prev, cur in zip(seq, seq[1:]):
-            if cur[0] - prev[0] < EVENT_TIME_TOL_S:
-                msg = (f"{side.capitalize()} {name[prev[2]]} and {name[cur[2]]} are both at "
-                       f"{cur[0]:.3f} s.")
-            elif cur[2] == prev[2]:
-                other = "foot off" if cur[2] == "strike" else "foot strike"
-                msg = (f"{side.capitalize()} {name[cur[2]]} at {cur[0]:.3f} s follows the {name[prev[2]]} "
-                       f"at {prev[0]:.3f} s with no {other} in between.")
-            else:
-                continue
-            out.append(_finding("event_order", msg, side=side, first=[prev[2], prev[0]],
-                                second=[cur[2], cur[0]]))
-    strikes = [e for e in dedup if e[2] == "strike"]
-    sides = {e[1] for e in strikes}
-    if sides == {"left", "right"}:
-        t0 = max(min(e[0] for e in strikes if e[1] == s) for s in sides)
-        t1 = min(max(e[0] for e in strikes if e[1] == s) for s in sides)
-        span = [e for e in strikes if t0 - EVENT_TIME_TOL_S <= e[0] <= t1 + EVENT_TIME_TOL_S]
-        for prev, cur in zip(span, span[1:]):
-            if prev[1] == cur[1]:
-                out.append(_finding(
-                    "event_sides_not_alternating",
-                    f"Two {cur[1]} foot strikes ({prev[0]:.3f} s and {cur[0]:.3f} s) with no "
-                    f"{'right' if cur[1] == 'left' else 'left'} foot strike in between.",
-                    side=cur[1], times_s=[prev[0], cur[0]]))
-    strides = []
-    for side in ("left", "right"):
-        ts = [e[0] for e in strikes if e[1] == side]
-        strides.extend(np.diff(ts))
-    if strides:
-        out.extend(check_stride_period(float(np.median(strides)), source="events"))
     return out
 
 
@@ -764,7 +521,7 @@ def check_durations(durations_s: Mapping[str, float], /, *, rel_tol: float = DUR
     out = []
     for k, v in d.items():
         if k != ref and d[ref] - v > tol:
-            out.append(_finding(
+            out.append(make_finding(
                 "duration_mismatch",
                 f"{k} lasts {v:.3f} s but {ref} lasts {d[ref]:.3f} s (tolerance {tol:.3f} s): "
                 f"a stream is truncated or its rate is wrong.",

@@ -55,6 +55,8 @@ def qc_table(trial_id: str, chans: list[dict], mains_hz: float | None) -> pa.Tab
 def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg) -> pa.Table:
     """Cross-stream plausibility: stride period from plates/EMG, force peaks, events, durations."""
     from transforms import plausibility as pl_tx
+    from transforms.plausibility_events import check_events
+    from transforms.plausibility_markers import check_marker_plate_agreement, foot_marker_indices
 
     findings = []
     fz = [np.abs(p.force_n[2]) for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
@@ -62,21 +64,21 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
         findings += pl_tx.check_sampling_rates(
             plate_force_z_n=fz[0] if fz else None, analog_rate_hz=rec.plates[0].rate_hz if fz else None,
             emg=chans[0]["data_mv"] if chans else None, emg_rate_hz=chans[0]["rate_hz"] if chans else None)
-        foot = pl_tx.foot_marker_indices(rec.marker_labels) if rec.marker_labels else []
+        foot = foot_marker_indices(rec.marker_labels) if rec.marker_labels else []
         loaded = [p for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
         if loaded and foot and rec.markers_mm is not None and rec.point_rate_hz and all(
                 p.corners_mm is not None and np.shape(p.corners_mm) == (3, 4) for p in loaded):
             n = min(p.force_n.shape[1] for p in loaded)
             corners = [p.corners_mm for p in loaded]
             feet = np.transpose(rec.markers_mm[:, foot, :], (2, 1, 0))  # 3 x markers x frames
-            findings += pl_tx.check_marker_plate_agreement(  # signed lab-frame Fz: positive when loaded
+            findings += check_marker_plate_agreement(  # signed lab-frame Fz: positive when loaded
                 feet, np.vstack([p.force_n[2][:n] for p in loaded]), point_rate_hz=rec.point_rate_hz,
                 analog_rate_hz=rec.plates[0].rate_hz, plate_corners_mm=np.stack(corners))
         if mass_kg and fz:
             findings += pl_tx.check_force_peaks(np.vstack([f[:min(map(len, fz))] for f in fz]),
                                                 mass_kg=float(mass_kg))
         if rec.events:
-            findings += pl_tx.check_events([(e.side, {'foot_strike': 'Foot Strike', 'foot_off': 'Foot Off'}[e.event], e.time_s)
+            findings += check_events([(e.side, {'foot_strike': 'Foot Strike', 'foot_off': 'Foot Off'}[e.event], e.time_s)
                                             for e in rec.events])
         durations = {}
         if chans:
