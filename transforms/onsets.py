@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from scipy import signal
 
-from transforms import emg as _emg
+from transforms import emg as _emg, emg_kernels as _kernels
 
 __all__ = [
     "DEFAULT_ONSET_METHOD", "ONSET_METHODS", "DEFAULT_K_SD", "DEFAULT_MIN_DURATION_MS",
@@ -280,7 +280,7 @@ def _envelope_hodges_2d(
     for blk in numba.prange((n_ch + block - 1) // block):
         c0 = blk * block
         c1 = min(n_ch, c0 + block)
-        _emg._envelope_block(x, c0, c1 - c0, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, env)
+        _kernels.envelope_block(x, c0, c1 - c0, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, env)
         _hodges_rows(env, c0, c1, k_sd, n_min, n_off, win, b0, b1, on_all, off_all, counts)
 
 
