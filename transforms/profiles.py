@@ -117,6 +117,56 @@ def _with_duration(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return pl.concat([frame, dur.select(frame.columns)], how="vertical_relaxed")
 
 
+def _loso_reference(frame: pl.DataFrame, match_cols: list[str], reference: str) -> pl.DataFrame:
+    """Leave-one-subject-out reference of every row (by ``_row``): centre, spread, count, rank.
+
+    Each other subject contributes its mean over sessions for the same match key, muscle,
+    side and metric; ``_below`` counts reference values below the row's value (ties 1/2).
+    """
+    ref_key = [*match_cols, "muscle", "side", "metric"]
+    per_subject = (
+        frame.drop_nulls("value")
+        .group_by(["subject_id", *ref_key])
+        .agg(pl.col("value").mean().alias("_ref"))
+        .rename({"subject_id": "_ref_subject"})
+    )
+    pairs = (
+        frame.with_row_index("_row")
+        .join(per_subject, on=ref_key, how="left", nulls_equal=True)
+        .filter(pl.col("_ref_subject").is_null() | (pl.col("_ref_subject") != pl.col("subject_id")))
+    )
+    if reference == "robust":
+        centre = pl.col("_ref").median()
+        spread = MAD_TO_SD * (pl.col("_ref") - pl.col("_ref").median()).abs().median()
+    else:
+        centre, spread = pl.col("_ref").mean(), pl.col("_ref").std(ddof=1)
+    return pairs.group_by("_row").agg(
+        centre.alias("reference_mean"),
+        spread.alias("reference_sd"),
+        pl.col("_ref").count().cast(pl.Int64).alias("n_reference"),
+        (
+            (pl.col("_ref") < pl.col("value")).sum() + 0.5 * (pl.col("_ref") == pl.col("value")).sum()
+        ).alias("_below"),
+    )
+
+
+def _flag(z_threshold: float, si_threshold_pct: float) -> pl.Expr:
+    """The ``flag`` column: which deviation (if any) the metric's z (and SI) shows."""
+    m, z, v = pl.col("metric"), pl.col("z"), pl.col("value")
+    return (
+        pl.when((m == METRIC_ONSET) & (z > z_threshold))
+        .then(pl.lit(FLAG_DELAYED_ONSET))
+        .when((m == METRIC_OFFSET) & (z < -z_threshold))
+        .then(pl.lit(FLAG_EARLY_OFFSET))
+        .when((m == METRIC_DURATION) & (z > z_threshold))
+        .then(pl.lit(FLAG_PROLONGED))
+        .when((m == METRIC_SI) & (v.abs() > si_threshold_pct) & (z.abs() > z_threshold))
+        .then(pl.lit(FLAG_ASYMMETRIC))
+        .otherwise(pl.lit(FLAG_NONE))
+        .alias("flag")
+    )
+
+
 def patient_profiles(
     metrics: pl.DataFrame,
     /,
@@ -181,34 +231,10 @@ def patient_profiles(
         raise ValueError("metrics frame has duplicate rows for one subject/session/muscle/side/metric")
     frame = _with_duration(frame, [c for c in base if c != "metric"])
 
-    ref_key = [*match_cols, "muscle", "side", "metric"]
-    per_subject = (
-        frame.drop_nulls("value")
-        .group_by(["subject_id", *ref_key])
-        .agg(pl.col("value").mean().alias("_ref"))
-        .rename({"subject_id": "_ref_subject"})
-    )
-    pairs = (
-        frame.with_row_index("_row")
-        .join(per_subject, on=ref_key, how="left", nulls_equal=True)
-        .filter(pl.col("_ref_subject").is_null() | (pl.col("_ref_subject") != pl.col("subject_id")))
-    )
     if reference not in ("classic", "robust"):
         raise ValueError(f"reference must be 'classic' or 'robust', got {reference!r}")
-    if reference == "robust":
-        centre = pl.col("_ref").median()
-        spread = MAD_TO_SD * (pl.col("_ref") - pl.col("_ref").median()).abs().median()
-    else:
-        centre, spread = pl.col("_ref").mean(), pl.col("_ref").std(ddof=1)
-    stats = pairs.group_by("_row").agg(
-        centre.alias("reference_mean"),
-        spread.alias("reference_sd"),
-        pl.col("_ref").count().cast(pl.Int64).alias("n_reference"),
-        (
-            (pl.col("_ref") < pl.col("value")).sum() + 0.5 * (pl.col("_ref") == pl.col("value")).sum()
-        ).alias("_below"),
-    )
-    out = frame.with_row_index("_row").join(stats, on="_row", how="left").sort("_row")
+    out = frame.with_row_index("_row").join(_loso_reference(frame, match_cols, reference), on="_row",
+                                            how="left").sort("_row")
     if min_reference_sd:
         floor = pl.col("metric").replace_strict(min_reference_sd, default=0.0, return_dtype=pl.Float64)
         out = out.with_columns(reference_sd=pl.max_horizontal(pl.col("reference_sd"), floor))
@@ -224,20 +250,7 @@ def patient_profiles(
         .otherwise(None)
         .alias("percentile"),
     )
-    m, z, v = pl.col("metric"), pl.col("z"), pl.col("value")
-    flag = (
-        pl.when((m == METRIC_ONSET) & (z > z_threshold))
-        .then(pl.lit(FLAG_DELAYED_ONSET))
-        .when((m == METRIC_OFFSET) & (z < -z_threshold))
-        .then(pl.lit(FLAG_EARLY_OFFSET))
-        .when((m == METRIC_DURATION) & (z > z_threshold))
-        .then(pl.lit(FLAG_PROLONGED))
-        .when((m == METRIC_SI) & (v.abs() > si_threshold_pct) & (z.abs() > z_threshold))
-        .then(pl.lit(FLAG_ASYMMETRIC))
-        .otherwise(pl.lit(FLAG_NONE))
-        .alias("flag")
-    )
-    out = out.with_columns(flag).select(
+    out = out.with_columns(_flag(z_threshold, si_threshold_pct)).select(
         *base[:-1],
         "metric",
         "value",
