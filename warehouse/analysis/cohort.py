@@ -68,7 +68,26 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
     """Compute every cohort-level table from the per-trial tables of the lake."""
     sessions = _q(con, "SELECT session_id, subject_id, site_id, condition, task FROM sessions")
     cyc_norm = normalised_cycles(con)
-    metrics = _q(con, f"""
+    metrics = _session_metrics(con)
+    out: dict[str, pl.DataFrame] = {}
+    if metrics.height:
+        out["asymmetry"] = asym.asymmetry_table(metrics)
+    variability = _variability(con, cyc_norm, sessions)
+    if variability is not None:
+        out["variability"] = variability
+    out.update(_fatigue(con))
+    out.update(_synergies(cyc_norm))
+    out["activation_map"] = _activation_maps(cyc_norm, sessions, con)
+    subject_profiles = _subject_profiles(metrics, out.get("asymmetry"), sessions)
+    if subject_profiles is not None:
+        out["subject_profiles"] = subject_profiles
+    out.update(_cohort_summaries(out, sessions))
+    return out
+
+
+def _session_metrics(con) -> pl.DataFrame:
+    """Per session, muscle/side and metric: amplitude, timing and gait metrics (long frame)."""
+    return _q(con, f"""
         SELECT m.subject_id, m.session_id, s.condition, m.muscle, m.side, k.metric, avg(k.value) AS value,
                count(*)::INTEGER AS n_cycles
         FROM emg_cycle_metrics m JOIN sessions s USING (session_id),
@@ -85,12 +104,10 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
         LATERAL (VALUES ('stance_time_s', g.duration_s * g.stance_pct / 100), ('grf_peak_n', g.peak_force_z_n),
                         ('grf_impulse_ns', g.impulse_z_ns)) k(metric, value)
         WHERE g.valid AND k.value IS NOT NULL GROUP BY ALL""")
-    out: dict[str, pl.DataFrame] = {}
-    # asymmetry -----------------------------------------------------------------
-    if metrics.height:
-        a = asym.asymmetry_table(metrics)
-        out["asymmetry"] = a
-    # variability ---------------------------------------------------------------
+
+
+def _variability(con, cyc_norm, sessions: pl.DataFrame) -> pl.DataFrame | None:
+    """Cycle-to-cycle variability of envelopes (CV, VR, onset SD) and of gait scalars (CV)."""
     onsets = _q(con, f"SELECT subject_id, session_id, muscle, side, onset_ms FROM activation_onsets "
                      f"WHERE {TIMING_FILTER}")
     cond = dict(zip(sessions["session_id"], sessions["condition"]))
@@ -113,9 +130,11 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
         vrows.append({"subject_id": subj, "session_id": sess, "condition": c, "muscle": None, "side": side,
                       "metric": metric, "cv_pct": float(np.std(v, ddof=1) / abs(np.mean(v)) * 100) if len(v) > 1
                       else None, "variance_ratio": None, "onset_sd_ms": None, "n_cycles": len(v)})
-    if vrows:
-        out["variability"] = pl.DataFrame(vrows, infer_schema_length=None)
-    # fatigue ---------------------------------------------------------------------
+    return pl.DataFrame(vrows, infer_schema_length=None) if vrows else None
+
+
+def _fatigue(con) -> dict[str, pl.DataFrame]:
+    """``fatigue`` (spectra and onsets per session) and, with fresh and fatigued sessions, their contrasts."""
     fat = _q(con, f"""
         SELECT t.subject_id, t.session_id, s.condition, f.muscle, f.side, avg(f.mdf_hz) AS mdf_hz,
                avg(f.mnf_hz) AS mnf_hz, avg(f.mdf_slope_hz_per_s) AS mdf_slope_hz_per_s,
@@ -125,19 +144,24 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
                   AS onset_ms
         FROM emg_spectra f JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id
         GROUP BY ALL""")
-    if fat.height:
-        out["fatigue"] = fat
-        fr = fat.filter(pl.col("condition") == "fresh")
-        fa = fat.filter(pl.col("condition") == "fatigued")
-        if fr.height and fa.height:
-            keys = ["subject_id", "muscle", "side"]
-            j = (fr.group_by(keys).agg(mdf_fresh_hz=pl.col("mdf_hz").mean(), onset_fresh_ms=pl.col("onset_ms").mean())
-                 .join(fa.group_by(keys).agg(mdf_fatigued_hz=pl.col("mdf_hz").mean(),
-                                             onset_fatigued_ms=pl.col("onset_ms").mean()), on=keys))
-            out["fatigue_contrasts"] = j.with_columns(
-                mdf_shift_pct=(pl.col("mdf_fatigued_hz") - pl.col("mdf_fresh_hz")) / pl.col("mdf_fresh_hz") * 100,
-                onset_shift_ms=pl.col("onset_fatigued_ms") - pl.col("onset_fresh_ms"))
-    # synergies -----------------------------------------------------------------
+    if not fat.height:
+        return {}
+    out = {"fatigue": fat}
+    fr = fat.filter(pl.col("condition") == "fresh")
+    fa = fat.filter(pl.col("condition") == "fatigued")
+    if fr.height and fa.height:
+        keys = ["subject_id", "muscle", "side"]
+        j = (fr.group_by(keys).agg(mdf_fresh_hz=pl.col("mdf_hz").mean(), onset_fresh_ms=pl.col("onset_ms").mean())
+             .join(fa.group_by(keys).agg(mdf_fatigued_hz=pl.col("mdf_hz").mean(),
+                                         onset_fatigued_ms=pl.col("onset_ms").mean()), on=keys))
+        out["fatigue_contrasts"] = j.with_columns(
+            mdf_shift_pct=(pl.col("mdf_fatigued_hz") - pl.col("mdf_fresh_hz")) / pl.col("mdf_fresh_hz") * 100,
+            onset_shift_ms=pl.col("onset_fatigued_ms") - pl.col("onset_fresh_ms"))
+    return out
+
+
+def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
+    """Per session (>= 3 muscles and cycles): synergy weights and mean activation per cycle sample."""
     srows, arows = [], []
     for sess in sorted({k[1] for k in cyc_norm}):
         keys = sorted(k for k in cyc_norm if k[1] == sess)
@@ -160,42 +184,48 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
             for p, v in enumerate(mean_act):
                 arows.append({"session_id": sess, "synergy": j, "sample": p, "pct": float(p),
                               "activation": float(v)})
-    if srows:
-        out["synergies"] = pl.DataFrame(srows)
-        out["synergy_activations"] = pl.DataFrame(arows)
-    # activation maps -------------------------------------------------------------
-    out["activation_map"] = _activation_maps(cyc_norm, sessions, con)
-    # patient-specific profiles -----------------------------------------------------
+    return {"synergies": pl.DataFrame(srows), "synergy_activations": pl.DataFrame(arows)} if srows else {}
+
+
+def _subject_profiles(metrics: pl.DataFrame, asymmetry: pl.DataFrame | None,
+                      sessions: pl.DataFrame) -> pl.DataFrame | None:
+    """Each subject's timing, amplitude and SI against the robust leave-one-out cohort reference."""
     prof_in = metrics.filter(pl.col("muscle").is_not_null() & pl.col("metric").is_in(
         ["onset_ms", "offset_ms", "time_of_peak_pct", "peak"])).select(
         "subject_id", "session_id", "muscle", "side", "metric", "value")
-    if "asymmetry" in out:
-        si = out["asymmetry"].filter((pl.col("metric") == "peak") & pl.col("muscle").is_not_null()).select(
+    if asymmetry is not None:
+        si = asymmetry.filter((pl.col("metric") == "peak") & pl.col("muscle").is_not_null()).select(
             "subject_id", "session_id", "muscle", side=pl.lit(None, pl.Utf8), metric=pl.lit("si_pct"),
             value=pl.col("si_pct"))
         prof_in = pl.concat([prof_in, si], how="vertical_relaxed")
     prof_in = prof_in.join(sessions.select("session_id", "task", "condition"), on="session_id", how="left")
-    if prof_in.height:
-        try:
-            out["subject_profiles"] = profiles.patient_profiles(
-                prof_in, reference="robust", z_threshold=profiles.ROBUST_Z_THRESHOLD,
-                min_reference_sd=profiles.MIN_REFERENCE_SD)
-        except ValueError as exc:
-            log.warning("subject profiles: %s", exc)
-    # cohort summaries ----------------------------------------------------------------
+    if not prof_in.height:
+        return None
+    try:
+        return profiles.patient_profiles(
+            prof_in, reference="robust", z_threshold=profiles.ROBUST_Z_THRESHOLD,
+            min_reference_sd=profiles.MIN_REFERENCE_SD)
+    except ValueError as exc:
+        log.warning("subject profiles: %s", exc)
+        return None
+
+
+def _cohort_summaries(out: dict[str, pl.DataFrame], sessions: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Per-site cohort distributions (small cells suppressed) of asymmetry and variability."""
     site = sessions.select("session_id", "site_id")
+    summaries = {}
     if "asymmetry" in out:
         v = out["asymmetry"].join(site, on="session_id").filter(pl.col("si_pct").is_not_null())
-        out["cohort_asymmetry"] = profiles.cohort_summary(
+        summaries["cohort_asymmetry"] = profiles.cohort_summary(
             v.rename({"si_pct": "value"}), group_cols=("site_id", "condition", "muscle", "metric"))
     if "variability" in out:
         v = out["variability"].join(site, on="session_id").unpivot(
             index=["site_id", "condition", "muscle", "subject_id", "metric"],
             on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
         v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat")
-        out["cohort_variability"] = profiles.cohort_summary(
+        summaries["cohort_variability"] = profiles.cohort_summary(
             v.drop_nulls("value"), group_cols=("site_id", "condition", "muscle", "metric"))
-    return out
+    return summaries
 
 
 def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:

@@ -408,8 +408,19 @@ def synthesize_trial(seed: int, site: dict, subject: dict, condition: str, durat
     n_emg = int(round(duration_s * emg_hz))
     t_emg = np.arange(n_emg) / emg_hz
 
-    # ---- burst plan per channel
-    r_b = seeded_rng(*key, 2)
+    env, spec_scales, truth_ch = _burst_plan(seeded_rng(*key, 2), gait, subject, condition,
+                                             emg_hz=emg_hz, n_emg=n_emg, duration_s=duration_s)
+    emg_codes, lsb = _compose_emg(seeded_rng(*key, 3), env, spec_scales, site, t_emg, emg_hz=emg_hz)
+    out = {"gait": gait, "emg_hz": emg_hz, "n_emg": n_emg, "envelopes": env, "emg_codes": emg_codes,
+           "emg_lsb_v": lsb, "truth_channels": truth_ch}
+    out.update(_motion_streams(key, gait, site, subject, duration_s=duration_s, n_emg=n_emg, t_emg=t_emg))
+    return out
+
+
+def _burst_plan(r_b: np.random.Generator, gait: Gait, subject: dict, condition: str, *, emg_hz: float,
+                n_emg: int, duration_s: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Envelopes (channels x samples, V), spectral scales and ground truth of every burst of every cycle."""
+    fatigued = condition == "fatigued"
     env = np.zeros((len(CHANNELS), n_emg))
     spec_scales = np.empty(len(CHANNELS))
     truth_ch = {}
@@ -468,9 +479,13 @@ def synthesize_trial(seed: int, site: dict, subject: dict, condition: str, durat
             "burst_mdf_hz": round(mdf_cache[rate_key], 2),
             "bursts": bursts_truth,
         }
+    return env, spec_scales, truth_ch
 
-    # ---- EMG composition
-    r_n = seeded_rng(*key, 3)
+
+def _compose_emg(r_n: np.random.Generator, env: np.ndarray, spec_scales: np.ndarray, site: dict,
+                 t_emg: np.ndarray, *, emg_hz: float) -> tuple[np.ndarray, float]:
+    """EMG codes: shaped carrier under the envelopes + baseline noise + mains hum + DC, quantised; and the LSB (V)."""
+    n_emg = t_emg.size
     carrier = shaped_noise(r_n, n_emg, emg_hz, spec_scales)
     nch = len(CHANNELS)
     base_rms = r_n.uniform(4.0e-6, 6.0e-6, nch)
@@ -482,29 +497,29 @@ def synthesize_trial(seed: int, site: dict, subject: dict, condition: str, durat
     dc = r_n.uniform(-8e-6, 8e-6, nch)
     emg_v = env * carrier + baseline + hum + dc[:, None]
     lsb = LSB_EMG_V[site["site"]]
-    emg_codes = quantise(emg_v, lsb)
+    return quantise(emg_v, lsb), lsb
 
-    out = {"gait": gait, "emg_hz": emg_hz, "n_emg": n_emg, "envelopes": env, "emg_codes": emg_codes,
-           "emg_lsb_v": lsb, "truth_channels": truth_ch}
 
+def _motion_streams(key: tuple, gait: Gait, site: dict, subject: dict, *, duration_s: float, n_emg: int,
+                    t_emg: np.ndarray) -> dict:
+    """Oslo: accelerometer codes (Delsys); other sites: markers and force plates on the analog grid."""
     if site["site"] == "oslo":
         acc_hz = site["acc_hz"]
         n_acc = int(np.floor(n_emg * 2 / 17))
         t_acc = np.arange(n_acc) / acc_hz
-        out.update(acc_hz=acc_hz, n_acc=n_acc, acc_codes=acc_codes(seeded_rng(*key, 4), gait, t_acc))
-    else:
-        point_hz, analog_hz = site["point_hz"], site["analog_hz"]
-        n_pt = int(round(duration_s * point_hz))
-        n_an = n_pt * int(round(analog_hz / point_hz))
-        if n_an != n_emg:
-            raise AssertionError("analog and EMG grids differ")
-        t_pt = np.arange(n_pt) / point_hz
-        r_p = seeded_rng(*key, 5)
-        out["markers"] = markers(gait, t_pt, r_p, height_m=subject["height_m"])
-        plates = {}
-        for side in ("L", "R"):
-            plates[side] = plate_signals(gait, side, t_emg, subject["mass_kg"], subject["peak_bw"], r_p)
-        out.update(point_hz=point_hz, analog_hz=analog_hz, n_pt=n_pt, plates=plates)
+        return dict(acc_hz=acc_hz, n_acc=n_acc, acc_codes=acc_codes(seeded_rng(*key, 4), gait, t_acc))
+    point_hz, analog_hz = site["point_hz"], site["analog_hz"]
+    n_pt = int(round(duration_s * point_hz))
+    n_an = n_pt * int(round(analog_hz / point_hz))
+    if n_an != n_emg:
+        raise AssertionError("analog and EMG grids differ")
+    t_pt = np.arange(n_pt) / point_hz
+    r_p = seeded_rng(*key, 5)
+    out = {"markers": markers(gait, t_pt, r_p, height_m=subject["height_m"])}
+    plates = {}
+    for side in ("L", "R"):
+        plates[side] = plate_signals(gait, side, t_emg, subject["mass_kg"], subject["peak_bw"], r_p)
+    out.update(point_hz=point_hz, analog_hz=analog_hz, n_pt=n_pt, plates=plates)
     return out
 
 
