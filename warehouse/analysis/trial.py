@@ -210,13 +210,49 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
 
 
 def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None) -> dict:
-    onset_rows, metric_rows, spec_rows, cycle_rows = [], [], [], []
+    onset_rows, metric_rows, spec_rows = [], [], []
+    cycle_rows = _gait_cycle_rows(chosen, annotated)
+    norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
+    ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
+    for ch, muscle, side, rate in chans:
+        raw = read_channel(con, trial_id, ch).astype(np.float64)
+        if len(raw) < int(rate):  # under a second: nothing to time
+            continue
+        env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
+        if side not in chosen:
+            continue
+        strikes, offs, source = chosen[side]
+        cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
+        valid = cdf.filter(pl.col("valid"))
+        rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
+                                                        side=side, ids=ids)
+        onset_rows += rows
+        # per-cycle metrics
+        if valid.height:
+            m = cyc.cycle_metrics(env, rate_hz=rate, cycles=cdf, channel_names=[muscle])
+            for r in m.filter(pl.col("valid")).iter_rows(named=True):
+                metric_rows.append({**ids, "muscle": muscle, "side": side, "cycle": r["cycle"], "peak": r["peak"],
+                                    "iemg": r["iemg"], "time_of_peak_pct": r["peak_pct"],
+                                    "mean_stance_mv": r["mean_stance"], "mean_swing_mv": r["mean_swing"],
+                                    "mean_loading_response_mv": r["mean_loading_response"],
+                                    "params_hash": PARAMS_HASH})
+            norm_by_side[side][muscle] = cyc.normalise_cycles(env, rate_hz=rate, cycles=cdf)
+        if default_on is not None and len(default_on):
+            spec_rows += _burst_spectra(raw, rate, default_on, default_off, trial_id=trial_id, ch=ch,
+                                        muscle=muscle, side=side)
+    return {"activation_onsets": _table(onset_rows), "emg_cycle_metrics": _table(metric_rows),
+            "co_contraction": _table(_cci_rows(norm_by_side, ids)), "emg_spectra": _table(spec_rows),
+            "gait_cycles": cycle_rows}
+
+
+def _gait_cycle_rows(chosen, annotated) -> list[dict]:
+    """Gait cycles per side; an implausible stance takes an annotated foot off inside the cycle, or none."""
     ann_offs = {}
     if annotated is not None and annotated.height:
         for side in ("L", "R"):
             ann_offs[side] = annotated.filter((pl.col("side") == side) & (pl.col("event") == "foot_off"))[
                 "time_s"].to_list()
-    norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
+    cycle_rows = []
     for side, (strikes, offs, source) in chosen.items():
         cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
         for r in cdf.iter_rows(named=True):
@@ -229,92 +265,84 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
                     if r["start_s"] < t < r["end_s"] and STANCE_PLAUSIBLE_PCT[0] <= pct <= STANCE_PLAUSIBLE_PCT[1]:
                         r = {**r, "foot_off_s": float(t), "stance_pct": float(pct)}
             cycle_rows.append({**r, "side": side, "event_source": source})
-    for ch, muscle, side, rate in chans:
-        raw = read_channel(con, trial_id, ch).astype(np.float64)
-        if len(raw) < int(rate):  # under a second: nothing to time
+    return cycle_rows
+
+
+def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids) -> tuple[list[dict], object, object]:
+    """Onsets of one channel by every method, relative to the valid cycles; and the default method's
+    onsets and offsets in s (None when it found none)."""
+    rows = []
+    default_on = default_off = None
+    for method in ons.ONSET_METHODS:
+        sig = env if method == "hodges_bui" else raw
+        try:
+            on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, **ONSET_METHOD_PARAMS[method])
+        except ValueError as exc:
+            log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)
             continue
-        env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
-        if side not in chosen:
+        keep = (on > 0) & (off < len(raw))
+        on, off = on[keep], off[keep]
+        if not len(on):
             continue
-        strikes, offs, source = chosen[side]
-        cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
-        valid = cdf.filter(pl.col("valid"))
-        # onsets, three methods
-        default_on = default_off = None
-        for method in ons.ONSET_METHODS:
-            sig = env if method == "hodges_bui" else raw
-            try:
-                on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, **ONSET_METHOD_PARAMS[method])
-            except ValueError as exc:
-                log.info("%s ch%s %s: %s", trial_id, ch, method, exc)
+        on_s = on / rate
+        corrected = False
+        if method == "hodges_bui":
+            mean, sd, _ = ons.baseline_stats(env, rate_hz=rate)
+            on_s = _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean)
+            corrected = True
+        if method == ons.DEFAULT_ONSET_METHOD:
+            default_on, default_off = on_s, off / rate
+        try:
+            rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
+        except ValueError:
+            continue
+        rel = rel.filter(pl.col("cycle") >= 0).with_columns(
+            burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
+        ok_cycles = set(valid["cycle"].to_list())
+        for r in rel.iter_rows(named=True):
+            if r["cycle"] not in ok_cycles:
                 continue
-            keep = (on > 0) & (off < len(raw))
-            on, off = on[keep], off[keep]
-            if not len(on):
-                continue
-            on_s = on / rate
-            corrected = False
-            if method == "hodges_bui":
-                mean, sd, _ = ons.baseline_stats(env, rate_hz=rate)
-                on_s = _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean)
-                corrected = True
-            if method == ons.DEFAULT_ONSET_METHOD:
-                default_on, default_off = on_s, off / rate
-            try:
-                rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
-            except ValueError:
-                continue
-            rel = rel.filter(pl.col("cycle") >= 0).with_columns(
-                burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
-            ok_cycles = set(valid["cycle"].to_list())
-            for r in rel.iter_rows(named=True):
-                if r["cycle"] not in ok_cycles:
-                    continue
-                onset_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session,
-                                   "muscle": muscle, "side": side, "cycle": r["cycle"], "method": method,
-                                   "burst": r["burst"], "onset_ms": r["onset_ms"], "offset_ms": r["offset_ms"],
-                                   "onset_pct": r["onset_pct"], "offset_pct": r["offset_pct"],
-                                   "is_default": method == ons.DEFAULT_ONSET_METHOD,
-                                   "bias_corrected": corrected, "params_hash": PARAMS_HASH})
-        # per-cycle metrics
-        if valid.height:
-            m = cyc.cycle_metrics(env, rate_hz=rate, cycles=cdf, channel_names=[muscle])
-            for r in m.filter(pl.col("valid")).iter_rows(named=True):
-                metric_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session,
-                                    "muscle": muscle, "side": side, "cycle": r["cycle"], "peak": r["peak"],
-                                    "iemg": r["iemg"], "time_of_peak_pct": r["peak_pct"],
-                                    "mean_stance_mv": r["mean_stance"], "mean_swing_mv": r["mean_swing"],
-                                    "mean_loading_response_mv": r["mean_loading_response"],
-                                    "params_hash": PARAMS_HASH})
-            norm_by_side[side][muscle] = cyc.normalise_cycles(env, rate_hz=rate, cycles=cdf)
-        # burst spectra (fatigue)
-        if default_on is not None and len(default_on):
-            bursts = np.column_stack([default_on, default_off])
-            bursts = bursts[(bursts[:, 1] - bursts[:, 0]) > 0.1]
-            if len(bursts):
-                try:
-                    fr = spectral.burst_frequencies(raw, rate_hz=rate, bursts_s=bursts)
-                    fr = fr.drop_nulls("mdf_hz") if "mdf_hz" in fr.columns else fr
-                    if fr.height:
-                        slope = (spectral.frequency_slope(fr["centre_s"].to_numpy(), fr["mdf_hz"].to_numpy())
-                                 if fr.height >= 3 else {"slope_hz_per_s": None})
-                        spec_rows.append({"trial_id": trial_id, "channel": ch, "muscle": muscle, "side": side,
-                                          "mdf_hz": float(fr["mdf_hz"].mean()), "mnf_hz": float(fr["mnf_hz"].mean()),
-                                          "mdf_slope_hz_per_s": slope["slope_hz_per_s"], "n_bursts": fr.height,
-                                          "params_hash": PARAMS_HASH})
-                except ValueError as exc:
-                    log.info("%s ch%s spectra: %s", trial_id, ch, exc)
+            rows.append({**ids, "muscle": muscle, "side": side, "cycle": r["cycle"], "method": method,
+                         "burst": r["burst"], "onset_ms": r["onset_ms"], "offset_ms": r["offset_ms"],
+                         "onset_pct": r["onset_pct"], "offset_pct": r["offset_pct"],
+                         "is_default": method == ons.DEFAULT_ONSET_METHOD,
+                         "bias_corrected": corrected, "params_hash": PARAMS_HASH})
+    return rows, default_on, default_off
+
+
+def _burst_spectra(raw, rate, default_on, default_off, *, trial_id, ch, muscle, side) -> list[dict]:
+    """Mean burst median/mean frequency and the MDF slope over the trial (fatigue); bursts over 0.1 s."""
+    bursts = np.column_stack([default_on, default_off])
+    bursts = bursts[(bursts[:, 1] - bursts[:, 0]) > 0.1]
+    if not len(bursts):
+        return []
+    try:
+        fr = spectral.burst_frequencies(raw, rate_hz=rate, bursts_s=bursts)
+        fr = fr.drop_nulls("mdf_hz") if "mdf_hz" in fr.columns else fr
+        if not fr.height:
+            return []
+        slope = (spectral.frequency_slope(fr["centre_s"].to_numpy(), fr["mdf_hz"].to_numpy())
+                 if fr.height >= 3 else {"slope_hz_per_s": None})
+        return [{"trial_id": trial_id, "channel": ch, "muscle": muscle, "side": side,
+                 "mdf_hz": float(fr["mdf_hz"].mean()), "mnf_hz": float(fr["mnf_hz"].mean()),
+                 "mdf_slope_hz_per_s": slope["slope_hz_per_s"], "n_bursts": fr.height,
+                 "params_hash": PARAMS_HASH}]
+    except ValueError as exc:
+        log.info("%s ch%s spectra: %s", trial_id, ch, exc)
+        return []
+
+
+def _cci_rows(norm_by_side, ids) -> list[dict]:
+    """Co-contraction index per antagonist pair and cycle, from the cycle-normalised envelopes."""
     cci_rows = []
     for side, envs in norm_by_side.items():
         if not envs:
             continue
         df = cocontraction.cci_pairs({m: np.clip(e, 0, None) for m, e in envs.items()}, pairs=vocab.ANTAGONIST_PAIRS)
         for r in df.iter_rows(named=True):
-            cci_rows.append({"trial_id": trial_id, "subject_id": subject, "session_id": session, "side": side,
-                             "cycle": r["cycle"], "muscle_a": r["muscle_a"], "muscle_b": r["muscle_b"],
-                             "cci": r["cci"]})
-    return {"activation_onsets": _table(onset_rows), "emg_cycle_metrics": _table(metric_rows),
-            "co_contraction": _table(cci_rows), "emg_spectra": _table(spec_rows), "gait_cycles": cycle_rows}
+            cci_rows.append({**ids, "side": side, "cycle": r["cycle"], "muscle_a": r["muscle_a"],
+                             "muscle_b": r["muscle_b"], "cci": r["cci"]})
+    return cci_rows
 
 
 def _grf_per_cycle(con, trial_id, chosen, detected) -> list[dict]:

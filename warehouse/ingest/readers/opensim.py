@@ -209,7 +209,36 @@ def read_mot(path: Path, *, companions: dict | None = None) -> Recording:
         ``empty_file``, ``mot_header`` (no ``endheader`` / no time column), ``no_frames``.
     """
     path = Path(path)
-    lines = _text(path)
+    meta, columns, data, ragged = _mot_table(path, _text(path))
+    nc = len(columns)
+    t = data[:, 0]
+    rec = Recording(format="opensim_mot", software="OpenSim")
+    if ragged:
+        rec.notes.append(f"{ragged} rows with a cell count different from the {nc} columns (padded with NaN)")
+    n_rows_hdr = int(float(meta.get("nrows", meta.get("datarows", "0")) or 0))
+    if n_rows_hdr and len(t) < n_rows_hdr:
+        rec.notes.append(f"truncated: header says {n_rows_hdr} rows, file has {len(t)}")
+    n_cols_hdr = int(float(meta.get("ncolumns", meta.get("datacolumns", "0")) or 0))
+    if n_cols_hdr and n_cols_hdr != nc:
+        rec.notes.append(f"header says {n_cols_hdr} columns, the column row has {nc}")
+    if len(t) < 2:
+        raise ReaderError("no_frames", f"{path.name}: fewer than 2 time samples; no rate can be derived.")
+    dt = np.diff(t)
+    step = float(np.median(dt))
+    if step <= 0:
+        raise ReaderError("mot_header", f"{path.name}: the time column does not increase.")
+    if np.max(np.abs(dt - step)) > 0.1 * step:
+        rec.notes.append(f"time column is irregular (steps {dt.min():g}-{dt.max():g} s); rate from the median step")
+    rate = round(1.0 / step, 6)
+    if abs(t[0]) > 1e-9:
+        rec.notes.append(f"time starts at {t[0]:g} s; samples are relative to it")
+    used = _mot_plates(rec, columns, data, rate)
+    _mot_coordinates(rec, columns, data, rate, used, meta.get("indegrees", "").lower())
+    return rec
+
+
+def _mot_table(path: Path, lines: list[str]) -> tuple[dict, list[str], np.ndarray, int]:
+    """Header ``key=value`` pairs (lower-case keys), column names, data rows with a finite time, ragged-row count."""
     end = next((i for i, ln in enumerate(lines[:200]) if ln.strip().strip(",").lower() == "endheader"), None)
     if end is None:
         raise ReaderError("mot_header", f"{path.name}: no 'endheader' line in the first 200 lines: not an OpenSim "
@@ -245,34 +274,14 @@ def read_mot(path: Path, *, companions: dict | None = None) -> Recording:
     if not rows:
         raise ReaderError("no_frames", f"{path.name}: no data rows after the column names.")
     data = np.vstack(rows)
-    keep = np.isfinite(data[:, 0])
-    data = data[keep]
-    t = data[:, 0]
-    rec = Recording(format="opensim_mot", software="OpenSim")
-    if ragged:
-        rec.notes.append(f"{ragged} rows with a cell count different from the {nc} columns (padded with NaN)")
-    n_rows_hdr = int(float(meta.get("nrows", meta.get("datarows", "0")) or 0))
-    if n_rows_hdr and len(t) < n_rows_hdr:
-        rec.notes.append(f"truncated: header says {n_rows_hdr} rows, file has {len(t)}")
-    n_cols_hdr = int(float(meta.get("ncolumns", meta.get("datacolumns", "0")) or 0))
-    if n_cols_hdr and n_cols_hdr != nc:
-        rec.notes.append(f"header says {n_cols_hdr} columns, the column row has {nc}")
-    if len(t) < 2:
-        raise ReaderError("no_frames", f"{path.name}: fewer than 2 time samples; no rate can be derived.")
-    dt = np.diff(t)
-    step = float(np.median(dt))
-    if step <= 0:
-        raise ReaderError("mot_header", f"{path.name}: the time column does not increase.")
-    if np.max(np.abs(dt - step)) > 0.1 * step:
-        rec.notes.append(f"time column is irregular (steps {dt.min():g}-{dt.max():g} s); rate from the median step")
-    rate = round(1.0 / step, 6)
-    if abs(t[0]) > 1e-9:
-        rec.notes.append(f"time starts at {t[0]:g} s; samples are relative to it")
+    return meta, columns, data[np.isfinite(data[:, 0])], ragged
 
+
+def _mot_plates(rec: Recording, columns: list[str], data: np.ndarray, rate: float) -> set[int]:
+    """Ground-reaction columns -> ``rec.plates`` (lab frame, COP in mm); returns the columns used."""
     used: set[int] = set()
-    groups = _grf_groups(columns)
     plates = []
-    for order, (key, g) in enumerate(groups.items()):
+    for order, (key, g) in enumerate(_grf_groups(columns).items()):
         digits = re.findall(r"\d+", key)
         plate = int(digits[-1]) if digits else order + 1
         v, p = g["v"], g["p"]
@@ -284,7 +293,7 @@ def read_mot(path: Path, *, companions: dict | None = None) -> Recording:
         if np.nanmax(np.abs(cop)) > 20.0:
             cop_scale = 1.0
             rec.notes.append(f"{key}: COP values exceed 20, taken as mm instead of OpenSim metres")
-        free = np.zeros(len(t))
+        free = np.zeros(len(data))
         tq = g.get("t", {})
         if len(tq) == 3:
             used.update(tq.values())
@@ -304,21 +313,26 @@ def read_mot(path: Path, *, companions: dict | None = None) -> Recording:
         rec.plates = sorted(plates, key=lambda pl: pl.plate)
         rec.notes.append("GRF converted from OpenSim Y-up to lab Z-up (lab = x, -z, y); COP in mm; free moment = "
                          "minus the vertical torque on the body, in N.mm (the C3D/ezc3d sign)")
-    in_deg = meta.get("indegrees", "").lower()
+    return used
+
+
+def _mot_coordinates(rec: Recording, columns: list[str], data: np.ndarray, rate: float, used: set[int],
+                     in_deg: str) -> None:
+    """Every other column -> an analog "coordinate" channel (deg/rad by ``inDegrees``, translations in m)."""
     trans = re.compile(r"(_t[xyz]$|trans)", re.I)
-    others = [j for j in range(1, nc) if j not in used]
-    if others:
-        rot_unit = {"yes": "deg", "no": "rad"}.get(in_deg, "")
-        n_m = 0
-        for j in others:
-            unit = "m" if trans.search(columns[j]) else rot_unit
-            n_m += unit == "m"
-            rec.analogs.append(AnalogChannel(label=columns[j], unit=unit, rate_hz=rate,
-                                             data=data[:, j].astype(np.float64), description="coordinate"))
-        if rot_unit:
-            rec.notes.append(f"units from OpenSim naming: {n_m} translation columns (_tx/_ty/_tz, *trans*) in m, "
-                             f"{len(others) - n_m} in {rot_unit} (inDegrees={in_deg})")
-        else:
-            rec.notes.append("inDegrees not stated: rotational coordinate units left empty")
-        rec.analog_rate_hz = rate
-    return rec
+    others = [j for j in range(1, len(columns)) if j not in used]
+    if not others:
+        return
+    rot_unit = {"yes": "deg", "no": "rad"}.get(in_deg, "")
+    n_m = 0
+    for j in others:
+        unit = "m" if trans.search(columns[j]) else rot_unit
+        n_m += unit == "m"
+        rec.analogs.append(AnalogChannel(label=columns[j], unit=unit, rate_hz=rate,
+                                         data=data[:, j].astype(np.float64), description="coordinate"))
+    if rot_unit:
+        rec.notes.append(f"units from OpenSim naming: {n_m} translation columns (_tx/_ty/_tz, *trans*) in m, "
+                         f"{len(others) - n_m} in {rot_unit} (inDegrees={in_deg})")
+    else:
+        rec.notes.append("inDegrees not stated: rotational coordinate units left empty")
+    rec.analog_rate_hz = rate
