@@ -104,21 +104,8 @@ def _read_c3d_here(path: Path) -> Recording:
     if path.stat().st_size == 0:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export it from the acquisition software.")
     proc = processor_type(path)
-    import ezc3d  # lazy: heavy import
-
-    try:
-        try:
-            c = ezc3d.c3d(str(path), extract_forceplat_data=True)
-        except Exception:  # force-plate extraction is stricter than plain reading
-            c = ezc3d.c3d(str(path))
-    except Exception as exc:  # ezc3d raises plain RuntimeError/ValueError
-        if proc == "sgi":
-            raise ReaderError("c3d_unsupported_processor",
-                              "SGI/MIPS C3D files are not readable by ezc3d; re-export as Intel C3D.") from exc
-        raise ReaderError("c3d_unreadable", f"ezc3d could not parse the file ({str(exc)[:200]}); "
-                          "check that it is a complete C3D export.") from exc
+    c = _open_ezc3d(path, proc)
     params, header, data = c["parameters"], c["header"], c["data"]
-    n_frames = int(header["points"]["last_frame"]) - int(header["points"]["first_frame"]) + 1
     analogs = np.asarray(data["analogs"])
     n_analog = analogs.shape[2] if analogs.ndim == 3 else 0
     points = np.asarray(data["points"])
@@ -137,20 +124,45 @@ def _read_c3d_here(path: Path) -> Recording:
     sw = (man.get("SOFTWARE", {}).get("value") or [None])[0]
     ver = (man.get("VERSION_LABEL", {}).get("value") or [None])[0]
     rec.software = " ".join(x for x in (sw, ver) if x) or None
+    if n_analog and analog_rate:
+        _c3d_analogs(rec, params, analogs, analog_rate)
+    _c3d_plates(rec, params, data, analog_rate)
+    _c3d_events(rec, params, first_frame, point_rate)
+    if points.ndim == 3 and points.shape[1]:
+        _c3d_markers(rec, params, data, points)
+    return rec
 
-    # analogs
+
+def _open_ezc3d(path: Path, proc: str | None):
+    """The file parsed by ezc3d (with force-plate data when it can be extracted)."""
+    import ezc3d  # lazy: heavy import
+
+    try:
+        try:
+            return ezc3d.c3d(str(path), extract_forceplat_data=True)
+        except Exception:  # force-plate extraction is stricter than plain reading
+            return ezc3d.c3d(str(path))
+    except Exception as exc:  # ezc3d raises plain RuntimeError/ValueError
+        if proc == "sgi":
+            raise ReaderError("c3d_unsupported_processor",
+                              "SGI/MIPS C3D files are not readable by ezc3d; re-export as Intel C3D.") from exc
+        raise ReaderError("c3d_unreadable", f"ezc3d could not parse the file ({str(exc)[:200]}); "
+                          "check that it is a complete C3D export.") from exc
+
+
+def _c3d_analogs(rec: Recording, params: dict, analogs: np.ndarray, analog_rate: float) -> None:
     labels = list(_param(params, "ANALOG", "LABELS", []) or [])
     units = list(_param(params, "ANALOG", "UNITS", []) or [])
     descs = list(_param(params, "ANALOG", "DESCRIPTIONS", []) or [])
-    if n_analog and analog_rate:
-        for i in range(analogs.shape[1]):
-            rec.analogs.append(AnalogChannel(
-                label=labels[i] if i < len(labels) else f"analog_{i + 1}",
-                unit=units[i] if i < len(units) else "",
-                rate_hz=analog_rate, data=analogs[0, i].astype(np.float64),
-                description=descs[i] if i < len(descs) else ""))
+    for i in range(analogs.shape[1]):
+        rec.analogs.append(AnalogChannel(
+            label=labels[i] if i < len(labels) else f"analog_{i + 1}",
+            unit=units[i] if i < len(units) else "",
+            rate_hz=analog_rate, data=analogs[0, i].astype(np.float64),
+            description=descs[i] if i < len(descs) else ""))
 
-    # force plates
+
+def _c3d_plates(rec: Recording, params: dict, data: dict, analog_rate: float | None) -> None:
     fp = params.get("FORCE_PLATFORM", {})
     ch = np.asarray(fp.get("CHANNEL", {}).get("value", []))
     if ch.size:
@@ -168,46 +180,49 @@ def _read_c3d_here(path: Path) -> Recording:
             free_moment_nmm=tz[2] if tz.ndim == 2 else tz,
             corners_mm=np.asarray(plat.get("corners"), dtype=np.float64) if plat.get("corners") is not None else None))
 
-    # events: TIMES is 2 x N (minutes, seconds) or stored flat; times are absolute
-    ev = params.get("EVENT", {})
-    if ev:
-        times = np.asarray(ev.get("TIMES", {}).get("value", []), dtype=np.float64)
-        ev_labels = list(ev.get("LABELS", {}).get("value", []) or [])
-        contexts = list(ev.get("CONTEXTS", {}).get("value", []) or [])
-        n = len(ev_labels)
-        if times.ndim == 2 and times.shape[0] == 2:
-            secs = times[0] * 60.0 + times[1]
-        elif times.size == 2 * n and n:
-            secs = times.reshape(n, 2)[:, 0] * 60.0 + times.reshape(n, 2)[:, 1]
-            rec.notes.append("EVENT:TIMES stored flat; read as (minutes, seconds) pairs")
-        else:
-            secs = times.ravel()
-        t0 = (first_frame / point_rate) if point_rate else 0.0
-        for i in range(min(n, len(secs))):
-            name = _EVENT_NAMES.get(ev_labels[i].strip().lower())
-            side = _SIDES.get(contexts[i].strip().lower()) if i < len(contexts) else None
-            if name and side:
-                rec.events.append(Event(side, name, round(float(secs[i]) - t0, 6), "annotated"))
-        rec.events.sort(key=lambda e: e.time_s)
 
-    # markers: frames x markers x 3, NaN for gaps (residual < 0)
-    if points.ndim == 3 and points.shape[1]:
-        xyz = np.transpose(points[:3], (2, 1, 0)).astype(np.float64)
-        res = data.get("meta_points", {}).get("residuals")
-        if res is not None:
-            res = np.asarray(res)
-            if res.ndim == 3:
-                xyz[np.transpose(res[0], (1, 0)) < 0] = np.nan
-        unit = str((_param(params, "POINT", "UNITS", ["mm"]) or ["mm"])[0]).strip().lower()
-        factor = POINT_UNIT_TO_MM.get(unit)
-        if factor is None and unit and "meters".startswith(unit) and len(unit) >= 3:
-            factor = 1000.0  # truncated "meters" (e.g. Peak Performance writes "mete")
-            rec.notes.append(f"POINT:UNITS '{unit}' is a truncated 'meters': markers converted to mm")
-        if factor is None:
-            rec.notes.append(f"POINT:UNITS '{unit}' is not a length unit myomap knows: markers assumed in mm")
-            rec.findings.append(("point_unit_unknown", "warn", f"POINT:UNITS '{unit}' is unknown; marker "
-                                 "coordinates were assumed to be in mm. Check and re-export."))
-            factor = 1.0
-        rec.markers_mm = xyz * factor
-        rec.marker_labels = list(_param(params, "POINT", "LABELS", []) or [])[: points.shape[1]]
-    return rec
+def _c3d_events(rec: Recording, params: dict, first_frame: int, point_rate: float | None) -> None:
+    """Foot strikes/offs; EVENT:TIMES is 2 x N (minutes, seconds) or stored flat; times are absolute."""
+    ev = params.get("EVENT", {})
+    if not ev:
+        return
+    times = np.asarray(ev.get("TIMES", {}).get("value", []), dtype=np.float64)
+    ev_labels = list(ev.get("LABELS", {}).get("value", []) or [])
+    contexts = list(ev.get("CONTEXTS", {}).get("value", []) or [])
+    n = len(ev_labels)
+    if times.ndim == 2 and times.shape[0] == 2:
+        secs = times[0] * 60.0 + times[1]
+    elif times.size == 2 * n and n:
+        secs = times.reshape(n, 2)[:, 0] * 60.0 + times.reshape(n, 2)[:, 1]
+        rec.notes.append("EVENT:TIMES stored flat; read as (minutes, seconds) pairs")
+    else:
+        secs = times.ravel()
+    t0 = (first_frame / point_rate) if point_rate else 0.0
+    for i in range(min(n, len(secs))):
+        name = _EVENT_NAMES.get(ev_labels[i].strip().lower())
+        side = _SIDES.get(contexts[i].strip().lower()) if i < len(contexts) else None
+        if name and side:
+            rec.events.append(Event(side, name, round(float(secs[i]) - t0, 6), "annotated"))
+    rec.events.sort(key=lambda e: e.time_s)
+
+
+def _c3d_markers(rec: Recording, params: dict, data: dict, points: np.ndarray) -> None:
+    """Markers as frames x markers x 3 in mm, NaN for gaps (residual < 0)."""
+    xyz = np.transpose(points[:3], (2, 1, 0)).astype(np.float64)
+    res = data.get("meta_points", {}).get("residuals")
+    if res is not None:
+        res = np.asarray(res)
+        if res.ndim == 3:
+            xyz[np.transpose(res[0], (1, 0)) < 0] = np.nan
+    unit = str((_param(params, "POINT", "UNITS", ["mm"]) or ["mm"])[0]).strip().lower()
+    factor = POINT_UNIT_TO_MM.get(unit)
+    if factor is None and unit and "meters".startswith(unit) and len(unit) >= 3:
+        factor = 1000.0  # truncated "meters" (e.g. Peak Performance writes "mete")
+        rec.notes.append(f"POINT:UNITS '{unit}' is a truncated 'meters': markers converted to mm")
+    if factor is None:
+        rec.notes.append(f"POINT:UNITS '{unit}' is not a length unit myomap knows: markers assumed in mm")
+        rec.findings.append(("point_unit_unknown", "warn", f"POINT:UNITS '{unit}' is unknown; marker "
+                             "coordinates were assumed to be in mm. Check and re-export."))
+        factor = 1.0
+    rec.markers_mm = xyz * factor
+    rec.marker_labels = list(_param(params, "POINT", "LABELS", []) or [])[: points.shape[1]]

@@ -127,21 +127,7 @@ def read_c3d_pyc3d(path: Path, *, companions: dict | None = None) -> Recording:
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export it from the acquisition software.")
-    with open(path, "rb") as handle:
-        reader, msgs = _open(path, handle)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # py-c3d always applies SCALE/OFFSET (reading OFFSET as int16 even when stored as float):
-            # give it an identity transform and apply the parameters decoded with their stored type.
-            identity = (np.ones((reader.analog_used, reader.analog_per_frame)),
-                        np.zeros((reader.analog_used, reader.analog_per_frame)))
-            reader.get_analog_transform = lambda: identity
-            try:
-                frames = list(reader.read_frames(copy=True))
-            except Exception as exc:
-                raise ReaderError("c3d_unreadable", f"{path.name}: data section unreadable ({str(exc)[:160]}); "
-                                  "re-export the trial.") from exc
-        msgs += [" ".join(str(w.message).split()) for w in caught]
+    reader, frames, msgs = _read_frames(path)
     if not frames:
         raise ReaderError("no_frames", f"{path.name}: the C3D file holds no frames.")
     proc = _PROC.get(reader.proc_type if isinstance(reader.proc_type, int) else 0)
@@ -167,71 +153,98 @@ def read_c3d_pyc3d(path: Path, *, companions: dict | None = None) -> Recording:
     if reader.analog_used and reader.get("ANALOG") is None:
         rec.notes.append("py-c3d found no ANALOG group (the parameter section overruns its declared block count): "
                          "analog labels, SCALE and OFFSET unavailable, values are raw")
-
-    # analogs
     if reader.analog_used:
-        raw = np.concatenate([np.asarray(a, dtype=np.float64) for _, _, a in frames], axis=1)
-        n = raw.shape[0]
-        scale = np.ones(n)
-        s = _pvalue(reader, "ANALOG:SCALE")
-        if s is not None:
-            s = np.ravel(s).astype(float)[:n]
-            scale[:len(s)] = s
-        gen = _pvalue(reader, "ANALOG:GEN_SCALE")
-        gen = float(np.ravel(gen)[0]) if gen is not None else 1.0
-        offset = np.zeros(n)
-        op = reader.get("ANALOG:OFFSET")
-        o = _pvalue(reader, "ANALOG:OFFSET")
-        if o is not None:
-            o = np.ravel(o).astype(float)[:n]
-            if reader.analog_format_unsigned and op.bytes_per_element == 2:
-                o = np.ravel(op.uint16_array).astype(float)[:n]
-            offset[:len(o)] = o
-            if op.bytes_per_element == 4:
-                rec.notes.append("ANALOG:OFFSET is stored as float (non-standard); read as float")
-        values = (raw - offset[:, None]) * (scale * gen)[:, None]
-        labels = _pvalue(reader, "ANALOG:LABELS")
-        units = _pvalue(reader, "ANALOG:UNITS")
-        descs = _pvalue(reader, "ANALOG:DESCRIPTIONS")
-        if labels is None:
-            rec.notes.append("ANALOG:LABELS missing; channels named analog_1..")
-        fixed = set()
-        for i in range(n):
-            unit = str(units[i]) if units is not None and i < len(units) else ""
-            if unit.lower() in _UNIT_FIX:
-                fixed.add(f"{unit!r} -> {_UNIT_FIX[unit.lower()]!r}")
-                unit = _UNIT_FIX[unit.lower()]
-            rec.analogs.append(AnalogChannel(
-                label=str(labels[i]) if labels is not None and i < len(labels) and labels[i] else f"analog_{i + 1}",
-                unit=unit, rate_hz=rec.analog_rate_hz or 0.0, data=values[i],
-                description=str(descs[i]) if descs is not None and i < len(descs) else ""))
-        if fixed:
-            rec.notes.append("truncated analog units resolved: " + ", ".join(sorted(fixed)))
-        if descs is not None and len(descs) > n:
-            extra = [d for d in descs[n:] if d]
-            if extra:
-                rec.notes.append(f"ANALOG:DESCRIPTIONS has {len(descs)} entries for {n} recorded channels; unused: "
-                                 + ", ".join(extra))
-    # markers
+        _analogs(rec, reader, frames)
     if reader.point_used:
-        pts = np.stack([np.asarray(p, dtype=np.float64) for _, p, _ in frames])
-        xyz = pts[:, :, :3].copy()
-        xyz[pts[:, :, 3] < 0] = np.nan
-        unit = _pvalue(reader, "POINT:UNITS")
-        unit = str(unit[0]) if unit is not None and len(unit) else ""
-        if unit:
-            factor, note = length_factor_mm(unit)
-            if note:
-                rec.notes.append(f"POINT:UNITS: {note}")
-        else:
-            factor = 1.0
-            rec.notes.append("POINT:UNITS missing; markers taken as mm")
-        rec.markers_mm = xyz * factor
-        labels = _pvalue(reader, "POINT:LABELS")
-        rec.marker_labels = [str(x) for x in (labels if labels is not None else [])][:xyz.shape[1]]
+        _markers(rec, reader, frames)
     _plates(rec, reader)
     _events(rec, reader)
     return rec
+
+
+def _read_frames(path: Path) -> tuple:
+    """(reader, frames, messages): every frame, analogs left unscaled (see :func:`_analogs`)."""
+    with open(path, "rb") as handle:
+        reader, msgs = _open(path, handle)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # py-c3d always applies SCALE/OFFSET (reading OFFSET as int16 even when stored as float):
+            # give it an identity transform and apply the parameters decoded with their stored type.
+            identity = (np.ones((reader.analog_used, reader.analog_per_frame)),
+                        np.zeros((reader.analog_used, reader.analog_per_frame)))
+            reader.get_analog_transform = lambda: identity
+            try:
+                frames = list(reader.read_frames(copy=True))
+            except Exception as exc:
+                raise ReaderError("c3d_unreadable", f"{path.name}: data section unreadable ({str(exc)[:160]}); "
+                                  "re-export the trial.") from exc
+        msgs += [" ".join(str(w.message).split()) for w in caught]
+    return reader, frames, msgs
+
+
+def _analogs(rec: Recording, reader, frames: list) -> None:
+    """Analog channels scaled with ANALOG:SCALE, GEN_SCALE and OFFSET decoded with their stored type."""
+    raw = np.concatenate([np.asarray(a, dtype=np.float64) for _, _, a in frames], axis=1)
+    n = raw.shape[0]
+    scale = np.ones(n)
+    s = _pvalue(reader, "ANALOG:SCALE")
+    if s is not None:
+        s = np.ravel(s).astype(float)[:n]
+        scale[:len(s)] = s
+    gen = _pvalue(reader, "ANALOG:GEN_SCALE")
+    gen = float(np.ravel(gen)[0]) if gen is not None else 1.0
+    offset = np.zeros(n)
+    op = reader.get("ANALOG:OFFSET")
+    o = _pvalue(reader, "ANALOG:OFFSET")
+    if o is not None:
+        o = np.ravel(o).astype(float)[:n]
+        if reader.analog_format_unsigned and op.bytes_per_element == 2:
+            o = np.ravel(op.uint16_array).astype(float)[:n]
+        offset[:len(o)] = o
+        if op.bytes_per_element == 4:
+            rec.notes.append("ANALOG:OFFSET is stored as float (non-standard); read as float")
+    values = (raw - offset[:, None]) * (scale * gen)[:, None]
+    labels = _pvalue(reader, "ANALOG:LABELS")
+    units = _pvalue(reader, "ANALOG:UNITS")
+    descs = _pvalue(reader, "ANALOG:DESCRIPTIONS")
+    if labels is None:
+        rec.notes.append("ANALOG:LABELS missing; channels named analog_1..")
+    fixed = set()
+    for i in range(n):
+        unit = str(units[i]) if units is not None and i < len(units) else ""
+        if unit.lower() in _UNIT_FIX:
+            fixed.add(f"{unit!r} -> {_UNIT_FIX[unit.lower()]!r}")
+            unit = _UNIT_FIX[unit.lower()]
+        rec.analogs.append(AnalogChannel(
+            label=str(labels[i]) if labels is not None and i < len(labels) and labels[i] else f"analog_{i + 1}",
+            unit=unit, rate_hz=rec.analog_rate_hz or 0.0, data=values[i],
+            description=str(descs[i]) if descs is not None and i < len(descs) else ""))
+    if fixed:
+        rec.notes.append("truncated analog units resolved: " + ", ".join(sorted(fixed)))
+    if descs is not None and len(descs) > n:
+        extra = [d for d in descs[n:] if d]
+        if extra:
+            rec.notes.append(f"ANALOG:DESCRIPTIONS has {len(descs)} entries for {n} recorded channels; unused: "
+                             + ", ".join(extra))
+
+
+def _markers(rec: Recording, reader, frames: list) -> None:
+    """Markers in mm (POINT:UNITS), NaN where the residual is negative."""
+    pts = np.stack([np.asarray(p, dtype=np.float64) for _, p, _ in frames])
+    xyz = pts[:, :, :3].copy()
+    xyz[pts[:, :, 3] < 0] = np.nan
+    unit = _pvalue(reader, "POINT:UNITS")
+    unit = str(unit[0]) if unit is not None and len(unit) else ""
+    if unit:
+        factor, note = length_factor_mm(unit)
+        if note:
+            rec.notes.append(f"POINT:UNITS: {note}")
+    else:
+        factor = 1.0
+        rec.notes.append("POINT:UNITS missing; markers taken as mm")
+    rec.markers_mm = xyz * factor
+    labels = _pvalue(reader, "POINT:LABELS")
+    rec.marker_labels = [str(x) for x in (labels if labels is not None else [])][:xyz.shape[1]]
 
 
 def _plates(rec: Recording, reader) -> None:
