@@ -42,14 +42,47 @@ def svg_by_id(html: str, svg_id: str) -> ET.Element:
     return ET.fromstring(m.group(0))
 
 
+def marks(svg: ET.Element, layer: str) -> list[ET.Element]:
+    """The mark elements of one named layer (Vega gives its group the class ``<layer>[_<view>]_marks``)."""
+    return [el for g in svg.iter("g") if "role-mark" in (g.get("class") or "")
+            and re.fullmatch(rf"{layer}(_\d+)?_marks", (g.get("class") or "").split()[-1]) for el in g]
+
+
 def dots(svg: ET.Element) -> list[tuple[str, str, float]]:
-    """(row label, series, value) of every dot, from the dots' tooltips."""
+    """(row label, series, value) of every dot, from the dots' accessible labels."""
     out = []
-    for c in svg.iter("circle"):
-        label, rest = c.find("title").text.split(" / ", 1)
+    for c in marks(svg, "dot"):
+        label, rest = c.get("aria-label").split(" / ", 1)
         series, value = rest.rsplit(": ", 1)
-        out.append((label, series, float(c.get("data-value"))))
+        out.append((label, series, float(value)))
     return out
+
+
+def rect(el: ET.Element) -> tuple[float, float]:
+    """(x, width) of a Vega rect path ``M x,y h w v h h -w Z``."""
+    m = re.match(r"M(-?[\d.e-]+),(-?[\d.e-]+)h(-?[\d.e-]+)", el.get("d"))
+    return float(m.group(1)), float(m.group(3))
+
+
+def translate_x(el: ET.Element) -> float:
+    return float(re.match(r"translate\((-?[\d.e-]+),", el.get("transform")).group(1))
+
+
+def hexcolour(fill: str) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in re.findall(r"\d+", fill)) if fill.startswith("rgb") else fill
+
+
+def row_labels(svg: ET.Element) -> list[str]:
+    """Row labels of the first panel, from its y axis' accessible description."""
+    desc = next(g.get("aria-label") for g in svg.iter("g") if (g.get("aria-label") or "").startswith("Y-axis"))
+    return desc.split(" values: ", 1)[1].split(", ")
+
+
+def panel_titles(svg: ET.Element) -> list[str]:
+    """Titles inside the concatenated views (the panels), not the figure's own title."""
+    in_views = {id(g): g for view in svg.iter("g") if re.search(r"concat_\d+_group", view.get("class") or "")
+                for g in view.iter("g") if "role-title-text" in (g.get("class") or "")}
+    return [g.get("aria-label").removeprefix("Title text ").strip("'") for g in in_views.values()]
 
 
 # --------------------------------------------------------------------------- figures
@@ -60,21 +93,22 @@ def test_heatmap_colours_missing_cells_and_marks():
                               marks=[[(50, 75), None], [None, (0, 100)]])
     root = ET.fromstring(svg)
     assert root.get("id") == "hm" and "heatmap" in root.get("class") and root.find("title").text == "t"
-    panels = [g for g in root.iter("g") if g.get("class") == "panel"]
-    assert len(panels) == 2
-    cells = [r for r in panels[0].iter("rect") if "cell" in r.get("class")]
-    assert cells[0].get("fill") == "#440154" and cells[4].get("fill") == "#fde725"  # viridis ends
-    assert [r.get("class") for r in cells].count("cell missing") == 1
+    assert panel_titles(root) == ["Left", "Right"]
+    cells = marks(root, "cell_0")
+    assert [c.get("aria-label") for c in cells[:2]] == ["tibialis_anterior at 0: 0", "tibialis_anterior at 25: 0.25"]
+    assert hexcolour(cells[0].get("fill")) == "#440154" and hexcolour(cells[4].get("fill")) == "#fde725"  # viridis ends
+    assert len(marks(root, "missing_0")) == 1 and len(marks(root, "missing_1")) == 1
+    assert all(c.get("fill") == figures.MISSING for c in marks(root, "missing_0"))
     # the onset mark at 50 % lies inside the cell of the 50 % column, the offset in the 75 % column
-    onset = next(panels[0].iter("line"))
-    assert onset.get("class") == "onset-mark"
-    x = float(onset.get("x1"))
-    c50 = cells[2]
-    assert float(c50.get("x")) <= x <= float(c50.get("x")) + float(c50.get("width"))
-    offs = [ln for ln in panels[0].iter("line") if ln.get("class") == "offset-mark"]
-    assert len(offs) == 1 and float(offs[0].get("x1")) > x
-    assert len([ln for ln in panels[1].iter("line") if "mark" in (ln.get("class") or "")]) == 2
+    onset, = marks(root, "onset_0")
+    x = sum(rect(onset)) - rect(onset)[1] / 2
+    c50 = next(c for c in cells if c.get("aria-label") == "tibialis_anterior at 50: 0.5")
+    assert rect(c50)[0] <= x <= sum(rect(c50))
+    offs = marks(root, "offset_0")
+    assert len(offs) == 1 and rect(offs[0])[0] > x
+    assert len(marks(root, "onset_1")) + len(marks(root, "offset_1")) == 2
     assert "<soleus>" not in svg and "&lt;soleus&gt;" in svg
+    assert not re.search(r"(?i)https?:|<script|url\(|xlink:", svg)  # inline and self-contained
     with pytest.raises(ValueError):
         figures.heatmap_svg(m, ["only one label"], svg_id="x", title="x")
 
@@ -83,17 +117,18 @@ def test_bar_and_dot_plots_scale_with_the_values():
     svg = figures.bar_svg(["a", "b"], {"fresh": [2.0, -1.0], "fatigued": [4.0, None]},
                           errors={"fresh": [0.5, None]}, svg_id="bars", title="bars", x_label="x")
     root = ET.fromstring(svg)
-    bars = {(b.get("data-series"), float(b.get("data-value"))): b for b in root.iter("rect")
-            if b.get("class") == "bar"}
+    bars = {}
+    for b in marks(root, "bar"):
+        series, value = b.get("aria-label").split(" / ", 1)[1].rsplit(": ", 1)
+        bars[(series, float(value))] = b
     assert len(bars) == 3  # None is skipped
-    w = {k: float(b.get("width")) for k, b in bars.items()}
+    w = {k: rect(b)[1] for k, b in bars.items()}
     assert w[("fatigued", 4.0)] == pytest.approx(2 * w[("fresh", 2.0)], rel=0.02)
     assert w[("fresh", -1.0)] == pytest.approx(0.5 * w[("fresh", 2.0)], rel=0.02)
-    zero = next(ln for ln in root.iter("line") if ln.get("class") == "zero")
-    neg = bars[("fresh", -1.0)]
-    assert float(neg.get("x")) + float(neg.get("width")) == pytest.approx(float(zero.get("x1")), abs=0.2)
-    err = next(ln for ln in root.iter("line") if ln.get("class") == "error")
-    assert float(err.get("x2")) - float(err.get("x1")) == pytest.approx(0.5 * w[("fresh", 2.0)], rel=0.02)
+    zero, = marks(root, "zero")
+    assert sum(rect(bars[("fresh", -1.0)])) == pytest.approx(translate_x(zero), abs=0.2)
+    err, = marks(root, "error")
+    assert float(err.get("x2")) == pytest.approx(0.5 * w[("fresh", 2.0)], rel=0.02)
 
     svg = figures.dot_plot_svg(["r1", "r2"], {"A": [[1.0, 2.0, 3.0], None], "B": [5.0, float("nan")]},
                                intervals={"B": [(4.0, 6.0), None]}, band=(-2, 2), band_label="|z| < 2",
@@ -101,11 +136,14 @@ def test_bar_and_dot_plots_scale_with_the_values():
     root = ET.fromstring(svg)
     pts = sorted(dots(root), key=lambda d: d[2])
     assert [(d[1], d[2]) for d in pts] == [("A", 1.0), ("A", 2.0), ("A", 3.0), ("B", 5.0)]
-    xs = {float(c.get("data-value")): float(c.get("cx")) for c in root.iter("circle")}
+    xs = {float(c.get("aria-label").rsplit(": ", 1)[1]): translate_x(c) for c in marks(root, "dot")}
     assert xs[1.0] < xs[2.0] < xs[3.0] < xs[5.0]
     assert xs[2.0] - xs[1.0] == pytest.approx(xs[3.0] - xs[2.0], rel=1e-3)  # linear axis
-    band = next(r for r in root.iter("rect") if r.get("class") == "band")
-    assert float(band.get("x")) < xs[1.0] < float(band.get("x")) + float(band.get("width")) < xs[3.0]
+    band, = marks(root, "band")
+    assert rect(band)[0] < xs[1.0] < sum(rect(band)) < xs[3.0]
+    interval, = marks(root, "interval")
+    assert translate_x(interval) < xs[5.0] < translate_x(interval) + float(interval.get("x2"))
+    assert "shaded: |z| < 2" in "".join(root.itertext())
 
 
 # --------------------------------------------------------------------------- report content
@@ -140,9 +178,9 @@ def test_report_sections_values_and_sharing_rules(page):
     # activation maps: left and right panels, muscles in vocabulary order, mean onset/offset per row
     amap = svg_by_id(html, "map-walk-fresh")
     assert "activation-map" in amap.get("class")
-    assert [t.text for t in amap.iter("text") if t.get("class") == "row-label"] == ["tibialis_anterior", "soleus"]
-    assert [t.text for t in amap.iter("text") if t.get("class") == "panel-title"] == ["Left", "Right"]
-    assert sum(1 for ln in amap.iter("line") if ln.get("class") == "onset-mark") == 4
+    assert row_labels(amap) == ["tibialis_anterior", "soleus"]
+    assert panel_titles(amap) == ["Left", "Right"]
+    assert len(marks(amap, "onset_0")) + len(marks(amap, "onset_1")) == 4
     # subject profile: exactly one flagged value (LYO05 soleus L, delayed onset)
     flagged = re.findall(r'<tr class="flagged">(.*?)</tr>', html)
     assert len(flagged) == 1 and "delayed_onset" in flagged[0] and "soleus" in flagged[0]
@@ -159,9 +197,8 @@ def test_report_follows_the_cohort_filter(lake, tmp_path):
     html = out.read_text()
     assert re.findall(r'<svg id="(map-[^"]+)"', html) == ["map-walk-fatigued"]
     amap = svg_by_id(html, "map-walk-fatigued")
-    panels = [g for g in amap.iter("g") if g.get("class") == "panel"]
-    assert all(r.get("class") == "cell missing" for r in panels[1].iter("rect"))  # right side filtered out
-    assert not any(r.get("class") == "cell missing" for r in panels[0].iter("rect"))
+    assert marks(amap, "missing_1") and not marks(amap, "cell_1")  # right side filtered out
+    assert marks(amap, "cell_0") and not marks(amap, "missing_0")
     assert len(re.findall(r'<section class="subject"', html)) == len(FATIGUED)
     assert {ser for _, ser, _ in dots(svg_by_id(html, "onset-timing"))} == {"walk / fatigued"}
     r = CliRunner().invoke(_cli(), ["report", str(tmp_path / "x.html"), "--lake", lake.lake, "--cohort", "side=X'"])

@@ -1,85 +1,57 @@
-"""Hand-written SVG figures (no plotting library): heatmaps, bar charts, dot plots.
+"""Report figures: Vega-Lite charts (``altair``) rendered offline to inline SVG (``vl-convert``).
 
-Every renderer is a pure function from numbers and labels to one ``<svg>``
-element (a string) with an ``id``, ``class="figure <kind>"``, a ``<title>`` and
-``role="img"``, meant to be inlined in HTML (no external fonts, images or URLs).
-Colours: viridis for intensities, the Okabe-Ito palette (colour-blind safe) for
-series. Missing values (None / NaN) are drawn grey (heatmap) or skipped.
+Every renderer is a pure function from numbers and labels to one ``<svg>`` element (a string)
+with an ``id``, ``class="figure <kind>"``, a ``<title>`` and ``role="img"``, meant to be inlined
+in HTML: no script, font, image or URL (the SVG namespace declarations are dropped; inline SVG in
+HTML does not need them). Vega's SVG renderer labels every mark for screen readers: each cell,
+bar and dot carries an ``aria-label`` such as ``"soleus / walk / fresh: 4.25"``, and each layer
+is a ``<g>`` whose class names it (``cell_marks``, ``missing_marks``, ``onset_marks``,
+``offset_marks``, ``bar_marks``, ``error_marks``, ``dot_marks``, ``interval_marks``,
+``band_marks``). Colours: viridis for intensities, the Okabe-Ito palette (colour-blind safe)
+for series. Missing values (None / NaN) are drawn grey (heatmap) or skipped.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 
+import altair as alt
 import numpy as np
 
 #: Okabe-Ito qualitative palette.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
-_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
 MISSING = "#dddddd"
-CHAR_W = 6.4  # approximate width of one 11 px sans-serif character
-FONT = 'font-family="DejaVu Sans, Arial, sans-serif" font-size="11"'
-
-
-def _f(x: float) -> str:
-    return f"{x:.1f}".rstrip("0").rstrip(".") if x == x else "0"
+FONT = "DejaVu Sans, Arial, sans-serif"
+_CONFIG = {"font": FONT, "background": "#ffffff", "view": {"stroke": None},
+           "axis": {"labelFontSize": 11, "titleFontSize": 11}, "legend": {"labelFontSize": 11},
+           "title": {"fontSize": 13, "anchor": "start", "subtitleFontSize": 11}}
 
 
 def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))
 
 
-def viridis(t: float) -> str:
-    """Hex colour of ``t`` in [0, 1] on the viridis scale (clipped)."""
-    t = min(max(float(t), 0.0), 1.0) * (len(_VIRIDIS) - 1)
-    i = min(int(t), len(_VIRIDIS) - 2)
-    a, b = _VIRIDIS[i], _VIRIDIS[i + 1]
-    w = t - i
-    rgb = [round(int(a[k:k + 2], 16) * (1 - w) + int(b[k:k + 2], 16) * w) for k in (1, 3, 5)]
-    return "#" + "".join(f"{c:02x}" for c in rgb)
+def _render(chart, *, svg_id: str, kind: str, title: str) -> str:
+    """SVG of a chart with our root element: id, classes, role and an accessible title."""
+    import vl_convert  # lazy: starts its JavaScript engine on first use
 
-
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering [lo, hi]."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return [0.0]
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / max(n - 1, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks, v = [], start
-    while v <= hi + step * 1e-9:
-        ticks.append(round(v, 10))
-        v += step
-    if ticks[-1] < hi:
-        ticks.append(round(v, 10))
-    return ticks
-
-
-def _open(svg_id: str, kind: str, width: float, height: float, title: str) -> list[str]:
+    spec = chart.to_dict()
+    spec["config"] = _CONFIG
+    svg = vl_convert.vegalite_to_svg(spec)
+    root = re.match(r"<svg\b([^>]*)>", svg)
+    size = dict(re.findall(r'\b(width|height|viewBox)="([^"]*)"', root.group(1)))
     sid = escape(svg_id, quote=True)
-    return [f'<svg id="{sid}" class="figure {escape(kind, quote=True)}" viewBox="0 0 {_f(width)} {_f(height)}" '
-            f'width="{_f(width)}" height="{_f(height)}" role="img" aria-labelledby="{sid}-title" {FONT}>',
-            f'<title id="{sid}-title">{escape(title)}</title>',
-            f'<rect class="background" x="0" y="0" width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>',
-            f'<text class="figure-title" x="8" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    return (f'<svg id="{sid}" class="figure {escape(kind, quote=True)}" width="{size["width"]}" '
+            f'height="{size["height"]}" viewBox="{size["viewBox"]}" role="img" aria-labelledby="{sid}-title">'
+            f'<title id="{sid}-title">{escape(title)}</title>' + svg[root.end():])
 
 
-def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
-    out, cx = ['<g class="legend">'], x
-    for i, name in enumerate(names):
-        out.append(f'<rect x="{_f(cx)}" y="{_f(y - 9)}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
-                   f'<text x="{_f(cx + 14)}" y="{_f(y)}">{escape(str(name))}</text>')
-        cx += 24 + CHAR_W * len(str(name))
-    out.append("</g>")
-    return out
-
-
-def _legend_width(names: Sequence[str]) -> float:
-    return sum(24 + CHAR_W * len(str(n)) for n in names)
+def _series_colour(names: Sequence[str], legend: bool = True) -> alt.Color:
+    return alt.Color("series:N", scale=alt.Scale(domain=list(names), range=[PALETTE[i % len(PALETTE)]
+                                                                             for i in range(len(names))]),
+                     legend=alt.Legend(orient="top", title=None) if legend else None)
 
 
 # --------------------------------------------------------------------------- heatmap
@@ -103,129 +75,63 @@ def heatmap_svg(matrices, row_labels: Sequence[str], *, svg_id: str, title: str,
     x_values : sequence of float, optional
         The x value of each column, evenly spaced (default 0..cols-1, i.e. % cycle).
     marks : sequence (per panel) of sequence (per row) of (onset, offset) or None
-        Drawn as a white solid line (onset) and a black dashed line (offset).
+        Drawn as a white solid tick (onset) and a black dashed tick (offset); marks outside the
+        x range are left out.
     vmin, vmax : float
-        Colour scale limits (viridis).
+        Colour scale limits (viridis, clamped).
 
     Returns
     -------
     str
-        ``<svg class="figure heatmap">`` with one ``<g class="panel">`` per matrix.
+        ``<svg class="figure heatmap">``: one panel per matrix, a colour bar titled
+        ``colorbar_label``; each cell's ``aria-label`` is ``"<row> at <x>: <value>"``.
+
+    Raises
+    ------
+    ValueError
+        If the matrices differ in shape or the row labels do not match their rows.
     """
     mats = [np.asarray(matrices, float)] if np.ndim(matrices) == 2 else [np.asarray(m, float) for m in matrices]
     n_rows, n_cols = mats[0].shape
     if any(m.shape != (n_rows, n_cols) for m in mats) or len(row_labels) != n_rows:
         raise ValueError("every matrix must be rows x cols with one row label per row")
     xs = np.arange(n_cols, dtype=float) if x_values is None else np.asarray(x_values, float)
-    left = 12 + CHAR_W * max([len(str(r)) for r in row_labels] + [4])
-    top, gap, pw = 44.0, 28.0, n_cols * cell_w
-    width = left + len(mats) * pw + (len(mats) - 1) * gap + 16
-    height = top + n_rows * cell_h + 84
-    span = (xs[-1] - xs[0]) or 1.0
-
-    def xpos(panel_x: float, v: float) -> float:
-        return panel_x + (v - xs[0]) / span * (n_cols - 1) * cell_w + cell_w / 2
-
-    out = _open(svg_id, "heatmap", width, height, title)
+    half = ((xs[-1] - xs[0]) / (n_cols - 1) if n_cols > 1 else 1.0) / 2
+    lo, hi = float(xs[0] - half), float(xs[-1] + half)
+    rows = [str(r) for r in row_labels]
+    x_enc = alt.X("x:Q", title=x_label, scale=alt.Scale(domain=[lo, hi], nice=False, zero=False))
+    scale = alt.Scale(scheme="viridis", domain=[vmin, vmax], clamp=True)
+    colour = alt.Color("value:Q", scale=scale, legend=None)
+    panels = []
     for p, m in enumerate(mats):
-        px = left + p * (pw + gap)
-        out.append(f'<g class="panel" data-panel="{p}" shape-rendering="crispEdges">')
-        if panel_titles:
-            out.append(f'<text class="panel-title" x="{_f(px + pw / 2)}" y="{_f(top - 8)}" text-anchor="middle" '
-                       f'font-weight="bold">{escape(str(panel_titles[p]))}</text>')
-        for r in range(n_rows):
-            y = top + r * cell_h
-            c = 0
-            while c < n_cols:  # merge runs of equal colour
-                v = m[r, c]
-                fill = MISSING if not math.isfinite(v) else viridis((v - vmin) / ((vmax - vmin) or 1.0))
-                run = 1
-                while c + run < n_cols:
-                    w = m[r, c + run]
-                    nxt = MISSING if not math.isfinite(w) else viridis((w - vmin) / ((vmax - vmin) or 1.0))
-                    if nxt != fill:
-                        break
-                    run += 1
-                cls = "cell missing" if fill == MISSING else "cell"
-                out.append(f'<rect class="{cls}" x="{_f(px + c * cell_w)}" y="{_f(y)}" width="{_f(run * cell_w)}" '
-                           f'height="{_f(cell_h)}" fill="{fill}"/>')
-                c += run
-            mk = marks[p][r] if marks and p < len(marks) and marks[p] and r < len(marks[p]) else None
-            if mk:
-                on, off = mk
-                if _finite(on):
-                    x = xpos(px, on)
-                    out.append(f'<line class="onset-mark" x1="{_f(x)}" x2="{_f(x)}" y1="{_f(y + 1)}" '
-                               f'y2="{_f(y + cell_h - 1)}" stroke="#ffffff" stroke-width="2.5"/>')
-                if _finite(off):
-                    x = xpos(px, off)
-                    out.append(f'<line class="offset-mark" x1="{_f(x)}" x2="{_f(x)}" y1="{_f(y + 1)}" '
-                               f'y2="{_f(y + cell_h - 1)}" stroke="#000000" stroke-width="2" '
-                               'stroke-dasharray="3 2"/>')
-        base = top + n_rows * cell_h
-        for t in nice_ticks(xs[0], xs[-1], 5):
-            if xs[0] - 1e-9 <= t <= xs[-1] + 1e-9:
-                x = xpos(px, t)
-                out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(base)}" y2="{_f(base + 4)}" stroke="#333"/>'
-                           f'<text x="{_f(x)}" y="{_f(base + 15)}" text-anchor="middle">{_f(t)}</text>')
-        out.append(f'<text class="axis-label" x="{_f(px + pw / 2)}" y="{_f(base + 29)}" '
-                   f'text-anchor="middle">{escape(x_label)}</text>')
-        out.append("</g>")
-    for r, label in enumerate(row_labels):
-        out.append(f'<text class="row-label" x="{_f(left - 6)}" y="{_f(top + r * cell_h + cell_h * 0.7)}" '
-                   f'text-anchor="end">{escape(str(label))}</text>')
-    # colour bar and mark legend
-    cy, cw = height - 30, 120.0
-    out.append('<g class="colorbar">')
-    for i in range(24):
-        out.append(f'<rect x="{_f(left + i * cw / 24)}" y="{_f(cy)}" width="{_f(cw / 24 + 0.3)}" height="8" '
-                   f'fill="{viridis(i / 23)}"/>')
-    out.append(f'<text x="{_f(left)}" y="{_f(cy + 20)}">{_f(vmin)}</text>'
-               f'<text x="{_f(left + cw)}" y="{_f(cy + 20)}" text-anchor="end">{_f(vmax)}</text>'
-               f'<text x="{_f(left + cw + 8)}" y="{_f(cy + 8)}">{escape(colorbar_label)}</text></g>')
-    if marks:
-        lx = left + cw + 16 + CHAR_W * len(colorbar_label)
-        out.append(f'<g class="mark-legend"><rect x="{_f(lx)}" y="{_f(cy - 2)}" width="150" height="12" '
-                   f'fill="{viridis(0.5)}"/>'
-                   f'<line x1="{_f(lx + 8)}" x2="{_f(lx + 8)}" y1="{_f(cy - 2)}" y2="{_f(cy + 10)}" '
-                   'stroke="#ffffff" stroke-width="2.5"/>'
-                   f'<text x="{_f(lx + 14)}" y="{_f(cy + 8)}" fill="#ffffff">onset</text>'
-                   f'<line x1="{_f(lx + 70)}" x2="{_f(lx + 70)}" y1="{_f(cy - 2)}" y2="{_f(cy + 10)}" '
-                   'stroke="#000000" stroke-width="2" stroke-dasharray="3 2"/>'
-                   f'<text x="{_f(lx + 76)}" y="{_f(cy + 8)}" fill="#ffffff">offset (mean)</text></g>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- axes helpers
-def _x_axis(out: list, lo: float, hi: float, x0: float, x1: float, y0: float, y1: float, label: str):
-    def xpos(v: float) -> float:
-        return x0 + (v - lo) / ((hi - lo) or 1.0) * (x1 - x0)
-    for t in nice_ticks(lo, hi, 6):
-        if lo - 1e-9 <= t <= hi + 1e-9:
-            x = xpos(t)
-            out.append(f'<line class="grid" x1="{_f(x)}" x2="{_f(x)}" y1="{_f(y0)}" y2="{_f(y1)}" stroke="#e6e6e6"/>'
-                       f'<text x="{_f(x)}" y="{_f(y1 + 14)}" text-anchor="middle">{_f(t)}</text>')
-    out.append(f'<line class="axis" x1="{_f(x0)}" x2="{_f(x1)}" y1="{_f(y1)}" y2="{_f(y1)}" stroke="#333"/>'
-               f'<text class="axis-label" x="{_f((x0 + x1) / 2)}" y="{_f(y1 + 30)}" '
-               f'text-anchor="middle">{escape(label)}</text>')
-    return xpos
-
-
-def _range(values: list[float], include_zero: bool, pad: float = 0.05) -> tuple[float, float]:
-    vals = [float(v) for v in values if _finite(v)]
-    if include_zero:
-        vals.append(0.0)
-    if not vals:
-        return 0.0, 1.0
-    lo, hi = min(vals), max(vals)
-    if hi == lo:
-        lo, hi = lo - 1.0, hi + 1.0
-    span = hi - lo
-    lo = lo if include_zero and lo == 0.0 else lo - pad * span  # bars start at zero, not below it
-    hi = hi if include_zero and hi == 0.0 else hi + pad * span
-    t = nice_ticks(lo, hi, 6)
-    return t[0], t[-1]
+        y_enc = alt.Y("row:N", title=None, sort=rows, scale=alt.Scale(domain=rows), axis=alt.Axis(labels=p == 0))
+        cells = [{"row": rows[r], "x": float(xs[c] - half), "x2": float(xs[c] + half),
+                  "value": float(m[r, c]) if math.isfinite(m[r, c]) else None,
+                  "desc": f"{rows[r]} at {xs[c]:g}: " + (f"{m[r, c]:.3g}" if math.isfinite(m[r, c]) else "missing")}
+                 for r in range(n_rows) for c in range(n_cols)]
+        base = alt.Chart(alt.Data(values=cells)).encode(x=x_enc, x2="x2:Q", y=y_enc, description="desc:N")
+        layers = [base.transform_filter("isValid(datum.value)").mark_rect().encode(color=colour).properties(name="cell"),
+                  base.transform_filter("!isValid(datum.value)").mark_rect(color=MISSING).properties(name="missing")]
+        panel_marks = marks[p] if marks and p < len(marks) and marks[p] else []
+        for k, (name, style) in enumerate((("onset", {"color": "#ffffff", "thickness": 2.5}),
+                                           ("offset", {"color": "#000000", "thickness": 2, "strokeDash": [3, 2]}))):
+            ticks = [{"row": rows[r], "x": float(mk[k]), "desc": f"{rows[r]}: mean {name} at {float(mk[k]):.3g}"}
+                     for r, mk in enumerate(panel_marks[:n_rows]) if mk and _finite(mk[k]) and lo <= mk[k] <= hi]
+            if ticks:
+                layers.append(alt.Chart(alt.Data(values=ticks)).mark_tick(size=cell_h - 2, **style)
+                              .encode(x=x_enc, y=y_enc, description="desc:N").properties(name=name))
+        panels.append(alt.layer(*layers).properties(width=n_cols * cell_w, height=n_rows * cell_h,
+                                                    title=str(panel_titles[p]) if panel_titles else ""))
+    subtitle = "white tick: mean onset; dashed black tick: mean offset" if marks else ""
+    steps = np.linspace(vmin, vmax, 25)
+    bar = alt.Chart(alt.Data(values=[{"value": float(a), "x2": float(b)} for a, b in zip(steps[:-1], steps[1:])]))
+    colour_bar = bar.mark_rect().encode(  # a colour bar, not a gradient legend: no url(#...) fill in the SVG
+        x=alt.X("value:Q", title=colorbar_label, scale=alt.Scale(domain=[vmin, vmax], nice=False, zero=False),
+                axis=alt.Axis(values=[vmin, vmax])), x2="x2:Q", color=alt.Color("value:Q", scale=scale, legend=None)
+    ).properties(width=120, height=8, name="colorbar")
+    chart = alt.vconcat(alt.hconcat(*panels, spacing=28), colour_bar).resolve_scale(color="shared").properties(
+        title=alt.Title(title, subtitle=subtitle))
+    return _render(chart, svg_id=svg_id, kind="heatmap", title=title)
 
 
 # --------------------------------------------------------------------------- bar chart
@@ -237,50 +143,38 @@ def bar_svg(categories: Sequence[str], series: Mapping[str, Sequence[float | Non
     Returns
     -------
     str
-        ``<svg class="figure bar">``; each bar is ``<rect class="bar" data-series=... data-value=...>``.
+        ``<svg class="figure bar">``; each bar's ``aria-label`` is ``"<category> / <series>: <value>"``,
+        whiskers are ``error_marks``, the zero line ``zero_marks``.
+
+    Raises
+    ------
+    ValueError
+        If a series does not have one value per category.
     """
-    names = list(series)
-    for n in names:
+    names, cats = [str(n) for n in series], [str(c) for c in categories]
+    for n in series:
         if len(series[n]) != len(categories):
             raise ValueError(f"series {n!r} needs one value per category")
-    allv = [v for n in names for v in series[n]]
-    if errors:
-        allv += [v + e for n in names for v, e in zip(series[n], errors.get(n, [])) if _finite(v) and _finite(e)]
-        allv += [v - e for n in names for v, e in zip(series[n], errors.get(n, [])) if _finite(v) and _finite(e)]
-    lo, hi = _range(allv, include_zero=True)
-    left = 14 + CHAR_W * max([len(str(c)) for c in categories] + [4])
-    group_h = bar_h * max(len(names), 1) + 8
-    top = 44.0
-    width = max(left + plot_w + 20, _legend_width(names) + 24)
-    height = top + group_h * len(categories) + 48
-    out = _open(svg_id, "bar", width, height, title)
-    out += _legend(names, 8, 34)
-    xpos = _x_axis(out, lo, hi, left, left + plot_w, top, top + group_h * len(categories), x_label)
-    zero = xpos(0.0)
-    for ci, cat in enumerate(categories):
-        gy = top + ci * group_h + 4
-        out.append(f'<text class="row-label" x="{_f(left - 6)}" y="{_f(gy + group_h / 2)}" '
-                   f'text-anchor="end">{escape(str(cat))}</text>')
-        for si, name in enumerate(names):
-            v = series[name][ci]
-            if not _finite(v):
-                continue
-            y, x = gy + si * bar_h, xpos(float(v))
-            colour = PALETTE[si % len(PALETTE)]
-            out.append(f'<rect class="bar" data-series="{escape(str(name), quote=True)}" data-value="{float(v):.4g}" '
-                       f'x="{_f(min(x, zero))}" y="{_f(y)}" width="{_f(max(abs(x - zero), 0.5))}" '
-                       f'height="{_f(bar_h - 1)}" fill="{colour}"><title>{escape(str(cat))} / {escape(str(name))}: '
-                       f'{float(v):.4g}</title></rect>')
-            e = errors.get(name, [None] * len(categories))[ci] if errors else None
-            if _finite(e):
-                a, b = xpos(float(v) - float(e)), xpos(float(v) + float(e))
-                ym = y + (bar_h - 1) / 2
-                out.append(f'<line class="error" x1="{_f(a)}" x2="{_f(b)}" y1="{_f(ym)}" y2="{_f(ym)}" '
-                           'stroke="#333" stroke-width="1"/>')
-    out.append(f'<line class="zero" x1="{_f(zero)}" x2="{_f(zero)}" y1="{_f(top)}" '
-               f'y2="{_f(top + group_h * len(categories))}" stroke="#333"/>')
-    out.append("</svg>")
-    return "\n".join(out)
+    rows = []
+    for name, key in zip(names, series):
+        errs = errors.get(key, [None] * len(cats)) if errors else [None] * len(cats)
+        for cat, v, e in zip(cats, series[key], errs):
+            if _finite(v):
+                e = float(e) if _finite(e) else None
+                rows.append({"cat": cat, "series": name, "value": float(v), "desc": f"{cat} / {name}: {float(v):.4g}",
+                             "lo": None if e is None else float(v) - e, "hi": None if e is None else float(v) + e})
+    y = alt.Y("cat:N", title=None, sort=cats, scale=alt.Scale(domain=cats))
+    y_off = alt.YOffset("series:N", sort=names, scale=alt.Scale(domain=names))
+    x = alt.X("value:Q", title=x_label, scale=alt.Scale(zero=True))
+    base = alt.Chart(alt.Data(values=rows or [{"value": 0.0}]))
+    bars = base.transform_filter("isValid(datum.cat)").mark_bar(height=bar_h - 1).encode(
+        x=x, y=y, yOffset=y_off, color=_series_colour(names), description="desc:N").properties(name="bar")
+    whiskers = base.transform_filter("isValid(datum.lo)").mark_rule(color="#333333").encode(
+        x="lo:Q", x2="hi:Q", y=y, yOffset=y_off).properties(name="error")
+    zero = alt.Chart(alt.Data(values=[{"value": 0.0}])).mark_rule(color="#333333").encode(x=x).properties(name="zero")
+    chart = alt.layer(bars, whiskers, zero).properties(
+        width=plot_w, height=alt.Step(bar_h * max(len(names), 1) + 8), title=title)
+    return _render(chart, svg_id=svg_id, kind="bar", title=title)
 
 
 # --------------------------------------------------------------------------- dot plot
@@ -300,16 +194,22 @@ def dot_plot_svg(row_labels: Sequence[str], series: Mapping[str, Sequence], *, s
     intervals : mapping name -> per-row (low, high), optional
         Whiskers drawn behind the dots (e.g. mean ± SD).
     band : (low, high), optional
-        A shaded reference band (e.g. |z| < 2).
+        A shaded reference band (e.g. |z| < 2), named ``band_label`` in the subtitle.
     x_range : (low, high), optional
-        Fixed axis range (default: from the data, the intervals and the band).
+        Fixed axis range, dots outside it drawn at its edge (default: from the data, the
+        intervals and the band).
 
     Returns
     -------
     str
-        ``<svg class="figure dot-plot">``; each dot is ``<circle class="dot" data-series=...>``.
+        ``<svg class="figure dot-plot">``; each dot's ``aria-label`` is ``"<row> / <series>: <value>"``.
+
+    Raises
+    ------
+    ValueError
+        If a series does not have one entry per row.
     """
-    names = list(series)
+    names, labels = [str(n) for n in series], [str(r) for r in row_labels]
 
     def points(v) -> list[float]:
         if v is None:
@@ -318,50 +218,34 @@ def dot_plot_svg(row_labels: Sequence[str], series: Mapping[str, Sequence], *, s
             return [float(x) for x in v if _finite(x)]
         return [float(v)] if _finite(v) else []
 
-    for n in names:
+    for n in series:
         if len(series[n]) != len(row_labels):
             raise ValueError(f"series {n!r} needs one entry per row")
-    allv = [x for n in names for v in series[n] for x in points(v)]
-    if intervals:
-        allv += [x for n in names for iv in intervals.get(n, []) if iv for x in iv if _finite(x)]
+    dots = [{"row": lab, "series": name, "value": x, "desc": f"{lab} / {name}: {x:.4g}"}
+            for name, key in zip(names, series) for lab, v in zip(labels, series[key]) for x in points(v)]
+    whiskers = [{"row": lab, "series": name, "lo": float(iv[0]), "hi": float(iv[1])}
+                for name, key in zip(names, series) if intervals
+                for lab, iv in zip(labels, intervals.get(key, [None] * len(labels)))
+                if iv and _finite(iv[0]) and _finite(iv[1])]
+    scale = (alt.Scale(domain=[float(x_range[0]), float(x_range[1])], clamp=True, nice=False) if x_range
+             else alt.Scale(zero=False, nice=True))
+    x = alt.X("value:Q", title=x_label, scale=scale)
+    y = alt.Y("row:N", title=None, sort=labels, scale=alt.Scale(domain=labels),
+              axis=alt.Axis(grid=True, gridOpacity=0.3))
+    y_off = alt.YOffset("series:N", sort=names, scale=alt.Scale(domain=names))
+    layers = []
     if band:
-        allv += list(band)
-    lo, hi = x_range if x_range else _range(allv, include_zero=False)
-    left = 14 + CHAR_W * max([len(str(r)) for r in row_labels] + [4])
-    top = 44.0
-    width = max(left + plot_w + 20, _legend_width(names) + 24 + (CHAR_W * len(band_label) + 30 if band_label else 0))
-    height = top + row_h * len(row_labels) + 48
-    out = _open(svg_id, "dot-plot", width, height, title)
-    out += _legend(names, 8, 34)
-    bottom = top + row_h * len(row_labels)
-    xpos = _x_axis(out, lo, hi, left, left + plot_w, top, bottom, x_label)
-    if band:
-        a, b = xpos(max(band[0], lo)), xpos(min(band[1], hi))
-        out.append(f'<rect class="band" x="{_f(a)}" y="{_f(top)}" width="{_f(max(b - a, 0))}" '
-                   f'height="{_f(bottom - top)}" fill="#888888" fill-opacity="0.15"/>')
-        if band_label:
-            lx = _legend_width(names) + 16
-            out.append(f'<rect x="{_f(lx)}" y="25" width="14" height="10" fill="#888888" fill-opacity="0.3"/>'
-                       f'<text x="{_f(lx + 18)}" y="34">{escape(band_label)}</text>')
-    for r, label in enumerate(row_labels):
-        y0 = top + r * row_h
-        if r % 2:
-            out.append(f'<rect class="stripe" x="{_f(left)}" y="{_f(y0)}" width="{_f(plot_w)}" height="{_f(row_h)}" '
-                       'fill="#000000" fill-opacity="0.03"/>')
-        out.append(f'<text class="row-label" x="{_f(left - 6)}" y="{_f(y0 + row_h * 0.68)}" '
-                   f'text-anchor="end">{escape(str(label))}</text>')
-        for si, name in enumerate(names):
-            dy = y0 + row_h * (si + 1) / (len(names) + 1)
-            colour = PALETTE[si % len(PALETTE)]
-            iv = intervals.get(name, [None] * len(row_labels))[r] if intervals else None
-            if iv and _finite(iv[0]) and _finite(iv[1]):
-                out.append(f'<line class="interval" x1="{_f(xpos(iv[0]))}" x2="{_f(xpos(iv[1]))}" y1="{_f(dy)}" '
-                           f'y2="{_f(dy)}" stroke="{colour}" stroke-width="1.5"/>')
-            for x in points(series[name][r]):
-                xc = min(max(xpos(x), left), left + plot_w)
-                out.append(f'<circle class="dot" data-series="{escape(str(name), quote=True)}" '
-                           f'data-value="{x:.4g}" cx="{_f(xc)}" cy="{_f(dy)}" r="3.2" fill="{colour}" '
-                           f'fill-opacity="0.85"><title>{escape(str(label))} / {escape(str(name))}: {x:.4g}</title>'
-                           "</circle>")
-    out.append("</svg>")
-    return "\n".join(out)
+        layers.append(alt.Chart(alt.Data(values=[{"value": float(band[0]), "hi": float(band[1])}]))
+                      .mark_rect(color="#888888", opacity=0.15).encode(x=x, x2="hi:Q").properties(name="band"))
+    if whiskers:
+        layers.append(alt.Chart(alt.Data(values=whiskers)).mark_rule(strokeWidth=1.5).encode(
+            x=alt.X("lo:Q", title=x_label, scale=scale), x2="hi:Q", y=y, yOffset=y_off,
+            color=_series_colour(names)).properties(name="interval"))
+    layers.append(alt.Chart(alt.Data(values=dots or [{"value": None}])).transform_filter("isValid(datum.row)")
+                  .mark_circle(size=40, opacity=0.85)
+                  .encode(x=x, y=y, yOffset=y_off, color=_series_colour(names), description="desc:N")
+                  .properties(name="dot"))
+    subtitle = f"shaded: {band_label}" if band and band_label else ""
+    chart = alt.layer(*layers).properties(width=plot_w, height=alt.Step(row_h),
+                                          title=alt.Title(title, subtitle=subtitle))
+    return _render(chart, svg_id=svg_id, kind="dot-plot", title=title)
