@@ -273,6 +273,28 @@ def readme(m: dict) -> str:
 
 
 # --------------------------------------------------------------------------- publish
+def _check_release_id(name: str, version: str, min_cell_subjects: int) -> None:
+    if not NAME.fullmatch(name or ""):
+        raise ReleaseError(f"release name {name!r} must be lower-case letters, digits, '_', '.', '-'.")
+    if not VERSION.fullmatch(version or "") or ".." in version:
+        raise ReleaseError(f"release version {version!r} must look like 1.0.0 or v2 (no '/').")
+    if int(min_cell_subjects) < 1:
+        raise ReleaseError("min_cell_subjects must be at least 1.")
+
+
+def _write_documents(fs, folder: str, manifest: dict) -> list[dict]:
+    """Data dictionary, README and DataCite metadata into ``folder``; their manifest file entries."""
+    docs = {"data_dictionary.md": dictionary_markdown(RELEASE_TABLES), "README.md": readme(manifest),
+            "datacite.json": json.dumps(datacite(manifest), indent=2) + "\n"}
+    entries = []
+    for fname, text in docs.items():
+        with fs.open(f"{folder}/{fname}", "w") as fh:
+            fh.write(text)
+        digest, size = sha256_file(fs, f"{folder}/{fname}")
+        entries.append({"file": fname, "kind": "document", "sha256": digest, "bytes": size})
+    return entries
+
+
 def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: int = 5,
             licence: str = "CC-BY-4.0", required_consent: str = "public_release", as_of: str | None = None,
             today: dt.date | None = None) -> dict:
@@ -307,12 +329,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
     ReleaseError
         Invalid name/version/threshold, no releasable site, or a validation check failed.
     """
-    if not NAME.fullmatch(name or ""):
-        raise ReleaseError(f"release name {name!r} must be lower-case letters, digits, '_', '.', '-'.")
-    if not VERSION.fullmatch(version or "") or ".." in version:
-        raise ReleaseError(f"release version {version!r} must look like 1.0.0 or v2 (no '/').")
-    if int(min_cell_subjects) < 1:
-        raise ReleaseError("min_cell_subjects must be at least 1.")
+    _check_release_id(name, version, min_cell_subjects)
     if not re.fullmatch(r"[A-Za-z0-9.+-]{1,64}", licence or ""):
         raise ReleaseError(f"licence {licence!r} must be an SPDX id such as CC-BY-4.0.")
     fs = zones.filesystem(settings)
@@ -369,13 +386,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
             "counts": {"subjects": counts[0], "sessions": counts[1]},
             "parameters": parameters, "validation": validation, "files": files,
         }
-        docs = {"data_dictionary.md": dictionary_markdown(RELEASE_TABLES), "README.md": readme(manifest),
-                "datacite.json": json.dumps(datacite(manifest), indent=2) + "\n"}
-        for fname, text in docs.items():
-            with fs.open(f"{tmp}/{fname}", "w") as fh:
-                fh.write(text)
-            digest, size = sha256_file(fs, f"{tmp}/{fname}")
-            files.append({"file": fname, "kind": "document", "sha256": digest, "bytes": size})
+        files += _write_documents(fs, tmp, manifest)
         with fs.open(f"{tmp}/manifest.json", "w") as fh:
             fh.write(json.dumps(manifest, indent=2, default=str) + "\n")
         _commit(settings, fs, tmp, final, name, version)
