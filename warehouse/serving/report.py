@@ -1,11 +1,10 @@
 """A self-contained HTML report of a cohort: QC, activation maps, timing, asymmetry, variability, subjects.
 
-One HTML file, inline CSS and inline SVG (Vega-Lite charts rendered offline by
-:mod:`warehouse.serving.figures`), no scripts and no external URL, so it opens offline and
-can be mailed or archived as is.
+One HTML file, inline CSS and inline SVG (:mod:`warehouse.serving.figures`), no scripts and
+no external URL, so it opens offline and can be mailed or archived as is.
 
 Selection
-    The same machinery as extracts (:func:`warehouse.serving.extracts.open_cohort`): one
+    The same machinery as extracts (:func:`warehouse.extracts.open_cohort`): one
     pinned snapshot, the ``--cohort`` filter, and the consortium rules for
     ``requester_site`` (without one, every site must be shareable). The QC
     section counts files of the released sites only and shows stages and reason
@@ -346,9 +345,9 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
     out_path : str
         Output ``.html`` file.
     cohort : str, optional
-        Cohort filter (:mod:`warehouse.serving.cohort_filter`).
+        Cohort filter (:mod:`warehouse.cohort_filter`).
     requester_site, required_scope, as_of, today
-        As for :func:`warehouse.serving.extracts.extract`.
+        As for :func:`warehouse.extracts.extract`.
     max_subjects : int
         Subject sections shown at most.
 
