@@ -15,11 +15,13 @@ right side is larger than the left side:
       SA = (45 deg - arctan(L / R)) / 90 deg * 100   [%]
 
   and, when that value is above 100 %, 200 % is subtracted (equivalent to
-  subtracting 180 deg from the angle before dividing by 90 deg), so that SA
-  lies in (-50 %, 100 %].  ``arctan`` is the ordinary one-argument arctangent
-  (no ``arctan2``).  For ``R == 0`` the ratio ``L / R`` is taken as its limit
-  ``sign(L) * inf`` (arctan = +-90 deg), which gives SA = -50 % whenever
-  ``L != 0``.  SA is undefined (NaN / None) only when ``R == L == 0`` or an
+  subtracting 180 deg from the angle before dividing by 90 deg).  As arctan
+  lies in [-90, 90] deg, SA lies in (-100 %, 100 %]: in [-50 %, 50 %] when R
+  and L have the same sign (or one is 0), beyond +-50 % only for opposite
+  signs (100 % at L = -R, towards -100 % as L / R -> -1 from below).
+  ``arctan`` is the ordinary one-argument arctangent (no ``arctan2``).  For
+  ``R == 0`` the ratio ``L / R`` is taken as its limit ``sign(L) * inf``
+  (arctan = +-90 deg), which gives SA = -50 % whenever ``L != 0``.  SA is undefined (NaN / None) only when ``R == L == 0`` or an
   input is not finite.
 
 References
@@ -116,8 +118,9 @@ def symmetry_angle_array(right, left, /) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        SA in percent, in (-50, 100]; NaN where both sides are zero or an
-        input is not finite.  ``right == 0`` with ``left != 0`` gives -50 %.
+        SA in percent, in (-100, 100] ([-50, 50] for same-sign inputs); NaN
+        where both sides are zero or an input is not finite.  ``right == 0``
+        with ``left != 0`` gives -50 %.
 
     Raises
     ------

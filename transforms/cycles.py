@@ -7,7 +7,7 @@ Onset-to-cycle rule (:func:`onsets_relative_to_cycles`)
 -------------------------------------------------------
 An onset belongs to cycle k (strike ``S_k``, duration ``T_k``) if it lies in
 ``[S_k - p T_k, S_{k+1} - p T_{k+1})`` with ``p = PRE_STRIKE_WINDOW_PCT / 100``
-(20 %): an onset up to 20 % of a cycle *before* a strike belongs to the upcoming cycle
+(30 %): an onset up to 30 % of a cycle *before* a strike belongs to the upcoming cycle
 (e.g. tibialis anterior or hamstrings switching on in terminal swing) and is reported
 with a negative latency.  The last cycle's window ends at ``S_last_end - p T_last``.
 Onsets outside every window are reported with cycle = -1.  Offsets are expressed

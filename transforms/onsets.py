@@ -1,7 +1,7 @@
 """Muscle activation onset / offset detection.
 
 Three detectors side by side, each returning ``(onsets, offsets)`` as int64 sample
-indices of the bursts found in a 1-D signal (``DEFAULT_ONSET_METHOD`` = Hodges & Bui):
+indices of the bursts found in a 1-D signal (``DEFAULT_ONSET_METHOD`` = ``tkeo``):
 
 * ``hodges_bui`` (Hodges & Bui 1996) on a linear envelope: threshold = baseline mean +
   ``k_sd`` SD; onset/offset = first sample of a run above/below it lasting
@@ -424,7 +424,7 @@ def envelope_onsets_fast(
     min_off_duration_ms: float | None = None, baseline=None,
     baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """Fast path for raw EMG -> (envelope, default onsets) in one parallel region.
+    """Fast path for raw EMG -> (envelope, Hodges-Bui onsets) in one parallel region.
 
     Same results as ``emg.envelope_fast`` followed by :func:`onsets_hodges_bui_2d`
     (tested), but each thread detects the onsets of its channel block right after
