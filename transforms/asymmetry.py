@@ -21,8 +21,8 @@ right side is larger than the left side:
   signs (100 % at L = -R, towards -100 % as L / R -> -1 from below).
   ``arctan`` is the ordinary one-argument arctangent (no ``arctan2``).  For
   ``R == 0`` the ratio ``L / R`` is taken as its limit ``sign(L) * inf``
-  (arctan = +-90 deg), which gives SA = -50 % whenever ``L != 0``.  SA is undefined (NaN / None) only when ``R == L == 0`` or an
-  input is not finite.
+  (arctan = +-90 deg), which gives SA = -50 % whenever ``L != 0``.  SA is
+  undefined (NaN / None) only when ``R == L == 0`` or an input is not finite.
 
 References
 ----------
