@@ -157,9 +157,12 @@ def test_activation_map_of_the_demo_cohort_renders(demo):
     # one row of cells per muscle in each of the two panels, 101 columns of cell_w = 3 px each
     for mu in muscles:
         assert svg.count(f">{mu}<") >= 1
-    cells = re.findall(r'<rect class="cell" x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)" height="16"', svg)
-    assert len({y for _, y, _ in cells}) == 8  # eight muscle rows
-    assert sum(float(w) for _, _, w in cells) == pytest.approx(2 * 8 * 101 * 3.0, rel=0.01)
+    for panel in ("cell_0_marks", "cell_1_marks"):
+        layer = re.search(rf'<g class="mark-rect role-mark {panel}"[^>]*>(.*?)</g>', svg, re.S).group(1)
+        cells = re.findall(r'd="M([0-9.]+),([0-9.]+)h([0-9.]+)v([0-9.]+)h', layer)
+        assert len({y for _, y, _, _ in cells}) == 8  # eight muscle rows
+        assert {h for _, _, _, h in cells} == {"16"}
+        assert sum(float(w) for _, _, w, _ in cells) == pytest.approx(8 * 101 * 3.0, rel=0.01)
     sol = mats[1][muscles.index("soleus")]
     assert 10 <= int(np.argmax(sol)) <= 50 and sol[10:50].mean() > 2 * sol[65:95].mean()
     ta = mats[1][muscles.index("tibialis_anterior")]
