@@ -47,25 +47,41 @@ C3D_READ_TIMEOUT_S = 120.0
 _CTX = None
 
 
-def _child(path: str, conn) -> None:
+def _child(path: str, conn, memory_bytes: int | None = None) -> None:
     try:
+        if memory_bytes:  # ezc3d allocates what the parameters declare: cap it, fail instead of swapping
+            import resource
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         conn.send(("ok", _read_c3d_here(Path(path))))
     except ReaderError as exc:
         conn.send(("reader_error", (exc.reason_code, exc.message)))
+    except MemoryError:
+        conn.send(("reader_error", ("c3d_reader_memory", f"Reading the file needs more than {memory_bytes / 2**20:,.0f}"
+                                    " MB (MYOMAP_READER_MEMORY_BYTES): its parameters declare more data than a "
+                                    "recording of this size holds, or it is very long. Re-export or split it.")))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        text = f"{type(exc).__name__}: {exc}"
+        if memory_bytes and "bad_alloc" in text:
+            conn.send(("reader_error", ("c3d_reader_memory", f"Reading the file needs more than "
+                                        f"{memory_bytes / 2**20:,.0f} MB (MYOMAP_READER_MEMORY_BYTES); re-export or "
+                                        "split it.")))
+        else:
+            conn.send(("error", text))
     finally:
         conn.close()
 
 
-def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True) -> Recording:
+def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True,
+             memory_bytes: int | None = None) -> Recording:
     """Read a C3D file with ezc3d (in an isolated child process unless ``isolate=False``).
+
+    ``memory_bytes`` caps the child's address space (``RLIMIT_AS``).
 
     Raises
     ------
     ReaderError
         ``empty_file``, ``c3d_unsupported_processor``, ``c3d_unreadable``, ``no_frames``,
-        ``c3d_reader_crashed`` (ezc3d died on the file) or ``c3d_reader_timeout``.
+        ``c3d_reader_crashed`` (ezc3d died on the file), ``c3d_reader_memory`` or ``c3d_reader_timeout``.
     """
     if not isolate:
         return _read_c3d_here(Path(path))
@@ -76,7 +92,7 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
         _CTX = mp.get_context("forkserver")
         _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
     recv, send = _CTX.Pipe(duplex=False)
-    proc = _CTX.Process(target=_child, args=(str(path), send), daemon=True)
+    proc = _CTX.Process(target=_child, args=(str(path), send, memory_bytes), daemon=True)
     proc.start()
     send.close()
     try:
