@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from warehouse import catalog  # noqa: E402
 from warehouse.analysis import derived
-from warehouse.ingest.steps import emg_samples_table  # noqa: E402
+from warehouse.ingest.tables import emg_samples_table  # noqa: E402
 from warehouse.settings import get_settings  # noqa: E402
 
 N_TRIALS, N_CH, RATE, DUR = 8, 16, 2000.0, 30.0

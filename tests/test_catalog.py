@@ -6,7 +6,7 @@ import pytest
 
 from schemas.contracts import TABLES
 from warehouse import catalog
-from warehouse.ingest.steps import emg_samples_table
+from warehouse.ingest.tables import emg_samples_table
 
 
 def test_extensions_come_from_the_pypi_packages():

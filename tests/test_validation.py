@@ -111,7 +111,7 @@ def test_good_batch_passes():
 
 
 def test_ingest_sample_builder_passes():
-    from warehouse.ingest.steps import emg_samples_table
+    from warehouse.ingest.tables import emg_samples_table
 
     batch = emg_samples_table(TRIAL, [np.zeros(3000), np.ones(1500)])
     report = v.validate_batch("emg_samples", batch, max_rows_to_pandas=1000)

@@ -170,6 +170,8 @@ def store_raw(settings: Settings, src: str, sha256: str, name: str) -> str:
         return dst
     if Path(dst).exists():
         return dst
+    for stale in Path(dst).parent.glob(f"{Path(dst).name}.part-*"):  # left by a run killed mid-copy
+        stale.unlink(missing_ok=True)
     tmp = f"{dst}.part-{os.getpid()}"
     try:
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
