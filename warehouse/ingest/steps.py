@@ -252,6 +252,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
             raise ReaderError("no_frames", "The file holds no samples.")
     except ReaderError as exc:
         _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
+        _quarantine_companions(settings, con, site, rel_path, companions, exc.reason_code, run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
     except faults.StorageError:
         raise  # the lake's storage, not the file: the night stops and the file is read next time
@@ -260,6 +261,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
                     f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
                     "report it with the file's sha256.", raw, run_id)
+        _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
     chans, chan_issues = harmonise(rec, man.channels)
     companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
@@ -270,9 +272,27 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
                       mass_kg=next((s.get("mass_kg") for s in man.subjects
                                     if str(s.get("id")) == session.subject), None))
     except ContractViolation:
+        _quarantine_companions(settings, con, site, rel_path, companions, "contract_violation", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
     return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
             "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+
+
+def _quarantine_companions(settings, con, site: str, rel_path: str, companions: dict, code: str, run_id: str) -> None:
+    """A companion waits (held) for the file it accompanies; when that file is quarantined, so is it, saying why."""
+    prefix = f"{zones.inbox(settings, site)}/"
+    for path in companions.values():
+        rel = path.removeprefix(prefix)
+        try:
+            csha = zones.sha256_of(settings, path)[0]
+        except (OSError, zones.NotARegularFile):
+            continue
+        held = con.execute("SELECT raw_path FROM files WHERE sha256 = ? AND site_id = ? AND path = ? AND status = "
+                           "'held'", [csha, site, rel]).fetchone()
+        if held:
+            _quarantine(settings, con, csha, site, rel, "read", "companion_of_quarantined",
+                        f"Read only with {rel_path}, which was quarantined ({code}): fix that file, then retry "
+                        "both (`myomap quarantine retry`).", held[0], run_id)
 
 
 def record_refusal(settings: Settings, site: str, refusal: dict, run_id: str) -> dict:
@@ -393,7 +413,11 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
         c.execute("DELETE FROM derivations WHERE trial_id = ?", [trial_id])
         for csha in companion_shas:
             c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
-                      "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
+                      "WHERE sha256 = ? AND site_id = ? AND status IN ('held', 'quarantined') AND sha256 NOT IN "
+                      "(SELECT sha256 FROM quarantine WHERE site_id = ? AND resolved_at IS NULL AND reason_code <> "
+                      "'companion_of_quarantined')", [session.id, trial_id, run_id, csha, site, site])
+            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND reason_code = "
+                      "'companion_of_quarantined' AND resolved_at IS NULL", [csha, site])
         c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
                   "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
         for label, code, message in chan_issues:

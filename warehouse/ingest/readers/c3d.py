@@ -45,28 +45,31 @@ def _param(params: dict, group: str, name: str, default=None):
 #: child process (forkserver) so a bad file costs a quarantine record, never the night.
 C3D_READ_TIMEOUT_S = 120.0
 _CTX = None
+#: Largest peak resident memory (kB) a reader child reported in this process (bench/hostile_inbox.py).
+reader_peak_rss_kb = 0
 
 
 def _child(path: str, conn, memory_bytes: int | None = None) -> None:
+    """Read in the isolated process; reply ``(kind, payload, peak RSS in kB)``."""
+    import resource
+
+    too_big = ("c3d_reader_memory", f"Reading the file needs more than {(memory_bytes or 0) / 2**20:,.0f} MB "
+               "(MYOMAP_READER_MEMORY_BYTES): its parameters declare more data than a recording of this size "
+               "holds, or it is very long. Re-export or split it.")
     try:
         if memory_bytes:  # ezc3d allocates what the parameters declare: cap it, fail instead of swapping
-            import resource
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        conn.send(("ok", _read_c3d_here(Path(path))))
+        msg = ("ok", _read_c3d_here(Path(path)))
     except ReaderError as exc:
-        conn.send(("reader_error", (exc.reason_code, exc.message)))
+        msg = ("reader_error", too_big if memory_bytes and "bad_alloc" in exc.message else
+               (exc.reason_code, exc.message))
     except MemoryError:
-        conn.send(("reader_error", ("c3d_reader_memory", f"Reading the file needs more than {memory_bytes / 2**20:,.0f}"
-                                    " MB (MYOMAP_READER_MEMORY_BYTES): its parameters declare more data than a "
-                                    "recording of this size holds, or it is very long. Re-export or split it.")))
+        msg = ("reader_error", too_big)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
         text = f"{type(exc).__name__}: {exc}"
-        if memory_bytes and "bad_alloc" in text:
-            conn.send(("reader_error", ("c3d_reader_memory", f"Reading the file needs more than "
-                                        f"{memory_bytes / 2**20:,.0f} MB (MYOMAP_READER_MEMORY_BYTES); re-export or "
-                                        "split it.")))
-        else:
-            conn.send(("error", text))
+        msg = ("reader_error", too_big) if memory_bytes and "bad_alloc" in text else ("error", text)
+    try:
+        conn.send((*msg, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     finally:
         conn.close()
 
@@ -100,7 +103,9 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
             proc.kill()
             raise ReaderError("c3d_reader_timeout", f"ezc3d did not finish reading the file in "
                               f"{C3D_READ_TIMEOUT_S:.0f} s: it is probably malformed; re-export it.")
-        kind, payload = recv.recv()
+        kind, payload, rss_kb = recv.recv()
+        global reader_peak_rss_kb
+        reader_peak_rss_kb = max(reader_peak_rss_kb, rss_kb)
     except EOFError:
         proc.join(5)
         raise ReaderError("c3d_reader_crashed", f"ezc3d crashed reading the file (exit code {proc.exitcode}): "
