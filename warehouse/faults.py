@@ -101,7 +101,7 @@ def classify(exc: BaseException) -> str | None:
             status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             if code in _TRANSIENT_CODES or status == 429 or status >= 500:
                 return TRANSIENT
-        if type(e).__module__.startswith("duckdb") and any(t in str(e).lower() for t in _TRANSIENT_TEXT):
+        if "duckdb" in type(e).__module__ and any(t in str(e).lower() for t in _TRANSIENT_TEXT):
             return TRANSIENT
     return None
 
