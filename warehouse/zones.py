@@ -38,8 +38,10 @@ def filesystem(settings: Settings) -> fsspec.AbstractFileSystem:
         # one retry policy, ours (faults.storage_retry): botocore and s3fs make a single attempt each
         config = {"connect_timeout": settings.s3_timeout_s, "read_timeout": settings.s3_timeout_s,
                   "retries": {"max_attempts": 1, "mode": "standard"}}
-        return fsspec.filesystem("s3", client_kwargs=client, config_kwargs=config, retries=1,
-                                 **{k: v for k, v in kw.items() if v})
+        fs = fsspec.filesystem("s3", client_kwargs=client, config_kwargs=config,
+                               **{k: v for k, v in kw.items() if v})
+        fs.retries = 1  # s3fs's own retry loop: a single attempt
+        return fs
     return fsspec.filesystem("file")
 
 
