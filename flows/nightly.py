@@ -230,8 +230,11 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
                      f"{a.get('activation_onsets', 0)} onsets")
     out["trials_derived"] = len(todo)
     if todo or cohort.is_stale(settings):
-        out["cohort_rows"] = cohort_step(lake)
-        _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
+        # runs of different sites may overlap: one cohort rebuild at a time, over every site's trials
+        with lease.step_lease(settings, "cohort", run_id=f"derivations of {', '.join(sites or ['all sites'])}") as waited:
+            if not waited or cohort.is_stale(settings):  # after waiting: unless the other run's rebuild has ours
+                out["cohort_rows"] = cohort_step(lake)
+                _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
     return out
 
 

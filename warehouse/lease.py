@@ -29,6 +29,10 @@ PostgreSQL catalog (several hosts)
     ``pg_stat_activity`` (application name = run id, backend start = since).
 
 There is no heartbeat table and no clock to trust: a lease exists while its holder does.
+
+Steps that runs of different sites share (the cohort tables, rebuilt from every site's trials)
+take a **step** lease of their own (:func:`step_lease`): one rebuild at a time, the next one
+waits for it (two concurrent rebuilds of an empty table would both insert: duplicate rows).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from typing import Iterator
 from warehouse.settings import Settings
 
 LEASE_POLL_S = 1.0
+STEP_LEASE_WAIT_S = 1800.0  # a step lease waits this long for the run ahead of it
 LEASE_KEEPALIVE_IDLE_S = 60
 LEASE_KEEPALIVE_INTERVAL_S = 10
 LEASE_KEEPALIVE_PROBES = 3
@@ -93,6 +98,30 @@ def night_lease(settings: Settings, *, run_id: str, site: str | None = None,
         time.sleep(LEASE_POLL_S)
     try:
         yield info
+    finally:
+        impl.release()
+
+
+@contextmanager
+def step_lease(settings: Settings, step: str, *, run_id: str, wait_s: float = STEP_LEASE_WAIT_S) -> Iterator[bool]:
+    """Hold the exclusive lease of a shared ``step`` (e.g. ``cohort``); yields True if it had to wait.
+
+    Raises
+    ------
+    NightAlreadyRunning
+        Still held by another run after ``wait_s`` seconds.
+    """
+    impl = _PgLease(settings) if settings.catalog_kind == "postgres" else _FileLease(settings)
+    info = _holder_info(run_id, f"step {step}")
+    deadline, waited = time.monotonic() + max(wait_s, 0.0), False
+    while (refusal := impl.try_step(step, info)) is not None:
+        if time.monotonic() >= deadline:
+            impl.release()
+            raise NightAlreadyRunning(f"{refusal}.")
+        waited = True
+        time.sleep(LEASE_POLL_S)
+    try:
+        yield waited
     finally:
         impl.release()
 
@@ -149,6 +178,16 @@ class _FileLease:
             self._write(fd, info)
             return None
         return _describe(self._read(f"site-{zlib.crc32(site.encode()):08x}.lock"), f"a run of site {site}")
+
+    def try_step(self, step: str, info: dict) -> str | None:
+        name = f"step-{zlib.crc32(step.encode()):08x}.lock"
+        fd = self._open(name)
+        self.fds.append(fd)
+        if self._lock(fd, fcntl.LOCK_EX):
+            self._write(fd, info)
+            return None
+        self.release()
+        return _describe(self._read(name), f"the {step} step of another run")
 
     def _who_holds_lake(self) -> str:
         probe = self._open("lake.lock")
@@ -219,6 +258,14 @@ class _PgLease:
             return None
         self.conn.execute("SELECT pg_advisory_unlock_shared(%s, %s)", [_PG_NAMESPACE, _LAKE_KEY])
         return self._holder(key, f"a run of site {site}")
+
+    def try_step(self, step: str, info: dict) -> str | None:
+        if self.conn is None:
+            self.conn = self._connect(info)
+        key = zlib.crc32(step.encode()) & 0x7FFFFFFF or 1
+        if bool(self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", [_PG_NAMESPACE + 1, key]).fetchone()[0]):
+            return None
+        return f"the {step} step of another run is running"
 
     def release(self) -> None:
         if self.conn is not None:

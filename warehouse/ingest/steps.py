@@ -310,12 +310,13 @@ def record_refusal(settings: Settings, site: str, refusal: dict, run_id: str) ->
 def _refuse(settings, con, site: str, refusal: inbox.Refusal, run_id: str, seen: dict) -> dict:
     """Quarantine an entry whose bytes are never read: a ``files`` row (no raw copy) and its reason."""
     key = refusal.key
-    seen["registered"] = bool(con.execute("SELECT count(*) FROM files WHERE sha256 = ? AND site_id = ? AND path = ?",
-                                          [key, site, refusal.path]).fetchone()[0])
-    if seen["registered"]:
+    row = con.execute("SELECT status FROM files WHERE sha256 = ? AND site_id = ? AND path = ?",
+                      [key, site, refusal.path]).fetchone()
+    seen["registered"] = row is not None
+    if row is not None and row[0] == "quarantined":
         return {"outcome": SKIPPED, "sha256": key, "trial_id": None, "reason": "quarantined"}
     _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message, None,
-                run_id, register=(key, site, refusal.path, refusal.size_bytes, now(), run_id))
+                run_id, register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), run_id))
     return {"outcome": QUARANTINED, "sha256": key, "trial_id": None, "reason": refusal.reason_code}
 
 
