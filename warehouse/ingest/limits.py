@@ -7,7 +7,8 @@ of 4 000 analog values, and a 1 MB MATLAB file can inflate to gigabytes (a zlib 
 MATLAB v5: the first bytes of each variable, inflating at most 256 bytes of a compressed
 one; MATLAB v7.3: HDF5 metadata) and refuses a file that declares more channels than
 ``limits.channels`` or more values (channels x samples) than ``limits.samples``. Text
-formats are bounded by their size limit (a value takes at least two bytes of text).
+formats (CSV, TSV, TXT, TRC, MOT, ANC) have no such header: their values are estimated from
+the first 64 kB (columns of the widest line x lines the file holds at that line length).
 
 Together with the per-format size limit (:mod:`warehouse.ingest.inbox`) and the address-
 space cap of the isolated C3D reader (``limits.reader_memory_bytes``), this bounds the
@@ -24,6 +25,8 @@ from warehouse.settings import Limits
 
 _MAT_HEADER = 128
 _MI_MATRIX, _MI_COMPRESSED = 14, 15
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".trc", ".mot", ".anc")
+_TEXT_SAMPLE = 1 << 16
 
 
 def check_declared(path: Path, limits: Limits) -> dict | None:
@@ -50,6 +53,8 @@ def check_declared(path: Path, limits: Limits) -> dict | None:
             found = _edf(path)
         elif path.suffix.lower() == ".mat":
             found = _mat(path, limits)
+        elif path.suffix.lower() in _TEXT_SUFFIXES:
+            found = _text(path)
         else:
             found = None
     except (struct.error, ValueError, IndexError, OSError, zlib.error):
@@ -64,6 +69,24 @@ def check_declared(path: Path, limits: Limits) -> dict | None:
                           f"(channels x samples), over the limit of {limits.samples:,} (MYOMAP_MAX_SAMPLES, "
                           f"{limits.samples * 8 / 2**20:,.0f} MB as float64): not decoded. Split the recording.")
     return found
+
+
+def _text(path: Path) -> dict | None:
+    """Columns of the widest of the first lines, times the lines the file holds at their mean length."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(_TEXT_SAMPLE)
+    lines = head.split(b"\n")
+    if len(head) == size:
+        complete = [ln for ln in lines if ln.strip()]
+    else:
+        complete = [ln for ln in lines[:-1] if ln.strip()]  # the last one may be cut
+    if not complete:  # one line longer than the sample: count its separators as far as we read
+        widest = max(head.count(b","), head.count(b"\t"), head.count(b";")) + 1
+        return {"format": "text", "channels": widest, "values": widest}
+    widest = max(max(ln.count(b","), ln.count(b"\t"), ln.count(b";")) + 1 for ln in complete)
+    per_line = max(len(head) / max(len(lines) - 1, 1), 1.0)
+    return {"format": "text", "channels": widest, "values": int(widest * size / per_line)}
 
 
 def _c3d(path: Path) -> dict | None:
