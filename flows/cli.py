@@ -72,6 +72,9 @@ def ingest(lake: str | None, site: str | None, quiet: bool, runner: str, address
                               workers=workers, wait_s=wait_s)
     except NightAlreadyRunning as exc:
         raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a bug, not bad input: the run is recorded as failed, the log has the traceback
+        raise click.ClickException(f"the night failed ({type(exc).__name__}: {str(exc)[:300]}); it is recorded "
+                                   "as failed in `runs` (myomap status) and the log above has the details") from None
     _print_summary(summary)
     if summary.get("status") == "stopped":
         click.echo(f"Stopped early: {summary['message']}", err=True)
