@@ -183,6 +183,26 @@ def test_zones_on_s3(s3_lake):
     assert b.get(f"lake/raw/{sha[:2]}/{sha}.c3d") == b"abc"
 
 
+def test_the_inbox_on_s3_is_scanned_as_data(s3_lake, monkeypatch):
+    """Object keys have no links or special files; folders named like data and the size limit apply as on disk."""
+    from warehouse.ingest import inbox
+
+    settings, b = s3_lake
+    b.put("lake/inbox/sitec/manifest.yaml", b"subjects: []")
+    b.put("lake/inbox/sitec/ok.c3d", b"abc")
+    b.put("lake/inbox/sitec/big.c3d", b"0123456789")
+    b.put("lake/inbox/sitec/walk.c3d/inner.csv", b"x")
+    zones.filesystem(settings).invalidate_cache()
+    monkeypatch.setenv("MYOMAP_MAX_FILE_BYTES", "c3d=5")
+    settings = get_settings(settings.lake)
+    scan = inbox.scan(settings, "sitec")
+    assert scan.entries == ["big.c3d", "ok.c3d", "walk.c3d", "walk.c3d/inner.csv"] and scan.refused == []
+    assert inbox.inspect(settings, "sitec", "ok.c3d") == 3
+    big = inbox.inspect(settings, "sitec", "big.c3d")
+    assert (big.reason_code, big.size_bytes) == ("file_too_large", 10)
+    assert inbox.inspect(settings, "sitec", "walk.c3d").reason_code == "directory_named_like_data"
+
+
 # --------------------------------------------------------------------------- S3 faults (throttling, 5xx, timeouts)
 @pytest.fixture
 def faulty_s3_lake(s3_lake, moto_server, monkeypatch):

@@ -124,11 +124,29 @@ def parse_size(text: str) -> int:
 
 
 def _limits(env) -> Limits:
+    """Limits from ``MYOMAP_MAX_*`` variables.
+
+    Raises
+    ------
+    ValueError
+        A variable that is not a number or size, naming it.
+    """
     d = Limits()
     sizes = dict(d.file_bytes)
     for part in filter(None, (env.get("MYOMAP_MAX_FILE_BYTES") or "").split(",")):
         ext, _, size = part.partition("=")
-        sizes[ext.strip().lower().lstrip(".") or "*"] = parse_size(size)
+        try:
+            sizes[ext.strip().lower().lstrip(".") or "*"] = parse_size(size)
+        except ValueError:
+            raise ValueError(f"MYOMAP_MAX_FILE_BYTES: {part!r} is not EXT=SIZE (e.g. c3d=512M,*=256M)") from None
+    try:
+        return _limits_from(env, d, sizes)
+    except ValueError as exc:
+        raise ValueError(f"a MYOMAP_MAX_* or MYOMAP_READER_MEMORY_BYTES variable is not a number or size: {exc}") \
+            from None
+
+
+def _limits_from(env, d: Limits, sizes: dict) -> Limits:
     return Limits(
         manifest_bytes=parse_size(env.get("MYOMAP_MAX_MANIFEST_BYTES") or str(d.manifest_bytes)),
         yaml_aliases=int(env.get("MYOMAP_MAX_YAML_ALIASES") or d.yaml_aliases),

@@ -31,7 +31,7 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
-from warehouse import zones
+from warehouse import faults, zones
 from warehouse.settings import Settings
 
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml")
@@ -86,6 +86,8 @@ def scan(settings: Settings, site: str) -> Scan:
     if settings.is_s3:
         return _scan_s3(settings, site)
     root = zones.inbox(settings, site)
+    if os.path.islink(root):
+        raise NotADirectoryError(f"inbox/{site} is a symbolic link, not a folder: it is not followed")
     entries, refused, stack = [], [], [""]
     while stack:  # iterative: a deep folder tree cannot exhaust the interpreter's stack
         rel_dir = stack.pop()
@@ -129,7 +131,8 @@ def inspect(settings: Settings, site: str, rel: str) -> Refusal | int:
     name = PurePosixPath(rel).name
     path = f"{zones.inbox(settings, site)}/{rel}"
     if settings.is_s3:
-        info = zones.filesystem(settings).info(path)
+        fs = zones.filesystem(settings)
+        info = faults.storage_retry(lambda: fs.info(path), settings, what=f"look up inbox/{site}/{rel}")
         kind, size = info.get("type"), int(info.get("size") or 0)
         if kind == "directory":
             return _folder(rel)
