@@ -54,6 +54,28 @@ def test_bomb_is_refused_for_its_aliases_and_dates_are_checked_where_they_are():
     assert (ok.embargo_until, ok.sessions[0].date) == ("2027-01-31", "2026-09-14")
 
 
+def test_manifests_too_large_linked_or_not_utf8_are_refused_unread(lake, tmp_path, monkeypatch):
+    from warehouse.ingest.steps import load_manifest
+
+    big = drop(lake, "big", {}, "subjects: [{id: B01}]\n# " + "x" * 300_000 + "\n")
+    assert big.joinpath("manifest.yaml").stat().st_size > 256 * 1024
+    linked = drop(lake, "linked", {}, None)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("subjects: [{id: S01}]\n")
+    os.symlink(secret, linked / "manifest.yaml")
+    latin = drop(lake, "latin", {}, None)
+    (latin / "manifest.yaml").write_bytes("subjects: [{id: Z\u00e9}]\n".encode("latin-1"))
+    codes = {}
+    for site in ("big", "linked", "latin"):
+        with pytest.raises(ManifestError) as err:
+            load_manifest(lake, site)
+        codes[site] = err.value.reason_code
+    assert codes == {"big": "manifest_too_large", "linked": "manifest_not_a_file", "latin": "manifest_encoding"}
+    monkeypatch.setenv("MYOMAP_MAX_MANIFEST_BYTES", "1M")  # the limit is a setting
+    from warehouse.settings import get_settings
+    assert load_manifest(get_settings(lake.lake), "big").subjects == [{"id": "B01"}]
+
+
 def test_one_night_survives_broken_manifests_bombs_and_hostile_links(lake):
     good = fixture("btk/1123x01EMG.c3d")
     drop(lake, "good", {"emg.c3d": good}, GOOD)
@@ -67,6 +89,7 @@ def test_one_night_survives_broken_manifests_bombs_and_hostile_links(lake):
     os.symlink(good, links / "copy_of_good.c3d")  # even a link to a valid recording is not followed
 
     summary = run_night(lake.lake, quiet=True)
+    print(f"night with {len(BROKEN) + 2} sites: {summary['seconds']} s")
 
     assert summary["status"] == "completed" and summary["errors"] == 0
     outcomes = summary["site_outcomes"]
