@@ -44,7 +44,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 MiB = 1 << 20
 #: Largest inbox file accepted per format (by file extension; ``*`` for any other).
-DEFAULT_MAX_FILE_BYTES = {"c3d": 512 * MiB, "edf": 1024 * MiB, "bdf": 1024 * MiB, "mat": 1024 * MiB,
+#: Sized to hold the ``samples`` limit (32 M values: 128 MB as C3D floats, 96 MB as BDF) with room to spare.
+DEFAULT_MAX_FILE_BYTES = {"c3d": 256 * MiB, "edf": 256 * MiB, "bdf": 256 * MiB, "mat": 512 * MiB,
                           "csv": 256 * MiB, "txt": 256 * MiB, "trc": 256 * MiB, "mot": 256 * MiB,
                           "anc": 256 * MiB, "tsv": 64 * MiB, "json": 16 * MiB, "*": 256 * MiB}
 
