@@ -179,9 +179,15 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f'ALTER TABLE {LAKE}.main.{table} ADD COLUMN IF NOT EXISTS "{c.name}" {c.dtype}')
 
 
+#: Errors retryable only when all their parts appear: two processes attaching a new PostgreSQL
+#: catalog at once both create DuckLake's metadata tables; the loser's retry finds them made.
+_RETRYABLE_TOGETHER = (("failed to initialize ducklake", "already exists"),)
+
+
 def is_retryable(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(s.lower() in text.lower() for s in _RETRYABLE)
+    text = str(exc).lower()
+    return any(s.lower() in text for s in _RETRYABLE) or any(all(p in text for p in parts)
+                                                             for parts in _RETRYABLE_TOGETHER)
 
 
 def with_retry(fn: Callable[[], T], settings: Settings, *, what: str = "write") -> T:
