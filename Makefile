@@ -30,6 +30,7 @@ bench: $(STAMP)  ## speed and storage benchmarks (ratios against baselines measu
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/emg_pipeline.py
 	$(BIN)/python bench/nightly.py
+	$(BIN)/python bench/hostile_inbox.py
 
 clean:
 	rm -rf lake .pytest_cache

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from flows.cli_output import print_rows
+from flows.cli_params import AS_OF, AS_OF_HELP, snapshot_error
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
 EXAMPLE_QUERIES = [
@@ -46,10 +47,19 @@ def main() -> None:
 @click.option("--address", default=None, metavar="tcp://HOST:PORT",
               help="Dask scheduler for --runner dask (default: a local cluster of --workers processes).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Local threads/Dask workers (default 2).")
+@click.option("--wait", "wait_s", default=0.0, type=click.FloatRange(min=0), metavar="SECONDS", show_default=True,
+              help="When another night holds the lake (or this site), wait up to SECONDS for it instead of exiting.")
 def ingest(lake: str | None, site: str | None, quiet: bool, runner: str, address: str | None,
-           workers: int | None) -> None:
-    """Run the nightly flow once now (every site inbox, or --site)."""
+           workers: int | None, wait_s: float) -> None:
+    """Run the nightly flow once now (every site inbox, or --site).
+
+    One night runs per lake at a time (runs of different sites may overlap). Exit status:
+    0 the night completed (bad files are quarantined, not errors), 1 it could not start (another
+    night is running) or failed, 3 it stopped early because the lake's storage is full or
+    unavailable (free space or wait, then run again: it continues where it stopped).
+    """
     from flows.runners import check_runner, run_nightly
+    from warehouse.lease import NightAlreadyRunning
 
     settings = get_settings(lake)
     try:
@@ -57,19 +67,31 @@ def ingest(lake: str | None, site: str | None, quiet: bool, runner: str, address
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Ingesting {settings.zone('inbox')} (catalog {settings.catalog}) ...")
-    summary = run_nightly(lake=settings.lake, site=site, quiet=quiet, runner=runner, address=address,
-                          workers=workers)
+    try:
+        summary = run_nightly(lake=settings.lake, site=site, quiet=quiet, runner=runner, address=address,
+                              workers=workers, wait_s=wait_s)
+    except NightAlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # a bug, not bad input: the run is recorded as failed, the log has the traceback
+        raise click.ClickException(f"the night failed ({type(exc).__name__}: {str(exc)[:300]}); it is recorded "
+                                   "as failed in `runs` (myomap status) and the log above has the details") from None
     _print_summary(summary)
+    if summary.get("status") == "stopped":
+        click.echo(f"Stopped early: {summary['message']}", err=True)
+        raise SystemExit(3)
 
 
 def _print_summary(s: dict) -> None:
     click.echo(f"Run {s['run_id']}: {s['files_seen']} files seen, {s['files_new']} new; "
                f"{s['ingested']} ingested, {s['quarantined']} quarantined, {s['held']} held, "
                f"{s['duplicate']} duplicate, {s['companion']} companion; {s['envelope_rows']} envelope rows; {s['seconds']} s")
-    for site, err in s["manifest_errors"].items():
-        click.echo(f"  site {site}: {err}")
+    for site, out in s.get("site_outcomes", {}).items():
+        if out["outcome"] != "ok":
+            click.echo(f"  site {site}: {out['outcome']} ({out['reason_code']}): {out['message']}")
     for code, n in s["quarantine_reasons"].items():
         click.echo(f"  quarantined ({code}): {n}")
+    if s.get("errors"):
+        click.echo(f"  {s['errors']} file(s) failed with an error and stay for the next night (see above)")
 
 
 @main.command()
@@ -78,9 +100,11 @@ def _print_summary(s: dict) -> None:
 @click.option("-f", "--file", "sql_file", type=click.Path(exists=True, dir_okay=False),
               help="Run the statements in a .sql file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--as-of", default=None, help="Snapshot id or timestamp: answer as the lake was then.")
+@click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP)
 def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_of: str | None) -> None:
     """Query the lake read-only (a query, a .sql file, or an interactive shell)."""
+    import duckdb
+
     from warehouse import catalog
     from warehouse.serving import views
 
@@ -89,6 +113,9 @@ def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_
         con = views.open_read_only(settings, as_of=as_of)
     except (catalog.CatalogError, views.HardeningError) as exc:
         raise click.ClickException(str(exc))
+    except duckdb.Error as exc:
+        raise (snapshot_error(settings, as_of, exc) if as_of else None) or \
+            click.ClickException(f"cannot open the lake: {str(exc).splitlines()[0]}") from None
     if sql_file:
         query = Path(sql_file).read_text()
     if query:
@@ -144,9 +171,15 @@ def status(lake: str | None) -> None:
         raise click.ClickException(str(exc))
     click.echo(f"Lake {settings.lake}\nCatalog {settings.catalog}\n")
     click.echo("Last runs:")
-    runs = con.execute("SELECT run_id, finished_at, files_seen, files_new, trials_ingested, quarantined, held "
-                       "FROM runs ORDER BY started_at DESC LIMIT 5").fetchall()
-    print_rows(["run_id", "finished_at", "seen", "new", "ingested", "quarantined", "held"], runs, "table")
+    run_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog "
+                                          "= ? AND table_name = 'runs'", [catalog.LAKE]).fetchall()}
+    has_outcomes = {"status", "message", "site_outcomes"} <= run_cols  # lakes older than the per-site outcomes
+    runs = con.execute("SELECT run_id, finished_at, files_seen, files_new, trials_ingested, quarantined, held, status"
+                       f"{', message' if has_outcomes else ''} FROM runs ORDER BY started_at DESC LIMIT 5").fetchall()
+    print_rows(["run_id", "finished_at", "seen", "new", "ingested", "quarantined", "held", "status"]
+               + (["message"] if has_outcomes else []), runs, "table")
+    if has_outcomes:
+        _print_sites(con)
     click.echo("\nTables:")
     existing = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     counts = [(t, con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in TABLES if t in existing]
@@ -174,6 +207,25 @@ def status(lake: str | None) -> None:
     q = con.execute("SELECT site_id, stage, reason_code, count(*) AS n, any_value(message) AS example "
                     "FROM quarantine GROUP BY ALL ORDER BY n DESC").fetchall()
     print_rows(["site", "stage", "reason_code", "n", "example"], q, "table")
+
+
+def _print_sites(con) -> None:
+    """Every site with its outcome in the last run that reached it, and why."""
+    import json
+
+    latest: dict[str, tuple] = {}
+    for run_id, text in con.execute("SELECT run_id, site_outcomes FROM runs WHERE site_outcomes IS NOT NULL "
+                                    "ORDER BY started_at DESC LIMIT 200").fetchall():
+        for site, o in json.loads(text).items():
+            latest.setdefault(site, (run_id, o))
+    rows = []
+    for site, (run_id, o) in sorted(latest.items()):
+        counts = [f"{o.get(k, 0)} {k}" for k in ("ingested", "quarantined", "held") if o.get(k)]
+        reasons = ", ".join(f"{n} {code}" for code, n in sorted(o.get("quarantine_reasons", {}).items()))
+        why = o.get("message") or "; ".join(filter(None, [", ".join(counts), reasons and f"quarantined: {reasons}"]))
+        rows.append((site, o["outcome"], o.get("reason_code") or "", why or "", run_id))
+    click.echo("\nSites (outcome in the last run that reached them):")
+    print_rows(["site", "outcome", "reason_code", "why (what and where)", "run"], rows, "table")
 
 
 @main.command()

@@ -11,6 +11,7 @@ import functools
 
 import click
 
+from flows.cli_params import AS_OF, AS_OF_HELP, snapshot_error
 from warehouse.serving.cohort_filter import grammar_help
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
@@ -40,7 +41,9 @@ def _clear_errors(fn):
         except (extracts.ExtractError, releases.ReleaseError, catalog.CatalogError) as exc:
             raise click.ClickException(str(exc)) from None
         except duckdb.Error as exc:
-            raise click.ClickException(f"lake error: {str(exc).splitlines()[0]}") from None
+            as_of = kwargs.get("as_of")
+            raise (snapshot_error(get_settings(kwargs.get("lake")), as_of, exc) if as_of else None) or \
+                click.ClickException(f"lake error: {str(exc).splitlines()[0]}") from None
         except OSError as exc:
             raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     return wrapper
@@ -57,7 +60,7 @@ def _clear_errors(fn):
               help="Site asking: its own data always, other sites' data only when not embargoed and consented.")
 @click.option("--consent-scope", default="pooled_analysis", show_default=True,
               help="Consent scope other sites must have granted.")
-@click.option("--as-of", default=None, help="Snapshot id or timestamp (default: the current snapshot).")
+@click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP + " Default: the current snapshot.")
 @_clear_errors
 def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, as_of) -> None:
     """Write a cohort extract: one file per table + manifest.json (filter, snapshot, sha256, rules applied).
@@ -87,7 +90,7 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
 @click.option("--licence", default="CC-BY-4.0", show_default=True, help="SPDX licence id.")
 @click.option("--consent-scope", default="public_release", show_default=True,
               help="Consent scope a site must have granted to appear in the release.")
-@click.option("--as-of", default=None, help="Snapshot id or timestamp (default: the current snapshot).")
+@click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP + " Default: the current snapshot.")
 @_clear_errors
 def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, consent_scope, as_of) -> None:
     """Publish release NAME --version V to <lake>/releases/NAME/V (never overwritten)."""
@@ -125,13 +128,23 @@ def releases_cmd(lake) -> None:
 @click.option("--cohort", default=None, help=_COHORT_HELP)
 @click.option("--requester-site", default=None, help="Site the report is for (sharing rules as for extracts).")
 @click.option("--consent-scope", default="pooled_analysis", show_default=True)
-@click.option("--as-of", default=None, help="Snapshot id or timestamp.")
+@click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @_clear_errors
-def report(out_arg, out_opt, lake, cohort, requester_site, consent_scope, as_of) -> None:
-    """Render a self-contained HTML report (QC, activation maps, timing, asymmetry, variability, subjects)."""
+def report(out_arg, out_opt, lake, cohort, requester_site, consent_scope, as_of, force) -> None:
+    """Render a self-contained HTML report (QC, activation maps, timing, asymmetry, variability, subjects).
+
+    An existing OUT is never replaced unless --force is given.
+    """
+    import os
+
     out = out_opt or out_arg
     if not out:
         raise click.UsageError("give the output file: `myomap report --out report.html`")
+    if os.path.lexists(out) and not force:
+        raise click.ClickException(f"{out} exists: choose another --out, or add --force to replace it.")
+    if os.path.isdir(out):
+        raise click.ClickException(f"{out} is a folder: give a file name, e.g. {os.path.join(out, 'report.html')}.")
     from warehouse.serving.report import render_report
 
     info = render_report(get_settings(lake), out, cohort=cohort, requester_site=requester_site,

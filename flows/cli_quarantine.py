@@ -62,13 +62,25 @@ def retry(key, lake, site, retry_all) -> None:
     KEY is a sha256 prefix or a path. The original bytes are taken from the inbox, or from
     the raw zone when the inbox copy is gone: nothing needs re-uploading.
     """
-    from flows.nightly import run_derivations
-    from warehouse import catalog
+    from warehouse import lease
     from warehouse.ingest import steps
 
     if not (key or site or retry_all):
         raise click.UsageError("give a KEY, --site S or --all")
     settings = get_settings(lake)
+    run_id = "retry-" + steps.now().strftime("%Y%m%dT%H%M%SZ")
+    try:
+        with lease.night_lease(settings, run_id=run_id):  # a retry writes like a night: never beside one
+            _retry(settings, key, site, retry_all, run_id)
+    except lease.NightAlreadyRunning as exc:
+        raise click.ClickException(f"{exc} Retry when it has finished.") from None
+
+
+def _retry(settings, key, site, retry_all, run_id) -> None:
+    from flows.nightly import run_derivations
+    from warehouse import catalog
+    from warehouse.ingest import steps
+
     con = catalog.connect(settings)
     targets = con.execute(
         "SELECT DISTINCT f.site_id, f.path FROM files f JOIN quarantine q ON q.sha256 = f.sha256 AND "
@@ -83,7 +95,6 @@ def retry(key, lake, site, retry_all) -> None:
         [s, p])
         for s, p in targets], what="reset for retry")
     con.close()
-    run_id = "retry-" + steps.now().strftime("%Y%m%dT%H%M%SZ")
     for s, p in targets:
         r = steps.process_file(settings, s, p, run_id)
         click.echo(f"{s}/{p}: {r['outcome']}{' (' + r['reason'] + ')' if r.get('reason') else ''}")

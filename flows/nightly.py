@@ -3,6 +3,7 @@ then compute the derived tables. Tasks take and return small keys only."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -10,7 +11,7 @@ import uuid
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import catalog, zones
+from warehouse import catalog, faults, lease, zones
 from warehouse.analysis import cohort, derived, trial
 from warehouse.ingest import steps
 from warehouse.ingest.readers import is_companion
@@ -19,17 +20,23 @@ from warehouse.settings import get_settings
 
 @task(name="scan-site")
 def scan_site(lake: str, site: str, run_id: str) -> dict:
-    """List one site's inbox and sync its manifest (subjects, sessions)."""
+    """List one site's inbox (as data: nothing followed) and sync its manifest (subjects, sessions)."""
     s = steps.sync_site(get_settings(lake), site, run_id)
     names = [f.rsplit("/", 1)[-1] for f in s.files]
     files = sorted(s.files, key=lambda f: (not is_companion(f.rsplit("/", 1)[-1], names), f))  # companions first
-    return {"site": site, "files": files, "manifest_error": s.manifest_error}
+    return {"site": site, "files": files, "manifest_error": s.manifest_error, "refused": s.refused or []}
 
 
 @task(name="process-file")
 def process_file(lake: str, site: str, rel_path: str, run_id: str, hold: str | None = None) -> dict:
     """Register, read, harmonise and commit one file (or quarantine / hold it)."""
     return steps.process_file(get_settings(lake), site, rel_path, run_id, hold=hold)
+
+
+@task(name="record-refused")
+def record_refused(lake: str, site: str, refusal: dict, run_id: str) -> dict:
+    """Record an inbox entry refused unread at scan (e.g. a file name that is not UTF-8)."""
+    return steps.record_refusal(get_settings(lake), site, refusal, run_id)
 
 
 @task(name="envelopes")
@@ -43,6 +50,8 @@ def analyse(lake: str, trial_id: str) -> dict:
     """Gait events from plates, cycles, onsets, cycle metrics, co-contraction, spectra."""
     try:
         return trial.analyse_trial(get_settings(lake), trial_id)
+    except faults.StorageError:
+        raise  # the storage, not the trial: the night stops
     except Exception as exc:  # one trial's analysis failure must not stop the night
         logging.getLogger(__name__).exception("analysis of %s failed", trial_id)
         return {"trial_id": trial_id, "error": f"{type(exc).__name__}: {exc}"}
@@ -60,58 +69,141 @@ def _echo(quiet: bool, text: str) -> None:
 
 
 @flow(name="myomap-nightly")
-def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False, fan_out: bool = False) -> dict:
+def nightly(lake: str | None = None, site: str | None = None, quiet: bool = False, fan_out: bool = False,
+            wait_s: float = 0.0) -> dict:
     """Run the night once: every site (or one), every new file, then derived tables.
 
     ``fan_out`` submits the per-trial transforms (envelopes, analysis) to the flow's task
     runner all at once instead of one after the other. Use it through ``flows/runners.py``,
     which refuses runners a SQLite catalog cannot take (parallel writers in one process).
+    ``wait_s``: how long to wait for another night's lease (:mod:`warehouse.lease`).
     """
-    return run_night(lake, site, quiet, scan=scan_site, process=process_file, derive=envelopes, analyse=analyse,
-                     cohort_step=cohort_tables, fan_out=fan_out)
+    return run_night(lake, site, quiet, scan=scan_site, process=process_file, refuse=record_refused,
+                     derive=envelopes, analyse=analyse, cohort_step=cohort_tables, fan_out=fan_out, wait_s=wait_s)
 
 
 def run_night(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
-              scan=scan_site.fn, process=process_file.fn, derive=envelopes.fn, analyse=analyse.fn,
-              cohort_step=cohort_tables.fn, fan_out: bool = False) -> dict:
-    """The night's logic. The flow passes Prefect tasks; tests may pass the plain bodies."""
+              scan=scan_site.fn, process=process_file.fn, refuse=record_refused.fn, derive=envelopes.fn,
+              analyse=analyse.fn, cohort_step=cohort_tables.fn, fan_out: bool = False, wait_s: float = 0.0) -> dict:
+    """The night's logic. The flow passes Prefect tasks; tests may pass the plain bodies.
+
+    Holds the night's lease (:mod:`warehouse.lease`) throughout. Each site runs inside its
+    own error boundary: whatever one site's inbox holds, the night goes on to the next
+    site, and the site's outcome (with the reason and where) is in the ``runs`` row, which
+    is written even when the run stops or fails. A storage error (disk full, object store
+    failing after retries) stops the night early: the current file failed cleanly and the
+    next run continues.
+
+    Raises
+    ------
+    warehouse.lease.NightAlreadyRunning
+        Another night holds the lease (after ``wait_s`` seconds).
+    """
     settings = get_settings(lake)
-    lake = settings.lake
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    started = steps.now()
-    t0 = time.time()
-    sites = [site] if site else zones.list_sites(settings)
-    summary = {"run_id": run_id, "sites": sites, "files_seen": 0, "files_new": 0, "ingested": 0,
+    with lease.night_lease(settings, run_id=run_id, site=site, wait_s=wait_s):
+        faults.point("night_started", settings)
+        return _run_leased(settings, run_id, site, quiet, dict(scan=scan, process=process, refuse=refuse),
+                           dict(derive=derive, analyse=analyse, cohort_step=cohort_step, fan_out=fan_out))
+
+
+def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: dict, derivation: dict) -> dict:
+    started, t0 = steps.now(), time.time()
+    summary = {"run_id": run_id, "sites": [], "files_seen": 0, "files_new": 0, "ingested": 0,
                "quarantined": 0, "held": 0, "duplicate": 0, "skipped": 0, "companion": 0, "envelope_rows": 0,
-               "manifest_errors": {}, "quarantine_reasons": {}}
-    trials = []
-    for s in sites:
-        sc = scan(lake, s, run_id)
-        if sc["manifest_error"]:
-            summary["manifest_errors"][s] = sc["manifest_error"]
-            _echo(quiet, f"[{s}] manifest problem: {sc['manifest_error']}")
-        n = len(sc["files"])
-        summary["files_seen"] += n
-        for i, rel in enumerate(sc["files"], 1):
-            r = process(lake, s, rel, run_id, sc["manifest_error"])
-            out = r["outcome"]
-            summary[out] = summary.get(out, 0) + 1
-            if r["new"]:
-                summary["files_new"] += 1
-            if out == steps.QUARANTINED:
-                summary["quarantine_reasons"][r["reason"]] = summary["quarantine_reasons"].get(r["reason"], 0) + 1
-            if out == steps.INGESTED:
-                trials.append(r["trial_id"])
-                detail = f"{r['n_emg']} EMG, {r['n_plates']} plates, {r['n_events']} events"
-            else:
-                detail = r.get("reason") or ""
-            if r["new"]:
-                _echo(quiet, f"[{s} {i}/{n}] {rel}: {out}{' (' + detail + ')' if detail else ''}")
-    summary.update(run_derivations(lake, quiet, derive=derive, analyse=analyse, cohort_step=cohort_step,
-                                   sites=[site] if site else None, fan_out=fan_out))
-    summary["seconds"] = round(time.time() - t0, 1)
-    _record_run(settings, run_id, started, summary)
+               "errors": 0, "manifest_errors": {}, "quarantine_reasons": {}, "site_outcomes": {},
+               "status": "completed", "message": None}
+    try:
+        summary["sites"] = sites = [site] if site else zones.list_sites(settings)
+        for s in sites:
+            _night_site(settings, s, run_id, summary, quiet, **ingest)
+        summary.update(run_derivations(settings.lake, quiet, sites=[site] if site else None, **derivation))
+    except faults.StorageError as exc:
+        summary["status"], summary["message"] = "stopped", str(exc)
+        for s in summary["sites"]:
+            if s not in summary["site_outcomes"]:
+                summary["site_outcomes"][s] = _site_outcome("not_reached", "night_stopped", "The night stopped "
+                                                            "before this site: " + str(exc).split(":")[0])
+        _echo(False, f"The night stopped early: {exc}")
+    except BaseException as exc:
+        summary["status"], summary["message"] = "failed", f"{type(exc).__name__}: {str(exc)[:500]}"
+        raise
+    finally:
+        summary["seconds"] = round(time.time() - t0, 1)
+        _record_run(settings, run_id, started, summary)
     return summary
+
+
+def _site_outcome(outcome: str = "ok", reason_code: str | None = None, message: str | None = None) -> dict:
+    return {"outcome": outcome, "reason_code": reason_code, "message": message, "files_seen": 0, "files_new": 0,
+            "ingested": 0, "quarantined": 0, "held": 0, "errors": 0, "quarantine_reasons": {}}
+
+
+def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, scan, process, refuse) -> None:
+    """One site's turn, inside its own error boundary (storage errors alone stop the night)."""
+    lake = settings.lake
+    out = summary["site_outcomes"][s] = _site_outcome()
+    faults.point("site_start", settings)
+    try:
+        sc = scan(lake, s, run_id)
+    except faults.StorageError:
+        out.update(outcome="stopped", reason_code="storage")
+        raise
+    except Exception as exc:  # the inbox could not be listed or the manifest synced: record, go on
+        logging.getLogger(__name__).exception("scanning site %s failed", s)
+        out.update(outcome="failed", reason_code="scan_failed",
+                   message=f"inbox/{s}: {type(exc).__name__}: {str(exc)[:300]}")
+        _echo(quiet, f"[{s}] scan failed: {out['message']}")
+        return
+    if sc["manifest_error"]:
+        code, _, text = sc["manifest_error"].partition(": ")
+        out.update(outcome="manifest_error", reason_code=code, message=f"inbox/{s}/manifest.yaml: {text}")
+        summary["manifest_errors"][s] = sc["manifest_error"]
+        _echo(quiet, f"[{s}] manifest problem: {sc['manifest_error']}")
+    work = [(r["path"], lambda r=r: refuse(lake, s, r, run_id)) for r in sc.get("refused") or []]
+    work += [(rel, lambda rel=rel: process(lake, s, rel, run_id, sc["manifest_error"])) for rel in sc["files"]]
+    n = len(work)
+    summary["files_seen"] += n
+    out["files_seen"] = n
+    for i, (rel, step) in enumerate(work, 1):
+        try:
+            r = step()
+        except faults.StorageError:
+            out.update(outcome="stopped", reason_code="storage", message=f"inbox/{s}/{rel}: not processed "
+                       "(the night stopped: see the run's message)")
+            raise
+        except Exception as exc:  # a bug on one file: record it, keep the file for the next night
+            logging.getLogger(__name__).exception("processing %s/%s failed", s, rel)
+            summary["errors"] += 1
+            out["errors"] += 1
+            if out["outcome"] == "ok":
+                out.update(outcome="failed", reason_code="file_error",
+                           message=f"inbox/{s}/{rel}: {type(exc).__name__}: {str(exc)[:300]}")
+            _echo(quiet, f"[{s} {i}/{n}] {rel}: error ({type(exc).__name__}: {str(exc)[:200]})")
+            continue
+        _count(summary, out, r)
+        if r["new"]:
+            _echo(quiet, f"[{s} {i}/{n}] {rel}: {r['outcome']}{_detail(r)}")
+        faults.point("file_done", settings)
+
+
+def _count(summary: dict, out: dict, r: dict) -> None:
+    kind = r["outcome"]
+    summary[kind] = summary.get(kind, 0) + 1
+    if kind in out:
+        out[kind] += 1
+    if r["new"]:
+        summary["files_new"] += 1
+        out["files_new"] += 1
+    if kind == steps.QUARANTINED:
+        for d in (summary["quarantine_reasons"], out["quarantine_reasons"]):
+            d[r["reason"]] = d.get(r["reason"], 0) + 1
+
+
+def _detail(r: dict) -> str:
+    if r["outcome"] == steps.INGESTED:
+        return f" ({r['n_emg']} EMG, {r['n_plates']} plates, {r['n_events']} events)"
+    return f" ({r['reason']})" if r.get("reason") else ""
 
 
 def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=envelopes.fn, analyse=analyse.fn,
@@ -138,8 +230,11 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
                      f"{a.get('activation_onsets', 0)} onsets")
     out["trials_derived"] = len(todo)
     if todo or cohort.is_stale(settings):
-        out["cohort_rows"] = cohort_step(lake)
-        _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
+        # runs of different sites may overlap: one cohort rebuild at a time, over every site's trials
+        with lease.step_lease(settings, "cohort", run_id=f"derivations of {', '.join(sites or ['all sites'])}") as waited:
+            if not waited or cohort.is_stale(settings):  # after waiting: unless the other run's rebuild has ours
+                out["cohort_rows"] = cohort_step(lake)
+                _echo(quiet, "[cohort] " + ", ".join(f"{k} {v}" for k, v in out["cohort_rows"].items()))
     return out
 
 
@@ -147,7 +242,15 @@ def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool):
     """Yield ``(trial_id, envelope rows, analysis summary)`` per trial, in ``todo`` order."""
     if not (fan_out and hasattr(derive, "submit") and hasattr(analyse, "submit")):
         for tid in todo:
-            yield tid, derive(lake, tid), analyse(lake, tid)
+            try:
+                rows = derive(lake, tid)
+            except faults.StorageError:
+                raise
+            except Exception as exc:  # one trial's envelopes failing must not stop the night
+                logging.getLogger(__name__).exception("envelopes of %s failed", tid)
+                yield tid, 0, {"trial_id": tid, "error": f"envelopes: {type(exc).__name__}: {exc}"}
+                continue
+            yield tid, rows, analyse(lake, tid)
         return
     # a trial's envelopes and analysis read only ingested tables: every task can start at once
     env = [derive.submit(lake, tid) for tid in todo]
@@ -157,14 +260,27 @@ def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool):
 
 
 def _record_run(settings, run_id, started, summary) -> None:
-    if not summary["files_new"] and not summary["manifest_errors"] and not summary.get("trials_derived"):
+    """Write the run's ``runs`` row, whatever happened (best effort: the catalog itself may be failing)."""
+    quiet_night = (summary["status"] == "completed" and not summary["files_new"] and not summary["manifest_errors"]
+                   and not summary.get("trials_derived") and not summary["errors"]
+                   and all(o["outcome"] == "ok" for o in summary["site_outcomes"].values()))
+    if quiet_night:
         return  # a night with nothing new leaves no trace in the lake (no empty snapshot)
-    con = catalog.connect(settings)
+    row = {"run_id": run_id, "started_at": started, "finished_at": steps.now(), "sites": ",".join(summary["sites"]),
+           "files_seen": summary["files_seen"], "files_new": summary["files_new"],
+           "trials_ingested": summary["ingested"], "quarantined": summary["quarantined"], "held": summary["held"],
+           "status": summary["status"], "message": summary["message"],
+           "site_outcomes": json.dumps(summary["site_outcomes"], sort_keys=True)}
     try:
-        catalog.write_atomically(settings, con, lambda c: c.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'completed')",
-            [run_id, started, steps.now(), ",".join(summary["sites"]), summary["files_seen"],
-             summary["files_new"], summary["ingested"], summary["quarantined"], summary["held"]]),
-            what="record run")
-    finally:
-        con.close()
+        con = catalog.connect(settings)
+        try:
+            catalog.write_atomically(settings, con, lambda c: c.execute(
+                f"INSERT INTO runs BY NAME SELECT {', '.join('? AS ' + k for k in row)}", list(row.values())),
+                what="record run")
+        finally:
+            con.close()
+        faults.point("run_recorded", settings)
+    except Exception as exc:  # noqa: BLE001 - never hide the night's own outcome behind this one
+        summary["run_not_recorded"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        logging.getLogger(__name__).error("run %s could not be recorded in the lake: %s", run_id, exc)
+        _echo(False, f"The run could not be recorded in the lake ({summary['run_not_recorded']}).")

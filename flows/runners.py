@@ -114,16 +114,20 @@ def check_runner(settings, runner: str, address: str | None = None, *, processes
 
 def run_nightly(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
                 runner: str = "default", address: str | None = None, workers: int | None = None,
-                processes: bool = True) -> dict:
+                processes: bool = True, wait_s: float = 0.0) -> dict:
     """Run the nightly flow once with the given runner; returns the night's summary.
+
+    ``wait_s``: how long to wait for another night's lease before giving up.
 
     Raises
     ------
     ValueError
         Unknown runner, or a runner this lake's catalog cannot take (:func:`check_runner`).
+    warehouse.lease.NightAlreadyRunning
+        Another night holds the lease.
     """
     from warehouse.settings import get_settings
 
     check_runner(get_settings(lake), runner, address, processes=processes)
     flow = nightly_with_runner(runner, address, workers=workers, processes=processes)
-    return flow(lake=lake, site=site, quiet=quiet, fan_out=runner != "default")
+    return flow(lake=lake, site=site, quiet=quiet, fan_out=runner != "default", wait_s=wait_s)

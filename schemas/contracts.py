@@ -54,9 +54,11 @@ FILES = Table(
     "files", "Every file that arrived in a site inbox, with what became of it.",
     "one row per (sha256, site, path)", ("sha256", "site_id", "path"),
     (
-        C("sha256", "VARCHAR", "SHA-256 of the file bytes (content address in raw/).", nullable=False),
+        C("sha256", "VARCHAR", "SHA-256 of the file bytes (content address in raw/). For an inbox entry refused "
+          "unread (a link, a special file, a name that is not UTF-8, a file over the size limit): the SHA-256 of "
+          "its description, and raw_path is null.", nullable=False),
         _SITE,
-        C("path", "VARCHAR", "Path relative to the site inbox.", nullable=False),
+        C("path", "VARCHAR", "Path relative to the site inbox (bytes that are not UTF-8 shown as \\xNN).", nullable=False),
         C("size_bytes", "BIGINT", "File size.", "bytes", False, range=(0, None)),
         C("received_at", "TIMESTAMP WITH TIME ZONE", "When myomap first saw the file.", nullable=False),
         C("status", "VARCHAR", "ingested, duplicate, superseded, quarantined or held (no session claims it).",
@@ -327,7 +329,9 @@ QUARANTINE = Table(
     (
         C("sha256", "VARCHAR", "File content hash.", nullable=False), _SITE,
         C("path", "VARCHAR", "Path relative to the site inbox.", nullable=False),
-        C("stage", "VARCHAR", "Stage that refused it: manifest, read, harmonise, validate, write.", nullable=False),
+        C("stage", "VARCHAR", "Stage that refused it: inbox (never read: symlink, special_file, "
+          "directory_named_like_data, name_not_utf8, file_too_large), manifest, read, harmonise, validate, write.",
+          nullable=False),
         C("reason_code", "VARCHAR", "Stable machine-readable reason.", nullable=False),
         C("message", "VARCHAR", "What is wrong and what to do.", nullable=False),
         C("quarantined_at", "TIMESTAMP WITH TIME ZONE", "When."),
@@ -378,7 +382,13 @@ RUNS = Table(
         C("trials_ingested", "INTEGER", "Trials committed."),
         C("quarantined", "INTEGER", "Files quarantined."),
         C("held", "INTEGER", "Files held (no session claims them)."),
-        C("status", "VARCHAR", "completed or failed."),
+        C("status", "VARCHAR", "completed (every site had its turn), stopped (storage full or unavailable: the "
+          "night stopped early, the next run continues) or failed (an unexpected error; see message).",
+          allowed=("completed", "stopped", "failed")),
+        C("message", "VARCHAR", "Why the run stopped or failed (null when completed)."),
+        C("site_outcomes", "VARCHAR", "JSON object, one entry per site: {outcome: ok | manifest_error | "
+          "failed | stopped | not_reached, reason_code, message (what and where, e.g. the manifest's path), "
+          "files_seen, files_new, ingested, quarantined, held, errors}."),
     ),
 )
 

@@ -68,3 +68,36 @@ def demo_lake(tmp_path_factory):
     settings = get_settings(str(root))
     summary = run_night(settings.lake, quiet=True)
     return truth, summary, settings
+
+
+#: Columns that differ between two runs over the same inbox (times, run ids, where raw copies live).
+VOLATILE_COLUMNS = {"received_at", "ingested_at", "run_id", "raw_path", "completed_at", "quarantined_at", "started_at",
+                    "finished_at"}
+
+
+def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent hash of every table but ``runs`` (volatile columns left out).
+
+    Asserts that no table holds two rows with the same primary key.
+    """
+    import hashlib
+
+    from schemas.contracts import TABLES
+    from warehouse import catalog
+
+    con = catalog.connect(settings, read_only=True)
+    out = {}
+    try:
+        for name, t in TABLES.items():
+            if name == "runs":
+                continue
+            cols = [c.name for c in t.columns if c.name not in VOLATILE_COLUMNS]
+            sel = ", ".join(f'"{c}"' for c in cols)
+            rows = con.execute(f"SELECT {sel} FROM {name} ORDER BY ALL").fetchall()
+            out[name] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+            key = ", ".join(f'"{k}"' for k in t.primary_key)
+            dup = con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL HAVING count(*) > 1)")
+            assert dup.fetchone()[0] == 0, f"duplicate keys in {name}"
+    finally:
+        con.close()
+    return out

@@ -79,3 +79,18 @@ def test_committed_data_dictionary_is_generated_from_the_contracts(tmp_path):
     doc = Path(__file__).resolve().parents[1] / "docs" / "data_dictionary.md"
     fresh = write_data_dictionary(tmp_path / "dd.md")
     assert doc.read_text() == Path(fresh).read_text(), "docs/data_dictionary.md is stale: run `make dictionary`"
+
+
+def test_only_transient_catalog_errors_are_retried():
+    import duckdb
+
+    from warehouse import catalog
+
+    first_attach = duckdb.Error('Failed to initialize DuckLake: Failed to execute query "CREATE TABLE "public".'
+                                '"ducklake_metadata"(...)": ERROR:  relation "ducklake_metadata" already exists')
+    conflict = duckdb.TransactionException("Failed to commit DuckLake transaction.\nTransaction conflict - "
+                                           "attempting to create table \"t\"")
+    assert catalog.is_retryable(first_attach) and catalog.is_retryable(conflict)
+    assert catalog.is_retryable(duckdb.IOException("database is locked"))
+    assert not catalog.is_retryable(duckdb.CatalogException('Table with name "t" already exists!'))
+    assert not catalog.is_retryable(duckdb.TransactionException("cannot rollback - no transaction is active"))

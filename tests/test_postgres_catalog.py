@@ -221,3 +221,70 @@ def test_cohort_tables_go_stale_when_another_run_commits_an_analysis_after_their
         assert cohort.is_stale(settings)
     finally:
         con.close()
+
+
+def test_a_commit_conflict_is_retried_even_though_the_rollback_after_it_fails(pg_catalog, tmp_path):
+    """Two writers create the lake's tables at once (two `myomap ingest --site` on a fresh catalog). The loser's
+    DuckLake COMMIT fails with a retryable conflict, after which its ROLLBACK raises "no transaction is
+    active": that second error must not hide the first (it made `test_two_site_ingests_commit_concurrently`
+    flaky). The other writer commits exactly between the loser's DDL and its COMMIT (a fault point)."""
+    from warehouse import faults
+
+    settings = get_settings(str(tmp_path / "lake"))
+    other = catalog.connect(settings, create=False)
+    other.execute("BEGIN")
+    other.execute(TABLES["trials"].ddl(f"{catalog.LAKE}.main"))
+    with faults.inject("tables_commit", lambda: other.execute("COMMIT")):
+        con = catalog.connect(settings)  # creates every table: conflict on `trials`, retried, then done
+    try:
+        existing = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE "
+                                              "table_catalog = 'lake'").fetchall()}
+        assert set(TABLES) <= existing
+    finally:
+        con.close()
+        other.close()
+
+    # the same race inside any write: the conflict is what with_retry sees, and the retry commits
+    a, b = catalog.connect(settings), catalog.connect(settings)
+    try:
+        a.execute("BEGIN")
+        a.execute("CREATE TABLE lake.main.extra (x INTEGER)")
+        attempts = []
+
+        def body(c):
+            attempts.append(1)
+            c.execute("CREATE TABLE IF NOT EXISTS lake.main.extra (x INTEGER)")
+            if len(attempts) == 1:
+                a.execute("COMMIT")  # the other writer wins the race
+            c.execute("INSERT INTO lake.main.extra VALUES (1)")
+        catalog.write_atomically(settings, b, body, what="test write")
+        assert len(attempts) == 2
+        assert b.execute("SELECT count(*) FROM lake.main.extra").fetchone()[0] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_one_night_per_lake_with_a_postgres_catalog(pg_catalog, tmp_path):
+    """The lease is a session advisory lock: held by a connection, gone when the session ends."""
+    from warehouse.lease import NightAlreadyRunning, night_lease
+
+    settings = get_settings(str(tmp_path / "lake"))
+    assert settings.catalog_kind == "postgres"
+    with night_lease(settings, run_id="pg-night-1"):
+        with pytest.raises(NightAlreadyRunning, match=r"a night is already running since \d{4}-.*run pg-night-1, "
+                                                      r"host .+, pid \d+"):
+            with night_lease(settings, run_id="pg-night-2"):
+                pass
+        with pytest.raises(NightAlreadyRunning, match="a night is already running"):
+            with night_lease(settings, run_id="pg-site", site="lyon"):
+                pass
+    with night_lease(settings, run_id="pg-lyon", site="lyon"), night_lease(settings, run_id="pg-oslo", site="oslo"):
+        with pytest.raises(NightAlreadyRunning, match="a run of site lyon is already running since .*run pg-lyon"):
+            with night_lease(settings, run_id="pg-lyon-2", site="lyon"):
+                pass
+        with pytest.raises(NightAlreadyRunning, match="already running"):
+            with night_lease(settings, run_id="pg-night-3"):
+                pass
+    with night_lease(settings, run_id="pg-night-4"):
+        pass

@@ -205,6 +205,17 @@ def test_report_follows_the_cohort_filter(lake, tmp_path):
     assert r.exit_code != 0 and "--cohort" in r.output and not (tmp_path / "x.html").exists()
 
 
+def test_report_never_replaces_an_existing_file_without_force(lake, tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text("a report someone kept")
+    r = CliRunner().invoke(_cli(), ["report", "--out", str(out), "--lake", lake.lake])
+    assert r.exit_code == 1 and "exists: choose another --out, or add --force" in r.output, r.output
+    assert out.read_text() == "a report someone kept"
+    r = CliRunner().invoke(_cli(), ["report", "--out", str(out), "--lake", lake.lake, "--force"])
+    assert r.exit_code == 0, r.output
+    assert out.read_text().lstrip().lower().startswith("<!doctype html")
+
+
 # --------------------------------------------------------------------------- real browser
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):

@@ -181,3 +181,106 @@ def test_zones_on_s3(s3_lake):
     dst = zones.store_raw(settings, f"{settings.lake}/inbox/siteb/sub/a.c3d", sha, "a.c3d")
     assert dst == f"{settings.lake}/raw/{sha[:2]}/{sha}.c3d"
     assert b.get(f"lake/raw/{sha[:2]}/{sha}.c3d") == b"abc"
+
+
+def test_the_inbox_on_s3_is_scanned_as_data(s3_lake, monkeypatch):
+    """Object keys have no links or special files; folders named like data and the size limit apply as on disk."""
+    from warehouse.ingest import inbox
+
+    settings, b = s3_lake
+    b.put("lake/inbox/sitec/manifest.yaml", b"subjects: []")
+    b.put("lake/inbox/sitec/ok.c3d", b"abc")
+    b.put("lake/inbox/sitec/big.c3d", b"0123456789")
+    b.put("lake/inbox/sitec/walk.c3d/inner.csv", b"x")
+    zones.filesystem(settings).invalidate_cache()
+    monkeypatch.setenv("MYOMAP_MAX_FILE_BYTES", "c3d=5")
+    settings = get_settings(settings.lake)
+    scan = inbox.scan(settings, "sitec")
+    assert scan.entries == ["big.c3d", "ok.c3d", "walk.c3d", "walk.c3d/inner.csv"] and scan.refused == []
+    assert inbox.inspect(settings, "sitec", "ok.c3d") == 3
+    big = inbox.inspect(settings, "sitec", "big.c3d")
+    assert (big.reason_code, big.size_bytes) == ("file_too_large", 10)
+    assert inbox.inspect(settings, "sitec", "walk.c3d").reason_code == "directory_named_like_data"
+
+
+# --------------------------------------------------------------------------- S3 faults (throttling, 5xx, timeouts)
+@pytest.fixture
+def faulty_s3_lake(s3_lake, moto_server, monkeypatch):
+    """The same bucket reached through a FaultProxy: (settings, bucket, proxy). Short timeouts and back-off."""
+    from fault_proxy import FaultProxy
+
+    settings, b = s3_lake
+    proxy = FaultProxy(moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("MYOMAP_S3_TIMEOUT_S", "1")
+    monkeypatch.setenv("MYOMAP_STORAGE_WAIT_S", "0.05")
+    b.put("lake/inbox/gaita/test_small.c3d", fixture("gaitalytics/test_small.c3d").read_bytes())
+    b.put("lake/inbox/gaita/Empty.c3d", fixture("bad/Empty.c3d").read_bytes())
+    b.put("lake/inbox/gaita/manifest.yaml", MANIFEST.encode())
+    try:
+        yield get_settings(settings.lake), b, proxy
+    finally:
+        proxy.close()
+
+
+def test_throttling_5xx_and_timeouts_are_retried_and_the_night_completes(faulty_s3_lake):
+    settings, b, proxy = faulty_s3_lake
+    assert settings.s3["endpoint_url"] == proxy.url
+    proxy.fail("PUT", "/lake/raw/", status=503, code="SlowDown", times=2)  # the raw copy, throttled twice
+    proxy.fail("GET", "/lake/inbox/gaita/test_small.c3d", status=500, code="InternalError", times=1)
+    proxy.hang("PUT", "/lake/quarantine/", times=1)  # the quarantine record: no answer, the client times out
+    proxy.fail("PUT", "/lake/tables/", status=503, code="SlowDown", times=1)  # a Parquet file (DuckDB httpfs)
+
+    s = run_night(settings.lake, quiet=True)
+
+    assert (s["status"], s["ingested"], s["quarantined"], s["errors"]) == ("completed", 1, 1, 0), s
+    assert len(proxy.injected) == 5, proxy.injected
+    sha = hashlib.sha256(fixture("gaitalytics/test_small.c3d").read_bytes()).hexdigest()
+    assert b.get(f"lake/raw/{sha[:2]}/{sha}.c3d") == fixture("gaitalytics/test_small.c3d").read_bytes()
+    assert len([k for k in b.keys("lake/quarantine/gaita/") if k.endswith(".json")]) == 1
+    con = catalog.connect(settings, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM emg_samples").fetchone()[0] == \
+            con.execute("SELECT sum(n_samples) FROM emg_channels").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("where", ["raw", "tables"])
+def test_an_object_store_that_keeps_failing_stops_the_night_and_the_rerun_converges(faulty_s3_lake, where):
+    settings, b, proxy = faulty_s3_lake
+    proxy.fail("PUT", f"/lake/{where}/", status=503, code="ServiceUnavailable")  # every time
+
+    s = run_night(settings.lake, quiet=True)
+
+    assert s["status"] == "stopped", s
+    assert "the object store kept failing after retries" in s["message"] and "run again" in s["message"].lower()
+    assert s["site_outcomes"]["gaita"]["outcome"] == "stopped"
+    con = catalog.connect(settings, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 0
+        if where == "raw":  # the catalog's Parquet files can still be written: the run says why it stopped
+            assert con.execute("SELECT status, message FROM runs").fetchall() == [("stopped", s["message"])]
+        else:  # nothing can be written, not even the runs row: the summary (and the CLI) says so
+            assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+            assert "object store kept failing" in s["run_not_recorded"]
+    finally:
+        con.close()
+    if where == "raw":
+        assert not b.keys("lake/raw/")
+
+    proxy.clear()  # the store answers again
+    again = run_night(settings.lake, quiet=True)
+    assert (again["status"], again["ingested"], again["quarantined"]) == ("completed", 1, 1), again
+    con = catalog.connect(settings, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 1
+        assert dict(con.execute("SELECT status, count(*) FROM files GROUP BY 1").fetchall()) == {
+            "ingested": 1, "quarantined": 1}
+        for name, t in TABLES.items():
+            key = ", ".join(f'"{k}"' for k in t.primary_key)
+            assert con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL "
+                               "HAVING count(*) > 1)").fetchone()[0] == 0, name
+    finally:
+        con.close()

@@ -335,6 +335,31 @@ def test_myomap_sql_command_is_read_only(consortium, tmp_path):
     assert lake_state(consortium) == before
 
 
+def test_bad_as_of_values_get_one_clear_line(consortium, tmp_path):
+    """`--as-of 99999`, `-1`, `²` used to print a Python traceback."""
+    from flows.cli import main
+
+    for bad in ("-1", "\u00b2", "yesterday", "2026-13-45", "1e3"):
+        for cli, args in ((main, ["sql", "SELECT 1"]), (_cli(), ["extract", "--out", str(tmp_path / "x")])):
+            r = CliRunner().invoke(cli, [*args, "--lake", consortium.lake, "--as-of", bad])
+            assert r.exit_code == 2 and isinstance(r.exception, SystemExit), (bad, r.output, r.exception)
+            assert "is neither a snapshot id (0, 1, 2, ...) nor a timestamp" in r.output, r.output
+    con = catalog.connect(consortium, read_only=True)
+    last = con.execute("SELECT max(snapshot_id) FROM ducklake_snapshots('lake')").fetchone()[0]
+    con.close()
+    for cli, args in ((main, ["sql", "SELECT 1"]), (_cli(), ["extract", "--out", str(tmp_path / "y")])):
+        r = CliRunner().invoke(cli, [*args, "--lake", consortium.lake, "--as-of", "99999"])
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+        assert f"--as-of 99999: there is no snapshot 99999 in this lake. The lake has snapshots 0 to {last}" \
+            in r.output, r.output
+    assert not [p for p in (tmp_path / "y").rglob("*") if p.is_file()]  # nothing written
+    r = CliRunner().invoke(main, ["sql", "--lake", consortium.lake, "--as-of", "2001-01-01", "SELECT 1"])
+    assert r.exit_code == 1 and "no snapshot at or before 2001-01-01 00:00:00+00:00" in r.output, r.output
+    r = CliRunner().invoke(main, ["sql", "--lake", consortium.lake, "--as-of", str(last), "--format", "csv",
+                                  "SELECT count(*) FROM sites"])
+    assert r.exit_code == 0 and r.output.splitlines()[1] == str(len(SITES)), r.output
+
+
 # --------------------------------------------------------------------------- cohort filter
 def test_filter_grammar_parses_and_validates():
     f = cf.parse(" site=lyon,boston; condition=fatigued; task=walk; muscle=tibialis_anterior; side=L; "

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, TypeVar
 import duckdb
 
 from schemas.contracts import TABLES
+from warehouse import faults
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,30 +160,42 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create every contract table that does not exist yet, and set Parquet options."""
-    existing = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE]).fetchall()}
-    missing = [t for name, t in TABLES.items() if name not in existing]
-    if not missing:
+    cols = {}
+    for table, column in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                     "WHERE table_catalog = ?", [LAKE]).fetchall():
+        cols.setdefault(table, set()).add(column)
+    missing = [t for name, t in TABLES.items() if name not in cols]
+    # additive migrations: a column added to a contract is added to existing tables (nullable)
+    added = [(t.name, c) for t in TABLES.values() if t.name in cols for c in t.columns if c.name not in cols[t.name]]
+    if not missing and not added:
         return
-    con.execute("BEGIN")
-    try:
-        for k, v in PARQUET_OPTIONS.items():
-            con.execute(f"CALL {LAKE}.set_option('{k}', '{v}')")
+    with transaction(con, step="tables_commit"):
+        if missing:
+            for k, v in PARQUET_OPTIONS.items():
+                con.execute(f"CALL {LAKE}.set_option('{k}', '{v}')")
         for t in missing:
             con.execute(t.ddl(f"{LAKE}.main"))
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        for table, c in added:
+            con.execute(f'ALTER TABLE {LAKE}.main.{table} ADD COLUMN IF NOT EXISTS "{c.name}" {c.dtype}')
+
+
+#: Errors retryable only when all their parts appear: two processes attaching a new PostgreSQL
+#: catalog at once both create DuckLake's metadata tables; the loser's retry finds them made.
+_RETRYABLE_TOGETHER = (("failed to initialize ducklake", "already exists"),)
 
 
 def is_retryable(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(s.lower() in text.lower() for s in _RETRYABLE)
+    text = str(exc).lower()
+    return any(s.lower() in text for s in _RETRYABLE) or any(all(p in text for p in parts)
+                                                             for parts in _RETRYABLE_TOGETHER)
 
 
 def with_retry(fn: Callable[[], T], settings: Settings, *, what: str = "write") -> T:
-    """Run ``fn``; on a catalog lock/conflict, back off and retry (then raise CatalogError)."""
+    """Run ``fn``; on a catalog lock/conflict, back off and retry (then raise CatalogError).
+
+    The error judged is the one that failed the work (e.g. a DuckLake COMMIT conflict), never
+    a later ROLLBACK's "no transaction is active" (:func:`transaction` keeps the first).
+    """
     wait = settings.lock_wait_s
     for attempt in range(settings.lock_retries + 1):
         try:
@@ -198,25 +211,49 @@ def with_retry(fn: Callable[[], T], settings: Settings, *, what: str = "write") 
     raise AssertionError("unreachable")
 
 
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK after a failure, if a transaction is still open.
+
+    A failed DuckLake ``COMMIT`` has already ended the transaction: the ROLLBACK then raises
+    "cannot rollback - no transaction is active". That error says nothing about the failure
+    and must never replace it (it would hide a retryable conflict from :func:`with_retry`).
+    """
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:
+        log.debug("rollback after a failed transaction: %s", exc)
+
+
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """One DuckLake transaction: everything inside commits together or not at all."""
+def transaction(con: duckdb.DuckDBPyConnection, *, step: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One DuckLake transaction: everything inside commits together or not at all.
+
+    ``step`` names a fault point reached just before COMMIT (tests: :mod:`warehouse.faults`).
+    """
     con.execute("BEGIN")
     try:
         yield con
+        if step:
+            faults.point(step, None, engine="duckdb")
         con.execute("COMMIT")
     except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+        rollback_quietly(con)
         raise
 
 
 def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,
                      body: Callable[[duckdb.DuckDBPyConnection], T], *, what: str) -> T:
-    """Run ``body(con)`` inside one transaction, retrying the whole transaction when busy."""
+    """Run ``body(con)`` inside one transaction, retrying the whole transaction when busy.
+
+    Raises
+    ------
+    CatalogError
+        The catalog stayed locked or conflicting after every retry.
+    warehouse.faults.StorageFull, warehouse.faults.StorageUnavailable
+        The data files could not be written (disk full; S3 failing after retries with
+        back-off): the transaction was rolled back, nothing of it is visible.
+    """
     def attempt() -> T:
         with transaction(con):
             return body(con)
-    return with_retry(attempt, settings, what=what)
+    return faults.storage_retry(lambda: with_retry(attempt, settings, what=what), settings, what=what)

@@ -1,6 +1,7 @@
 """Site manifests: ``<lake>/inbox/<site>/manifest.yaml`` (subjects, sessions, channel map)."""
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import re
 from dataclasses import dataclass, field
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from schemas import vocab
+from warehouse.settings import Limits
 
 #: Keys that would carry direct identifiers; a manifest containing them is rejected.
 FORBIDDEN_KEYS = {"name", "first_name", "last_name", "surname", "full_name", "birth_date", "birthdate",
@@ -15,6 +17,7 @@ FORBIDDEN_KEYS = {"name", "first_name", "last_name", "surname", "full_name", "bi
                   "ssn", "mrn"}
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE = re.compile(r"\+?\d[\d \-().]{8,}\d")
+_ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")  # dates stay text when loaded: not phone numbers
 
 
 class ManifestError(Exception):
@@ -67,24 +70,109 @@ def _scan_identifiers(node, where="") -> list[str]:
     elif isinstance(node, str):
         if _EMAIL.search(node):
             found.append(f"an e-mail address at {where}")
-        elif _PHONE.fullmatch(node.strip()):
+        elif _PHONE.fullmatch(node.strip()) and not _ISO_DATE.fullmatch(node.strip()):
             found.append(f"a phone number at {where}")
     return found
 
 
-def parse_manifest(text: str, *, site: str) -> Manifest:
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two more refusals: too many aliases, too deep a nesting.
+
+    An alias re-uses a node: a few of them nested ("billion laughs") expand a 400-byte file
+    into billions of nodes, and deep nesting exhausts the interpreter's stack. Dates stay
+    strings (checked by :func:`_date`, so that ``2026-13-45`` is an error with its path,
+    not an exception from the YAML constructor).
+    """
+
+    max_aliases = Limits.yaml_aliases
+    max_depth = Limits.yaml_depth
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > self.max_aliases:
+                mark = self.peek_event().start_mark
+                raise ManifestError("manifest_yaml_aliases", f"manifest.yaml uses more than {self.max_aliases} "
+                                    f"YAML aliases (*name, line {mark.line + 1}): refused (a YAML bomb expands "
+                                    "aliases into billions of values). Write the values out.")
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                mark = self.peek_event().start_mark
+                raise ManifestError("manifest_yaml_depth", f"manifest.yaml nests deeper than {self.max_depth} "
+                                    f"levels (line {mark.line + 1}): refused. A manifest is a few levels deep.")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_LimitedLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def load_yaml(text: str, *, limits: Limits | None = None):
+    """Parse YAML text safely (no tags beyond plain data, bounded aliases and depth).
+
+    Raises
+    ------
+    ManifestError
+        ``manifest_yaml`` (not YAML), ``manifest_yaml_aliases``, ``manifest_yaml_depth``.
+    """
+    limits = limits or Limits()
+    if len(text.encode("utf-8", "surrogatepass")) > limits.manifest_bytes:
+        raise ManifestError("manifest_too_large", f"manifest.yaml is larger than {limits.manifest_bytes:,} bytes "
+                            "(MYOMAP_MAX_MANIFEST_BYTES): refused unread. A manifest lists subjects, sessions and "
+                            "globs; it needs a few kilobytes.")
+    loader = type("Loader", (_LimitedLoader,), {"max_aliases": limits.yaml_aliases,
+                                                "max_depth": limits.yaml_depth})(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ManifestError("manifest_yaml", f"manifest.yaml is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ManifestError("manifest_yaml_depth", "manifest.yaml nests too deeply: refused.") from None
+    finally:
+        loader.dispose()
+
+
+def _date(value, where: str, site: str) -> str | None:
+    """An ISO date (``YYYY-MM-DD``) as text, or None when absent."""
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': {where}: {str(value)!r} is not a "
+                            "date (write YYYY-MM-DD, e.g. 2026-09-14).") from None
+
+
+def parse_manifest(text: str, *, site: str, limits: Limits | None = None) -> Manifest:
     """Parse and check a manifest.
 
     Raises
     ------
     ManifestError
-        ``manifest_yaml`` (not YAML), ``manifest_identifiers`` (direct identifiers found),
-        ``manifest_schema`` (missing or inconsistent fields).
+        ``manifest_yaml`` (not YAML), ``manifest_too_large``, ``manifest_yaml_aliases``/
+        ``manifest_yaml_depth`` (a YAML bomb or absurd nesting; limits from ``Settings.limits``), ``manifest_identifiers`` (direct identifiers
+        found), ``manifest_schema`` (missing, mistyped or inconsistent fields, with where).
     """
+    doc = load_yaml(text, limits=limits) or {}
     try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ManifestError("manifest_yaml", f"manifest.yaml of site '{site}' is not valid YAML: {exc}") from exc
+        return _parse_doc(doc, site)
+    except ManifestError:
+        raise
+    except Exception as exc:  # a shape this parser did not foresee is the manifest's error, not the night's
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}' has an unexpected shape "
+                            f"({type(exc).__name__}: {str(exc)[:200]}); compare it with the README example.") from None
+
+
+def _parse_doc(doc, site: str) -> Manifest:
     if not isinstance(doc, dict):
         raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}' must be a mapping.")
     ids = _scan_identifiers(doc)
@@ -94,9 +182,23 @@ def parse_manifest(text: str, *, site: str) -> Manifest:
     if doc.get("site") not in (None, site):
         raise ManifestError("manifest_schema", f"manifest says site '{doc.get('site')}' but sits in inbox '{site}'.")
     subjects = doc.get("subjects") or []
-    subject_ids = {str(s.get("id")) for s in subjects if isinstance(s, dict)}
+    if not isinstance(subjects, list) or not all(isinstance(s, dict) and s.get("id") is not None for s in subjects):
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': subjects must be a list of "
+                            "{id: ..., sex: ..., mass_kg: ...} mappings.")
+    subject_ids = {str(s.get("id")) for s in subjects}
+    for i, s in enumerate(subjects):
+        for k in ("mass_kg", "height_m"):
+            if s.get(k) is not None and (isinstance(s[k], bool) or not isinstance(s[k], (int, float))):
+                raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': subjects[{i}].{k}: "
+                                    f"{s[k]!r} is not a number.")
     sessions = []
-    for i, s in enumerate(doc.get("sessions") or []):
+    raw_sessions = doc.get("sessions") or []
+    if not isinstance(raw_sessions, list):
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': sessions must be a list.")
+    for i, s in enumerate(raw_sessions):
+        if not isinstance(s, dict):
+            raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': sessions[{i}] must be a mapping "
+                                f"{{id, subject, files, ...}}, got {type(s).__name__} {str(s)[:60]!r}.")
         missing = [k for k in ("id", "subject", "files") if not s.get(k)]
         if missing:
             raise ManifestError("manifest_schema", f"session #{i + 1} of site '{site}' lacks {', '.join(missing)}.")
@@ -104,15 +206,24 @@ def parse_manifest(text: str, *, site: str) -> Manifest:
             raise ManifestError("manifest_schema", f"session '{s['id']}' names subject '{s['subject']}' "
                                 "which is not in 'subjects'.")
         files = s["files"] if isinstance(s["files"], list) else [s["files"]]
-        sessions.append(Session(str(s["id"]), str(s["subject"]), str(s["date"]) if s.get("date") else None,
+        sessions.append(Session(str(s["id"]), str(s["subject"]), _date(s.get("date"), f"sessions[{i}].date", site),
                                 s.get("condition"), s.get("task"), s.get("terrain"), [str(f) for f in files]))
     channels = doc.get("channels") or {}
+    if not isinstance(channels, dict):
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': channels must be a mapping "
+                            "{LABEL: {muscle, side}}, got a " + type(channels).__name__ + ".")
     for label, m in channels.items():
         if not isinstance(m, dict) or m.get("muscle") not in vocab.MUSCLES or m.get("side") not in vocab.SIDES:
             raise ManifestError("manifest_schema", f"channels['{label}'] must be {{muscle: <one of the vocabulary>, "
                                 f"side: L|R}}; got {m!r}.")
     mains = doc.get("mains_hz")
+    if mains is not None and (isinstance(mains, bool) or not isinstance(mains, (int, float))):
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': mains_hz: {mains!r} is not a "
+                            "number (50 or 60).")
+    consent = doc.get("consent")
+    if consent is not None and not isinstance(consent, (list, str)):
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': consent must be a list of scopes.")
     return Manifest(site=site, mains_hz=float(mains) if mains else None, timezone=doc.get("timezone"),
                     subjects=subjects, sessions=sessions, channels=channels,
-                    embargo_until=str(doc["embargo_until"]) if doc.get("embargo_until") else None,
-                    consent=doc.get("consent"))
+                    embargo_until=_date(doc.get("embargo_until"), "embargo_until", site),
+                    consent=[consent] if isinstance(consent, str) else consent)

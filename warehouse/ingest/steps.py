@@ -14,8 +14,8 @@ from pathlib import PurePosixPath
 
 import pyarrow as pa
 
-from warehouse import catalog, zones
-from warehouse.ingest import tables, validation
+from warehouse import catalog, faults, zones
+from warehouse.ingest import inbox, limits, tables, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import Manifest, ManifestError, parse_manifest
 from warehouse.ingest.readers import companions_for, is_companion, read_any
@@ -44,26 +44,49 @@ class SiteScan:
     site: str
     files: list[str]
     manifest_error: str | None = None
+    refused: list[dict] | None = None  # inbox entries refused at scan (names that are not UTF-8)
 
 
 # --------------------------------------------------------------------------- manifests
 def load_manifest(settings: Settings, site: str) -> Manifest:
+    """Read and parse ``inbox/<site>/manifest.yaml`` (never through a link, never past the size limit).
+
+    Raises
+    ------
+    ManifestError
+        ``manifest_missing``, ``manifest_not_a_file``, ``manifest_too_large``, ``manifest_encoding``
+        and the codes of :func:`~warehouse.ingest.manifest.parse_manifest`.
+    """
     path = f"{zones.inbox(settings, site)}/manifest.yaml"
     if not zones.exists(settings, path):
         raise ManifestError("manifest_missing", f"Site '{site}' has no manifest.yaml: files are held until one "
                             "claims them (`myomap manifest init {site}` scaffolds it).")
-    with zones.filesystem(settings).open(path, "r") as fh:
-        return parse_manifest(fh.read(), site=site)
+    cap = settings.limits.manifest_bytes
+    try:
+        with zones.open_inbox_file(settings, path) as fh:
+            data = fh.read(cap + 1)
+    except zones.NotARegularFile as exc:
+        raise ManifestError("manifest_not_a_file", f"inbox/{site}/manifest.yaml is {exc.strerror}: it was not "
+                            "followed or read. Put the manifest file itself in the inbox.") from None
+    if len(data) > cap:
+        raise ManifestError("manifest_too_large", f"inbox/{site}/manifest.yaml is larger than {cap:,} bytes "
+                            "(MYOMAP_MAX_MANIFEST_BYTES): refused unread.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError("manifest_encoding", f"inbox/{site}/manifest.yaml is not UTF-8 text (byte "
+                            f"{exc.start}): save it as UTF-8.") from None
+    return parse_manifest(text, site=site, limits=settings.limits)
 
 
 def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
-    """List a site's inbox and upsert its manifest's subjects and sessions."""
-    files = [f for f in zones.list_site_files(settings, site)
-             if PurePosixPath(f).name not in ("manifest.yaml", "manifest.yml")]
+    """List a site's inbox (as data: nothing followed) and upsert its manifest's subjects and sessions."""
+    scan = inbox.scan(settings, site)
+    files, refused = scan.entries, [r.to_dict() for r in scan.refused]
     try:
         man = load_manifest(settings, site)
     except ManifestError as exc:
-        return SiteScan(site, files, f"{exc.reason_code}: {exc.message}")
+        return SiteScan(site, files, f"{exc.reason_code}: {exc.message}", refused)
     subjects = pa.table({
         "subject_id": [str(s["id"]) for s in man.subjects],
         "site_id": [site] * len(man.subjects),
@@ -111,7 +134,7 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
         if clash:
             return SiteScan(site, files, "manifest_id_conflict: subject and session ids must be unique across the "
                             f"consortium; already used by another site: {', '.join(r[0] for r in clash[:5])}. "
-                            "Prefix them with the site code.")
+                            "Prefix them with the site code.", refused)
         current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
         cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
         unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
@@ -119,7 +142,7 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
             catalog.write_atomically(settings, con, body, what=f"sync manifest {site}")
     finally:
         con.close()
-    return SiteScan(site, files)
+    return SiteScan(site, files, None, refused)
 
 
 def _same(con, site: str) -> bool:
@@ -152,19 +175,33 @@ def process_file(settings: Settings, site: str, rel_path: str, run_id: str, *, h
     return result
 
 
+def _locate(settings: Settings, con, site: str, rel_path: str) -> str | inbox.Refusal:
+    """Where to read the file from (the inbox, or the kept raw copy of a cleaned inbox), or why not."""
+    src = f"{zones.inbox(settings, site)}/{rel_path}"
+    if zones.exists(settings, src):
+        verdict = inbox.inspect(settings, site, rel_path)
+        return verdict if isinstance(verdict, inbox.Refusal) else src
+    # a retry after the inbox was cleaned: read the kept original
+    kept = con.execute("SELECT raw_path FROM files WHERE site_id = ? AND path = ? AND raw_path IS NOT NULL "
+                       "ORDER BY received_at DESC LIMIT 1", [site, rel_path]).fetchone()
+    if kept is None:
+        raise FileNotFoundError(f"{src} is gone and was never registered")
+    return kept[0]
+
+
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
     name = PurePosixPath(rel_path).name
-    src = f"{zones.inbox(settings, site)}/{rel_path}"
     con = catalog.connect(settings)
-    if not zones.exists(settings, src):  # a retry after the inbox was cleaned: read the kept original
-        kept = con.execute("SELECT raw_path FROM files WHERE site_id = ? AND path = ? ORDER BY received_at DESC "
-                           "LIMIT 1", [site, rel_path]).fetchone()
-        if kept is None:
-            con.close()
-            raise FileNotFoundError(f"{src} is gone and was never registered")
-        src = kept[0]
-    sha, size = zones.sha256_of(settings, src)
     try:
+        src = _locate(settings, con, site, rel_path)
+        if isinstance(src, inbox.Refusal):
+            return _refuse(settings, con, site, src, run_id, seen)
+        try:
+            sha, size = zones.sha256_of(settings, src)
+        except zones.NotARegularFile as exc:  # swapped for a link or a FIFO since it was inspected
+            return _refuse(settings, con, site, inbox.Refusal(rel_path, "symlink" if exc.errno else "special_file",
+                                                              f"Became {exc.strerror} while the night read it: "
+                                                              "not followed."), run_id, seen)
         rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
                            [sha, site]).fetchall()
         mine = [s for p, s in rows if p == rel_path]
@@ -181,59 +218,122 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             if status == "duplicate":
                 return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
                         "reason": f"same bytes as {other_ingested[0]}"}
-        parent = PurePosixPath(rel_path).parent
-        siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
-                    if PurePosixPath(f).parent == parent]
-        if is_companion(name, siblings):
-            return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
-        if seen.get("hold"):
-            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": seen["hold"].split(":")[0]}
-        try:
-            man = load_manifest(settings, site)
-        except ManifestError as exc:
-            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
-        session = man.session_for(rel_path)
-        if session is None:
-            return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
-        trial_id = f"{site}:{session.id}:{rel_path}"  # the path keeps Gait.c3d and Gait.trc apart
-        companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
-                      for role, cname in companions_for(name, siblings).items()}
-        try:
-            with zones.local_files(settings, {"data": raw, **companions}) as local:
-                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})
-            if rec.duration_s <= 0:
-                raise ReaderError("no_frames", "The file holds no samples.")
-        except ReaderError as exc:
-            _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
-            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
-        except Exception as exc:  # a reader bug must not stop the night: quarantine with the error
-            log.exception("reader crashed on %s", rel_path)
-            _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
-                        f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
-                        "report it with the file's sha256.", raw, run_id)
-            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
-        chans, chan_issues = harmonise(rec, man.channels)
-        companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
-        try:
-            _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
-                          session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
-                          run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
-                          mass_kg=next((s.get("mass_kg") for s in man.subjects
-                                        if str(s.get("id")) == session.subject), None))
-        except ContractViolation:
-            return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
-        return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
-                "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+        return _ingest_registered(settings, con, site, rel_path, run_id, seen, sha=sha, raw=raw)
     finally:
         con.close()
 
 
-def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, run_id, *, file_status=True):
+def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw) -> dict:
+    """Read, harmonise, validate and commit a registered file (or hold or quarantine it)."""
+    name = PurePosixPath(rel_path).name
+    parent = PurePosixPath(rel_path).parent
+    siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
+                if PurePosixPath(f).parent == parent]
+    if is_companion(name, siblings):
+        return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
+    if seen.get("hold"):
+        return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": seen["hold"].split(":")[0]}
+    try:
+        man = load_manifest(settings, site)
+    except ManifestError as exc:
+        return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+    session = man.session_for(rel_path)
+    if session is None:
+        return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
+    trial_id = f"{site}:{session.id}:{rel_path}"  # the path keeps Gait.c3d and Gait.trc apart
+    companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
+                  for role, cname in companions_for(name, siblings).items()}
+    try:
+        with zones.local_files(settings, {"data": raw, **companions}) as local:
+            limits.check_declared(local["data"], settings.limits)
+            rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
+                           memory_bytes=settings.limits.reader_memory_bytes)
+        if rec.duration_s <= 0:
+            raise ReaderError("no_frames", "The file holds no samples.")
+    except ReaderError as exc:
+        _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
+        _quarantine_companions(settings, con, site, rel_path, companions, exc.reason_code, run_id)
+        return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
+    except faults.StorageError:
+        raise  # the lake's storage, not the file: the night stops and the file is read next time
+    except Exception as exc:  # a reader bug must not stop the night: quarantine with the error
+        log.exception("reader crashed on %s", rel_path)
+        _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
+                    f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "report it with the file's sha256.", raw, run_id)
+        _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
+        return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
+    chans, chan_issues = harmonise(rec, man.channels)
+    companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
+    try:
+        _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                      session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
+                      run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
+                      mass_kg=next((s.get("mass_kg") for s in man.subjects
+                                    if str(s.get("id")) == session.subject), None))
+    except ContractViolation:
+        _quarantine_companions(settings, con, site, rel_path, companions, "contract_violation", run_id)
+        return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
+    return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
+            "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+
+
+def _quarantine_companions(settings, con, site: str, rel_path: str, companions: dict, code: str, run_id: str) -> None:
+    """A companion waits (held) for the file it accompanies; when that file is quarantined, so is it, saying why."""
+    prefix = f"{zones.inbox(settings, site)}/"
+    for path in companions.values():
+        rel = path.removeprefix(prefix)
+        try:
+            csha = zones.sha256_of(settings, path)[0]
+        except (OSError, zones.NotARegularFile):
+            continue
+        held = con.execute("SELECT raw_path FROM files WHERE sha256 = ? AND site_id = ? AND path = ? AND status = "
+                           "'held'", [csha, site, rel]).fetchone()
+        if held:
+            _quarantine(settings, con, csha, site, rel, "read", "companion_of_quarantined",
+                        f"Read only with {rel_path}, which was quarantined ({code}): fix that file, then retry "
+                        "both (`myomap quarantine retry`).", held[0], run_id)
+
+
+def record_refusal(settings: Settings, site: str, refusal: dict, run_id: str) -> dict:
+    """Record an inbox entry refused at scan (e.g. a name that is not UTF-8): ``process_file``'s result."""
+    seen: dict = {}
+    con = catalog.connect(settings)
+    try:
+        result = _refuse(settings, con, site, inbox.Refusal(**refusal), run_id, seen)
+    finally:
+        con.close()
+    result["new"] = result["outcome"] != SKIPPED
+    return result
+
+
+def _refuse(settings, con, site: str, refusal: inbox.Refusal, run_id: str, seen: dict) -> dict:
+    """Quarantine an entry whose bytes are never read: a ``files`` row (no raw copy) and its reason."""
+    key = refusal.key
+    row = con.execute("SELECT status FROM files WHERE sha256 = ? AND site_id = ? AND path = ?",
+                      [key, site, refusal.path]).fetchone()
+    seen["registered"] = row is not None
+    if row is not None and row[0] == "quarantined":
+        return {"outcome": SKIPPED, "sha256": key, "trial_id": None, "reason": "quarantined"}
+    _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message, None,
+                run_id, register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), run_id))
+    return {"outcome": QUARANTINED, "sha256": key, "trial_id": None, "reason": refusal.reason_code}
+
+
+def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, run_id, *, file_status=True,
+                register: tuple | None = None):
+    """Record a refusal: the JSON record in quarantine/, then the table rows in one transaction.
+
+    ``register`` (the ``files`` row of an entry never copied) is inserted in the same
+    transaction, so that a killed run leaves either both rows or neither.
+    """
     record = {"sha256": sha, "site_id": site, "path": rel_path, "stage": stage, "reason_code": code,
               "message": message, "quarantined_at": now(), "raw_path": raw, "run_id": run_id}
     zones.write_quarantine_record(settings, record)
 
     def body(c):
+        if register:
+            c.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, 'quarantined', NULL, NULL, NULL, ?)", list(register))
         c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ? AND stage = ?",
                   [sha, site, rel_path, stage])
         c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, ? AS stage, "
@@ -314,7 +414,11 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
         c.execute("DELETE FROM derivations WHERE trial_id = ?", [trial_id])
         for csha in companion_shas:
             c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
-                      "WHERE sha256 = ? AND site_id = ? AND status = 'held'", [session.id, trial_id, run_id, csha, site])
+                      "WHERE sha256 = ? AND site_id = ? AND status IN ('held', 'quarantined') AND sha256 NOT IN "
+                      "(SELECT sha256 FROM quarantine WHERE site_id = ? AND resolved_at IS NULL AND reason_code <> "
+                      "'companion_of_quarantined')", [session.id, trial_id, run_id, csha, site, site])
+            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND reason_code = "
+                      "'companion_of_quarantined' AND resolved_at IS NULL", [csha, site])
         c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
                   "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
         for label, code, message in chan_issues:
@@ -323,6 +427,7 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
             c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
                       "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
                       [sha, site, p, code, message, now(), raw, run_id])
+        faults.point("trial_commit", settings, engine="duckdb", path=f"{settings.zone('tables')}/...parquet")
 
     catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
 

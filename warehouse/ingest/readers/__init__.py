@@ -92,7 +92,7 @@ def detect_format(path: Path) -> str | None:
     return None
 
 
-def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
+def _read_c3d_with_fallback(path: Path, companions=None, memory_bytes: int | None = None) -> Recording:
     """ezc3d first; files it cannot read (SGI/MIPS, float offsets) go through py-c3d."""
     from warehouse.ingest.readers.pyc3d import check_parameter_section, read_c3d_pyc3d
 
@@ -102,7 +102,7 @@ def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
         raise ReaderError("c3d_bad_parameter_section", f"The C3D parameter section is corrupt: {fault}. "
                           "Re-export the file from the acquisition software.")
     try:
-        rec = read_c3d(path, companions=companions)
+        rec = read_c3d(path, companions=companions, memory_bytes=memory_bytes)
         if overflow:  # old writers often overrun the declared section; readable, but say so
             rec.findings.append(("c3d_parameter_overflow", "warn", f"The C3D {fault}; the file was read, but "
                                  "check parameters near the end of the section (e.g. labels, units)."))
@@ -118,8 +118,12 @@ def _read_c3d_with_fallback(path: Path, companions=None) -> Recording:
         return rec
 
 
-def read_any(path: Path, *, companions: dict | None = None) -> Recording:
+def read_any(path: Path, *, companions: dict | None = None, memory_bytes: int | None = None) -> Recording:
     """Read any supported file.
+
+    ``memory_bytes`` caps the address space of the isolated C3D reader process
+    (``Settings.limits.reader_memory_bytes``): a file that needs more is refused
+    (``c3d_reader_memory``) instead of swapping the machine.
 
     Raises
     ------
@@ -131,7 +135,7 @@ def read_any(path: Path, *, companions: dict | None = None) -> Recording:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export or re-upload it.")
     fmt = detect_format(path)
     if fmt == "c3d":
-        return _read_c3d_with_fallback(path, companions)
+        return _read_c3d_with_fallback(path, companions, memory_bytes)
     if fmt == "delsys_csv":
         return read_delsys_csv(path, companions=companions)
     if fmt == "edf":

@@ -45,27 +45,46 @@ def _param(params: dict, group: str, name: str, default=None):
 #: child process (forkserver) so a bad file costs a quarantine record, never the night.
 C3D_READ_TIMEOUT_S = 120.0
 _CTX = None
+#: Largest peak resident memory (kB) a reader child reported in this process (bench/hostile_inbox.py).
+reader_peak_rss_kb = 0
 
 
-def _child(path: str, conn) -> None:
+def _child(path: str, conn, memory_bytes: int | None = None) -> None:
+    """Read in the isolated process; reply ``(kind, payload, peak RSS in kB)``."""
+    import resource
+
+    too_big = ("c3d_reader_memory", f"Reading the file needs more than {(memory_bytes or 0) / 2**20:,.0f} MB "
+               "(MYOMAP_READER_MEMORY_BYTES): its parameters declare more data than a recording of this size "
+               "holds, or it is very long. Re-export or split it.")
     try:
-        conn.send(("ok", _read_c3d_here(Path(path))))
+        if memory_bytes:  # ezc3d allocates what the parameters declare: cap it, fail instead of swapping
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        msg = ("ok", _read_c3d_here(Path(path)))
     except ReaderError as exc:
-        conn.send(("reader_error", (exc.reason_code, exc.message)))
+        msg = ("reader_error", too_big if memory_bytes and "bad_alloc" in exc.message else
+               (exc.reason_code, exc.message))
+    except MemoryError:
+        msg = ("reader_error", too_big)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        text = f"{type(exc).__name__}: {exc}"
+        msg = ("reader_error", too_big) if memory_bytes and "bad_alloc" in text else ("error", text)
+    try:
+        conn.send((*msg, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
     finally:
         conn.close()
 
 
-def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True) -> Recording:
+def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True,
+             memory_bytes: int | None = None) -> Recording:
     """Read a C3D file with ezc3d (in an isolated child process unless ``isolate=False``).
+
+    ``memory_bytes`` caps the child's address space (``RLIMIT_AS``).
 
     Raises
     ------
     ReaderError
         ``empty_file``, ``c3d_unsupported_processor``, ``c3d_unreadable``, ``no_frames``,
-        ``c3d_reader_crashed`` (ezc3d died on the file) or ``c3d_reader_timeout``.
+        ``c3d_reader_crashed`` (ezc3d died on the file), ``c3d_reader_memory`` or ``c3d_reader_timeout``.
     """
     if not isolate:
         return _read_c3d_here(Path(path))
@@ -76,7 +95,7 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
         _CTX = mp.get_context("forkserver")
         _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
     recv, send = _CTX.Pipe(duplex=False)
-    proc = _CTX.Process(target=_child, args=(str(path), send), daemon=True)
+    proc = _CTX.Process(target=_child, args=(str(path), send, memory_bytes), daemon=True)
     proc.start()
     send.close()
     try:
@@ -84,7 +103,9 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
             proc.kill()
             raise ReaderError("c3d_reader_timeout", f"ezc3d did not finish reading the file in "
                               f"{C3D_READ_TIMEOUT_S:.0f} s: it is probably malformed; re-export it.")
-        kind, payload = recv.recv()
+        kind, payload, rss_kb = recv.recv()
+        global reader_peak_rss_kb
+        reader_peak_rss_kb = max(reader_peak_rss_kb, rss_kb)
     except EOFError:
         proc.join(5)
         raise ReaderError("c3d_reader_crashed", f"ezc3d crashed reading the file (exit code {proc.exitcode}): "

@@ -33,10 +33,16 @@ _SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
 _UNIT_FIX = {"nt": "N", "ntmm": "Nmm", "nmm": "Nmm", "newton": "N", "newtons": "N"}
 
 
+#: The parameter section starts at block <= 255 and spans <= 255 blocks of 512 bytes.
+_PARAMETER_SPAN = (255 + 255) * 512
+
+
 def check_parameter_section(path: Path) -> str | None:
     """Walk the parameter records; a sentence naming the first structural fault, or None."""
     try:
-        return _walk_parameters(Path(path).read_bytes())
+        with open(path, "rb") as fh:  # the header and the parameter section, never the samples
+            head = fh.read(_PARAMETER_SPAN)
+        return _walk_parameters(head)
     except (struct.error, IndexError, UnicodeDecodeError):
         return "the parameter section is truncated"
 
