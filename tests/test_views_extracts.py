@@ -272,8 +272,10 @@ def test_hardened_session_cannot_write_anything(consortium, tmp_path):
     assert lake_state(consortium) == before
     assert ro.execute("SELECT count(*) FROM trials").fetchone()[0] == before[0]["trials"]
     assert ro.execute("SELECT count(*) FROM v_onsets").fetchone()[0] > 0
-    with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
+    with pytest.raises(views.ReadOnlyViolation, match="^Refused: table function read_csv reads files"):
         ro.execute("SELECT * FROM read_csv('/etc/hostname')")
+    with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):  # the layer under the gate
+        ro._con.execute("SELECT * FROM read_csv('/etc/hostname')")
     for ok in ("SHOW TABLES", "DESCRIBE sites", "SUMMARIZE sites", "EXPLAIN SELECT 1",
                "WITH a AS (SELECT 1 AS x) SELECT x FROM a", "FROM ducklake_snapshots('lake')"):
         ro.execute(ok).fetchall()

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 #: Onsets used for timing metrics: the default method's first burst of each cycle; summarised
 #: per session by the median across cycles (robust to a missed or merged burst).
 TIMING_FILTER = "is_default AND burst = 0"
+#: How subject_profiles compares a subject with the cohort (serving recomputes the same
+#: profiles over the subjects a reader may see: embargoed sites are in no reference).
+PROFILE_PARAMS = {"reference": "robust", "z_threshold": profiles.ROBUST_Z_THRESHOLD,
+                  "min_reference_sd": profiles.MIN_REFERENCE_SD}
 COHORT_TABLES = ("asymmetry", "variability", "fatigue", "fatigue_contrasts", "synergies", "synergy_activations",
                  "activation_map", "subject_profiles", "cohort_asymmetry", "cohort_variability")
 
@@ -177,9 +181,7 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
     prof_in = prof_in.join(sessions.select("session_id", "task", "condition"), on="session_id", how="left")
     if prof_in.height:
         try:
-            out["subject_profiles"] = profiles.patient_profiles(
-                prof_in, reference="robust", z_threshold=profiles.ROBUST_Z_THRESHOLD,
-                min_reference_sd=profiles.MIN_REFERENCE_SD)
+            out["subject_profiles"] = profiles.patient_profiles(prof_in, **PROFILE_PARAMS)
         except ValueError as exc:
             log.warning("subject profiles: %s", exc)
     # cohort summaries ----------------------------------------------------------------
