@@ -27,13 +27,31 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 
 import duckdb
 
-#: Statement types a hardened session runs.
+#: Statement types a hardened session runs (for callers that classify statements).
 QUERY_TYPES = frozenset({duckdb.StatementType.SELECT})
-_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:\([^()]*\)\s*)?(?:ANALY[SZ]E\s+)?(?P<inner>.+)$", re.I | re.S)
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?P<inner>.+)$", re.I | re.S)
+_FIRST_WORD = re.compile(r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?P<word>[A-Za-z_]+)", re.S)
+#: A relation or CTE name a query may use: a plain ASCII identifier (never a path, a URL or a look-alike).
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|[-+*/%^&|<>=~!@#]+|!__postfix")
+_local = threading.local()
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A private, empty, locked connection per thread that only parses (``json_serialize_sql`` is the
+    pure parser: no binder, no catalog, no PRAGMA handler; ``extract_statements`` is not used
+    because it runs PRAGMA handlers, measured: ``pragma import_database`` opens files)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect(config={"enable_external_access": False, "autoload_known_extensions": False,
+                                     "autoinstall_known_extensions": False, "lock_configuration": True})
+        _local.con = con
+    return con
 
 
 class ReadOnlyViolation(duckdb.PermissionException):
@@ -55,7 +73,7 @@ add subtract multiply divide mod fdiv fmod
 abs acos acosh asin asinh atan atan2 atanh cbrt ceil ceiling cos cosh cot degrees radians even exp factorial
 floor gamma lgamma gcd lcm greatest_common_divisor least_common_multiple isfinite isinf isnan ln log log10 log2
 nextafter pi pow power round round_even roundbankers sign signbit sin sinh sqrt tan tanh trunc xor bit_count
-greatest least random setseed
+greatest least random
 ascii bar bit_length char_length character_length chr concat concat_ws contains damerau_levenshtein editdist3
 ends_with format format_bytes formatreadabledecimalsize formatreadablesize hamming instr jaccard
 jaro_similarity jaro_winkler_similarity lcase left len length levenshtein like_escape ilike_escape
@@ -177,8 +195,16 @@ def _refuse(message: str) -> ReadOnlyViolation:
     return ReadOnlyViolation("Refused: " + message)
 
 
+def _ascii_lower(text: str) -> str:
+    """DuckDB folds ASCII letters only; so does the gate (Python's lower() maps e.g. the Kelvin sign to k)."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
 def _check_function(node: dict, table: bool, gate: Gate) -> None:
-    name = str(node.get("function_name", "")).lower()
+    raw = str(node.get("function_name", ""))
+    if not _FUNCTION_NAME.fullmatch(raw):
+        raise _refuse(f"function name {raw[:60]!r}: only plain ASCII names are allowed.")
+    name = _ascii_lower(raw)
     qualifier = (str(node.get("catalog") or "").lower(), str(node.get("schema") or "").lower())
     if qualifier[0] not in _QUALIFIERS or qualifier[1] not in _QUALIFIERS:
         raise _refuse(f"{'.'.join(p for p in qualifier if p)}.{name}: functions of other catalogs "
@@ -196,17 +222,17 @@ def _check_function(node: dict, table: bool, gate: Gate) -> None:
 def _check_relation(node: dict, ctes: set[str], gate: Gate) -> None:
     name = str(node.get("table_name", ""))
     catalog, schema = str(node.get("catalog_name") or ""), str(node.get("schema_name") or "")
+    shown = ".".join(p for p in (catalog, schema, name) if p)
+    if not all(IDENTIFIER.fullmatch(p) for p in (catalog, schema, name) if p) or not name:
+        what = "a file path or URL" if re.search(r"[/\\:.~]", name) else "not a plain ASCII name"
+        raise _refuse(f"{shown[:120]!r} is {what}; a session reads only the lake's views (SHOW TABLES).")
     if node.get("at_clause"):
         raise _refuse(f"time travel on {name} (AT ...); open the session at a snapshot instead (--as-of).")
-    if catalog.lower() in ("", "temp") and schema.lower() in ("", "main") and (
-            name.lower() in gate.relations or name.lower() in ctes):
+    catalog, schema, name = _ascii_lower(catalog), _ascii_lower(schema), _ascii_lower(name)
+    if catalog in ("", "temp") and schema in ("", "main") and (name in gate.relations or name in ctes):
         return
-    if catalog.lower() in ("", "system") and schema.lower() == "information_schema" and \
-            name.lower() in INFORMATION_SCHEMA:
+    if catalog in ("", "system") and schema == "information_schema" and name in INFORMATION_SCHEMA:
         return
-    shown = ".".join(p for p in (catalog, schema, name) if p)
-    if re.search(r"[/\\:]|\.[A-Za-z0-9]{1,8}$|^~", name):
-        raise _refuse(f"{shown!r} is a file path; myomap sql reads only the lake's views (SHOW TABLES).")
     if catalog or schema:
         raise _refuse(f"{shown} is not reachable: a session queries its own views, by their plain name "
                       "(SHOW TABLES).")
@@ -224,7 +250,11 @@ def _check_tree(tree: dict, gate: Gate) -> None:
             nodes.append(n)
             cte_map = n.get("cte_map")
             if isinstance(cte_map, dict):
-                ctes |= {str(e.get("key", "")).lower() for e in cte_map.get("map", []) if isinstance(e, dict)}
+                for e in cte_map.get("map", []):
+                    key = str(e.get("key", "")) if isinstance(e, dict) else ""
+                    if not IDENTIFIER.fullmatch(key):
+                        raise _refuse(f"CTE name {key[:60]!r}: CTEs have plain ASCII names.")
+                    ctes.add(_ascii_lower(key))
             stack.extend(n.values())
         elif isinstance(n, list):
             stack.extend(n)
@@ -251,36 +281,45 @@ def _check_tree(tree: dict, gate: Gate) -> None:
             raise _refuse("a table function the gate cannot read.")
 
 
-def check_query(con: duckdb.DuckDBPyConnection, query: str, gate: Gate) -> None:
-    """Refuse one SELECT unless every name in its parse tree is allowed."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
-    if tree.get("error"):
-        raise _refuse(f"a statement that could not be checked ({tree.get('error_type')}): {tree.get('error_message')}")
-    _check_tree(tree, gate)
+def _parse(sql: str) -> dict:
+    return json.loads(_parser().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
 
 
-def check_statements(con: duckdb.DuckDBPyConnection, sql: str, gate: Gate) -> None:
-    """Refuse ``sql`` unless every statement in it is an allowed query.
+def check_query(con: duckdb.DuckDBPyConnection | None, query: str, gate: Gate) -> None:
+    """Refuse a text of SELECT statements unless every name in their parse trees is allowed
+    (``con`` is not used: parsing happens in a private connection)."""
+    check_statements(con, query, gate)
+
+
+def check_statements(con: duckdb.DuckDBPyConnection | None, sql: str, gate: Gate) -> None:
+    """Refuse ``sql`` unless every statement in it is an allowed query (or ``EXPLAIN [ANALYZE]`` of one).
+
+    ``con`` is accepted for the callers' convenience and not used: the text is parsed
+    by DuckDB's own parser in a private, empty, locked connection.
 
     Raises
     ------
     ReadOnlyViolation
-        Naming the first refused statement type, function or relation.
-    duckdb.ParserException
-        When ``sql`` does not parse (DuckDB's own message).
+        Naming the first refused statement, function or relation ("Refused: ...").
     """
-    statements = con.extract_statements(sql)
-    if not statements:
+    tree = _parse(sql)
+    if tree.get("error"):
+        m = _EXPLAIN.match(sql)
+        inner = _parse(m.group("inner")) if m else tree
+        if m and not inner.get("error") and len(inner.get("statements", [])) == 1:
+            _check_tree(inner, gate)
+            return
+        first = _FIRST_WORD.match(sql)
+        word = first.group("word").upper() if first else "?"
+        if tree.get("error_type") == "parser":
+            raise _refuse(f"text that does not parse: {tree.get('error_message')}")
+        if word in ("SELECT", "FROM", "WITH", "VALUES", "TABLE", "SHOW", "DESCRIBE", "SUMMARIZE", "EXPLAIN", "PIVOT",
+                    "UNPIVOT"):
+            raise _refuse("the text holds a statement that is not a query (only queries run on the read-only "
+                          "lake: SELECT, FROM, WITH, VALUES, SHOW TABLES, DESCRIBE, SUMMARIZE, EXPLAIN <query>; "
+                          "PIVOT with an IN list).")
+        raise _refuse(f"a {word} statement: only queries (SELECT, FROM, WITH, VALUES, SHOW TABLES, DESCRIBE, "
+                      "SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
+    if not tree.get("statements"):
         raise _refuse("an empty statement.")
-    for st in statements:
-        query = st.query if st.type in QUERY_TYPES else None
-        if st.type == duckdb.StatementType.EXPLAIN:
-            m = _EXPLAIN.match(st.query)
-            inner = con.extract_statements(m.group("inner")) if m else []
-            if len(inner) == 1 and inner[0].type in QUERY_TYPES:
-                query = inner[0].query
-        if query is None:
-            kind = str(st.type).rsplit(".", 1)[-1]
-            raise _refuse(f"a statement of type {kind}: only queries (SELECT, FROM, WITH, VALUES, SHOW TABLES, "
-                          "DESCRIBE, SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
-        check_query(con, query, gate)
+    _check_tree(tree, gate)

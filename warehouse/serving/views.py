@@ -31,10 +31,16 @@ the catalog's own PostgreSQL connection (measured: ``COMMIT; UPDATE ...`` ends t
 read-only transaction and writes). :func:`harden` applies two layers:
 
 1. Configuration, then locked: ``allowed_directories`` = the lake's data path
-   (reads of the Parquet files keep working), ``enable_external_access = false``
-   (no other file, no extension install/load, no COPY/EXPORT outside the data
-   path), autoloading/community extensions/Python replacement scans off, then
-   ``lock_configuration = true`` so no ``SET``/``RESET`` can undo any of it.
+   (measured: a lake attached at a pinned ``SNAPSHOT_VERSION`` cannot read its
+   own Parquet files without it), ``enable_external_access = false`` (no other
+   file, no extension install/load), a private temporary directory (DuckDB
+   allows its temp directory implicitly), autoloading/community
+   extensions/Python replacement scans off, then ``lock_configuration = true`` so
+   no ``SET``/``RESET`` can undo any of it. This layer alone is not enough: the
+   directory check is read *and* write, compares ``s3://`` paths as strings
+   (``s3://b/lake/tables/../../x`` passes), and the SQLite/PostgreSQL scanners
+   ignore it. A lake that holds macros or views is refused (a lake macro named
+   like a built-in would shadow it).
 2. The statement gate of :mod:`warehouse.serving.gate`: DuckDB's parser, only
    queries, and an **allow-list** of every function, table function and relation
    in the parse tree (the session's views only). Everything else is refused with
@@ -43,6 +49,8 @@ read-only transaction and writes). :func:`harden` applies two layers:
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import duckdb
@@ -234,6 +242,8 @@ class ReadOnlySession:
 
     def close(self) -> None:
         self._con.close()
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "ReadOnlySession":
         return self
@@ -274,6 +284,12 @@ def harden(con: duckdb.DuckDBPyConnection, *, operator: bool = False) -> ReadOnl
     if writable:
         raise HardeningError(f"harden() needs a read-only connection; {', '.join(writable)} is attached writable. "
                              "Use catalog.connect(settings, read_only=True).")
+    stored = con.execute("SELECT (SELECT count(*) FROM duckdb_functions() WHERE database_name = ANY(?)) + "
+                         "(SELECT count(*) FROM duckdb_views() WHERE database_name = ANY(?))",
+                         [[n for n, _ in lakes]] * 2).fetchone()[0]
+    if stored:
+        raise HardeningError("the lake catalog holds macros or views; myomap never creates them and a stored macro "
+                             "could shadow a built-in function: an operator must drop them first.")
     data_paths = []
     for name, _ in lakes:
         rows = con.execute("SELECT data_path FROM ducklake_settings(?)", [name]).fetchall()
@@ -281,13 +297,17 @@ def harden(con: duckdb.DuckDBPyConnection, *, operator: bool = False) -> ReadOnl
     names = [r[0] for r in con.execute(
         "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal UNION "
         "SELECT table_name FROM duckdb_tables() WHERE temporary ORDER BY 1").fetchall()]
+    tmp = tempfile.mkdtemp(prefix="myomap-sql-")
     for key, value in _LOCKDOWN:
         con.execute(f"SET {key} = {value}")
+    con.execute("SET temp_directory = ?", [tmp])
     con.execute("SET allowed_directories = ?", [sorted({p if p.endswith("/") else p + "/" for p in data_paths})])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
-    return ReadOnlySession(con, names, Gate(frozenset(n.lower() for n in names if not n.startswith("_")),
-                                            operator=operator))
+    session = ReadOnlySession(con, names, Gate(frozenset(n.lower() for n in names if not n.startswith("_")),
+                                               operator=operator))
+    session._tmp = tmp
+    return session
 
 
 def open_read_only(settings, *, as_of: str | None = None) -> ReadOnlySession:
