@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import click
 
+from flows.cli_output import require_operator
 from warehouse.settings import get_settings
 
 
 def _ro(lake):
     from warehouse import catalog
 
+    settings = get_settings(lake)
     try:
-        return catalog.connect(get_settings(lake), read_only=True)
+        con = catalog.connect(settings, read_only=True)
     except catalog.CatalogError as exc:
         raise click.ClickException(str(exc))
+    try:
+        require_operator(settings, "myomap quarantine (it shows inbox paths)")
+    except click.ClickException:
+        con.close()
+        raise
+    return con
 
 
 @click.group()
@@ -69,6 +77,7 @@ def retry(key, lake, site, retry_all) -> None:
     if not (key or site or retry_all):
         raise click.UsageError("give a KEY, --site S or --all")
     settings = get_settings(lake)
+    require_operator(settings, "myomap quarantine retry")
     con = catalog.connect(settings)
     targets = con.execute(
         "SELECT DISTINCT f.site_id, f.path FROM files f JOIN quarantine q ON q.sha256 = f.sha256 AND "

@@ -2,7 +2,7 @@
 
 The synthetic consortium built here (also imported by test_releases / test_report):
 
-* ``lyon``: 5 subjects (LYO01..05), consent pooled_analysis + public_release; every
+* ``lyon``: 5 subjects (LYO01..05), consent pooled_analysis + public_release + public_subject_data; every
   subject has a ``fresh`` walk session, LYO01..03 also a ``fatigued`` one (a cohort
   cell of 3 subjects);
 * ``boston``: 3 subjects, consent pooled_analysis + public_release, embargoed until 2999;
@@ -32,7 +32,7 @@ from warehouse.settings import get_settings
 
 TODAY = dt.date(2026, 6, 1)
 SITES = {  # site -> (subjects, embargo_until, consent)
-    "lyon": (["LYO01", "LYO02", "LYO03", "LYO04", "LYO05"], None, "pooled_analysis,public_release"),
+    "lyon": (["LYO01", "LYO02", "LYO03", "LYO04", "LYO05"], None, "pooled_analysis,public_release,public_subject_data"),
     "boston": (["BOS01", "BOS02", "BOS03"], dt.date(2999, 1, 1), "pooled_analysis, public_release"),
     "tokyo": (["TOK01", "TOK02", "TOK03"], None, "pooled_analysis"),
 }

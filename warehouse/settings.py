@@ -109,6 +109,24 @@ def get_settings(lake: str | None = None, catalog: str | None = None) -> Setting
     )
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the configuration holds (catalog password, S3 keys, member key), longest first."""
+    from urllib.parse import parse_qsl
+    out = []
+    if settings.catalog_kind == "postgres":
+        u = urlparse(settings.catalog)
+        out += [u.password or "", unquote(u.password or ""), dict(parse_qsl(u.query)).get("password", "")]
+    out += [settings.s3.get("key") or "", settings.s3.get("secret") or "", settings.member_key or ""]
+    return sorted({v for v in out if len(v) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, settings: Settings) -> str:
+    """``text`` with every configured secret replaced by ``***`` (last line of defence for messages)."""
+    for v in secret_values(settings):
+        text = text.replace(v, "***")
+    return text
+
+
 # --------------------------------------------------------------------------- locations
 class LocationError(ValueError):
     """A path or URL that cannot be normalised safely."""

@@ -318,8 +318,8 @@ def check_statements(con: duckdb.DuckDBPyConnection | None, sql: str, gate: Gate
             raise _refuse("the text holds a statement that is not a query (only queries run on the read-only "
                           "lake: SELECT, FROM, WITH, VALUES, SHOW TABLES, DESCRIBE, SUMMARIZE, EXPLAIN <query>; "
                           "PIVOT with an IN list).")
-        raise _refuse(f"a {word} statement: only queries (SELECT, FROM, WITH, VALUES, SHOW TABLES, DESCRIBE, "
-                      "SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
+        raise _refuse(f"{word} statements do not run here: only queries (SELECT, FROM, WITH, VALUES, SHOW TABLES, "
+                      "DESCRIBE, SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
     if not tree.get("statements"):
         raise _refuse("an empty statement.")
     _check_tree(tree, gate)
