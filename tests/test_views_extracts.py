@@ -39,6 +39,7 @@ SITES = {  # site -> (subjects, embargo_until, consent)
 MUSCLES = ("tibialis_anterior", "soleus")
 FATIGUED = {"LYO01", "LYO02", "LYO03"}
 SECRET_PATH = "Jane_Doe_1961-02-03/walk01.c3d"  # a site-relative path with a name in it
+OUTLIER_MS = 200.0  # LYO05's soleus L onset in subject_profiles: far from everyone (a delayed onset)
 
 
 def sessions_of(subject: str) -> list[tuple[str, str, dt.date]]:
@@ -115,10 +116,12 @@ def build_lake(root: Path):
                     rows["fatigue"].append({"subject_id": subj, "session_id": sess, "condition": cond,
                                             "muscle": muscle, "side": side, "mdf_hz": 80.0 - k, "mnf_hz": 90.0,
                                             "onset_ms": on, "n_bursts": 2})
-                    z = 3.0 if (subj == "LYO05" and muscle == "soleus" and side == "L") else 0.1 * k
+                    outlier = subj == "LYO05" and muscle == "soleus" and side == "L"  # a delayed onset
+                    z = 3.0 if outlier else 0.1 * k
                     rows["subject_profiles"].append({
                         "subject_id": subj, "session_id": sess, "task": "walk", "condition": cond, "muscle": muscle,
-                        "side": side, "metric": "onset_ms", "value": on, "reference_mean": on - 5,
+                        "side": side, "metric": "onset_ms", "value": on + (OUTLIER_MS if outlier else 0),
+                        "reference_mean": on - 5,
                         "reference_sd": 10.0, "z": z, "percentile": 50.0,
                         "flag": "delayed_onset" if z > 2 else "none", "n_reference": 4})
                     for pct in range(101):
