@@ -126,6 +126,11 @@ def _configure_pg_secret(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
 
 def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     load_extension(con, "httpfs")
+    # measured: loading httpfs copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment into
+    # plain settings, which duckdb_settings() shows unredacted; the credentials live in the secret only
+    con.execute("SET enable_global_s3_configuration = false")
+    for key in ("s3_access_key_id", "s3_secret_access_key", "s3_session_token"):
+        con.execute(f"SET {key} = ''")
     s3 = settings.s3
     opts = ["TYPE s3"]
     if s3.get("key"):

@@ -389,7 +389,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
         parameters = _parameters(con, allowed)
     finally:
         con.close()
-    parent = str(PurePosixPath(final).parent) if settings.is_s3 else os.path.dirname(final)
+    parent = final.rsplit("/", 1)[0] if settings.is_s3 else os.path.dirname(final)  # PurePosixPath folds s3://
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{version}-{uuid.uuid4().hex[:12]}"
     fs.makedirs(tmp, exist_ok=True)
