@@ -77,7 +77,7 @@ def test_release_contents_and_disclosure_control(lake):
             assert all(r[c] is None for c in releases.STAT_COLUMNS)
         else:
             assert r["suppressed"] is False and (r["mean"], r["sd"], r["p50"]) == (mean, sd, p50)
-    assert [f.get("suppressed_cells") for f in on_disk["files"][:2]] == [2, 2]
+    assert [f.get("suppressed_cells") for f in on_disk["files"][:2]] == [2, 6]  # 2 muscles; x 3 variability stats
     # pooled maps hold excluded sites' data: withheld; session maps of lyon kept
     amap = pq.read_table(root / "activation_map.parquet")
     assert set(amap.column("scope").to_pylist()) == {"session"} and not on_disk["pooled_maps_released"]

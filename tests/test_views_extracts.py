@@ -64,6 +64,26 @@ def _insert(con, table: str, rows: list[dict]) -> None:
     con.unregister("_rows")
 
 
+def cohort_tables(rows: dict) -> dict[str, list[dict]]:
+    """cohort_asymmetry / cohort_variability from the per-subject rows, as the nightly flow computes them
+    (``warehouse/analysis/cohort.py``), with no suppression in the lake (releases apply their own)."""
+    import polars as pl
+
+    from transforms import profiles
+
+    site = pl.DataFrame([{"session_id": r["session_id"], "site_id": r["site_id"]} for r in rows["sessions"]])
+    a = pl.DataFrame(rows["asymmetry"]).join(site, on="session_id").filter(pl.col("si_pct").is_not_null())
+    out = {"cohort_asymmetry": profiles.cohort_summary(
+        a.rename({"si_pct": "value"}), group_cols=("site_id", "condition", "muscle", "metric"), min_cell_subjects=1)}
+    v = pl.DataFrame(rows["variability"]).join(site, on="session_id").unpivot(
+        index=["site_id", "condition", "muscle", "subject_id", "metric"],
+        on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
+    v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat").drop_nulls("value")
+    out["cohort_variability"] = profiles.cohort_summary(v, group_cols=("site_id", "condition", "muscle", "metric"),
+                                                        min_cell_subjects=1)
+    return {k: f.to_dicts() for k, f in out.items()}
+
+
 def build_lake(root: Path):
     """Create the synthetic consortium lake at ``root``; returns its Settings."""
     s = get_settings(str(root))
@@ -143,23 +163,13 @@ def build_lake(root: Path):
                 rows["co_contraction"].append({"trial_id": trial, "subject_id": subj, "session_id": sess,
                                                "side": "L", "cycle": 0, "muscle_a": "tibialis_anterior",
                                                "muscle_b": "soleus", "cci": 0.3})
-        # cohort tables as the nightly flow would have written them (lake threshold: none suppressed)
-        conds = {"fresh": len(subjects), "fatigued": len(set(subjects) & FATIGUED)}
-        for cond, n in conds.items():
-            if not n:
-                continue
-            for muscle in MUSCLES:
-                for table, metric, mean in (("cohort_asymmetry", "si_pct", 12.5),
-                                            ("cohort_variability", "cv_pct", 13.0)):
-                    rows[table].append({"site_id": site, "condition": cond, "muscle": muscle, "metric": metric,
-                                        "n_subjects": n, "mean": mean, "sd": 1.5, "p5": 1.0, "p25": 2.0, "p50": 3.0,
-                                        "p75": 4.0, "p95": 5.0, "suppressed": False})
     for cond in ("fresh", "fatigued"):  # pooled maps over every site
         for muscle in MUSCLES:
             for side in "LR":
                 rows["activation_map"] += [{"scope": "condition", "scope_id": cond, "muscle": muscle, "side": side,
                                             "pct": float(p), "envelope_mean": p / 100, "n_cycles": 20}
                                            for p in range(101)]
+    rows.update(cohort_tables(rows))
     bad_sha = "f" * 64
     rows["files"].append({"sha256": bad_sha, "site_id": "lyon", "path": SECRET_PATH, "size_bytes": 3,
                           "received_at": dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc), "status": "quarantined"})
