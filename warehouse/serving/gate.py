@@ -68,7 +68,7 @@ def _names(text: str) -> frozenset[str]:
 
 #: Scalar, aggregate and window functions (and the operators the parser turns into functions).
 SCALAR_FUNCTIONS = _names("""
-+ - * / // % ** ^ & | << >> ~ @ ! !__postfix || ~~ !~~ ~~* !~~* ~~~ ^@ @> <@ && ->> <-> <=>
++ - * / // % ** ^ & | << >> ~ @ !__postfix || ~~ !~~ ~~* !~~* ~~~ ^@ @> <@ && ->> <-> <=>
 add subtract multiply divide mod fdiv fmod
 abs acos acosh asin asinh atan atan2 atanh cbrt ceil ceiling cos cosh cot degrees radians even exp factorial
 floor gamma lgamma gcd lcm greatest_common_divisor least_common_multiple isfinite isinf isnan ln log log10 log2
@@ -116,7 +116,7 @@ json json_array json_array_length json_contains json_exists json_extract json_ex
 json_extract_path_text json_extract_string json_keys json_merge_patch json_object json_pretty json_quote
 json_structure json_transform json_transform_strict json_type json_valid json_value to_json from_json
 from_json_strict array_to_json row_to_json
-coalesce ifnull nullif if
+nullif
 any_value approx_count_distinct approx_quantile approx_top_k arbitrary arg_max arg_max_null arg_max_nulls_last
 arg_min arg_min_null arg_min_nulls_last argmax argmin array_agg avg bit_and bit_or bit_xor bitstring_agg
 bool_and bool_or corr count count_if count_star countif covar_pop covar_samp entropy favg first fsum
