@@ -6,7 +6,8 @@ fixture): catalog writes through ``postgres_execute``, the catalog password in
 deny-list would have let through, naming another site to get its embargoed rows (sql, extract,
 report), forged releases; then a generated fuzz of SQL text. The consortium is the synthetic one of
 ``test_views_extracts`` (lyon, boston embargoed until 2999, tokyo without public consent), written
-through the real catalog code to each back end. Release disclosure attacks: ``test_attacks_disclosure``.
+through the real catalog code to each back end. The disclosure attack on the demo consortium's releases:
+``test_attacks_demo``.
 """
 from __future__ import annotations
 
@@ -600,15 +601,3 @@ def _download(t: Target, path: str) -> Path:
     out = t.outside.parent / f"release-{uuid.uuid4().hex[:6]}"
     zones.filesystem(t.settings).get(path.rstrip("/") + "/", str(out) + "/", recursive=True)
     return out
-
-
-@pytest.mark.parametrize("scope", ["public_release", "pooled_analysis"])
-def test_no_suppressed_cell_of_the_demo_release_can_be_rebuilt(demo_lake, scope):
-    _, _, settings = demo_lake
-    day = dt.date(2027, 1, 1)  # boston's embargo (until 2027-06-30) runs: it is in no release and no reference
-    m = releases.publish(settings, f"attack-{scope.replace('_', '-')}", "1", required_consent=scope, today=day)
-    assert "boston" not in m["sharing"]["included_sites"]
-    _check_release_keeps_its_promises(settings, Path(m["path"]), set(m["sharing"]["included_sites"]))
-    prof = pq.read_table(Path(m["path"]) / "subject_profiles.parquet").to_pylist()
-    assert not any(r["subject_id"].startswith("BOS") for r in prof)
-    assert (scope == "public_release") == (not prof)  # no demo site consents to public per-subject data

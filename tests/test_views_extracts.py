@@ -27,7 +27,7 @@ from conftest import REPO
 
 from warehouse import catalog
 from warehouse.serving import cohort_filter as cf
-from warehouse.serving import extracts, views
+from warehouse.serving import access, extracts, views
 from warehouse.settings import get_settings
 
 TODAY = dt.date(2026, 6, 1)
@@ -274,7 +274,7 @@ def test_hardened_session_cannot_write_anything(consortium, tmp_path):
     before = lake_state(consortium)
     tables = consortium.zone("tables")
     files_before = sorted(p for p in Path(tables).rglob("*"))
-    ro = views.open_read_only(consortium)
+    ro = access.open_member_session(consortium)
     for q in WRITES:
         sql = q.format(out=tmp_path, tables=tables, catalog=consortium.catalog)
         with pytest.raises(duckdb.Error):
@@ -311,7 +311,7 @@ def test_maintenance_functions_cannot_delete_files_through_a_query(tmp_path):
     w.close()
     assert scheduled > 0
     files = sorted(Path(s.zone("tables")).rglob("*.parquet"))
-    ro = views.open_read_only(s)
+    ro = access.open_member_session(s)
     for q in ("SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)",
               'FROM "DUCKLAKE_CLEANUP_OLD_FILES"(\'lake\', cleanup_all => true)',
               "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)",
@@ -334,7 +334,7 @@ def test_harden_refuses_a_writable_connection(tmp_path):
 
 
 def test_myomap_sql_command_is_read_only(consortium, tmp_path):
-    """The real `myomap sql` refuses writes; with views.open_read_only (one line in cli.py) it refuses COPY too."""
+    """The real `myomap sql` refuses writes; its session (access.open_member_session) refuses COPY too."""
     from flows.cli import _run_and_print, main
 
     before = lake_state(consortium)
@@ -342,7 +342,7 @@ def test_myomap_sql_command_is_read_only(consortium, tmp_path):
     assert r.exit_code != 0 and "read-only" in r.output
     r = CliRunner().invoke(main, ["sql", "--lake", consortium.lake, "DROP TABLE trials"])
     assert r.exit_code != 0
-    ro = views.open_read_only(consortium)
+    ro = access.open_member_session(consortium)
     import click
     with pytest.raises(click.ClickException, match="read-only"):
         _run_and_print(consortium, ro, f"COPY (SELECT * FROM subjects) TO '{tmp_path}/s.csv'", "csv")

@@ -308,19 +308,3 @@ def harden(con: duckdb.DuckDBPyConnection, *, operator: bool = False) -> ReadOnl
                                                operator=operator))
     session._tmp = tmp
     return session
-
-
-def open_read_only(settings, *, as_of: str | None = None) -> ReadOnlySession:
-    """What ``myomap sql`` opens: :func:`warehouse.serving.access.open_member_session` for the
-    configured identity (kept for callers of the earlier API).
-
-    Raises
-    ------
-    warehouse.catalog.CatalogError
-        When there is no catalog yet.
-    warehouse.settings.IdentityError
-        When no identity is configured (see docs/serving.md).
-    """
-    from warehouse.serving.access import open_member_session
-
-    return open_member_session(settings, as_of=as_of)
