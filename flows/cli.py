@@ -131,7 +131,7 @@ def _run_and_print(settings, con, query: str, fmt: str, fail: bool = True) -> No
         rows = rel.fetchall() if cols else []
     except (duckdb.Error, catalog.CatalogError) as exc:
         msg = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, settings)
-        if "read-only" in msg.lower() or "attached in read-only mode" in msg.lower():
+        if not msg.startswith("Refused") and "read-only" in msg.lower():
             msg = "myomap sql is read-only: " + msg
         if fail:
             raise click.ClickException(msg)
