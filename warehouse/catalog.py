@@ -74,8 +74,9 @@ def attach_sql(settings: Settings, read_only: bool, as_of: str | None) -> str:
     opts = [f"DATA_PATH '{_safe_literal(settings.zone('tables'))}/'"]
     if settings.catalog_kind == "postgres":
         target = f"ducklake:postgres:{_pg_conninfo(settings.catalog)}"
-        if _pg_password(settings.catalog):
-            opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{PG_SECRET}'}}")
+        # always the named secret: with persistent secrets off, an unnamed lookup fails ("Unknown secret
+        # storage found: 'local_file'", measured)
+        opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{PG_SECRET}'}}")
     else:
         target = f"ducklake:sqlite:{settings.catalog}"
     if read_only:
@@ -119,9 +120,8 @@ def _pg_password(dsn: str) -> str | None:
 
 def _configure_pg_secret(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     password = _pg_password(settings.catalog)
-    if password:
-        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {PG_SECRET} "
-                    f"(TYPE postgres, PASSWORD '{_safe_literal(password)}')")
+    extra = f", PASSWORD '{_safe_literal(password)}'" if password else ""
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {PG_SECRET} (TYPE postgres{extra})")
 
 
 def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
