@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flows.cli_output import print_rows
+from flows.cli_output import print_rows, require_operator
 from flows.cli_params import AS_OF, AS_OF_HELP, snapshot_error
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
@@ -66,7 +66,7 @@ def ingest(lake: str | None, site: str | None, quiet: bool, runner: str, address
         check_runner(settings, runner, address)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Ingesting {settings.zone('inbox')} (catalog {settings.catalog}) ...")
+    click.echo(f"Ingesting {settings.zone('inbox')} (catalog {settings.catalog_display}) ...")
     try:
         summary = run_nightly(lake=settings.lake, site=site, quiet=quiet, runner=runner, address=address,
                               workers=workers, wait_s=wait_s)
@@ -102,27 +102,36 @@ def _print_summary(s: dict) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP)
 def sql(query: str | None, lake: str | None, sql_file: str | None, fmt: str, as_of: str | None) -> None:
-    """Query the lake read-only (a query, a .sql file, or an interactive shell)."""
+    """Query the lake read-only (a query, a .sql file, or an interactive shell).
+
+    You see what your identity may see (MYOMAP_MEMBER / MYOMAP_MEMBERS_FILE, docs/serving.md): a member
+    sees their site and the sites that share with members, through views named like the tables
+    (SHOW TABLES); only analysis functions are allowed, and anything else is refused ("Refused: ...").
+    """
     import duckdb
 
     from warehouse import catalog
-    from warehouse.serving import views
+    from warehouse.serving import access, views
+    from warehouse.settings import IdentityError, redact
 
     settings = get_settings(lake)
     try:
-        con = views.open_read_only(settings, as_of=as_of)
-    except (catalog.CatalogError, views.HardeningError) as exc:
-        raise click.ClickException(str(exc))
+        con = access.open_member_session(settings, as_of=as_of)
+    except (catalog.CatalogError, views.HardeningError, IdentityError, access.UnknownSiteError) as exc:
+        raise click.ClickException(redact(str(exc), settings))
     except duckdb.Error as exc:
         raise (snapshot_error(settings, as_of, exc) if as_of else None) or \
-            click.ClickException(f"cannot open the lake: {str(exc).splitlines()[0]}") from None
+            click.ClickException(redact(f"cannot open the lake: {str(exc).splitlines()[0]}", settings)) from None
     if sql_file:
         query = Path(sql_file).read_text()
     if query:
         _run_and_print(settings, con, query, fmt)
         return
-    click.echo("myomap sql (read-only). Tables: " + ", ".join(
-        r[0] for r in con.execute("SHOW TABLES").fetchall()) + ". End a query with ';', quit with \\q.")
+    who = con.access
+    click.echo(f"myomap sql (read-only) as {who.identity.name} ({who.role}"
+               + (f" of site {who.site}" if who.site else "") + f"), snapshot {con.snapshot_id}. Tables: "
+               + ", ".join(r[0] for r in con.execute("SHOW TABLES").fetchall())
+               + ". End a query with ';', quit with \\q.")
     buf = ""
     while True:
         try:
@@ -141,14 +150,15 @@ def _run_and_print(settings, con, query: str, fmt: str, fail: bool = True) -> No
     import duckdb
 
     from warehouse import catalog
+    from warehouse.settings import redact
 
     try:
         rel = catalog.with_retry(lambda: con.execute(query), settings, what="query")
         cols = [d[0] for d in rel.description] if rel.description else []
         rows = rel.fetchall() if cols else []
-    except duckdb.Error as exc:
-        msg = str(exc).splitlines()[0]
-        if "read-only" in msg.lower() or "attached in read-only mode" in msg.lower():
+    except (duckdb.Error, catalog.CatalogError) as exc:
+        msg = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, settings)
+        if not msg.startswith("Refused") and "read-only" in msg.lower():
             msg = "myomap sql is read-only: " + msg
         if fail:
             raise click.ClickException(msg)
@@ -169,7 +179,8 @@ def status(lake: str | None) -> None:
         con = catalog.connect(settings, read_only=True)
     except catalog.CatalogError as exc:
         raise click.ClickException(str(exc))
-    click.echo(f"Lake {settings.lake}\nCatalog {settings.catalog}\n")
+    require_operator(settings, "myomap status (it shows inbox paths)")
+    click.echo(f"Lake {settings.lake}\nCatalog {settings.catalog_display}\n")
     click.echo("Last runs:")
     run_cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog "
                                           "= ? AND table_name = 'runs'", [catalog.LAKE]).fetchall()}

@@ -1,5 +1,5 @@
-"""Output helpers shared by every ``myomap`` command (the CLI modules import this one;
-it imports none of them)."""
+"""Output helpers shared by every ``myomap`` command, and the operator check (the CLI modules
+import this one; it imports none of them)."""
 from __future__ import annotations
 
 import csv
@@ -25,3 +25,16 @@ def print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
         for r in cells:
             click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def require_operator(settings, what: str) -> None:
+    """Stop unless the configured identity is an operator (``what``: the command, for the message)."""
+    from warehouse.settings import IdentityError, resolve_identity
+
+    try:
+        who = resolve_identity(settings)
+    except IdentityError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not who.is_operator:
+        raise click.ClickException(f"Refused: {what} is for operators; you are {who.name} ({who.role}"
+                                   + (f" of site {who.site}" if who.site else "") + ").")

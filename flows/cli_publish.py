@@ -32,20 +32,25 @@ def _clear_errors(fn):
         import duckdb
 
         from warehouse import catalog
-        from warehouse.serving import extracts, releases
+        from warehouse.serving import access, extracts, releases, views
         from warehouse.serving.cohort_filter import CohortFilterError
+        from warehouse.settings import IdentityError, redact
+
+        settings = get_settings(kwargs.get("lake"))
         try:
             return fn(*args, **kwargs)
         except CohortFilterError as exc:
             raise click.ClickException(f"--cohort: {exc}") from None
-        except (extracts.ExtractError, releases.ReleaseError, catalog.CatalogError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (extracts.ExtractError, releases.ReleaseError, catalog.CatalogError, IdentityError,
+                access.UnknownSiteError, views.HardeningError) as exc:
+            raise click.ClickException(redact(str(exc), settings)) from None
         except duckdb.Error as exc:
             as_of = kwargs.get("as_of")
-            raise (snapshot_error(get_settings(kwargs.get("lake")), as_of, exc) if as_of else None) or \
-                click.ClickException(f"lake error: {str(exc).splitlines()[0]}") from None
+            raise (snapshot_error(settings, as_of, exc) if as_of else None) or \
+                click.ClickException(redact(f"lake error: {str(exc).splitlines()[0]}", settings)) from None
         except OSError as exc:
-            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+            raise click.ClickException(redact(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                                              settings)) from None
     return wrapper
 
 
@@ -56,8 +61,10 @@ def _clear_errors(fn):
               help=f"Tables to extract, comma-separated or repeated (default: {', '.join(DEFAULT_TABLES)}).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--out", "out_dir", required=True, help="New output folder (local or s3://).")
-@click.option("--requester-site", default=None,
-              help="Site asking: its own data always, other sites' data only when not embargoed and consented.")
+@click.option("--requester-site", default=None, metavar="SITE",
+              help="Extract as a member of SITE (default: your identity, see docs/serving.md). A member may only "
+                   "name their own site; an operator may name any. Other sites' data only when not embargoed "
+                   "and consented.")
 @click.option("--consent-scope", default="pooled_analysis", show_default=True,
               help="Consent scope other sites must have granted.")
 @click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP + " Default: the current snapshot.")
@@ -65,7 +72,9 @@ def _clear_errors(fn):
 def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, as_of) -> None:
     """Write a cohort extract: one file per table + manifest.json (filter, snapshot, sha256, rules applied).
 
-    files, quarantine and runs are never extracted (they hold inbox paths): only pseudonyms leave the lake.
+    You extract what your identity may see (MYOMAP_MEMBER / MYOMAP_MEMBERS_FILE). files, quarantine, runs,
+    derivations and validations are never extracted: only pseudonyms leave the lake. --out must be outside
+    the lake.
     """
     from warehouse.serving import extracts
 
@@ -93,11 +102,18 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
 @click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP + " Default: the current snapshot.")
 @_clear_errors
 def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, consent_scope, as_of) -> None:
-    """Publish release NAME --version V to <lake>/releases/NAME/V (never overwritten)."""
+    """Publish release NAME --version V to <lake>/releases/NAME/V (never overwritten; operators only).
+
+    The release policy of the consent scope decides what goes in (docs/serving.md): small cells
+    suppressed with complementary suppression, per-subject rows only where consent allows them.
+    """
     if (version_arg is None) == (version_opt is None):
         raise click.UsageError("give the version once: `myomap publish NAME --version V`")
     version = version_arg or version_opt
+    from flows.cli_output import require_operator
     from warehouse.serving import releases
+
+    require_operator(get_settings(lake), "myomap publish")
 
     m = releases.publish(get_settings(lake), name, version, min_cell_subjects=min_cell_subjects, licence=licence,
                          required_consent=consent_scope, as_of=as_of)
@@ -112,13 +128,15 @@ def publish(name, version_arg, version_opt, lake, min_cell_subjects, licence, co
 @click.command("releases")
 @_lake_option
 def releases_cmd(lake) -> None:
-    """List the published releases."""
+    """List the published releases (and, on stderr, folders of the release area that are not releases)."""
     from flows.cli_output import print_rows
     from warehouse.serving import releases
 
-    rows = [(r["name"], r["version"], r["created_at"], r["snapshot_id"], r["licence"], r["rows"])
-            for r in releases.list_releases(get_settings(lake))]
+    found, problems = releases.scan_releases(get_settings(lake))
+    rows = [(r["name"], r["version"], r["created_at"], r["snapshot_id"], r["licence"], r["rows"]) for r in found]
     print_rows(["name", "version", "created_at", "snapshot", "licence", "rows"], rows, "table")
+    for p in problems:
+        click.echo(f"not a release: {p['path']}: {p['problem']}", err=True)
 
 
 @click.command()
@@ -126,7 +144,8 @@ def releases_cmd(lake) -> None:
 @click.option("--out", "out_opt", default=None, type=click.Path(dir_okay=False), help="Output HTML file.")
 @_lake_option
 @click.option("--cohort", default=None, help=_COHORT_HELP)
-@click.option("--requester-site", default=None, help="Site the report is for (sharing rules as for extracts).")
+@click.option("--requester-site", default=None, metavar="SITE",
+              help="Report as a member of SITE (as for extract: your own site, or any site for operators).")
 @click.option("--consent-scope", default="pooled_analysis", show_default=True)
 @click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")

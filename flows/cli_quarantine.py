@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import click
 
+from flows.cli_output import require_operator
 from warehouse.settings import get_settings
 
 
 def _ro(lake):
     from warehouse import catalog
 
+    settings = get_settings(lake)
     try:
-        return catalog.connect(get_settings(lake), read_only=True)
+        con = catalog.connect(settings, read_only=True)
     except catalog.CatalogError as exc:
         raise click.ClickException(str(exc))
+    try:
+        require_operator(settings, "myomap quarantine (it shows inbox paths)")
+    except click.ClickException:
+        con.close()
+        raise
+    return con
 
 
 @click.group()
@@ -68,6 +76,7 @@ def retry(key, lake, site, retry_all) -> None:
     if not (key or site or retry_all):
         raise click.UsageError("give a KEY, --site S or --all")
     settings = get_settings(lake)
+    require_operator(settings, "myomap quarantine retry")
     run_id = "retry-" + steps.now().strftime("%Y%m%dT%H%M%SZ")
     try:
         with lease.night_lease(settings, run_id=run_id):  # a retry writes like a night: never beside one

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import pytest
 
@@ -19,6 +26,13 @@ def fixture(rel: str) -> Path:
     p = FIXTURES / rel
     assert p.exists(), f"missing real fixture {p}: ../shared/fixtures must sit beside the repo"
     return p
+
+
+@pytest.fixture(autouse=True)
+def _no_member_identity_from_the_caller(monkeypatch):
+    """Tests choose their identity explicitly: a MYOMAP_MEMBER* of the shell running them never applies."""
+    for var in ("MYOMAP_MEMBER", "MYOMAP_MEMBERS_FILE", "MYOMAP_MEMBER_KEY"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +115,118 @@ def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
     finally:
         con.close()
     return out
+# --------------------------------------------------------------------------- services (S3, PostgreSQL)
+# Shared by test_s3_lake, test_postgres_catalog and test_attacks: one moto server and one PostgreSQL
+# server per test session, a fresh bucket / database per test.
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """moto's standalone S3 server in a subprocess on a free loopback port; stopped at the end."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None, "moto server exited"
+                assert time.time() < deadline, "moto server did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def s3_lake(moto_server, monkeypatch, tmp_path):
+    """A fresh bucket; AWS_* variables pointing at moto; a local SQLite catalog; Settings of s3://bucket/lake."""
+    import boto3
+
+    from warehouse.settings import get_settings
+
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "MYOMAP_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "myomap-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "myomap-test-secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    monkeypatch.setenv("MYOMAP_CATALOG", str(tmp_path / "catalog" / "catalog.sqlite"))
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="eu-west-3")
+    bucket = f"myomap-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+    settings = get_settings(f"s3://{bucket}/lake")
+    assert settings.is_s3 and settings.s3["endpoint_url"] == moto_server
+    return settings, Bucket(s3, bucket)
+
+
+class Bucket:
+    """The test bucket through boto3 (independent of the code under test)."""
+
+    def __init__(self, client, name: str):
+        self.client, self.name = client, name
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def keys(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
+            out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+        return out
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """DSN of a PostgreSQL server: $MYOMAP_TEST_PG_DSN, else one started (and stopped) by .ci/services.sh."""
+    given = os.environ.get("MYOMAP_TEST_PG_DSN")
+    if given:
+        yield given
+        return
+    # as root the server runs as `postgres`, which must be able to enter the folder: keep it under /tmp
+    state = tempfile.mkdtemp(prefix="myomap-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+    env = {**os.environ, "MYOMAP_SERVICES_DIR": state, "MYOMAP_PG_PORT": str(_free_port())}
+    script = str(REPO / ".ci" / "services.sh")
+    try:
+        r = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"services.sh start failed:\n{r.stdout}\n{r.stderr}"
+        dsn = r.stdout.strip().splitlines()[-1]
+        assert dsn.startswith("postgresql://") and Path(state, "postgres.dsn").read_text().strip() == dsn
+        yield dsn
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_catalog(pg_server, monkeypatch):
+    """A fresh database on the server; MYOMAP_CATALOG set to its DSN."""
+    import psycopg
+
+    name = f"myomap_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    dsn = urlunparse(urlparse(pg_server)._replace(path=f"/{name}"))
+    monkeypatch.setenv("MYOMAP_CATALOG", dsn)
+    yield dsn
+    with psycopg.connect(pg_server, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,9 +1,9 @@
 """A PostgreSQL DuckLake catalog for real: the nightly logic end to end, and two site ingests
 (`myomap ingest --site A` / `--site B`, two processes) committing at the same time.
 
-The server: ``MYOMAP_TEST_PG_DSN`` (a ``postgresql://`` DSN whose user may CREATE DATABASE) if
-set, else a throw-away server that this module starts with ``.ci/services.sh start`` on a free
-127.0.0.1 port and stops at the end. Each test gets its own database.
+The server (``pg_server`` in conftest.py): ``MYOMAP_TEST_PG_DSN`` (a ``postgresql://`` DSN whose user
+may CREATE DATABASE) if set, else a throw-away server started once per test session with
+``.ci/services.sh start`` on a free 127.0.0.1 port and stopped at the end. Each test gets its own database.
 
 The concurrent-ingest test depends on the flows/nightly.py change that limits a ``--site`` run's
 derivations to that site's trials (without it both processes may derive the same new trial at
@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-import pytest
-from conftest import REPO, drop, fixture
+from conftest import drop, fixture
 
 from flows.nightly import run_night
 from schemas.contracts import TABLES
@@ -37,49 +31,6 @@ subjects: [{id: G01, mass_kg: 70}]
 sessions:
   - {id: G01-S1, subject: G01, condition: fresh, task: walk, files: ["*.c3d"]}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def pg_server():
-    """DSN of a PostgreSQL server: $MYOMAP_TEST_PG_DSN, else one started (and stopped) by .ci/services.sh."""
-    given = os.environ.get("MYOMAP_TEST_PG_DSN")
-    if given:
-        yield given
-        return
-    # as root the server runs as `postgres`, which must be able to enter the folder: keep it under /tmp
-    state = tempfile.mkdtemp(prefix="myomap-pg-", dir="/tmp" if os.geteuid() == 0 else None)
-    env = {**os.environ, "MYOMAP_SERVICES_DIR": state, "MYOMAP_PG_PORT": str(_free_port())}
-    script = str(REPO / ".ci" / "services.sh")
-    try:
-        r = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, f"services.sh start failed:\n{r.stdout}\n{r.stderr}"
-        dsn = r.stdout.strip().splitlines()[-1]
-        assert dsn.startswith("postgresql://") and Path(state, "postgres.dsn").read_text().strip() == dsn
-        yield dsn
-    finally:
-        subprocess.run(["bash", script, "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_catalog(pg_server, monkeypatch):
-    """A fresh database on the server; MYOMAP_CATALOG set to its DSN."""
-    import psycopg
-
-    name = f"myomap_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    dsn = urlunparse(urlparse(pg_server)._replace(path=f"/{name}"))
-    monkeypatch.setenv("MYOMAP_CATALOG", dsn)
-    yield dsn
-    with psycopg.connect(pg_server, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg(dsn: str, sql: str):

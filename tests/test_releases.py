@@ -53,9 +53,15 @@ def test_release_contents_and_disclosure_control(lake):
                        "tokyo": ["consent lacks 'public_release' (has: pooled_analysis)"]}
     readme = (root / "README.md").read_text()
     assert "boston (embargoed until 2999-01-01)" in readme and "tokyo" in readme
+    # per-subject rows: lyon consents to public_subject_data; its fatigued cells (3 subjects) are suppressed,
+    # so the fatigued sessions are withheld from every per-subject table (they would rebuild the cells)
     for t in ("asymmetry", "variability", "fatigue", "subject_profiles"):
-        subjects = set(pq.read_table(root / f"{t}.parquet").column("subject_id").to_pylist())
-        assert subjects == set(SITES["lyon"][0]), t
+        rows = pq.read_table(root / f"{t}.parquet").to_pylist()
+        assert {r["subject_id"] for r in rows} == set(SITES["lyon"][0]), t
+        assert {r["session_id"] for r in rows} == {f"{x}-fresh" for x in SITES["lyon"][0]}, t
+    assert on_disk["disclosure"]["subject_level_sites"] == ["lyon"]
+    assert on_disk["disclosure"]["suppressed_site_conditions"] == [{"site_id": "lyon", "condition": "fatigued"}]
+    assert on_disk["disclosure"]["withheld_subject_sessions"] == len(FATIGUED)
     # small cells: lyon/fatigued has 3 subjects (< 5): statistics nulled and suppressed;
     # 5-subject cells keep the lake's values
     lake_rows = {(r[0], r[1], r[2]): r[3:] for r in con.execute(
@@ -71,7 +77,7 @@ def test_release_contents_and_disclosure_control(lake):
             assert all(r[c] is None for c in releases.STAT_COLUMNS)
         else:
             assert r["suppressed"] is False and (r["mean"], r["sd"], r["p50"]) == (mean, sd, p50)
-    assert [f.get("suppressed_cells") for f in on_disk["files"][:2]] == [2, 2]
+    assert [f.get("suppressed_cells") for f in on_disk["files"][:2]] == [2, 6]  # 2 muscles; x 3 variability stats
     # pooled maps hold excluded sites' data: withheld; session maps of lyon kept
     amap = pq.read_table(root / "activation_map.parquet")
     assert set(amap.column("scope").to_pylist()) == {"session"} and not on_disk["pooled_maps_released"]
@@ -155,7 +161,8 @@ def test_thresholds_pooled_maps_and_bad_names(tmp_path):
     cells = pq.read_table(root / "cohort_asymmetry.parquet").to_pylist()
     assert {r["site_id"] for r in cells} == set(SITES) and not any(r["suppressed"] for r in cells)
     assert all(r["mean"] is not None for r in cells)
-    with pytest.raises(releases.ReleaseError, match="no site can be released.*tokyo: consent lacks 'open_data'"):
+    # a scope without a declared release policy is refused (before: any scope was accepted)
+    with pytest.raises(releases.ReleaseError, match="no release policy is declared for consent scope 'open_data'"):
         releases.publish(s, "none", "1", required_consent="open_data", today=TODAY)
     for name, version in (("../evil", "1"), ("Cohort", "1"), ("ok", "1/2"), ("ok", "../1"), ("ok", "")):
         with pytest.raises(releases.ReleaseError):

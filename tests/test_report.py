@@ -181,9 +181,13 @@ def test_report_sections_values_and_sharing_rules(page):
     assert row_labels(amap) == ["tibialis_anterior", "soleus"]
     assert panel_titles(amap) == ["Left", "Right"]
     assert len(marks(amap, "onset_0")) + len(marks(amap, "onset_1")) == 4
-    # subject profile: exactly one flagged value (LYO05 soleus L, delayed onset)
+    # subject profile: exactly one flagged value (LYO05 soleus L, delayed onset), against a reference recomputed
+    # over the subjects lyon may see (boston is embargoed): the median of the 7 other visible subjects' onsets
     flagged = re.findall(r'<tr class="flagged">(.*?)</tr>', html)
     assert len(flagged) == 1 and "delayed_onset" in flagged[0] and "soleus" in flagged[0]
+    others = [onset_ms(s, "fresh", "soleus", "L", 1) for s in expected_subjects if s != "LYO05"]
+    cells = re.findall(r"<td>([^<]*)</td>", flagged[0])
+    assert float(cells[4]) == pytest.approx(float(np.median(others)), rel=1e-3) and cells[-1] == str(len(others))
     assert 'id="profile-lyo05-lyo05-fresh"' in html
     # QC and dictionary
     assert "c3d_truncated" in html

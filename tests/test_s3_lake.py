@@ -8,11 +8,6 @@ Depends on the warehouse/zones.py fix for ``s3://`` parents (``PurePosixPath`` f
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
-import sys
-import time
-import uuid
 
 import pytest
 from conftest import fixture
@@ -28,81 +23,6 @@ subjects: [{id: G01, mass_kg: 70}]
 sessions:
   - {id: G01-S1, subject: G01, condition: fresh, task: walk, files: ["*.c3d"]}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_server(tmp_path_factory):
-    """moto's standalone S3 server in a subprocess on a free loopback port; stopped at the end."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None, "moto server exited"
-                assert time.time() < deadline, "moto server did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture
-def s3_lake(moto_server, monkeypatch, tmp_path):
-    """A fresh bucket; AWS_* variables pointing at moto; a local SQLite catalog; Settings of s3://bucket/lake."""
-    import boto3
-
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "MYOMAP_LAKE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "myomap-test-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "myomap-test-secret")
-    monkeypatch.setenv("AWS_REGION", "eu-west-3")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
-    monkeypatch.setenv("MYOMAP_CATALOG", str(tmp_path / "catalog" / "catalog.sqlite"))
-    monkeypatch.chdir(tmp_path)  # nothing may land in the working directory
-    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="eu-west-3")
-    bucket = f"myomap-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
-    settings = get_settings(f"s3://{bucket}/lake")
-    assert settings.is_s3 and settings.s3["endpoint_url"] == moto_server
-    return settings, Bucket(s3, bucket)
-
-
-class Bucket:
-    """The test bucket through boto3 (independent of the code under test)."""
-
-    def __init__(self, client, name: str):
-        self.client, self.name = client, name
-
-    def put(self, key: str, body: bytes) -> None:
-        self.client.put_object(Bucket=self.name, Key=key, Body=body)
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def keys(self, prefix: str) -> dict[str, str]:
-        out = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix):
-            out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
-        return out
 
 
 def test_nightly_logic_on_an_s3_lake(s3_lake, tmp_path):

@@ -2,7 +2,7 @@
 
 The synthetic consortium built here (also imported by test_releases / test_report):
 
-* ``lyon``: 5 subjects (LYO01..05), consent pooled_analysis + public_release; every
+* ``lyon``: 5 subjects (LYO01..05), consent pooled_analysis + public_release + public_subject_data; every
   subject has a ``fresh`` walk session, LYO01..03 also a ``fatigued`` one (a cohort
   cell of 3 subjects);
 * ``boston``: 3 subjects, consent pooled_analysis + public_release, embargoed until 2999;
@@ -27,18 +27,19 @@ from conftest import REPO
 
 from warehouse import catalog
 from warehouse.serving import cohort_filter as cf
-from warehouse.serving import extracts, views
+from warehouse.serving import access, extracts, views
 from warehouse.settings import get_settings
 
 TODAY = dt.date(2026, 6, 1)
 SITES = {  # site -> (subjects, embargo_until, consent)
-    "lyon": (["LYO01", "LYO02", "LYO03", "LYO04", "LYO05"], None, "pooled_analysis,public_release"),
+    "lyon": (["LYO01", "LYO02", "LYO03", "LYO04", "LYO05"], None, "pooled_analysis,public_release,public_subject_data"),
     "boston": (["BOS01", "BOS02", "BOS03"], dt.date(2999, 1, 1), "pooled_analysis, public_release"),
     "tokyo": (["TOK01", "TOK02", "TOK03"], None, "pooled_analysis"),
 }
 MUSCLES = ("tibialis_anterior", "soleus")
 FATIGUED = {"LYO01", "LYO02", "LYO03"}
 SECRET_PATH = "Jane_Doe_1961-02-03/walk01.c3d"  # a site-relative path with a name in it
+OUTLIER_MS = 200.0  # LYO05's soleus L onset in subject_profiles: far from everyone (a delayed onset)
 
 
 def sessions_of(subject: str) -> list[tuple[str, str, dt.date]]:
@@ -61,6 +62,26 @@ def _insert(con, table: str, rows: list[dict]) -> None:
     con.register("_rows", pa.Table.from_pylist(rows))
     con.execute(f"INSERT INTO lake.main.{table} BY NAME SELECT * FROM _rows")
     con.unregister("_rows")
+
+
+def cohort_tables(rows: dict) -> dict[str, list[dict]]:
+    """cohort_asymmetry / cohort_variability from the per-subject rows, as the nightly flow computes them
+    (``warehouse/analysis/cohort.py``), with no suppression in the lake (releases apply their own)."""
+    import polars as pl
+
+    from transforms import profiles
+
+    site = pl.DataFrame([{"session_id": r["session_id"], "site_id": r["site_id"]} for r in rows["sessions"]])
+    a = pl.DataFrame(rows["asymmetry"]).join(site, on="session_id").filter(pl.col("si_pct").is_not_null())
+    out = {"cohort_asymmetry": profiles.cohort_summary(
+        a.rename({"si_pct": "value"}), group_cols=("site_id", "condition", "muscle", "metric"), min_cell_subjects=1)}
+    v = pl.DataFrame(rows["variability"]).join(site, on="session_id").unpivot(
+        index=["site_id", "condition", "muscle", "subject_id", "metric"],
+        on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
+    v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat").drop_nulls("value")
+    out["cohort_variability"] = profiles.cohort_summary(v, group_cols=("site_id", "condition", "muscle", "metric"),
+                                                        min_cell_subjects=1)
+    return {k: f.to_dicts() for k, f in out.items()}
 
 
 def build_lake(root: Path):
@@ -115,10 +136,12 @@ def build_lake(root: Path):
                     rows["fatigue"].append({"subject_id": subj, "session_id": sess, "condition": cond,
                                             "muscle": muscle, "side": side, "mdf_hz": 80.0 - k, "mnf_hz": 90.0,
                                             "onset_ms": on, "n_bursts": 2})
-                    z = 3.0 if (subj == "LYO05" and muscle == "soleus" and side == "L") else 0.1 * k
+                    outlier = subj == "LYO05" and muscle == "soleus" and side == "L"  # a delayed onset
+                    z = 3.0 if outlier else 0.1 * k
                     rows["subject_profiles"].append({
                         "subject_id": subj, "session_id": sess, "task": "walk", "condition": cond, "muscle": muscle,
-                        "side": side, "metric": "onset_ms", "value": on, "reference_mean": on - 5,
+                        "side": side, "metric": "onset_ms", "value": on + (OUTLIER_MS if outlier else 0),
+                        "reference_mean": on - 5,
                         "reference_sd": 10.0, "z": z, "percentile": 50.0,
                         "flag": "delayed_onset" if z > 2 else "none", "n_reference": 4})
                     for pct in range(101):
@@ -140,23 +163,13 @@ def build_lake(root: Path):
                 rows["co_contraction"].append({"trial_id": trial, "subject_id": subj, "session_id": sess,
                                                "side": "L", "cycle": 0, "muscle_a": "tibialis_anterior",
                                                "muscle_b": "soleus", "cci": 0.3})
-        # cohort tables as the nightly flow would have written them (lake threshold: none suppressed)
-        conds = {"fresh": len(subjects), "fatigued": len(set(subjects) & FATIGUED)}
-        for cond, n in conds.items():
-            if not n:
-                continue
-            for muscle in MUSCLES:
-                for table, metric, mean in (("cohort_asymmetry", "si_pct", 12.5),
-                                            ("cohort_variability", "cv_pct", 13.0)):
-                    rows[table].append({"site_id": site, "condition": cond, "muscle": muscle, "metric": metric,
-                                        "n_subjects": n, "mean": mean, "sd": 1.5, "p5": 1.0, "p25": 2.0, "p50": 3.0,
-                                        "p75": 4.0, "p95": 5.0, "suppressed": False})
     for cond in ("fresh", "fatigued"):  # pooled maps over every site
         for muscle in MUSCLES:
             for side in "LR":
                 rows["activation_map"] += [{"scope": "condition", "scope_id": cond, "muscle": muscle, "side": side,
                                             "pct": float(p), "envelope_mean": p / 100, "n_cycles": 20}
                                            for p in range(101)]
+    rows.update(cohort_tables(rows))
     bad_sha = "f" * 64
     rows["files"].append({"sha256": bad_sha, "site_id": "lyon", "path": SECRET_PATH, "size_bytes": 3,
                           "received_at": dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc), "status": "quarantined"})
@@ -261,7 +274,7 @@ def test_hardened_session_cannot_write_anything(consortium, tmp_path):
     before = lake_state(consortium)
     tables = consortium.zone("tables")
     files_before = sorted(p for p in Path(tables).rglob("*"))
-    ro = views.open_read_only(consortium)
+    ro = access.open_member_session(consortium)
     for q in WRITES:
         sql = q.format(out=tmp_path, tables=tables, catalog=consortium.catalog)
         with pytest.raises(duckdb.Error):
@@ -272,8 +285,10 @@ def test_hardened_session_cannot_write_anything(consortium, tmp_path):
     assert lake_state(consortium) == before
     assert ro.execute("SELECT count(*) FROM trials").fetchone()[0] == before[0]["trials"]
     assert ro.execute("SELECT count(*) FROM v_onsets").fetchone()[0] > 0
-    with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
+    with pytest.raises(views.ReadOnlyViolation, match="^Refused: table function read_csv reads files"):
         ro.execute("SELECT * FROM read_csv('/etc/hostname')")
+    with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):  # the layer under the gate
+        ro._con.execute("SELECT * FROM read_csv('/etc/hostname')")
     for ok in ("SHOW TABLES", "DESCRIBE sites", "SUMMARIZE sites", "EXPLAIN SELECT 1",
                "WITH a AS (SELECT 1 AS x) SELECT x FROM a", "FROM ducklake_snapshots('lake')"):
         ro.execute(ok).fetchall()
@@ -296,7 +311,7 @@ def test_maintenance_functions_cannot_delete_files_through_a_query(tmp_path):
     w.close()
     assert scheduled > 0
     files = sorted(Path(s.zone("tables")).rglob("*.parquet"))
-    ro = views.open_read_only(s)
+    ro = access.open_member_session(s)
     for q in ("SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)",
               'FROM "DUCKLAKE_CLEANUP_OLD_FILES"(\'lake\', cleanup_all => true)',
               "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)",
@@ -319,7 +334,7 @@ def test_harden_refuses_a_writable_connection(tmp_path):
 
 
 def test_myomap_sql_command_is_read_only(consortium, tmp_path):
-    """The real `myomap sql` refuses writes; with views.open_read_only (one line in cli.py) it refuses COPY too."""
+    """The real `myomap sql` refuses writes; its session (access.open_member_session) refuses COPY too."""
     from flows.cli import _run_and_print, main
 
     before = lake_state(consortium)
@@ -327,7 +342,7 @@ def test_myomap_sql_command_is_read_only(consortium, tmp_path):
     assert r.exit_code != 0 and "read-only" in r.output
     r = CliRunner().invoke(main, ["sql", "--lake", consortium.lake, "DROP TABLE trials"])
     assert r.exit_code != 0
-    ro = views.open_read_only(consortium)
+    ro = access.open_member_session(consortium)
     import click
     with pytest.raises(click.ClickException, match="read-only"):
         _run_and_print(consortium, ro, f"COPY (SELECT * FROM subjects) TO '{tmp_path}/s.csv'", "csv")

@@ -64,12 +64,22 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"LOAD {name}")
 
 
+#: Name of the in-memory secret that holds the PostgreSQL catalog's password.
+PG_SECRET = "myomap_catalog"
+
+
 def attach_sql(settings: Settings, read_only: bool, as_of: str | None) -> str:
+    """The ATTACH statement of the lake. It never contains a password: a PostgreSQL
+    password lives in the temporary secret :data:`PG_SECRET` (:func:`connect`), so
+    ``duckdb_databases()``, EXPLAIN output and error messages cannot show it."""
+    opts = [f"DATA_PATH '{_safe_literal(settings.zone('tables'))}/'"]
     if settings.catalog_kind == "postgres":
         target = f"ducklake:postgres:{_pg_conninfo(settings.catalog)}"
+        # always the named secret: with persistent secrets off, an unnamed lookup fails ("Unknown secret
+        # storage found: 'local_file'", measured)
+        opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{PG_SECRET}'}}")
     else:
         target = f"ducklake:sqlite:{settings.catalog}"
-    opts = [f"DATA_PATH '{settings.zone('tables')}/'"]
     if read_only:
         opts.append("READ_ONLY")
     else:
@@ -87,16 +97,41 @@ def _safe_literal(text: str) -> str:
 
 
 def _pg_conninfo(dsn: str) -> str:
-    """Convert a postgresql:// URL to a libpq key=value string for DuckLake."""
-    from urllib.parse import unquote, urlparse
+    """Convert a postgresql:// URL to a libpq key=value string for DuckLake, **without** the password
+    (query parameters such as ``sslmode`` are kept; a ``password`` parameter is dropped)."""
+    from urllib.parse import parse_qsl, unquote, urlparse
     u = urlparse(dsn)
     parts = {"host": u.hostname, "port": u.port, "user": unquote(u.username or "") or None,
-             "password": unquote(u.password or "") or None, "dbname": (u.path or "/").lstrip("/") or None}
-    return " ".join(f"{k}={v}" for k, v in parts.items() if v)
+             "dbname": unquote((u.path or "/").lstrip("/")) or None}
+    parts.update({k: v for k, v in parse_qsl(u.query) if k not in parts and k != "password"})
+    return " ".join(f"{k}={_conninfo_value(str(v))}" for k, v in parts.items() if v)
+
+
+def _conninfo_value(v: str) -> str:
+    if v and not any(c in v for c in " '\\\"="):
+        return v
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _pg_password(dsn: str) -> str | None:
+    from urllib.parse import parse_qsl, unquote, urlparse
+    u = urlparse(dsn)
+    return unquote(u.password or "") or dict(parse_qsl(u.query)).get("password") or None
+
+
+def _configure_pg_secret(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    password = _pg_password(settings.catalog)
+    extra = f", PASSWORD '{_safe_literal(password)}'" if password else ""
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {PG_SECRET} (TYPE postgres{extra})")
 
 
 def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     load_extension(con, "httpfs")
+    # measured: loading httpfs copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment into
+    # plain settings, which duckdb_settings() shows unredacted; the credentials live in the secret only
+    con.execute("SET enable_global_s3_configuration = false")
+    for key in ("s3_access_key_id", "s3_secret_access_key", "s3_session_token"):
+        con.execute(f"SET {key} = ''")
     s3 = settings.s3
     opts = ["TYPE s3"]
     if s3.get("key"):
@@ -108,7 +143,7 @@ def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         opts.append(f"ENDPOINT '{_safe_literal(ep.split('://', 1)[-1])}'")
         opts.append("URL_STYLE 'path'")
         opts.append(f"USE_SSL {'true' if ep.startswith('https') else 'false'}")
-    con.execute(f"CREATE OR REPLACE SECRET myomap_s3 ({', '.join(opts)})")
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET myomap_s3 ({', '.join(opts)})")
 
 
 def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = None,
@@ -129,10 +164,12 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     CatalogError
         When the catalog cannot be attached after the configured retries.
     """
-    con = duckdb.connect(config={"allow_unsigned_extensions": False})
+    # no persistent secrets: a secret stored in ~/.duckdb by someone else never applies here
+    con = duckdb.connect(config={"allow_unsigned_extensions": False, "allow_persistent_secrets": False})
     load_extension(con, "ducklake")
     if settings.catalog_kind == "postgres":
         load_extension(con, "postgres_scanner")
+        _configure_pg_secret(con, settings)
     else:
         load_extension(con, "sqlite_scanner")
         if not read_only:

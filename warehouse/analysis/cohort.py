@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 #: Onsets used for timing metrics: the default method's first burst of each cycle; summarised
 #: per session by the median across cycles (robust to a missed or merged burst).
 TIMING_FILTER = "is_default AND burst = 0"
+#: How subject_profiles compares a subject with the cohort (serving recomputes the same
+#: profiles over the subjects a reader may see: embargoed sites are in no reference).
+PROFILE_PARAMS = {"reference": "robust", "z_threshold": profiles.ROBUST_Z_THRESHOLD,
+                  "min_reference_sd": profiles.MIN_REFERENCE_SD}
 COHORT_TABLES = ("asymmetry", "variability", "fatigue", "fatigue_contrasts", "synergies", "synergy_activations",
                  "activation_map", "subject_profiles", "cohort_asymmetry", "cohort_variability")
 
@@ -202,9 +206,7 @@ def _subject_profiles(metrics: pl.DataFrame, asymmetry: pl.DataFrame | None,
     if not prof_in.height:
         return None
     try:
-        return profiles.patient_profiles(
-            prof_in, reference="robust", z_threshold=profiles.ROBUST_Z_THRESHOLD,
-            min_reference_sd=profiles.MIN_REFERENCE_SD)
+        return profiles.patient_profiles(prof_in, **PROFILE_PARAMS)
     except ValueError as exc:
         log.warning("subject profiles: %s", exc)
         return None

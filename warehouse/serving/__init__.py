@@ -1,8 +1,11 @@
 """Serving: what members and the public read.
 
-Owns the read-only SQL session and its views (``views``), the cohort filter grammar
-(``cohort_filter``), cohort extracts (``extracts``), immutable releases
-(``releases``), the HTML report (``report``) and its figures (``figures``).
+Owns who reads what (``access``: the member-scoped read session every command opens),
+the statement gate of user SQL (``gate``: an allow-list on DuckDB's parse tree), the
+hardening and the documented views (``views``), the cohort filter grammar
+(``cohort_filter``), cohort extracts (``extracts``), immutable releases (``releases``)
+and their disclosure control (``disclosure``), the HTML report (``report``) and its
+figures (``figures``). The threat model is in ``docs/serving.md``.
 
 May import: ``schemas``, ``transforms``, ``warehouse.settings``, ``warehouse.catalog``,
 ``warehouse.zones`` and the analysis parameters of ``warehouse.analysis`` (recorded in

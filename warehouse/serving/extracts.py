@@ -15,20 +15,29 @@ How tables reach the cohort
     published in releases, not extracted). Site-level aggregates (cohort tables)
     honour site/condition/task/muscle clauses only; the manifest says so.
 
-Consortium rules
-    An extract for ``requester_site`` A contains A's own data, and another site
-    B's data only if B's ``sites.embargo_until`` is not in the future and B's
-    ``sites.consent`` lists the required scope (default ``pooled_analysis``). A
-    site with no ``sites`` row has unknown consent and is excluded. Without a
-    requester every site is "another site". Exclusions and reasons are in the
-    manifest.
+Who asks, and the consortium rules
+    An extract reads the member-scoped views of :mod:`warehouse.serving.access`
+    for the configured identity: a member of site A reads A's own data and
+    another site B's only if B's ``sites.embargo_until`` is not in the future
+    and B's ``sites.consent`` lists ``pooled_analysis`` **and** the required
+    scope (default ``pooled_analysis``; a stricter scope narrows, never widens).
+    A site with no ``sites`` row has unknown consent and is excluded. An operator
+    may extract as a site (``requester_site``/``member``); an operator extract
+    for nobody in particular applies the rules to every site. Naming a site that
+    is not yours is refused. Exclusions and reasons are in the manifest.
 
 Only pseudonyms leave the lake
     ``files``, ``quarantine`` and ``runs`` are never extracted (they hold
     site-relative inbox paths and raw-zone paths, where file names chosen at the
-    site could contain names or dates of birth), and no column called ``path`` or
+    site could contain names or dates of birth), nor the operational
+    ``derivations`` and ``validations``, and no column called ``path`` or
     ``raw_path`` is ever written. Subjects appear only under their pseudonymous
     ids from the site manifests.
+
+Outside the lake
+    The output folder may not be inside the lake (after normalising the path, so
+    ``<lake>/tables/../releases/x`` counts): the release area is written only by
+    ``myomap publish``, and an inbox only by its site.
 
 Consistency
     Every table is read at one pinned DuckLake snapshot (time travel to the
@@ -52,8 +61,10 @@ import pyarrow.parquet as pq
 
 from schemas.contracts import TABLES
 from warehouse import catalog, zones
+from warehouse.serving import access as acc
 from warehouse.serving import cohort_filter as cf
-from warehouse.settings import Settings
+from warehouse.serving.access import SiteDecision, pinned_connection, sharing_decisions  # noqa: F401 (re-exported)
+from warehouse.settings import Identity, LocationError, Settings, is_within
 
 L = catalog.LAKE
 REQUIRED_SCOPE = "pooled_analysis"
@@ -62,6 +73,8 @@ NOT_EXTRACTABLE = {
     "files": "holds site-relative inbox paths (file names may contain identifying text)",
     "quarantine": "holds site-relative inbox paths and raw-zone paths",
     "runs": "operational log of the nightly flow, no research data",
+    "derivations": "operational bookkeeping of derived steps, no research data",
+    "validations": "operational validation details (they quote raw values of every site)",
 }
 #: Columns never written to an extract or a release.
 EXCLUDED_COLUMNS = frozenset({"path", "raw_path"})
@@ -113,50 +126,6 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-# --------------------------------------------------------------------------- sharing rules
-@dataclass(frozen=True)
-class SiteDecision:
-    """Whether one site's data may go to the requester, and why not."""
-
-    site_id: str
-    included: bool
-    reasons: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        return {"site_id": self.site_id, "included": self.included, "reasons": list(self.reasons)}
-
-
-def sharing_decisions(con: duckdb.DuckDBPyConnection, *, requester_site: str | None,
-                      required_scope: str, today: dt.date) -> list[SiteDecision]:
-    """Apply the consortium rules to every site known to the lake (sites and sessions).
-
-    Returns
-    -------
-    list of SiteDecision
-        Sorted by site; the requester's own site is always included.
-    """
-    rows = con.execute(f"""
-        SELECT k.site_id, s.site_id IS NOT NULL AS has_row, s.embargo_until, s.consent
-        FROM (SELECT site_id FROM {L}.main.sites UNION SELECT site_id FROM {L}.main.sessions) k
-        LEFT JOIN {L}.main.sites s USING (site_id) ORDER BY k.site_id""").fetchall()
-    out = []
-    for site, has_row, embargo, consent in rows:
-        if site == requester_site:
-            out.append(SiteDecision(site, True, ("requester's own site",)))
-            continue
-        reasons = []
-        if not has_row:
-            reasons.append("no sites row: consent and embargo unknown")
-        if embargo is not None and embargo > today:
-            reasons.append(f"embargoed until {embargo.isoformat()}")
-        scopes = {s.strip() for s in (consent or "").split(",") if s.strip()}
-        if has_row and required_scope not in scopes:
-            have = ", ".join(sorted(scopes)) or "none"
-            reasons.append(f"consent lacks '{required_scope}' (has: {have})")
-        out.append(SiteDecision(site, not reasons, tuple(reasons)))
-    return out
-
-
 # --------------------------------------------------------------------------- the cohort
 @dataclass
 class Cohort:
@@ -170,6 +139,7 @@ class Cohort:
     requester_site: str | None
     required_scope: str
     today: dt.date
+    access: acc.Access | None = None
     notes: dict = field(default_factory=dict)
 
     @property
@@ -183,48 +153,23 @@ class Cohort:
     def sharing_dict(self) -> dict:
         return {"requester_site": self.requester_site, "required_consent": self.required_scope,
                 "rules_applied_on": self.today.isoformat(), "included_sites": self.included_sites,
-                "excluded_sites": [d.to_dict() for d in self.excluded]}
+                "excluded_sites": [d.to_dict() for d in self.excluded],
+                **({"requested_by": self.access.identity.to_dict(), "read_as": self.access.role}
+                   if self.access else {})}
 
     def close(self) -> None:
         self.con.close()
 
 
-def pinned_connection(settings: Settings,
-                      as_of: str | None = None) -> tuple[duckdb.DuckDBPyConnection, int, str | None]:
-    """A read-only connection at one snapshot: ``as_of`` or the current one. Returns (con, id, time).
-
-    Without ``as_of`` the current snapshot id is read, then the catalog is attached
-    again at that snapshot (time travel), so a writer committing meanwhile changes
-    nothing that this connection reads. (A long read transaction would pin it
-    too, but holds the SQLite catalog and makes the nightly writer's commit fail.)
-    """
-    con = catalog.connect(settings, read_only=True, as_of=as_of)
-    try:
-        snap = int(con.execute(f"FROM ducklake_current_snapshot('{L}')").fetchone()[0])
-        if as_of is None:
-            attach = getattr(catalog, "attach_sql", None)
-            if attach is None:  # pragma: no cover - catalog without the helper: reconnect
-                con.close()
-                con = catalog.connect(settings, read_only=True, as_of=str(snap))
-            else:
-                con.execute("USE memory")
-                con.execute(f"DETACH {L}")
-                catalog.with_retry(lambda: con.execute(attach(settings, True, str(snap))), settings,
-                                   what="attach catalog")
-                con.execute(f"USE {L}")
-        con.execute("SET TimeZone = 'UTC'")
-        t = con.execute(f"SELECT snapshot_time FROM ducklake_snapshots('{L}') WHERE snapshot_id = ?",
-                        [snap]).fetchone()
-        return con, snap, (t[0].astimezone(dt.timezone.utc).isoformat() if t and t[0] else None)
-    except BaseException:
-        con.close()
-        raise
-
-
 def open_cohort(settings: Settings, *, cohort: str | cf.CohortFilter | None = None,
                 requester_site: str | None = None, required_scope: str = REQUIRED_SCOPE,
-                as_of: str | None = None, today: dt.date | None = None) -> Cohort:
-    """Pin a snapshot, apply the sharing rules and the filter; the caller closes the result.
+                as_of: str | None = None, today: dt.date | None = None,
+                member: Identity | str | None = None) -> Cohort:
+    """Pin a snapshot, scope it to the reader, apply the sharing rules and the filter; the caller closes it.
+
+    ``member`` (or its older spelling ``requester_site``): read as this member
+    instead of the configured identity; only an operator may (see
+    :func:`warehouse.serving.access.requested_identity`).
 
     Raises
     ------
@@ -232,36 +177,60 @@ def open_cohort(settings: Settings, *, cohort: str | cf.CohortFilter | None = No
         Invalid filter.
     ExtractError
         Unknown requester site or consent scope not a token.
+    warehouse.settings.IdentityError
+        No identity, the public role, or naming a site that is not yours.
     """
     if not cf.TOKEN.fullmatch(required_scope or ""):
         raise ExtractError(f"consent scope {required_scope!r} is not a valid scope name.")
     if not isinstance(cohort, cf.CohortFilter):
         cf.parse(cohort, check_values=False)  # syntax and tokens first: a bad filter never reaches the lake
-    con, snap, snap_time = pinned_connection(settings, as_of)
     try:
-        known = {"site": _distinct(con, "sites", "site_id") | _distinct(con, "sessions", "site_id"),
+        con, access = acc.scoped_connection(settings, member if member is not None else requester_site, as_of,
+                                            today=today)
+    except acc.UnknownSiteError as exc:
+        raise ExtractError(str(exc)) from None
+    try:
+        known = {"site": {d.site_id for d in access.decisions},
                  "condition": _distinct(con, "sessions", "condition"), "task": _distinct(con, "sessions", "task")}
         flt = cohort if isinstance(cohort, cf.CohortFilter) else cf.parse(cohort, known=known)
-        if requester_site is not None and requester_site not in known["site"]:
-            raise ExtractError(f"unknown requester site {requester_site!r}; sites: {', '.join(sorted(known['site']))}.")
-        today = today or dt.datetime.now(dt.timezone.utc).date()
-        decisions = sharing_decisions(con, requester_site=requester_site, required_scope=required_scope, today=today)
+        decisions = _decisions(con, access, required_scope)
         allowed = [d.site_id for d in decisions if d.included]
         where, params = flt.predicate({k: f"s.{cf.KEYS[k][0]}" for k in cf.SESSION_KEYS})
         site_in = f"s.site_id IN ({', '.join(['?'] * len(allowed))})" if allowed else "FALSE"
         con.execute(f"CREATE TEMP TABLE _cohort_sessions AS SELECT s.session_id, s.subject_id, s.site_id "
-                    f"FROM {L}.main.sessions s WHERE ({where}) AND {site_in}", params + allowed)
-        con.execute(f"CREATE TEMP TABLE _cohort_trials AS SELECT t.trial_id, t.session_id FROM {L}.main.trials t "
+                    f"FROM sessions s WHERE ({where}) AND {site_in}", params + allowed)
+        con.execute("CREATE TEMP TABLE _cohort_trials AS SELECT t.trial_id, t.session_id FROM trials t "
                     "WHERE t.session_id IN (SELECT session_id FROM _cohort_sessions)")
-        return Cohort(con, snap, snap_time, flt, decisions, requester_site, required_scope, today)
+        return Cohort(con, access.snapshot_id, access.snapshot_time, flt, decisions, access.site, required_scope,
+                      access.today, access)
     except BaseException:
         con.close()
         raise
 
 
+def _decisions(con, access: acc.Access, required_scope: str) -> list[SiteDecision]:
+    """The extract's sharing rules for ``required_scope``, never wider than what the reader may see."""
+    visible = dict((d.site_id, d) for d in access.decisions)
+    out = []
+    for d in sharing_decisions(con, requester_site=access.site, required_scope=required_scope, today=access.today):
+        if access.is_operator or d.site_id == access.site or visible[d.site_id].included:
+            out.append(d)
+        else:
+            reasons = tuple(dict.fromkeys(visible[d.site_id].reasons + d.reasons))
+            out.append(SiteDecision(d.site_id, False, reasons))
+    return out
+
+
 def _distinct(con, table: str, column: str) -> set[str]:
-    return {r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM {L}.main.{table} "
+    return {r[0] for r in con.execute(f"SELECT DISTINCT {column} FROM {table} "
                                       f"WHERE {column} IS NOT NULL").fetchall()}
+
+
+def view_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Columns of the reader's view of ``table`` (contract order), without :data:`EXCLUDED_COLUMNS`."""
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_catalog = 'temp' "
+                       "AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+    return [r[0] for r in rows if r[0] not in EXCLUDED_COLUMNS]
 
 
 def lake_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -281,8 +250,11 @@ def order_by(table: str, columns: list[str]) -> str:
 def table_query(cohort: Cohort, table: str) -> tuple[str, list, list[str]]:
     """SELECT of one table restricted to the cohort: ``(sql, params, notes)``."""
     con, flt = cohort.con, cohort.filter
-    cols = lake_columns(con, table)
+    cols = view_columns(con, table)
     if not cols:
+        if lake_columns(con, table):
+            raise ExtractError(f"table {table!r} is not available to {cohort.access.role if cohort.access else 'you'}"
+                               "s (operators only).")
         raise ExtractError(f"table {table!r} is not in the lake.")
     conds, params, notes = [], [], []
     session_level = flt.keys() & {"subject", "session", "date"}
@@ -328,7 +300,7 @@ def table_query(cohort: Cohort, table: str) -> tuple[str, list, list[str]]:
         missing.discard("muscle")
     if missing and {"trial_id", "channel"} <= set(cols):
         sql, p = flt.predicate({k: f"c.{k}" for k in missing})
-        conds.append(f"EXISTS (SELECT 1 FROM {L}.main.emg_channels c WHERE c.trial_id = x.trial_id "
+        conds.append(f"EXISTS (SELECT 1 FROM emg_channels c WHERE c.trial_id = x.trial_id "
                      f"AND c.channel = x.channel AND {sql})")
         params += p
         missing = set()
@@ -336,11 +308,28 @@ def table_query(cohort: Cohort, table: str) -> tuple[str, list, list[str]]:
         notes.append(f"clauses on {', '.join(sorted(missing))} do not apply (no such column)")
     select = ", ".join(f'x."{c}"' for c in cols)
     where = " AND ".join(c for c in conds if c != "TRUE") or "TRUE"
-    sql = f"SELECT {select} FROM {L}.main.{table} x WHERE {where} ORDER BY {order_by(table, cols)}"
+    sql = f'SELECT {select} FROM "{table}" x WHERE {where} ORDER BY {order_by(table, cols)}'
     return sql, params, notes
 
 
 # --------------------------------------------------------------------------- files
+def check_outside_lake(settings: Settings, out: str, *, what: str) -> None:
+    """Refuse an output location inside the lake (compared after normalising both).
+
+    Raises
+    ------
+    ExtractError
+        With a message starting ``Refused``.
+    """
+    try:
+        inside = is_within(str(out), settings.lake)
+    except LocationError as exc:
+        raise ExtractError(f"Refused: output location {out!r}: {exc}.") from None
+    if inside:
+        raise ExtractError(f"Refused: {out} is inside the lake ({settings.lake}); {what} are written outside it. "
+                           "The release area is written only by `myomap publish`, an inbox only by its site.")
+
+
 def output_fs(settings: Settings, out_dir: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """File system and normalised path for an output folder (local, or s3:// with the lake's credentials)."""
     if str(out_dir).startswith("s3://"):
@@ -407,7 +396,7 @@ def extractable_tables() -> list[str]:
 def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple[str, ...],
             fmt: str = "parquet", out_dir: str, requester_site: str | None = None,
             required_scope: str = REQUIRED_SCOPE, as_of: str | None = None,
-            today: dt.date | None = None) -> dict:
+            today: dt.date | None = None, member: Identity | str | None = None) -> dict:
     """Write a cohort extract: one file per table and ``manifest.json``.
 
     Parameters
@@ -423,14 +412,18 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
     out_dir : str
         Output folder (local path or ``s3://``); must be new or empty.
     requester_site : str, optional
-        Site asking for the extract: its own data is always included; other sites'
-        follow the embargo and consent rules. ``None``: the rules apply to all.
+        Extract as a member of this site (its own data is always included; other
+        sites' follow the embargo and consent rules). Default: the configured
+        identity (a member: their own site; an operator: the rules apply to all).
+        Only an operator may name a site that is not theirs.
     required_scope : str
         Consent scope other sites must have granted (default ``pooled_analysis``).
     as_of : str, optional
         Snapshot id or timestamp (default: the current snapshot, pinned).
     today : datetime.date, optional
         Date the embargo rule is evaluated on (default: today, UTC).
+    member : Identity or str, optional
+        As ``requester_site`` (``"operator"``, ``"public"``, a site id or an Identity).
 
     Returns
     -------
@@ -439,7 +432,7 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
 
     Raises
     ------
-    ExtractError, cohort_filter.CohortFilterError, catalog.CatalogError
+    ExtractError, cohort_filter.CohortFilterError, catalog.CatalogError, warehouse.settings.IdentityError
     """
     if fmt not in FORMATS:
         raise ExtractError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
@@ -451,13 +444,14 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
             raise ExtractError(f"table {t!r} is never extracted: it {NOT_EXTRACTABLE[t]}.")
         if t not in TABLES:
             raise ExtractError(f"unknown table {t!r}; extractable: {', '.join(extractable_tables())}.")
+    check_outside_lake(settings, out_dir, what="extracts")
     fs, root = output_fs(settings, out_dir)
     if fs.exists(root) and (not fs.isdir(root) or fs.ls(root, detail=False)):
         raise ExtractError(f"{root} is not an empty folder; extracts go to a new or empty folder "
                            "(an earlier extract is never overwritten or mixed with another).")
     fs.makedirs(root, exist_ok=True)
     c = open_cohort(settings, cohort=cohort, requester_site=requester_site, required_scope=required_scope,
-                    as_of=as_of, today=today)
+                    as_of=as_of, today=today, member=member)
     try:
         files, params_hashes, notes = [], set(), {}
         for t in tables:

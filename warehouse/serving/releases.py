@@ -22,13 +22,18 @@ Immutable
     publishers cannot both win); then files are made read-only (0444) and the
     folder 0555. On S3 the folder is copied and ``manifest.json`` goes last.
 
-Disclosure control
+Disclosure control (:mod:`warehouse.serving.disclosure`)
     Only sites that granted ``required_consent`` (default ``public_release``) and
     are not under embargo are released; the manifest and README list the others
-    and why. Pooled (condition / cohort scope) activation maps are withheld when
-    any site with data is excluded. In the cohort tables every cell with fewer
-    than ``min_cell_subjects`` subjects has its statistics nulled and
-    ``suppressed = true`` (``n_subjects`` stays).
+    and why. The release policy of that scope decides whose per-subject rows go
+    in; cells with fewer than ``min_cell_subjects`` subjects are suppressed, with
+    the per-subject rows and pooled maps that would rebuild them; reference
+    statistics are recomputed over the released rows.
+
+Who writes the release area
+    Only :func:`publish`. Extracts and reports refuse an output inside the lake;
+    :func:`scan_releases` lists well-formed releases and reports anything else
+    found in the release area (a forged folder is never listed as a release).
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ import duckdb
 from schemas.contracts import TABLES, data_dictionary_markdown
 from warehouse import catalog, zones
 from warehouse.analysis.derived import ENVELOPE_PARAMS
+from warehouse.serving import disclosure as dc
+from warehouse.serving.disclosure import ReleaseError  # noqa: F401 (part of this module's API)
 from warehouse.serving.extracts import (
     EXCLUDED_COLUMNS,
     PARQUET_WRITE_OPTIONS,
@@ -79,10 +86,6 @@ LICENCES = {  # SPDX id -> (name, URI)
 PUBLISHER = "myomap consortium"
 
 
-class ReleaseError(ValueError):
-    """A release cannot be published (bad name, validation failed...)."""
-
-
 class ReleaseExistsError(ReleaseError):
     """That name and version is already published; published versions are never overwritten."""
 
@@ -97,27 +100,60 @@ def release_path(settings: Settings, name: str, version: str) -> str:
 
 
 # --------------------------------------------------------------------------- data
-def _release_sql(table: str, cols: list[str], allowed_sites: list[str], pooled_ok: bool,
+def _release_sql(table: str, cols: list[str], allowed_sites: list[str], pooled: dict,
                  min_cell_subjects: int) -> tuple[str, list]:
+    """SELECT of one released table. Per-subject rows come from ``_rel_sessions``/``_rel_subjects``
+    (:func:`warehouse.serving.disclosure.mark_released_sessions`)."""
     sites = ", ".join(["?"] * len(allowed_sites)) or "NULL"
-    in_sessions = f"(SELECT session_id FROM {L}.main.sessions WHERE site_id IN ({sites}))"
     select = [f'x."{c}"' for c in cols]
+    params: list = []
     if table in COHORT_TABLES:
         small = f"(coalesce(x.suppressed, false) OR coalesce(x.n_subjects, 0) < {int(min_cell_subjects)})"
         select = [f'CASE WHEN {small} THEN NULL ELSE x."{c}" END AS "{c}"' if c in STAT_COLUMNS
                   else (f'{small} AS "suppressed"' if c == "suppressed" else f'x."{c}"') for c in cols]
         where, params = f"x.site_id IN ({sites})", list(allowed_sites)
     elif table == "activation_map":
-        subjects = f"(SELECT subject_id FROM {L}.main.sessions WHERE site_id IN ({sites}))"
-        where = (f"((x.scope = 'session' AND x.scope_id IN {in_sessions}) "
-                 f"OR (x.scope = 'subject' AND x.scope_id IN {subjects})")
-        pooled = ", ".join(f"'{p}'" for p in POOLED_SCOPES)
-        where += f" OR x.scope IN ({pooled}))" if pooled_ok else ")"
-        params = list(allowed_sites) * 2
+        where = ("((x.scope = 'session' AND x.scope_id IN (SELECT session_id FROM _rel_sessions)) "
+                 "OR (x.scope = 'subject' AND x.scope_id IN (SELECT subject_id FROM _rel_subjects))")
+        for scope in POOLED_SCOPES:
+            if pooled[scope]:
+                where += f" OR (x.scope = '{scope}' AND x.scope_id IN ({', '.join(['?'] * len(pooled[scope]))}))"
+                params += list(pooled[scope])
+        where += ")"
     else:
-        where, params = f"x.session_id IN {in_sessions}", list(allowed_sites)
+        where = "x.session_id IN (SELECT session_id FROM _rel_sessions)"
     return (f"SELECT {', '.join(select)} FROM {L}.main.{table} x WHERE {where} "
             f"ORDER BY {order_by(table, cols)}"), params
+
+
+def _release_data(con, allowed: list[str], all_sites_in: bool, policy: dc.ReleasePolicy,
+                  min_cell_subjects: int) -> tuple[dict, dict]:
+    """The released tables, and what disclosure control withheld (for the manifest)."""
+    data = {}
+    for t in COHORT_TABLES:
+        sql, params = _release_sql(t, lake_columns(con, t), allowed, {}, min_cell_subjects)
+        data[t] = con.execute(sql, params).to_arrow_table()
+    subject_sites = dc.subject_level_sites(con, allowed, policy)
+    suppressed = dc.suppressed_groups(data)
+    n_sessions = dc.mark_released_sessions(con, subject_sites, suppressed)
+    pooled = dc.pooled_maps(con, all_sites_in, min_cell_subjects)
+    for t in RELEASE_TABLES:
+        if t in data:
+            continue
+        cols = lake_columns(con, t)
+        sql, params = _release_sql(t, cols, allowed, pooled, min_cell_subjects)
+        table = con.execute(sql, params).to_arrow_table()
+        data[t] = dc.recomputed_profiles(con, table, cols) if t == "subject_profiles" else table
+    withheld = con.execute(f"SELECT count(*) FROM {L}.main.sessions WHERE site_id IN "
+                           f"({', '.join(['?'] * len(allowed)) or 'NULL'}) AND session_id NOT IN "
+                           "(SELECT session_id FROM _rel_sessions)", allowed).fetchone()[0]
+    info = {"policy": policy.to_dict(), "subject_level_sites": subject_sites,
+            "released_subject_sessions": n_sessions, "withheld_subject_sessions": withheld,
+            "suppressed_site_conditions": [{"site_id": s, "condition": c} for s, c in suppressed],
+            "pooled_maps": {"released": [f"{k}:{v}" for k in POOLED_SCOPES for v in pooled[k]],
+                            "withheld": pooled["withheld"]},
+            "reference_statistics": "subject_profiles references recomputed over the released rows only"}
+    return data, info
 
 
 def _validate(con: duckdb.DuckDBPyConnection, tables: dict, allowed_sites: list[str],
@@ -156,6 +192,10 @@ def _validate(con: duckdb.DuckDBPyConnection, tables: dict, allowed_sites: list[
                 bad = con.execute("SELECT count(*) FROM _rel WHERE NOT list_contains(?, site_id)",
                                   [_sites_param(allowed_sites)]).fetchone()[0]
                 check(f"{name} only released sites", bad == 0, f"{bad} rows of other sites")
+            if name in SUBJECT_TABLES:
+                bad = con.execute("SELECT count(*) FROM _rel WHERE session_id NOT IN "
+                                  "(SELECT session_id FROM _rel_sessions)").fetchone()[0]
+                check(f"{name} only released sessions", bad == 0, f"{bad} rows of withheld sessions")
             leaked = EXCLUDED_COLUMNS & set(table.column_names)
             check(f"{name} has no path columns", not leaked, ", ".join(sorted(leaked)))
         finally:
@@ -259,9 +299,14 @@ def readme(m: dict) -> str:
         "included." + ("" if not excluded else " Excluded: " + "; ".join(
             f"{d['site_id']} ({', '.join(d['reasons'])})" for d in excluded) + "."),
         "- Pooled (condition / cohort scope) activation maps are "
-        + ("included." if m["pooled_maps_released"] else "withheld because they include excluded sites; "
-           "subject- and session-scope maps are provided."),
-        "- `subject_profiles` reference statistics were computed on the consortium cohort at analysis time.",
+        + ("included." if m["pooled_maps_released"] else "withheld where they pool excluded sites, small groups "
+           "or withheld sessions: " + "; ".join(f"{k} ({v})" for k, v in
+                                                 m["disclosure"]["pooled_maps"]["withheld"].items()) + "."),
+        f"- Release policy `{m['disclosure']['policy']['scope']}` (for {m['disclosure']['policy']['audience']}): "
+        "per-subject rows only for sites whose consent allows them ("
+        + (", ".join(m["disclosure"]["subject_level_sites"]) or "none") + "), and never for a site x condition "
+        f"with a suppressed cell ({m['disclosure']['withheld_subject_sessions']} sessions withheld).",
+        "- `subject_profiles` reference statistics were recomputed over the released rows only.",
         "- Site protocols (electrode placement, tasks, equipment) differ; compare sites with care. Not for "
         "clinical diagnosis.", "",
         "## Licence", "", f"{_licence(m['licence'])['rights']} (`{m['licence']}`).", "",
@@ -332,6 +377,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
     _check_release_id(name, version, min_cell_subjects)
     if not re.fullmatch(r"[A-Za-z0-9.+-]{1,64}", licence or ""):
         raise ReleaseError(f"licence {licence!r} must be an SPDX id such as CC-BY-4.0.")
+    policy = dc.policy_for(required_consent)
     fs = zones.filesystem(settings)
     final = release_path(settings, name, version)
     if fs.exists(final):
@@ -345,12 +391,9 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
             why = "; ".join(f"{d.site_id}: {', '.join(d.reasons)}" for d in decisions) or "the lake has no sites"
             raise ReleaseError(f"no site can be released ({why}). A site needs the '{required_consent}' consent "
                                "scope in its manifest and no running embargo.")
-        pooled_ok = all(d.included for d in decisions)
-        data = {}
-        for t in RELEASE_TABLES:
-            cols = lake_columns(con, t)
-            sql, params = _release_sql(t, cols, allowed, pooled_ok, min_cell_subjects)
-            data[t] = con.execute(sql, params).to_arrow_table()
+        data, disclosure = _release_data(con, allowed, all(d.included for d in decisions), policy,
+                                         min_cell_subjects)
+        pooled_ok = not disclosure["pooled_maps"]["withheld"]
         validation = _validate(con, data, allowed, min_cell_subjects)
         if not validation["passed"]:
             raise ReleaseError("release validation failed: " + "; ".join(
@@ -363,7 +406,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
         parameters = _parameters(con, allowed)
     finally:
         con.close()
-    parent = str(PurePosixPath(final).parent) if settings.is_s3 else os.path.dirname(final)
+    parent = final.rsplit("/", 1)[0] if settings.is_s3 else os.path.dirname(final)  # PurePosixPath folds s3://
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{parent}/.tmp-{version}-{uuid.uuid4().hex[:12]}"
     fs.makedirs(tmp, exist_ok=True)
@@ -383,6 +426,7 @@ def publish(settings: Settings, name: str, version: str, *, min_cell_subjects: i
                         "included_sites": allowed,
                         "excluded_sites": [d.to_dict() for d in decisions if not d.included]},
             "pooled_maps_released": pooled_ok,
+            "disclosure": disclosure,
             "counts": {"subjects": counts[0], "sessions": counts[1]},
             "parameters": parameters, "validation": validation, "files": files,
         }
@@ -420,21 +464,73 @@ def _commit(settings: Settings, fs, tmp: str, final: str, name: str, version: st
     os.chmod(final, 0o555)
 
 
-def list_releases(settings: Settings) -> list[dict]:
-    """Published releases (from their manifests), sorted by name then creation time."""
+_MANIFEST_FIELDS = {"kind": str, "name": str, "version": str, "created_at": str, "snapshot_id": int,
+                    "licence": str, "files": list}
+
+
+def scan_releases(settings: Settings) -> tuple[list[dict], list[dict]]:
+    """Walk the release area: ``(releases, problems)``.
+
+    A release is listed only when it is well formed: ``<name>/<version>/manifest.json``
+    is a JSON object of kind ``myomap-release`` whose name and version are the
+    folder's, with the fields listed, and every file it lists is present. Anything
+    else in the release area is reported in ``problems`` (path and what is wrong),
+    never listed and never a crash.
+    """
     fs = zones.filesystem(settings)
     root = settings.zone("releases")
     if not fs.exists(root):
-        return []
-    out = []
-    for path in fs.glob(f"{root}/*/*/manifest.json"):
-        parts = PurePosixPath(path).parts
-        if parts[-2].startswith(".") or parts[-3].startswith("."):
+        return [], []
+    out, problems = [], []
+    for name_dir in sorted(fs.ls(root, detail=False)):
+        name = PurePosixPath(name_dir).name
+        if name.startswith("."):
             continue
-        with fs.open(path, "r") as fh:
+        if not fs.isdir(name_dir):
+            problems.append({"path": str(name_dir), "problem": "a file where release folders belong"})
+            continue
+        for version_dir in sorted(fs.ls(name_dir, detail=False)):
+            version = PurePosixPath(version_dir).name
+            if version.startswith("."):
+                continue
+            rel, problem = _read_release(fs, str(version_dir), name, version)
+            if problem:
+                problems.append({"path": str(version_dir), "problem": problem})
+            else:
+                out.append(rel)
+    return sorted(out, key=lambda r: (r["name"], r["created_at"], r["version"])), problems
+
+
+def _read_release(fs, path: str, name: str, version: str) -> tuple[dict | None, str | None]:
+    if not fs.isdir(path):
+        return None, "a file where a version folder belongs"
+    try:
+        with fs.open(f"{path}/manifest.json", "r") as fh:
             m = json.load(fh)
-        out.append({"name": m["name"], "version": m["version"], "created_at": m["created_at"],
-                    "snapshot_id": m["snapshot_id"], "licence": m["licence"],
-                    "rows": sum(f.get("rows", 0) for f in m["files"] if f["kind"] == "data"),
-                    "path": str(PurePosixPath(path).parent)})
-    return sorted(out, key=lambda r: (r["name"], r["created_at"], r["version"]))
+    except FileNotFoundError:
+        return None, "no manifest.json"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, f"manifest.json is not readable JSON ({type(exc).__name__})"
+    if not isinstance(m, dict):
+        return None, "manifest.json is not an object"
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            return None, f"manifest.json lacks a valid {key!r}"
+    if m["kind"] != "myomap-release":
+        return None, f"manifest.json is of kind {m['kind'][:40]!r}, not a release"
+    if (m["name"], m["version"]) != (name, version):
+        return None, f"manifest.json names {m['name'][:40]} {m['version'][:40]}, not the folder's {name} {version}"
+    present = set(PurePosixPath(p).name for p in fs.ls(path, detail=False))
+    for f in m["files"]:
+        if not isinstance(f, dict) or not isinstance(f.get("file"), str) or f.get("kind") not in ("data", "document"):
+            return None, "manifest.json has a malformed file entry"
+        if f["file"] not in present:
+            return None, f"listed file {f['file'][:60]} is missing"
+    rows = sum(f.get("rows", 0) for f in m["files"] if f["kind"] == "data" and isinstance(f.get("rows"), int))
+    return {"name": m["name"], "version": m["version"], "created_at": m["created_at"],
+            "snapshot_id": m["snapshot_id"], "licence": m["licence"], "rows": rows, "path": path}, None
+
+
+def list_releases(settings: Settings) -> list[dict]:
+    """Published, well-formed releases (from their manifests), sorted by name then creation time."""
+    return scan_releases(settings)[0]

@@ -4,9 +4,10 @@ One HTML file, inline CSS and inline SVG (:mod:`warehouse.serving.figures`), no 
 no external URL, so it opens offline and can be mailed or archived as is.
 
 Selection
-    The same machinery as extracts (:func:`warehouse.extracts.open_cohort`): one
-    pinned snapshot, the ``--cohort`` filter, and the consortium rules for
-    ``requester_site`` (without one, every site must be shareable). The QC
+    The same machinery as extracts (:func:`warehouse.serving.extracts.open_cohort`):
+    one pinned snapshot, the reader's member-scoped views, the ``--cohort`` filter,
+    and the consortium rules for the reader's site (an operator reading for
+    nobody in particular: every site must be shareable). The QC
     section counts files of the released sites only and shows stages and reason
     codes, never file paths or messages (which quote inbox paths).
 
@@ -39,6 +40,7 @@ from warehouse.serving.extracts import (
     REQUIRED_SCOPE,
     Cohort,
     code_version,
+    check_outside_lake,
     open_cohort,
     utc_now,
 )
@@ -112,10 +114,10 @@ def _qc(ctx: _Ctx) -> tuple[str, int]:
     allowed = ctx.c.included_sites or [""]
     site_pred, p = ctx.c.filter.predicate({"site": "f.site_id"}, keys=["site"])
     q_pred, _ = ctx.c.filter.predicate({"site": "q.site_id"}, keys=["site"])
-    by = ctx.con.execute(f"SELECT f.site_id, f.status, count(*) FROM {L}.main.files f "
+    by = ctx.con.execute(f"SELECT f.site_id, f.status, count(*) FROM files f "
                          f"WHERE list_contains(?, f.site_id) AND {site_pred} GROUP BY ALL ORDER BY 1, 2",
                          [allowed] + p).fetchall()
-    q = ctx.con.execute(f"SELECT q.site_id, q.stage, q.reason_code, count(*) FROM {L}.main.quarantine q "
+    q = ctx.con.execute(f"SELECT q.site_id, q.stage, q.reason_code, count(*) FROM quarantine q "
                         f"WHERE list_contains(?, q.site_id) AND {q_pred} GROUP BY ALL "
                         "ORDER BY 4 DESC, 1, 2, 3", [allowed] + p).fetchall()
     statuses = [s for s in vocab.FILE_STATUSES if any(r[1] == s for r in by)]
@@ -142,13 +144,13 @@ def _maps(ctx: _Ctx) -> tuple[str, int]:
     rows = ctx.rows(f"""
         SELECT s.task, s.condition, x.muscle, x.side, x.pct, avg(x.envelope_mean), avg(x.onset_mean_pct),
                avg(x.offset_mean_pct), count(DISTINCT s.subject_id)
-        FROM {L}.main.activation_map x JOIN _cohort_sessions cs ON x.scope = 'session' AND x.scope_id = cs.session_id
-        JOIN {L}.main.sessions s ON s.session_id = cs.session_id
+        FROM activation_map x JOIN _cohort_sessions cs ON x.scope = 'session' AND x.scope_id = cs.session_id
+        JOIN sessions s ON s.session_id = cs.session_id
         WHERE {{rows}} GROUP BY ALL ORDER BY ALL""")
     source = "mean of the session maps of the cohort"
     if not rows and ctx.c.filter.is_empty and not ctx.c.excluded:
         rows = ctx.rows(f"""SELECT NULL, x.scope_id, x.muscle, x.side, x.pct, x.envelope_mean, x.onset_mean_pct,
-                x.offset_mean_pct, NULL FROM {L}.main.activation_map x WHERE x.scope = 'condition' AND {{rows}}
+                x.offset_mean_pct, NULL FROM activation_map x WHERE x.scope = 'condition' AND {{rows}}
                 ORDER BY ALL""")
         source = "pooled condition maps"
     groups: dict = defaultdict(list)
@@ -216,7 +218,7 @@ def _timing(ctx: _Ctx) -> tuple[str, int]:
 def _asymmetry(ctx: _Ctx) -> tuple[str, int]:
     rows = ctx.rows("""
         SELECT x.metric, x.muscle, s.task, x.condition, x.subject_id, avg(x.si_pct)
-        FROM lake.main.asymmetry x JOIN lake.main.sessions s USING (session_id)
+        FROM asymmetry x JOIN sessions s USING (session_id)
         WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions) AND {rows} GROUP BY ALL ORDER BY ALL""",
         keys=("muscle",))
     html = ['<section id="asymmetry"><h2>Asymmetry</h2>',
@@ -245,7 +247,7 @@ def _variability(ctx: _Ctx) -> tuple[str, int]:
     rows = ctx.rows("""
         WITH per_subject AS (SELECT s.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.cv_pct) AS cv,
                                     avg(x.variance_ratio) AS vr
-                             FROM lake.main.variability x JOIN lake.main.sessions s USING (session_id)
+                             FROM variability x JOIN sessions s USING (session_id)
                              WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
                              AND coalesce(x.metric, 'envelope') = 'envelope' AND x.muscle IS NOT NULL AND {rows}
                              GROUP BY ALL)
@@ -277,7 +279,7 @@ def _subjects(ctx: _Ctx, max_subjects: int) -> tuple[str, int, int]:
     prof = ctx.rows("""
         SELECT x.subject_id, x.session_id, x.task, x.condition, x.muscle, x.side, x.metric, x.value,
                x.reference_mean, x.reference_sd, x.z, x.percentile, x.flag, x.n_reference
-        FROM lake.main.subject_profiles x WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
+        FROM subject_profiles x WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
         AND {rows} ORDER BY ALL""")
     by: dict = defaultdict(list)
     for r in prof:
@@ -335,7 +337,8 @@ def _dictionary() -> str:
 # --------------------------------------------------------------------------- report
 def render_report(settings: Settings, out_path: str, *, cohort: str | None = None,
                   requester_site: str | None = None, required_scope: str = REQUIRED_SCOPE,
-                  as_of: str | None = None, today: dt.date | None = None, max_subjects: int = 200) -> dict:
+                  as_of: str | None = None, today: dt.date | None = None, max_subjects: int = 200,
+                  member=None) -> dict:
     """Write the HTML report of a cohort to ``out_path`` (local path or ``s3://``).
 
     Parameters
@@ -346,8 +349,9 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
         Output ``.html`` file.
     cohort : str, optional
         Cohort filter (:mod:`warehouse.cohort_filter`).
-    requester_site, required_scope, as_of, today
-        As for :func:`warehouse.extracts.extract`.
+    requester_site, required_scope, as_of, today, member
+        As for :func:`warehouse.serving.extracts.extract`: the report shows what the
+        configured identity (or whom an operator acts as) may see, nothing more.
     max_subjects : int
         Subject sections shown at most.
 
@@ -356,8 +360,11 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
     dict
         ``path``, ``snapshot_id``, ``figures`` (SVG count), ``subjects`` (sections).
     """
+    if not str(out_path).startswith("s3://"):
+        out_path = str(Path(out_path).expanduser().resolve())
+    check_outside_lake(settings, str(out_path), what="reports")
     c = open_cohort(settings, cohort=cohort, requester_site=requester_site, required_scope=required_scope,
-                    as_of=as_of, today=today)
+                    as_of=as_of, today=today, member=member)
     try:
         views.create_views(c.con)
         ctx = _Ctx(c)
@@ -377,7 +384,7 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
                 f"excluded: {escape(excluded)}.</p>"
                 f"<p>DuckLake snapshot {c.snapshot_id} ({escape(str(c.snapshot_time))}); code "
                 f"{escape(code_version())}; generated {escape(utc_now())}"
-                + (f"; for site {escape(requester_site)}" if requester_site else "") + ".</p></header>")
+                + (f"; for site {escape(c.requester_site)}" if c.requester_site else "") + ".</p></header>")
         links = (("qc", "QC"), ("maps", "Activation maps"), ("timing", "Onset timing"), ("asymmetry", "Asymmetry"),
                  ("variability", "Variability"), ("subjects", "Subjects"), ("data-dictionary", "Data dictionary"))
         nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"

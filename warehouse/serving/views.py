@@ -17,46 +17,46 @@ connection**, over the attached ``lake`` catalog:
 
 Views are named ``v_*`` so they never shadow a lake table.
 
+Every ``v_*`` view names the lake's tables by their plain name: on a member's session
+those names are the member-scoped views of :mod:`warehouse.serving.access`, so a ``v_*``
+view never shows a row its reader could not see in the table itself.
+
 Hardening
 ---------
-DuckLake's ``READ_ONLY`` attach already refuses INSERT / UPDATE / DELETE / DROP /
-CREATE / ALTER on ``lake``. It does not stop a connection from writing *elsewhere*
-(``COPY ... TO``, ``EXPORT DATABASE``, ``ATTACH`` of the catalog a second time
-without ``READ_ONLY``, loading extensions). Measured on DuckDB 1.5.5, two layers
-are needed, and :func:`harden` applies both:
+DuckLake's ``READ_ONLY`` attach refuses INSERT / UPDATE / DELETE / DROP / CREATE /
+ALTER on ``lake`` but not writes *elsewhere* (``COPY ... TO``, ``EXPORT DATABASE``,
+a second writable ``ATTACH`` of the catalog, extensions), nor the scanner
+functions that read any SQLite/PostgreSQL database, nor ``postgres_execute`` on
+the catalog's own PostgreSQL connection (measured: ``COMMIT; UPDATE ...`` ends the
+read-only transaction and writes). :func:`harden` applies two layers:
 
 1. Configuration, then locked: ``allowed_directories`` = the lake's data path
-   (reads of the Parquet files keep working), ``enable_external_access = false``
-   (no other file, no extension install/load, no COPY/EXPORT outside the data
-   path), autoloading/community extensions/persistent secrets/Python replacement
-   scans off, then ``lock_configuration = true`` so no ``SET``/``RESET`` can undo
-   any of it.
-2. A statement gate: ``allowed_directories`` is read *and* write, and the
-   ``sqlite``/``postgres`` scanners open the catalog themselves (a second
-   ``ATTACH 'ducklake:sqlite:...'`` without ``READ_ONLY`` still succeeds after
-   step 1). So the returned :class:`ReadOnlySession` parses every statement with
-   DuckDB's own parser and runs only queries: SELECT (which covers FROM-first,
-   WITH, VALUES, SHOW, DESCRIBE, SUMMARIZE, table-valued PRAGMAs) and EXPLAIN of
-   a query (``EXPLAIN ANALYZE`` executes its statement, so the inner statement is
-   checked too). Everything else (COPY, ATTACH, DETACH, SET, RESET, USE, LOAD,
-   INSTALL, CREATE, CALL, PRAGMA with side effects, transactions, EXPORT...) is
-   refused with :class:`ReadOnlyViolation` before DuckDB sees it.
-   A query is also refused when its parse tree (``json_serialize_sql``) calls a
-   DuckLake maintenance function, ``checkpoint`` or a function that runs other
-   SQL (``query``): measured, ``SELECT * FROM ducklake_cleanup_old_files('lake',
-   cleanup_all => true)`` on a READ_ONLY attachment deletes the data files
-   scheduled for deletion before failing on the catalog update.
+   (measured: a lake attached at a pinned ``SNAPSHOT_VERSION`` cannot read its
+   own Parquet files without it), ``enable_external_access = false`` (no other
+   file, no extension install/load), a private temporary directory (DuckDB
+   allows its temp directory implicitly), autoloading/community
+   extensions/Python replacement scans off, then ``lock_configuration = true`` so
+   no ``SET``/``RESET`` can undo any of it. This layer alone is not enough: the
+   directory check is read *and* write, compares ``s3://`` paths as strings
+   (``s3://b/lake/tables/../../x`` passes), and the SQLite/PostgreSQL scanners
+   ignore it. A lake that holds macros or views is refused (a lake macro named
+   like a built-in would shadow it).
+2. The statement gate of :mod:`warehouse.serving.gate`: DuckDB's parser, only
+   queries, and an **allow-list** of every function, table function and relation
+   in the parse tree (the session's views only). Everything else is refused with
+   :class:`ReadOnlyViolation` ("Refused ...") before DuckDB sees it.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import duckdb
 
 from warehouse import catalog
+from warehouse.serving.gate import QUERY_TYPES, Gate, ReadOnlyViolation  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 L = catalog.LAKE  # the attached catalog's name
@@ -79,10 +79,10 @@ VIEWS: tuple[View, ...] = (
 SELECT t.trial_id, t.site_id, t.subject_id, t.session_id, s.session_date, s.condition, s.task, s.terrain,
        t.format, t.vendor, t.duration_s, t.analog_rate_hz, t.n_emg_channels, t.n_force_plates, t.n_markers,
        coalesce(c.n_cycles, 0) AS n_cycles, coalesce(c.n_valid_cycles, 0) AS n_valid_cycles, t.ingested_at
-FROM {L}.main.trials t
-LEFT JOIN {L}.main.sessions s USING (session_id)
+FROM trials t
+LEFT JOIN sessions s USING (session_id)
 LEFT JOIN (SELECT trial_id, count(*) AS n_cycles, count(*) FILTER (WHERE valid) AS n_valid_cycles
-           FROM {L}.main.gait_cycles GROUP BY trial_id) c USING (trial_id)
+           FROM gait_cycles GROUP BY trial_id) c USING (trial_id)
 """),
     View("v_onsets",
          "Default-method activation onsets/offsets (activation_onsets WHERE is_default) with the session "
@@ -91,7 +91,7 @@ LEFT JOIN (SELECT trial_id, count(*) AS n_cycles, count(*) FILTER (WHERE valid) 
 SELECT o.trial_id, s.site_id, o.subject_id, o.session_id, s.session_date, s.condition, s.task,
        o.muscle, o.side, o.cycle, o.burst, o.method, o.onset_ms, o.offset_ms, o.onset_pct, o.offset_pct,
        o.offset_ms - o.onset_ms AS duration_ms, o.bias_corrected, o.params_hash
-FROM {L}.main.activation_onsets o JOIN {L}.main.sessions s USING (session_id)
+FROM activation_onsets o JOIN sessions s USING (session_id)
 WHERE o.is_default
 """),
     View("v_activation_timing",
@@ -117,7 +117,7 @@ SELECT scope, scope_id, muscle, side, pct,
        CASE WHEN pct < 10 THEN 'loading_response' WHEN pct < 30 THEN 'mid_stance'
             WHEN pct < 50 THEN 'terminal_stance' WHEN pct < 60 THEN 'pre_swing' ELSE 'swing' END AS phase,
        envelope_mean, envelope_sd, n_cycles, onset_mean_pct, offset_mean_pct
-FROM {L}.main.activation_map
+FROM activation_map
 """),
     View("v_asymmetry_by_cohort",
          "Asymmetry by cohort (site x task x condition x muscle x metric): subject means of the Robinson "
@@ -127,7 +127,7 @@ FROM {L}.main.activation_map
 WITH per_subject AS (
   SELECT s.site_id, s.task, a.condition, a.muscle, a.metric, a.subject_id,
          avg(a.si_pct) AS si_pct, avg(a.sa_pct) AS sa_pct
-  FROM {L}.main.asymmetry a JOIN {L}.main.sessions s USING (session_id)
+  FROM asymmetry a JOIN sessions s USING (session_id)
   GROUP BY ALL)
 SELECT site_id, task, condition, muscle, metric, count(si_pct) AS n_subjects,
        avg(si_pct) AS si_pct_mean, stddev_samp(si_pct) AS si_pct_sd, median(si_pct) AS si_pct_median,
@@ -142,7 +142,7 @@ FROM per_subject GROUP BY ALL
 WITH long AS (
   SELECT s.site_id, s.task, v.condition, v.muscle, v.side, v.subject_id,
          coalesce(v.metric, 'envelope') || '.' || u.metric AS metric, u.value
-  FROM {L}.main.variability v JOIN {L}.main.sessions s USING (session_id),
+  FROM variability v JOIN sessions s USING (session_id),
   LATERAL (VALUES ('cv_pct', v.cv_pct), ('variance_ratio', v.variance_ratio),
                   ('onset_sd_ms', v.onset_sd_ms)) u(metric, value)),
 per_subject AS (SELECT site_id, task, condition, muscle, side, metric, subject_id, avg(value) AS value
@@ -156,15 +156,15 @@ FROM per_subject GROUP BY ALL
          f"""
 SELECT s.site_id, p.subject_id, p.session_id, p.task, p.condition, p.muscle, p.side, p.metric, p.value,
        p.reference_mean, p.reference_sd, p.z, p.percentile, p.flag, p.n_reference
-FROM {L}.main.subject_profiles p JOIN {L}.main.sessions s USING (session_id)
+FROM subject_profiles p JOIN sessions s USING (session_id)
 WHERE p.flag IS NOT NULL AND p.flag <> 'none'
 """),
     View("v_qc_files",
          "File accounting per site and status, with the quarantine reasons (no paths).",
          f"""
 SELECT f.site_id, f.status, q.stage, q.reason_code, count(DISTINCT f.sha256) AS n_files
-FROM {L}.main.files f
-LEFT JOIN {L}.main.quarantine q ON f.status = 'quarantined' AND q.sha256 = f.sha256 AND q.site_id = f.site_id
+FROM files f
+LEFT JOIN quarantine q ON f.status = 'quarantined' AND q.sha256 = f.sha256 AND q.site_id = f.site_id
 GROUP BY ALL
 """),
 )
@@ -207,17 +207,6 @@ class HardeningError(RuntimeError):
     """The connection cannot be made read-only (e.g. the lake is attached writable)."""
 
 
-class ReadOnlyViolation(duckdb.PermissionException):
-    """A statement other than a query was sent to a hardened session.
-
-    Subclasses :class:`duckdb.Error` so callers that report DuckDB errors
-    (``myomap sql``) report this one the same way.
-    """
-
-
-#: Statement types a hardened session runs.
-QUERY_TYPES = frozenset({duckdb.StatementType.SELECT})
-_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:\([^()]*\)\s*)?(?:ANALY[SZ]E\s+)?(?P<inner>.+)$", re.I | re.S)
 _LOCKDOWN = (
     ("autoinstall_known_extensions", "false"),
     ("autoload_known_extensions", "false"),
@@ -226,88 +215,35 @@ _LOCKDOWN = (
 )
 
 
-#: DuckLake functions that only read (any other ``ducklake_*`` function is refused).
-DUCKLAKE_READERS = frozenset({
-    "ducklake_snapshots", "ducklake_current_snapshot", "ducklake_last_committed_snapshot", "ducklake_list_files",
-    "ducklake_table_info", "ducklake_table_changes", "ducklake_table_insertions", "ducklake_table_deletions",
-    "ducklake_scan", "ducklake_settings", "ducklake_options"})
-#: Maintenance functions (also callable as ``lake.<name>``) and functions that run other SQL.
-REFUSED_FUNCTIONS = frozenset({
-    "add_data_files", "cleanup_old_files", "delete_orphaned_files", "expire_snapshots", "flush_inlined_data",
-    "merge_adjacent_files", "rewrite_data_files", "set_option", "set_commit_message", "commit",
-    "checkpoint", "force_checkpoint", "query", "json_execute_serialized_sql"})
+def check_statements(con: duckdb.DuckDBPyConnection, sql: str, gate: Gate | None = None) -> None:
+    """Refuse ``sql`` unless every statement is a query naming only allowed things (see the gate)."""
+    from warehouse.serving import gate as g
 
-
-def _function_names(node) -> set[str]:
-    names, stack = set(), [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            if isinstance(n.get("function_name"), str):
-                names.add(n["function_name"].lower())
-            stack.extend(n.values())
-        elif isinstance(n, list):
-            stack.extend(n)
-    return names
-
-
-def _check_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Refuse a SELECT that calls a function with side effects (found in DuckDB's own parse tree)."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
-    if tree.get("error"):
-        raise ReadOnlyViolation(f"Refused a statement that could not be checked: {tree.get('error_message')}")
-    bad = sorted(f for f in _function_names(tree) if f in REFUSED_FUNCTIONS
-                 or (f.startswith("ducklake_") and f not in DUCKLAKE_READERS)
-                 or f.removeprefix("ducklake_") in REFUSED_FUNCTIONS)
-    if bad:
-        raise ReadOnlyViolation(f"Refused a query calling {', '.join(bad)}: maintenance and SQL-running functions "
-                                "write to the lake or run other statements; the read-only lake only answers queries.")
-
-
-def check_statements(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Refuse ``sql`` unless every statement in it is a query without side effects.
-
-    Raises
-    ------
-    ReadOnlyViolation
-        Naming the first refused statement type or function.
-    duckdb.ParserException
-        When ``sql`` does not parse (DuckDB's own message).
-    """
-    for st in con.extract_statements(sql):
-        query = st.query if st.type in QUERY_TYPES else None
-        if st.type == duckdb.StatementType.EXPLAIN:
-            m = _EXPLAIN.match(st.query)
-            inner = con.extract_statements(m.group("inner")) if m else []
-            if len(inner) == 1 and inner[0].type in QUERY_TYPES:
-                query = inner[0].query
-        if query is None:
-            kind = str(st.type).rsplit(".", 1)[-1]
-            raise ReadOnlyViolation(
-                f"Refused a statement of type {kind}: only queries (SELECT, FROM, WITH, VALUES, SHOW, DESCRIBE, "
-                "SUMMARIZE, EXPLAIN <query>) run on the read-only lake.")
-        _check_query(con, query)
+    g.check_statements(con, sql, gate or Gate())
 
 
 class ReadOnlySession:
-    """A hardened connection: runs queries only (see the module docstring).
+    """A hardened connection: runs gated queries only (see the module docstring).
 
-    Exposes ``execute`` (same signature and result as DuckDB's), ``views`` and
-    ``close``; the underlying connection is deliberately not exposed.
+    Exposes ``execute`` (same signature and result as DuckDB's), ``views`` (what a
+    query may name) and ``close``; the underlying connection is deliberately not exposed.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, views: list[str]):
+    def __init__(self, con: duckdb.DuckDBPyConnection, views: list[str], gate: Gate):
         self._con = con
         self.views = list(views)
+        self.gate = gate
 
     def execute(self, sql: str, parameters=None) -> duckdb.DuckDBPyConnection:
-        check_statements(self._con, sql)
+        self.gate.check(self._con, sql)
         if parameters is None:
             return self._con.execute(sql)
         return self._con.execute(sql, parameters)
 
     def close(self) -> None:
         self._con.close()
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "ReadOnlySession":
         return self
@@ -316,14 +252,18 @@ class ReadOnlySession:
         self.close()
 
 
-def harden(con: duckdb.DuckDBPyConnection) -> ReadOnlySession:
-    """Lock a read-only lake connection down and wrap it so that it can only query.
+def harden(con: duckdb.DuckDBPyConnection, *, operator: bool = False) -> ReadOnlySession:
+    """Lock a read-only lake connection down and wrap it so that it can only run gated queries.
 
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
         A connection from ``catalog.connect(settings, read_only=True)`` (or
-        ``as_of=...``). Create temp views (:func:`create_views`) *before*.
+        ``as_of=...``). Create the temp views (scoped tables, :func:`create_views`)
+        *before*: they are what queries may name.
+    operator : bool
+        Whether the operator-only table functions (raw DuckLake rows and file
+        lists) are allowed.
 
     Returns
     -------
@@ -344,32 +284,27 @@ def harden(con: duckdb.DuckDBPyConnection) -> ReadOnlySession:
     if writable:
         raise HardeningError(f"harden() needs a read-only connection; {', '.join(writable)} is attached writable. "
                              "Use catalog.connect(settings, read_only=True).")
+    stored = con.execute("SELECT (SELECT count(*) FROM duckdb_functions() WHERE database_name = ANY(?)) + "
+                         "(SELECT count(*) FROM duckdb_views() WHERE database_name = ANY(?))",
+                         [[n for n, _ in lakes]] * 2).fetchone()[0]
+    if stored:
+        raise HardeningError("the lake catalog holds macros or views; myomap never creates them and a stored macro "
+                             "could shadow a built-in function: an operator must drop them first.")
     data_paths = []
     for name, _ in lakes:
         rows = con.execute("SELECT data_path FROM ducklake_settings(?)", [name]).fetchall()
         data_paths += [r[0] for r in rows if r[0]]
-    views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal "
-                                       "ORDER BY 1").fetchall()]
+    names = [r[0] for r in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal UNION "
+        "SELECT table_name FROM duckdb_tables() WHERE temporary ORDER BY 1").fetchall()]
+    tmp = tempfile.mkdtemp(prefix="myomap-sql-")
     for key, value in _LOCKDOWN:
         con.execute(f"SET {key} = {value}")
+    con.execute("SET temp_directory = ?", [tmp])
     con.execute("SET allowed_directories = ?", [sorted({p if p.endswith("/") else p + "/" for p in data_paths})])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
-    return ReadOnlySession(con, views)
-
-
-def open_read_only(settings, *, as_of: str | None = None) -> ReadOnlySession:
-    """What ``myomap sql`` should open: read-only attach, :data:`VIEWS`, :func:`harden`.
-
-    Raises
-    ------
-    warehouse.catalog.CatalogError
-        When there is no catalog yet.
-    """
-    con = catalog.connect(settings, read_only=True, as_of=as_of)
-    try:
-        create_views(con)
-        return harden(con)
-    except BaseException:
-        con.close()
-        raise
+    session = ReadOnlySession(con, names, Gate(frozenset(n.lower() for n in names if not n.startswith("_")),
+                                               operator=operator))
+    session._tmp = tmp
+    return session
