@@ -15,6 +15,14 @@ TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "m
 EVENTS = ("foot_strike", "foot_off")
 EVENT_SOURCES = ("annotated", "force_plate", "kinematic")
 FILE_STATUSES = ("ingested", "duplicate", "superseded", "quarantined", "held")
+#: EMG unit strings -> factor to mV. Anything else is not assumed (the channel is flagged).
+EMG_UNIT_TO_MV = {"v": 1000.0, "volt": 1000.0, "volts": 1000.0, "mv": 1.0, "millivolt": 1.0,
+                  "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3}
+
+
+def emg_unit_factor(unit: str) -> float | None:
+    """Factor converting ``unit`` to mV, or None when the unit is unknown."""
+    return EMG_UNIT_TO_MV.get(unit.strip().lower())
 
 #: Lower-limb (and trunk) muscles, snake_case ids.
 MUSCLES = (

@@ -15,7 +15,9 @@ from warehouse.ingest.readers.base import (
     ReaderError,
     Recording,
 )
-from warehouse.ingest.readers.bids import read_bids, read_participants, write_bids
+from warehouse.ingest.readers.bids import read_bids, read_participants
+from warehouse.serving.bids_write import write_bids
+from warehouse.serving.edf_write import WriteError
 
 
 def _recording(seed: int) -> Recording:
@@ -62,12 +64,13 @@ def test_written_dataset_is_valid_bids(dataset):
     assert chans[0].split("\t")[:3] == ["name", "type", "units"]
     assert [r.split("\t")[1] for r in chans[1:]] == ["EMG", "EMG", "EMG", "MISC"]
     assert json.loads((emg_dir / f"{stem}_channels.json").read_text())["n_samples"]["Description"]
-    assert (emg_dir / f"{stem}_events.tsv").read_text().splitlines()[0] == "onset\tduration\ttrial_type\tside"
-    mot = root / "sub-P01" / "ses-pre" / "motion" / f"{stem}_tracksys-omc_motion.json"
+    assert (emg_dir / f"{stem}_events.tsv").read_text().splitlines()[0] == "onset\tduration\ttrial_type\tside\tsource"
+    mot_stem = "sub-P01_ses-pre_task-walk_tracksys-omc_run-1"  # entities in the order BIDS requires
+    mot = root / "sub-P01" / "ses-pre" / "motion" / f"{mot_stem}_motion.json"
     meta = json.loads(mot.read_text())
     assert meta["SamplingFrequency"] == 100.0 and meta["TrackingSystemName"] == "omc" and meta["TaskName"] == "walk"
-    head = (mot.parent / f"{stem}_tracksys-omc_channels.tsv").read_text().splitlines()[0].split("\t")
-    assert head == ["name", "component", "type", "tracked_point", "units"]
+    head = (mot.parent / f"{mot_stem}_channels.tsv").read_text().splitlines()[0].split("\t")
+    assert head[:5] == ["name", "component", "type", "tracked_point", "units"]
     assert (root / "sub-P02" / "emg" / "sub-P02_task-run_emg.edf").exists()  # no session level
     assert any("'P-01' written as BIDS label 'P01'" in n for n in notes)
     assert any("force plates not written" in n for n in notes)
@@ -122,6 +125,6 @@ def test_bids_errors(tmp_path):
     with pytest.raises(ReaderError) as err:
         read_bids(tmp_path)
     assert err.value.reason_code == "bids_empty"
-    with pytest.raises(ReaderError) as err:
+    with pytest.raises(WriteError) as err:
         write_bids(tmp_path / "out", [("__", None, "walk", _recording(5), None)])
     assert err.value.reason_code == "bids_label"

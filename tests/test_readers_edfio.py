@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from warehouse.ingest.readers import ReaderError, read_any
 from warehouse.ingest.readers.base import AnalogChannel, Event, Recording
-from warehouse.ingest.readers.edf import read_edf, write_edf
+from warehouse.ingest.readers.edf import read_edf
+from warehouse.serving.edf_write import write_edf
 
 
 def _recording() -> Recording:

@@ -15,7 +15,6 @@ from warehouse.ingest.readers.edf import (
     parse_event_label,
     read_edf,
     sniff_edf,
-    write_edf,
 )
 from warehouse.ingest.readers.motion_analysis import (
     read_anc,
@@ -31,6 +30,7 @@ from warehouse.ingest.readers.opensim import (
     sniff_opensim,
 )
 from warehouse.ingest.readers.pyc3d import read_c3d_pyc3d
+from warehouse.serving.edf_write import write_edf
 
 TRIGNO_EDF, TRIGNO_TSV = "delsys/trigno_emg.edf", "delsys/trigno_emg_channels.tsv"
 EMG_LABELS = ["Mini sensor 10: EMG 10", "Mini sensor 11: EMG 11"]

@@ -5,9 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Unit strings -> factor to mV. Anything else is not assumed (the channel is flagged).
-EMG_UNIT_TO_MV = {"v": 1000.0, "volt": 1000.0, "volts": 1000.0, "mv": 1.0, "millivolt": 1.0,
-                  "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3}
+from schemas.vocab import EMG_UNIT_TO_MV, emg_unit_factor  # noqa: F401 (re-exported)
 
 
 class ReaderError(Exception):
@@ -103,8 +101,3 @@ class Recording:
         for p in self.plates:
             d = max(d, p.force_n.shape[1] / p.rate_hz)
         return d
-
-
-def emg_unit_factor(unit: str) -> float | None:
-    """Factor converting ``unit`` to mV, or None when the unit is unknown."""
-    return EMG_UNIT_TO_MV.get(unit.strip().lower())

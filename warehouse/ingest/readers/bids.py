@@ -1,6 +1,7 @@
-"""BIDS datasets with EMG (EMG-BIDS, BIDS 1.11) and motion capture (Motion-BIDS): read and write.
+"""BIDS datasets with EMG (EMG-BIDS, BIDS 1.11) and motion capture (Motion-BIDS): the reader.
 
-Layout written by :func:`write_bids` (and read by :func:`read_bids`)::
+Layout read by :func:`read_bids` (and written by ``warehouse/serving/bids_write.py``: writing is an
+export concern, so the writer lives with the exports)::
 
     dataset_description.json, participants.tsv, participants.json, README
     sub-<s>/[ses-<x>/]emg/sub-<s>[_ses-<x>]_task-<t>[_run-<n>]_emg.edf|.bdf   analog channels (EDF+/BDF+)
@@ -8,206 +9,30 @@ Layout written by :func:`write_bids` (and read by :func:`read_bids`)::
                                           ..._channels.tsv     name, type, units, description,
                                                                sampling_frequency, status, n_samples
                                           ..._channels.json    defines the n_samples column
-                                          ..._events.tsv/json  onset, duration, trial_type, side
-    sub-<s>/[ses-<x>/]motion/..._tracksys-<sys>_motion.tsv     markers (no header, n/a for gaps)
+                                          ..._events.tsv/json  onset, duration, trial_type, side[, source]
+    sub-<s>/[ses-<x>/]motion/..._tracksys-<sys>[_run-<n>]_motion.tsv  markers (no header, n/a for gaps)
                                           ..._tracksys-<sys>_channels.tsv  name, component, type,
                                                                             tracked_point, units
                                           ..._tracksys-<sys>_motion.json   SamplingFrequency, ...
 
 The EMG and motion files of one task/run form one :class:`Recording`; both start at its time 0.
-``n_samples`` restores each channel's length (an EDF pads its last data record). Force plates,
-ultrasound series and scalar measurements have no place in EMG-/Motion-BIDS and are not written
-(noted in the returned notes).
+``n_samples`` restores each channel's length (an EDF pads its last data record). An events
+``source`` column (annotated, force_plate, kinematic: how a myomap export found the event) is
+kept; without it events are ``annotated``.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from warehouse.ingest.readers.base import (
-    AnalogChannel,
-    Event,
-    ReaderError,
-    Recording,
-    emg_unit_factor,
-)
-from warehouse.ingest.readers.edf import parse_event_label, read_edf, write_edf
+from schemas import vocab
+from warehouse.ingest.readers.base import AnalogChannel, Event, ReaderError, Recording
+from warehouse.ingest.readers.edf import parse_event_label, read_edf
 from warehouse.ingest.readers.opensim import length_factor_mm
-
-BIDS_VERSION = "1.11.0"
-_NOT_EMG = re.compile(r"force|torque|moment|angle|load|trig|sync|switch|foot|acc|gyro|imu|mag|cop|position",
-                      re.I)
-
-
-def bids_label(text: str) -> str:
-    """An alphanumeric BIDS label (other characters removed).
-
-    Raises
-    ------
-    ReaderError
-        ``bids_label`` when nothing alphanumeric is left.
-    """
-    out = re.sub(r"[^A-Za-z0-9]", "", str(text))
-    if not out:
-        raise ReaderError("bids_label", f"{text!r} has no letter or digit; BIDS labels must be alphanumeric.")
-    return out
-
-
-def channel_type(a: AnalogChannel) -> str:
-    """``EMG`` for a voltage channel not named like a force/trigger/IMU signal, else ``MISC``."""
-    if emg_unit_factor(a.unit) is None:
-        return "MISC"
-    if "EMG" in (a.label + " " + a.description).upper():
-        return "EMG"
-    return "MISC" if _NOT_EMG.search(a.label + " " + a.description) else "EMG"
-
-
-def _tsv(path: Path, header: list[str], rows: list[list]) -> None:
-    def cell(v) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v == "":
-            return "n/a"
-        return f"{v:.10g}" if isinstance(v, float) else str(v)
-
-    lines = ["\t".join(header)] + ["\t".join(cell(v) for v in r) for r in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def write_bids(root: Path, items, *, dataset_name: str = "myomap export", power_line_hz: float | None = None,
-               tracksys: str = "omc", bdf: bool = False) -> list[str]:
-    """Write recordings as an EMG-BIDS + Motion-BIDS dataset.
-
-    Parameters
-    ----------
-    root
-        Dataset folder (created; existing files with the same names are overwritten).
-    items
-        Iterable of ``(subject_id, session_id or None, task, Recording, extra participant fields or None)``.
-        Several recordings of one subject/session/task get ``run-1``, ``run-2``...
-    power_line_hz
-        Mains frequency for ``PowerLineFrequency`` (``"n/a"`` when None).
-    tracksys
-        Label of the motion tracking system entity.
-    bdf
-        Write 24-bit BDF instead of 16-bit EDF.
-
-    Returns
-    -------
-    list of str
-        Notes: relabelled ids, EDF rounding/truncation, data not representable in BIDS.
-
-    Raises
-    ------
-    ReaderError
-        ``bids_label`` for ids without letters or digits, and the write codes of :func:`write_edf`.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    items = list(items)
-    notes: list[str] = []
-    keys = [(bids_label(s), bids_label(x) if x else None, bids_label(t)) for s, x, t, _, _ in items]
-    counts = Counter(keys)
-    seen: Counter = Counter()
-    participants: dict[str, dict] = {}
-    tracksys = bids_label(tracksys)
-    for (sub_id, ses_id, task, rec, extra), key in zip(items, keys):
-        sub, ses, task_l = key
-        for raw, lab, what in ((sub_id, sub, "subject"), (ses_id, ses, "session"), (task, task_l, "task")):
-            if raw and str(raw) != lab:
-                notes.append(f"{what} {raw!r} written as BIDS label {lab!r}")
-        seen[key] += 1
-        run = f"_run-{seen[key]}" if counts[key] > 1 else ""
-        stem = f"sub-{sub}" + (f"_ses-{ses}" if ses else "") + f"_task-{task_l}{run}"
-        base = root / f"sub-{sub}" / (f"ses-{ses}" if ses else "")
-        participants.setdefault(f"sub-{sub}", {}).update(extra or {})
-        if rec.plates:
-            notes.append(f"{stem}: {len(rec.plates)} force plates not written (no force-plate datatype in BIDS)")
-        if rec.ultrasound or rec.measurements:
-            notes.append(f"{stem}: ultrasound series / measurements not written (no BIDS datatype)")
-        if rec.analogs:
-            _write_emg(base / "emg", stem, task_l, rec, power_line_hz, bdf, notes)
-        if rec.markers_mm is not None and rec.marker_labels:
-            _write_motion(base / "motion", f"{stem}_tracksys-{tracksys}", task_l, tracksys, rec,
-                          events=not rec.analogs)
-    _json(root / "dataset_description.json", {"Name": dataset_name, "BIDSVersion": BIDS_VERSION,
-                                              "DatasetType": "raw", "GeneratedBy": [{"Name": "myomap"}]})
-    cols = sorted({k for v in participants.values() for k in v})
-    _tsv(root / "participants.tsv", ["participant_id"] + cols,
-         [[pid] + [participants[pid].get(c) for c in cols] for pid in sorted(participants)])
-    _json(root / "participants.json", {c: {"Description": f"{c} as provided to myomap"} for c in cols})
-    readme = root / "README"
-    if not readme.exists():
-        readme.write_text(f"{dataset_name}\n\nExported by myomap (EMG-BIDS + Motion-BIDS).\n", encoding="utf-8")
-    return notes
-
-
-def _write_emg(folder: Path, stem: str, task: str, rec: Recording, power_line_hz, bdf: bool,
-               notes: list[str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    data = folder / f"{stem}_emg.{'bdf' if bdf else 'edf'}"
-    notes.extend(f"{stem}: {n}" for n in write_edf(data, rec, bdf=bdf))
-    types = [channel_type(a) for a in rec.analogs]
-    emg_rates = [a.rate_hz for a, t in zip(rec.analogs, types) if t == "EMG"] or [a.rate_hz for a in rec.analogs]
-    main = Counter(emg_rates).most_common(1)[0][0]
-    _tsv(folder / f"{stem}_channels.tsv",
-         ["name", "type", "units", "description", "sampling_frequency", "status", "n_samples"],
-         [[a.label, t, a.unit, a.description, float(a.rate_hz), "good", len(a.data)]
-          for a, t in zip(rec.analogs, types)])
-    _json(folder / f"{stem}_channels.json", {"n_samples": {
-        "Description": "Number of valid samples of the channel; the EDF/BDF pads its last data record."}})
-    side = {"EMGPlacementScheme": "Other", "EMGPlacementSchemeDescription": "not recorded in the source file",
-            "EMGReference": "n/a", "SamplingFrequency": float(main),
-            "PowerLineFrequency": power_line_hz if power_line_hz else "n/a", "SoftwareFilters": "n/a",
-            "TaskName": task, "RecordingType": "continuous",
-            "RecordingDuration": round(rec.duration_s, 6), "EMGChannelCount": types.count("EMG"),
-            "MISCChannelCount": types.count("MISC")}
-    if rec.vendor:
-        side["Manufacturer"] = rec.vendor
-    if rec.software:
-        side["SoftwareVersions"] = rec.software
-    _json(folder / f"{stem}_emg.json", side)
-    _write_events(folder, stem, rec.events)
-
-
-def _write_events(folder: Path, stem: str, events: list[Event]) -> None:
-    if not events:
-        return
-    _tsv(folder / f"{stem}_events.tsv", ["onset", "duration", "trial_type", "side"],
-         [[float(e.time_s), 0.0, e.event, e.side] for e in sorted(events, key=lambda e: e.time_s)])
-    _json(folder / f"{stem}_events.json", {
-        "trial_type": {"Description": "Gait event", "Levels": {"foot_strike": "initial foot contact",
-                                                                "foot_off": "end of foot contact"}},
-        "side": {"Description": "Foot", "Levels": {"L": "left", "R": "right"}}})
-
-
-def _write_motion(folder: Path, stem: str, task: str, tracksys: str, rec: Recording, events: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    xyz = np.asarray(rec.markers_mm, dtype=float)
-    names, rows, used = [], [], Counter()
-    for label in rec.marker_labels:
-        used[label] += 1
-        base = label if used[label] == 1 else f"{label}{used[label]}"
-        for comp in ("x", "y", "z"):
-            names.append(f"{base}_{comp}")
-            rows.append([f"{base}_{comp}", comp, "POS", label, "mm"])
-    _tsv(folder / f"{stem}_channels.tsv", ["name", "component", "type", "tracked_point", "units"], rows)
-    flat = xyz.reshape(xyz.shape[0], -1)
-    lines = ["\t".join("n/a" if np.isnan(v) else f"{v:.10g}" for v in row) for row in flat]
-    (folder / f"{stem}_motion.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _json(folder / f"{stem}_motion.json", {
-        "TaskName": task, "SamplingFrequency": float(rec.point_rate_hz or 0), "TrackingSystemName": tracksys,
-        "MissingValues": "n/a", "POSChannelCount": len(names), "TrackedPointsCount": len(rec.marker_labels),
-        "MotionChannelCount": len(names)})
-    if events:
-        _write_events(folder, stem.rsplit("_tracksys-", 1)[0], rec.events)
 
 
 # ------------------------------------------------------------------------------------------ read
@@ -257,8 +82,9 @@ def _events_tsv(path: Path) -> list[Event]:
         parsed = parse_event_label(f"{ttype} {side}") if side in ("L", "R") else parse_event_label(ttype)
         if ttype in ("foot_strike", "foot_off") and side in ("L", "R"):
             parsed = (side, ttype)
+        source = r.get("source", "annotated")
         if parsed and np.isfinite(onset):
-            out.append(Event(parsed[0], parsed[1], onset, "annotated"))
+            out.append(Event(parsed[0], parsed[1], onset, source if source in vocab.EVENT_SOURCES else "annotated"))
     return sorted(out, key=lambda e: e.time_s)
 
 
@@ -339,9 +165,10 @@ def _read_motion(data: Path, rec: Recording) -> None:
         rec.markers_mm = np.stack([np.column_stack([p["x"], p["y"], p["z"]]) for p in full], axis=1)
         rec.marker_labels = [p["label"] for p in full]
         rec.point_rate_hz = rate
-    ev = data.with_name(f"{stem.rsplit('_tracksys-', 1)[0]}_events.tsv")
-    if ev.exists() and not rec.events:
-        rec.events = _events_tsv(ev)
+    untracked = stem.rsplit("_tracksys-", 1)[0]  # events of every tracking system (no tracksys entity)
+    for ev in (data.with_name(f"{stem}_events.tsv"), data.with_name(f"{untracked}_events.tsv")):
+        if ev.exists() and not rec.events:
+            rec.events = _events_tsv(ev)
 
 
 def read_bids(root: Path) -> list[tuple[str, str | None, Recording]]:
