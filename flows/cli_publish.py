@@ -15,9 +15,11 @@ from flows.cli_params import AS_OF, AS_OF_HELP, snapshot_error
 from warehouse.serving.cohort_filter import grammar_help
 from warehouse.settings import get_settings  # sets Prefect's offline variables first
 
-DEFAULT_TABLES = ("sites", "subjects", "sessions", "trials", "emg_channels", "activation_onsets",
-                  "emg_cycle_metrics", "asymmetry", "variability", "fatigue", "subject_profiles")
 _COHORT_HELP = grammar_help()
+#: warehouse.serving.extracts.DEFAULT_TABLES as --help shows it (not imported here: that costs 2 s per command;
+#: tests/test_api.py checks the two agree).
+_DEFAULT_TABLES = ("sites, subjects, sessions, trials, emg_channels, activation_onsets, emg_cycle_metrics, "
+                   "asymmetry, variability, fatigue, subject_profiles")
 
 
 def _lake_option(f):
@@ -58,8 +60,11 @@ def _clear_errors(fn):
 @_lake_option
 @click.option("--cohort", default=None, help=_COHORT_HELP)
 @click.option("--tables", "--table", "tables", multiple=True, metavar="TABLE[,TABLE...]",
-              help=f"Tables to extract, comma-separated or repeated (default: {', '.join(DEFAULT_TABLES)}).")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+              help=f"Tables to extract, comma-separated or repeated (default: {_DEFAULT_TABLES}). "
+                   "Not with --format bids.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "bids"]), default="parquet", show_default=True,
+              help="parquet, csv (UTF-8, '.' decimals, ISO dates in any locale) or bids: an EMG-BIDS + Motion-BIDS "
+                   "dataset (raw EMG as BDF+, markers, gait events; onsets and cycles under derivatives/myomap).")
 @click.option("--out", "out_dir", required=True, help="New output folder (local or s3://).")
 @click.option("--requester-site", default=None, metavar="SITE",
               help="Extract as a member of SITE (default: your identity, see docs/serving.md). A member may only "
@@ -70,20 +75,25 @@ def _clear_errors(fn):
 @click.option("--as-of", default=None, type=AS_OF, help=AS_OF_HELP + " Default: the current snapshot.")
 @_clear_errors
 def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, as_of) -> None:
-    """Write a cohort extract: one file per table + manifest.json (filter, snapshot, sha256, rules applied).
+    """Write a cohort extract: one file per table + manifest.json (filter, snapshot, sha256, rules applied),
+    or with --format bids a BIDS dataset of the cohort's raw EMG, markers and events.
 
     You extract what your identity may see (MYOMAP_MEMBER / MYOMAP_MEMBERS_FILE). files, quarantine, runs,
     derivations and validations are never extracted: only pseudonyms leave the lake. --out must be outside
-    the lake.
+    the lake. Python: myomap.open().extract(...) does the same (docs/api.md).
     """
     from warehouse.serving import extracts
 
-    names = [t.strip() for v in (tables or DEFAULT_TABLES) for t in v.split(",") if t.strip()]
+    default = () if fmt == "bids" else extracts.DEFAULT_TABLES
+    names = [t.strip() for v in (tables or default) for t in v.split(",") if t.strip()]
     m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir,
                          requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
     click.echo(f"Extract at snapshot {m['snapshot_id']}: {m['cohort']['subjects']} subjects, "
                f"{m['cohort']['sessions']} sessions -> {out_dir}")
-    for f in m["files"]:
+    if fmt == "bids":
+        click.echo(f"  BIDS dataset: {m['notes']['bids_runs']} runs, {m['notes']['bids_data_files']} data files, "
+                   f"{len(m['files'])} files in all")
+    for f in m["files"] if fmt != "bids" else []:
         click.echo(f"  {f['file']}: {f['rows']} rows")
     for d in m["sharing"]["excluded_sites"]:
         click.echo(f"  excluded site {d['site_id']}: {'; '.join(d['reasons'])}")

@@ -1,4 +1,4 @@
-"""The design card's import direction: flows -> warehouse, transforms -> schemas."""
+"""The design card's import direction: flows and myomap -> warehouse -> transforms -> schemas."""
 from __future__ import annotations
 
 import ast
@@ -39,6 +39,19 @@ def test_warehouse_never_imports_flows():
     assert not bad, bad
 
 
+def test_myomap_is_wiring_beside_flows():
+    """``myomap`` (the Python API) sits where ``flows`` does: over warehouse, never under it, and never
+    pulling in the orchestration (an analyst's ``import myomap`` starts no Prefect)."""
+    bad = {f: r & {"myomap"} for f, r in imported_roots("warehouse").items() if r & {"myomap"}}
+    bad |= {f: r & {"myomap"} for f, r in imported_roots("transforms").items() if r & {"myomap"}}
+    bad |= {f: r & {"flows", "prefect"} for f, r in imported_roots("myomap").items() if r & {"flows", "prefect"}}
+    assert not bad, bad
+    code = "import sys, myomap; bad = sorted(k for k in sys.modules if k.split('.')[0] in ('prefect', 'flows')); " \
+           "print(bad); sys.exit(1 if bad else 0)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_importing_transforms_loads_no_storage_module():
     code = ("import sys, pkgutil, importlib, transforms\n"
             "for m in pkgutil.iter_modules(transforms.__path__): importlib.import_module('transforms.' + m.name)\n"
@@ -52,7 +65,7 @@ def test_importing_transforms_loads_no_storage_module():
 ROOMS = ("ingest", "analysis", "serving", "demo")
 #: Which rooms each room of warehouse/ may import (settings, catalog and zones are shared by all).
 ROOM_MAY_IMPORT = {"ingest": set(), "analysis": set(), "serving": {"analysis"}, "demo": set()}
-PACKAGES = ("schemas", "transforms", "warehouse", "flows")
+PACKAGES = ("schemas", "transforms", "warehouse", "flows", "myomap")
 
 
 def _module_name(py) -> str:

@@ -62,12 +62,16 @@ import pyarrow.parquet as pq
 from schemas.contracts import TABLES
 from warehouse import catalog, zones
 from warehouse.serving import access as acc
+from warehouse.serving import bids_export
 from warehouse.serving import cohort_filter as cf
 from warehouse.serving.access import SiteDecision, pinned_connection, sharing_decisions  # noqa: F401 (re-exported)
 from warehouse.settings import Identity, LocationError, Settings, is_within
 
 L = catalog.LAKE
 REQUIRED_SCOPE = "pooled_analysis"
+#: Tables an extract holds when none are named (``myomap extract``, ``Lake.extract``).
+DEFAULT_TABLES = ("sites", "subjects", "sessions", "trials", "emg_channels", "activation_onsets",
+                  "emg_cycle_metrics", "asymmetry", "variability", "fatigue", "subject_profiles")
 #: Tables that never leave the lake, and why.
 NOT_EXTRACTABLE = {
     "files": "holds site-relative inbox paths (file names may contain identifying text)",
@@ -82,7 +86,7 @@ EXCLUDED_COLUMNS = frozenset({"path", "raw_path"})
 PARQUET_WRITE_OPTIONS = {"compression": "zstd", "compression_level": 9, "use_dictionary": True,
                          "write_statistics": True, "version": "2.6", "data_page_version": "1.0"}
 ROW_GROUP_ROWS = 256 * 1024
-FORMATS = ("parquet", "csv")
+FORMATS = ("parquet", "csv", "bids")
 
 
 class ExtractError(ValueError):
@@ -194,18 +198,42 @@ def open_cohort(settings: Settings, *, cohort: str | cf.CohortFilter | None = No
                  "condition": _distinct(con, "sessions", "condition"), "task": _distinct(con, "sessions", "task")}
         flt = cohort if isinstance(cohort, cf.CohortFilter) else cf.parse(cohort, known=known)
         decisions = _decisions(con, access, required_scope)
-        allowed = [d.site_id for d in decisions if d.included]
-        where, params = flt.predicate({k: f"s.{cf.KEYS[k][0]}" for k in cf.SESSION_KEYS})
-        site_in = f"s.site_id IN ({', '.join(['?'] * len(allowed))})" if allowed else "FALSE"
-        con.execute(f"CREATE TEMP TABLE _cohort_sessions AS SELECT s.session_id, s.subject_id, s.site_id "
-                    f"FROM sessions s WHERE ({where}) AND {site_in}", params + allowed)
-        con.execute("CREATE TEMP TABLE _cohort_trials AS SELECT t.trial_id, t.session_id FROM trials t "
-                    "WHERE t.session_id IN (SELECT session_id FROM _cohort_sessions)")
+        sessions_sql, params = cohort_sessions_sql(flt, [d.site_id for d in decisions if d.included])
+        con.execute(f"CREATE TEMP TABLE _cohort_sessions AS {sessions_sql}", params)
+        con.execute(f"CREATE TEMP TABLE _cohort_trials AS {COHORT_TRIALS_SQL}")
         return Cohort(con, access.snapshot_id, access.snapshot_time, flt, decisions, access.site, required_scope,
                       access.today, access)
     except BaseException:
         con.close()
         raise
+
+
+#: The cohort's trials, from its sessions (``_cohort_sessions``).
+COHORT_TRIALS_SQL = ("SELECT t.trial_id, t.session_id FROM trials t "
+                     "WHERE t.session_id IN (SELECT session_id FROM _cohort_sessions)")
+
+
+def cohort_sessions_sql(flt: cf.CohortFilter, sites: list[str] | None = None) -> tuple[str, list]:
+    """``SELECT session_id, subject_id, site_id`` of the sessions a filter selects, and its parameters.
+
+    ``sites``: restrict to these sites (None: every site the reader's views show). Extracts keep
+    the result in the temp table ``_cohort_sessions``; the member sessions of the Python API,
+    which cannot create tables, name it as a CTE (:func:`cohort_ctes`).
+    """
+    where, params = flt.predicate({k: f"s.{cf.KEYS[k][0]}" for k in cf.SESSION_KEYS})
+    if sites is None:
+        site_in = "TRUE"
+    else:
+        site_in = f"s.site_id IN ({', '.join(['?'] * len(sites))})" if sites else "FALSE"
+        params = params + list(sites)
+    return (f"SELECT s.session_id, s.subject_id, s.site_id FROM sessions s WHERE ({where}) AND {site_in}",
+            params)
+
+
+def cohort_ctes(flt: cf.CohortFilter) -> tuple[str, list]:
+    """``WITH _cohort_sessions AS (...), _cohort_trials AS (...)`` for a read-only session; and its parameters."""
+    sql, params = cohort_sessions_sql(flt)
+    return f"WITH _cohort_sessions AS ({sql}), _cohort_trials AS ({COHORT_TRIALS_SQL}) ", params
 
 
 def _decisions(con, access: acc.Access, required_scope: str) -> list[SiteDecision]:
@@ -249,13 +277,26 @@ def order_by(table: str, columns: list[str]) -> str:
 
 def table_query(cohort: Cohort, table: str) -> tuple[str, list, list[str]]:
     """SELECT of one table restricted to the cohort: ``(sql, params, notes)``."""
-    con, flt = cohort.con, cohort.filter
-    cols = view_columns(con, table)
+    cols = view_columns(cohort.con, table)
     if not cols:
-        if lake_columns(con, table):
+        if lake_columns(cohort.con, table):
             raise ExtractError(f"table {table!r} is not available to {cohort.access.role if cohort.access else 'you'}"
                                "s (operators only).")
         raise ExtractError(f"table {table!r} is not in the lake.")
+    return cohort_table_query(cohort.filter, table, cols)
+
+
+def cohort_table_query(flt: cf.CohortFilter, table: str, cols: list[str]) -> tuple[str, list, list[str]]:
+    """SELECT of ``cols`` of one table or view restricted to a cohort: ``(sql, params, notes)``.
+
+    The SQL names the relations ``_cohort_sessions`` and ``_cohort_trials`` (temp tables of an
+    extract, or the CTEs of :func:`cohort_ctes`) and the reader's views.
+
+    Raises
+    ------
+    ExtractError
+        A table with no site, subject, session or trial column to select the cohort by.
+    """
     conds, params, notes = [], [], []
     session_level = flt.keys() & {"subject", "session", "date"}
     if table == "activation_map":
@@ -393,11 +434,43 @@ def extractable_tables() -> list[str]:
     return [t for t in TABLES if t not in NOT_EXTRACTABLE]
 
 
+def _checked_tables(tables, fmt: str) -> list[str]:
+    tables = list(dict.fromkeys(tables or ()))
+    if fmt == "bids":
+        if tables:
+            raise ExtractError("tables do not apply to a BIDS extract: it holds raw EMG, motion and gait events, and "
+                               "onsets and cycles under derivatives/myomap (extract other tables as Parquet).")
+        return []
+    if not tables:
+        raise ExtractError("name at least one table to extract.")
+    for t in tables:
+        if t in NOT_EXTRACTABLE:
+            raise ExtractError(f"table {t!r} is never extracted: it {NOT_EXTRACTABLE[t]}.")
+        if t not in TABLES:
+            raise ExtractError(f"unknown table {t!r}; extractable: {', '.join(extractable_tables())}.")
+    return tables
+
+
+def _write_tables(c: Cohort, tables: list[str], fs, root: str, fmt: str) -> tuple[list[dict], set, dict]:
+    """One Parquet or CSV file per table: (file entries, params_hash values, notes per table)."""
+    files, params_hashes, notes = [], set(), {}
+    for t in tables:
+        sql, params, tnotes = table_query(c, t)
+        reader = c.con.execute(sql, params).to_arrow_reader(100_000)
+        name = f"{t}.{fmt}"
+        info = write_data_file(fs, f"{root}/{name}", reader, fmt, collect=("params_hash",))
+        params_hashes |= set(info.pop("collected", {}).get("params_hash", []))
+        files.append({"table": t, "file": name, **info})
+        if tnotes:
+            notes[t] = tnotes
+    return files, params_hashes, notes
+
+
 def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple[str, ...],
             fmt: str = "parquet", out_dir: str, requester_site: str | None = None,
             required_scope: str = REQUIRED_SCOPE, as_of: str | None = None,
-            today: dt.date | None = None, member: Identity | str | None = None) -> dict:
-    """Write a cohort extract: one file per table and ``manifest.json``.
+            today: dt.date | None = None, member: Identity | str | None = None, progress=None) -> dict:
+    """Write a cohort extract: one file per table (or a BIDS dataset) and ``manifest.json``.
 
     Parameters
     ----------
@@ -406,9 +479,10 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
     cohort : str or None
         Cohort filter text (``None``: everyone the sharing rules allow).
     tables : list of str
-        Lake tables to extract (not ``files``, ``quarantine``, ``runs``).
-    fmt : {'parquet', 'csv'}
-        File format.
+        Lake tables to extract (not ``files``, ``quarantine``, ``runs``); none for ``bids``.
+    fmt : {'parquet', 'csv', 'bids'}
+        File format: Parquet, CSV (UTF-8, ``.`` decimals and ISO dates whatever the locale) or an
+        EMG-BIDS + Motion-BIDS dataset (:mod:`warehouse.serving.bids_export`).
     out_dir : str
         Output folder (local path or ``s3://``); must be new or empty.
     requester_site : str, optional
@@ -424,6 +498,8 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
         Date the embargo rule is evaluated on (default: today, UTC).
     member : Identity or str, optional
         As ``requester_site`` (``"operator"``, ``"public"``, a site id or an Identity).
+    progress : callable, optional
+        Called with a short message per BIDS run written.
 
     Returns
     -------
@@ -436,14 +512,7 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
     """
     if fmt not in FORMATS:
         raise ExtractError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
-    tables = list(dict.fromkeys(tables))
-    if not tables:
-        raise ExtractError("name at least one table to extract.")
-    for t in tables:
-        if t in NOT_EXTRACTABLE:
-            raise ExtractError(f"table {t!r} is never extracted: it {NOT_EXTRACTABLE[t]}.")
-        if t not in TABLES:
-            raise ExtractError(f"unknown table {t!r}; extractable: {', '.join(extractable_tables())}.")
+    tables = _checked_tables(tables, fmt)
     check_outside_lake(settings, out_dir, what="extracts")
     fs, root = output_fs(settings, out_dir)
     if fs.exists(root) and (not fs.isdir(root) or fs.ls(root, detail=False)):
@@ -453,16 +522,12 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
     c = open_cohort(settings, cohort=cohort, requester_site=requester_site, required_scope=required_scope,
                     as_of=as_of, today=today, member=member)
     try:
-        files, params_hashes, notes = [], set(), {}
-        for t in tables:
-            sql, params, tnotes = table_query(c, t)
-            reader = c.con.execute(sql, params).to_arrow_reader(100_000)
-            name = f"{t}.{fmt}"
-            info = write_data_file(fs, f"{root}/{name}", reader, fmt, collect=("params_hash",))
-            params_hashes |= set(info.pop("collected", {}).get("params_hash", []))
-            files.append({"table": t, "file": name, **info})
-            if tnotes:
-                notes[t] = tnotes
+        if fmt == "bids":
+            files, params_hashes, notes = bids_export.write_extract(
+                c, fs, root, table_sql=lambda t: table_query(c, t)[:2], code_version=code_version(),
+                checksum=sha256_file, progress=progress)
+        else:
+            files, params_hashes, notes = _write_tables(c, tables, fs, root, fmt)
         n_subjects, n_sessions = c.con.execute(
             "SELECT count(DISTINCT subject_id), count(*) FROM _cohort_sessions").fetchone()
         manifest = {
@@ -481,7 +546,8 @@ def extract(settings: Settings, *, cohort: str | None, tables: list[str] | tuple
             "parameters": {"params_hash": sorted(params_hashes)},
             "notes": notes,
             "privacy": ("Only pseudonymous subject ids leave the lake: files, quarantine and runs are never "
-                        "extracted and no path or raw_path column is written."),
+                        "extracted and no path or raw_path column is written."
+                        + (" BIDS names come from subject, session, task and run only." if fmt == "bids" else "")),
         }
     finally:
         c.close()
