@@ -86,8 +86,14 @@ def extract(lake, cohort, tables, fmt, out_dir, requester_site, consent_scope, a
 
     default = () if fmt == "bids" else extracts.DEFAULT_TABLES
     names = [t.strip() for v in (tables or default) for t in v.split(",") if t.strip()]
+    def progress(message: str) -> None:  # BIDS exports write one run after the other
+        click.echo(f"\r  writing {message} ...", nl=False, err=True)
+
     m = extracts.extract(get_settings(lake), cohort=cohort, tables=names, fmt=fmt, out_dir=out_dir,
-                         requester_site=requester_site, required_scope=consent_scope, as_of=as_of)
+                         requester_site=requester_site, required_scope=consent_scope, as_of=as_of,
+                         progress=progress if fmt == "bids" else None)
+    if fmt == "bids":
+        click.echo("", err=True)
     click.echo(f"Extract at snapshot {m['snapshot_id']}: {m['cohort']['subjects']} subjects, "
                f"{m['cohort']['sessions']} sessions -> {out_dir}")
     if fmt == "bids":

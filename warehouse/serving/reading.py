@@ -126,7 +126,8 @@ def cohort(reader: Reader, text: str | cf.CohortFilter | None) -> Cohort:
         flt = text
     else:
         cf.parse(text, check_values=False)  # syntax first: a bad filter never reaches the lake
-        known = {"site": reader.session.access.visible_sites or [],
+        # as in extracts: every site the lake knows may be named; a hidden one selects nothing
+        known = {"site": [d.site_id for d in reader.session.access.decisions],
                  "condition": _distinct(reader, "condition"), "task": _distinct(reader, "task")}
         flt = cf.parse(text, known=known)
     sql, params = extracts.cohort_sessions_sql(flt)
