@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import locale
 import os
 import re
 import subprocess
@@ -221,13 +220,9 @@ def test_docs_api_example_runs(demo_lake, tmp_path, monkeypatch):
 def _german_locale() -> dict:
     """Environment selecting a German locale (decimal comma): the system's, or one compiled into a temp dir."""
     env = {"LC_ALL": "de_DE.UTF-8"}
-    try:
-        locale.setlocale(locale.LC_ALL, "de_DE.UTF-8")
+    probe = "import locale; locale.setlocale(locale.LC_ALL, 'de_DE.UTF-8')"  # in a child: this process keeps its own
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0:
         return env
-    except locale.Error:
-        pass
-    finally:
-        locale.setlocale(locale.LC_ALL, "C")
     path = Path(tempfile.mkdtemp(prefix="myomap-locale-"))
     r = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(path / "de_DE.UTF-8")], capture_output=True,
                        text=True)
