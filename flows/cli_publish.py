@@ -36,6 +36,7 @@ def _clear_errors(fn):
         from warehouse import catalog
         from warehouse.serving import access, extracts, releases, views
         from warehouse.serving.cohort_filter import CohortFilterError
+        from warehouse.serving.edf_write import WriteError
         from warehouse.settings import IdentityError, redact
 
         settings = get_settings(kwargs.get("lake"))
@@ -44,7 +45,7 @@ def _clear_errors(fn):
         except CohortFilterError as exc:
             raise click.ClickException(f"--cohort: {exc}") from None
         except (extracts.ExtractError, releases.ReleaseError, catalog.CatalogError, IdentityError,
-                access.UnknownSiteError, views.HardeningError) as exc:
+                access.UnknownSiteError, views.HardeningError, WriteError) as exc:
             raise click.ClickException(redact(str(exc), settings)) from None
         except duckdb.Error as exc:
             as_of = kwargs.get("as_of")

@@ -20,6 +20,7 @@ from warehouse import catalog
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.readers.bids import read_bids
 from warehouse.ingest.tables import emg_samples_table, markers_table
+from warehouse.serving.edf_write import WriteError
 from warehouse.serving.extracts import code_version
 
 #: Warnings the demo export is known to leave, and why (anything else fails the test: look at it first).
@@ -168,3 +169,36 @@ def test_bids_export_carries_no_inbox_path_or_trial_id(export):
     assert list(rows[0]) == ["participant_id", "site", "sex", "mass_kg", "height_m"]
     assert all(f["file"] != "manifest.json" for f in manifest["files"])
     assert len(manifest["files"]) == sum(1 for p in root.rglob("*") if p.is_file()) - 1
+
+
+S3_MANIFEST = """
+site: gaita
+subjects: [{id: G01, mass_kg: 70}]
+sessions:
+  - {id: G01-S1, subject: G01, condition: fresh, task: walk, files: ["*.c3d"]}
+"""
+
+
+def test_bids_extract_of_a_lake_on_s3_lands_in_the_bucket(s3_lake, tmp_path):
+    """On an S3 lake the BIDS files are written locally, then copied under the s3:// --out (edfio writes files)."""
+    from conftest import fixture
+
+    from flows.nightly import run_night
+    from warehouse.serving.extracts import extract
+
+    settings, b = s3_lake
+    b.put("lake/inbox/gaita/walk.c3d", fixture("gaitalytics/test_small.c3d").read_bytes())
+    b.put("lake/inbox/gaita/manifest.yaml", S3_MANIFEST.encode())
+    assert run_night(settings.lake, quiet=True)["ingested"] == 1
+    with pytest.raises(WriteError, match="selects no trial"):  # the site states no consent: an operator's
+        extract(settings, cohort=None, tables=[], fmt="bids", out_dir=f"s3://{b.name}/exports/none")  # rules drop it
+    m = extract(settings, cohort=None, tables=[], fmt="bids", out_dir=f"s3://{b.name}/exports/g01", member="gaita")
+    keys = b.keys("exports/g01/")
+    assert {f"exports/g01/{f['file']}" for f in m["files"]} | {"exports/g01/manifest.json"} == set(keys)
+    bdf = [k for k in keys if k.endswith("_emg.bdf")]
+    assert bdf == ["exports/g01/sub-G01/ses-S1/emg/sub-G01_ses-S1_task-walk_run-1_emg.bdf"]
+    entry = next(f for f in m["files"] if f["file"].endswith("_emg.bdf"))
+    import hashlib
+
+    assert hashlib.sha256(b.get(bdf[0])).hexdigest() == entry["sha256"]
+    assert not list(tmp_path.glob("myomap-bids-*"))

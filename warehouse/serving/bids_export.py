@@ -292,10 +292,16 @@ def write_cohort_bids(con, root: Path, *, table_sql: TableSql, generated_by: dic
     Raises
     ------
     warehouse.serving.edf_write.WriteError
-        Labels that clash, or signals EDF/BDF cannot store.
+        ``bids_empty`` (no trial), labels that clash, or signals EDF/BDF cannot store.
     """
+    from warehouse.serving.edf_write import WriteError
+
     root = Path(root)
     trials = _arrow(con.execute(TRIALS_SQL)).to_pylist()
+    if not trials:
+        raise WriteError("bids_empty", "the cohort selects no trial you may see, and an empty BIDS dataset is not "
+                         "valid; widen the cohort (the sites excluded by the sharing rules are listed by "
+                         "`myomap extract --format parquet --tables sites`).")
     ents = bids_entities(trials)
     participants, sessions, scans = {}, defaultdict(dict), defaultdict(list)
     subjects = {r["subject_id"]: r for r in _query(con, table_sql, "subjects").to_pylist()}
