@@ -200,7 +200,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
                       for role, cname in companions_for(name, siblings).items()}
         try:
             with zones.local_files(settings, {"data": raw, **companions}) as local:
-                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})
+                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
+                               vertical_axis=man.vertical_axis_for(session))
             if rec.duration_s <= 0:
                 raise ReaderError("no_frames", "The file holds no samples.")
         except ReaderError as exc:
@@ -212,7 +213,7 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
                         f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
                         "report it with the file's sha256.", raw, run_id)
             return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
-        chans, chan_issues = harmonise(rec, man.channels)
+        chans, chan_issues = harmonise(rec, man.channels, emg_context=man.emg_context(session))
         companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
         try:
             _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
