@@ -35,7 +35,7 @@ def _plate_evidence(rec: Recording) -> tuple[int, int] | None:
     for p in rec.plates:
         if not p.force_n.size:
             continue
-        norm = np.linalg.norm(np.nan_to_num(p.force_n), axis=0)
+        norm = np.linalg.norm(np.nan_to_num(p.force_n), axis=0) * _varying(np.nan_to_num(p.force_n[2]))
         peak = float(norm.max()) if norm.size else 0.0
         if peak >= LOADED_PLATE_MIN_N:
             loaded.append(np.nanmean(p.force_n[:, norm >= 0.5 * peak], axis=1))
@@ -118,6 +118,18 @@ def _rotate(rec: Recording, rot: np.ndarray) -> None:
             p.free_moment_nmm = p.torque_nmm[2]
 
 
+#: Runs of at least this many identical samples are held values (saturation, padding), not loading.
+HELD_RUN_SAMPLES = 10
+
+
+def _varying(x: np.ndarray) -> np.ndarray:
+    """Mask of the samples that are not inside a run of ``HELD_RUN_SAMPLES`` identical values."""
+    same = np.concatenate([[False], x[1:] == x[:-1]])
+    starts = np.flatnonzero(~same)
+    lengths = np.diff(np.append(starts, x.size))
+    return np.repeat(lengths < HELD_RUN_SAMPLES, lengths)
+
+
 def _reaction_sign(rec: Recording) -> list[int]:
     """Make every loaded plate's vertical force positive (the reaction on the body); returns the
     plates whose file convention (force on the plate) was flipped."""
@@ -126,6 +138,7 @@ def _reaction_sign(rec: Recording) -> list[int]:
         if not p.force_n.size:
             continue
         fz = np.nan_to_num(p.force_n[2])
+        fz = fz[_varying(fz)]  # a rail or a held value (saturated or padded data) says nothing of the sign
         peak = float(np.abs(fz).max()) if fz.size else 0.0
         if peak >= LOADED_PLATE_MIN_N and float(np.mean(fz[np.abs(fz) >= 0.5 * peak])) < 0:
             p.force_n = -p.force_n
