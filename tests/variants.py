@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import signal
 
 #: Z-up lab -> Y-up file (a proper rotation): x' = x, y' = z (up), z' = -y.
 Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -73,6 +74,7 @@ def side_in_label_events(src, dst, *, style: str = "qualisys", context: str = "G
     c = _open(src)
     ev = c["parameters"]["EVENT"]
     t = np.asarray(ev["TIMES"]["value"], dtype=float)
+    t = t if t.ndim == 2 else t.reshape(-1, 2).T  # EVENT:TIMES stored flat (FunctionalWalk.c3d)
     secs = t[0] * 60.0 + t[1]
     names = LABEL_STYLES[style]
     rows = []
@@ -117,7 +119,7 @@ def running_trial(template, dst, *, stride_s: float = 0.7, stance_frac: float = 
     FP1 = left belt, walking towards -Y). Returns the truth: strikes, offs (s, file-relative), TA onsets.
 
     EMG: ``Voltage.1`` = left TA, ``Voltage.2`` = right TA (map them in the manifest), in volts after an
-    amplifier ``gain``: a white carrier of 0.2 mV RMS at the electrode gated by a loading-response burst
+    amplifier ``gain``: a 30-250 Hz band-limited carrier of 0.2 mV RMS at the electrode gated by a loading-response burst
     from 40 ms before each strike to 12 % of the stride and a swing burst at 58-85 %, each starting with a
     linear ``ta_ramp_ms`` ramp, plus white noise ``snr_db`` below.
     """
@@ -138,13 +140,14 @@ def running_trial(template, dst, *, stride_s: float = 0.7, stance_frac: float = 
     origin = np.asarray(c["parameters"]["FORCE_PLATFORM"]["ORIGIN"]["value"], dtype=float)
     chan = np.asarray(c["parameters"]["FORCE_PLATFORM"]["CHANNEL"]["value"], dtype=int)
     forward = np.array([0.0, -1.0, 0.0])
+    emg_band = signal.butter(2, [30.0, 250.0], btype="bandpass", fs=a_rate, output="sos")
     pts = np.full_like(c["data"]["points"], np.nan)
     pts[3] = 1.0
     plab = list(c["parameters"]["POINT"]["LABELS"]["value"])
     pelvis_z = 950.0
     for b, (side, phase, emg) in enumerate((("L", 0.2, "Voltage.1"), ("R", 0.2 + stride_s / 2, "Voltage.2"))):
-        strikes = np.arange(phase, ta[-1] - stride_s, stride_s)
-        truth["strike"][side], truth["off"][side] = strikes, strikes + stance
+        strikes = np.arange(phase, ta[-1], stride_s)
+        truth["strike"][side], truth["off"][side] = strikes, (strikes + stance)[strikes + stance < ta[-1]]
         tau = np.zeros(n_a)
         for s in strikes:
             m = (ta >= s) & (ta < s + stance)
@@ -183,7 +186,9 @@ def running_trial(template, dst, *, stride_s: float = 0.7, stance_frac: float = 
                 gate = np.maximum(gate, g)
             onsets.append(s - 0.040)
         truth["ta_onset"][side] = np.array(onsets)
-        x_mv = 0.2 * (rng.standard_normal(n_a) * gate + rng.standard_normal(n_a) * 10 ** (-snr_db / 20))
+        carrier = signal.sosfiltfilt(emg_band, rng.standard_normal(n_a))  # surface-EMG-like spectrum
+        carrier /= carrier.std()
+        x_mv = 0.2 * (carrier * gate + rng.standard_normal(n_a) * 10 ** (-snr_db / 20))
         analogs[0, labels.index(emg)] = x_mv / 1000.0 * gain
     c["data"]["analogs"] = analogs
     c["data"]["points"] = pts

@@ -2,11 +2,10 @@
 
 Pure functions on numpy arrays in the lab frame (Z up, mm, s); no I/O.
 
-* :func:`progression_from_heels` -- the anterior-posterior axis and walking direction from heel
-  (or toe) trajectories relative to the pelvis, on a treadmill as overground: during stance, the
-  larger part of a stride, the foot moves backwards relative to the pelvis, so the median velocity
-  of heel-minus-pelvis along the progression is negative.  Used to give
-  :func:`transforms.gait.zeni_events` its direction where the pelvis does not travel.
+* :func:`progression_from_feet` -- the anterior-posterior axis (along which the feet move most
+  relative to the pelvis) and the walking direction (the toe lies ahead of the heel), on a
+  treadmill as overground, walking or running.  Gives :func:`transforms.gait.zeni_events` its
+  direction where the pelvis does not travel.
 * :func:`contact_sides_from_geometry` -- the side of each plate contact from where its centre of
   pressure lies relative to the walking line, when neither annotations nor heel markers decide it:
   overground, the walking line runs from the first to the last contact, midway between the
@@ -18,9 +17,11 @@ Pure functions on numpy arrays in the lab frame (Z up, mm, s); no I/O.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-__all__ = ["GEOMETRY_MIN_OFFSET_MM", "PROGRESSION_MIN_TRAVEL_MM", "progression_from_heels",
+__all__ = ["GEOMETRY_MIN_OFFSET_MM", "PROGRESSION_MIN_TRAVEL_MM", "progression_from_feet",
            "contact_sides_from_geometry"]
 
 #: A contact's centre of pressure must lie at least this far (mm) to one side of the walking line.
@@ -30,41 +31,47 @@ GEOMETRY_MIN_OFFSET_MM = 30.0
 PROGRESSION_MIN_TRAVEL_MM = 100.0
 
 
-def progression_from_heels(heel_minus_pelvis_mm, /) -> tuple[int, int]:
-    """``(axis, sign)`` of the walking direction from heel-minus-pelvis trajectories.
+def progression_from_feet(heel_mm, toe_mm, pelvis_mm, /) -> tuple[int, int]:
+    """``(axis, sign)`` of the walking direction from heel, toe and pelvis trajectories.
+
+    The anterior-posterior axis is the horizontal lab axis along which the feet move most relative to
+    the pelvis; the direction is the one in which the toe lies ahead of the heel (a foot is ~200 mm
+    long), which holds in walking and running, overground and on a treadmill.
 
     Parameters
     ----------
-    heel_minus_pelvis_mm : array_like, shape (k, 2 or 3, n)
-        Horizontal positions (lab X, Y first) of ``k`` heel (or toe) markers minus the pelvis,
-        mm, over ``n`` frames (NaN = gap).
+    heel_mm, toe_mm : array_like, shape (k, 3, n) or (3, n)
+        Heel and toe positions (lab X, Y, Z) of ``k`` feet over ``n`` frames, mm (NaN = gap).
+    pelvis_mm : array_like, shape (3, n)
+        Pelvis position, mm.
 
     Returns
     -------
     tuple
-        ``(0 or 1, +1 or -1)``: the horizontal axis along which the feet move most relative to
-        the pelvis, and +1 when walking towards its positive end.
+        ``(0 or 1, +1 or -1)``.
 
     Raises
     ------
     ValueError
-        If the array is malformed or has no two consecutive valid frames.
+        If the arrays are malformed or hold no valid frame.
     """
-    d = np.asarray(heel_minus_pelvis_mm, dtype=np.float64)
-    if d.ndim == 2:
-        d = d[None]
-    if d.ndim != 3 or d.shape[1] < 2 or d.shape[2] < 3:
-        raise ValueError(f"heel_minus_pelvis_mm must be (k, 2 or 3, n) with n >= 3, got shape {d.shape}")
-    d = d[:, :2]
-    span = np.nanmax(d, axis=2) - np.nanmin(d, axis=2)  # k x 2
-    if not np.isfinite(span).any():
-        raise ValueError("no valid heel frames")
-    axis = int(np.nanargmax(np.nansum(span, axis=0)))
-    v = np.diff(d[:, axis], axis=1).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        raise ValueError("no two consecutive valid heel frames")
-    return axis, (-1 if np.median(v) > 0 else 1)
+    heel, toe = (np.asarray(a, dtype=np.float64) for a in (heel_mm, toe_mm))
+    heel, toe = (a[None] if a.ndim == 2 else a for a in (heel, toe))
+    pelvis = np.asarray(pelvis_mm, dtype=np.float64)
+    if heel.ndim != 3 or heel.shape != toe.shape or heel.shape[1] < 2 or pelvis.shape[-1] != heel.shape[2]:
+        raise ValueError(f"heel and toe must be (k, 3, n) and pelvis (3, n); got {heel.shape}, {toe.shape}, "
+                         f"{pelvis.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN feet
+        rel = heel[:, :2] - pelvis[None, :2]
+        span = np.nanmax(rel, axis=2) - np.nanmin(rel, axis=2)  # k x 2
+        if not np.isfinite(span).any():
+            raise ValueError("no valid heel frames")
+        axis = int(np.nanargmax(np.nansum(span, axis=0)))
+        ahead = np.nanmedian((toe[:, axis] - heel[:, axis]).ravel())
+    if not np.isfinite(ahead) or ahead == 0:
+        raise ValueError("no frame with both heel and toe markers")
+    return axis, (1 if ahead > 0 else -1)
 
 
 def contact_sides_from_geometry(cop_xy_mm, plate_ids, /, *, stance_travel_xy_mm=None,

@@ -92,7 +92,8 @@ def kinematic_events(tracks: dict) -> list[dict]:
     if not rate or pelvis is None or not sides:
         return []
     try:
-        axis, sign = gait_geometry.progression_from_heels(np.stack([tracks["heel"][s] - pelvis for s in sides]))
+        axis, sign = gait_geometry.progression_from_feet(np.stack([tracks["heel"][s] for s in sides]),
+                                                         np.stack([tracks["toe"][s] for s in sides]), pelvis)
     except ValueError as exc:
         log.info("kinematic events: %s", exc)
         return []

@@ -30,13 +30,16 @@ ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 #: (as docs/methods_timing.md: the 6 Hz zero-phase step response has settled by then).
 PLATEAU_WINDOW_MS = (100.0, 250.0)
 #: Stance outside this range (% of the cycle) means the foot-off is wrong (e.g. a belt still loaded
-#: by the other foot); the cycle is kept for EMG but its stance is left unknown.
+#: by the other foot); the cycle is kept for EMG but its stance is left unknown. Running has a flight
+#: phase: its stance is 20-50 % of the stride (sprinting to jogging).
 STANCE_PLAUSIBLE_PCT = (45.0, 80.0)
+STANCE_PLAUSIBLE_RUN_PCT = (20.0, 50.0)
 ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
                                 "order": emg_tx.DEFAULT_ORDER},
                    "default_onset_method": ons.DEFAULT_ONSET_METHOD, "k_sd": ons.DEFAULT_K_SD,
                    "min_duration_ms": ons.DEFAULT_MIN_DURATION_MS, "plateau_window_ms": PLATEAU_WINDOW_MS,
-                   "force_threshold_n": gait.FORCE_THRESHOLD_N,
+                   "force_threshold_n": gait.FORCE_THRESHOLD_N, "edge_censor_ms": onsets_baseline.EDGE_CENSOR_MS,
+                   "stance_pct": (STANCE_PLAUSIBLE_PCT, STANCE_PLAUSIBLE_RUN_PCT),
                    "baseline": {"stride_fraction": onsets_baseline.BASELINE_STRIDE_FRACTION,
                                 "min_window_ms": onsets_baseline.BASELINE_MIN_WINDOW_MS,
                                 "max_window_ms": ons.DEFAULT_BASELINE_WINDOW_MS},
@@ -108,7 +111,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
-        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated, window_ms)
+        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated, window_ms,
+                                 stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT)
         cycles_rows = rows.pop("gait_cycles")
         cycles_rows += _grf_per_cycle(con, trial_id, chosen, plate)
         tables = {
@@ -139,9 +143,10 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
 
 
 def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None,
-                      baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS) -> dict:
+                      baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
+                      stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> dict:
     onset_rows, metric_rows, spec_rows = [], [], []
-    cycle_rows = _gait_cycle_rows(chosen, annotated)
+    cycle_rows = _gait_cycle_rows(chosen, annotated, stance_pct)
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
     for ch, muscle, side, rate in chans:
@@ -175,7 +180,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
             "gait_cycles": cycle_rows}
 
 
-def _gait_cycle_rows(chosen, annotated) -> list[dict]:
+def _gait_cycle_rows(chosen, annotated, stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> list[dict]:
     """Gait cycles per side; an implausible stance takes an annotated foot off inside the cycle, or none."""
     ann_offs = {}
     if annotated is not None and annotated.height:
@@ -188,24 +193,24 @@ def _gait_cycle_rows(chosen, annotated) -> list[dict]:
         for r in cdf.iter_rows(named=True):
             fo = r["foot_off_s"]
             fo_src = next((s for t, s in zip(offs, off_sources) if fo is not None and abs(t - fo) < 1e-9), None)
-            if r["stance_pct"] is not None and not (STANCE_PLAUSIBLE_PCT[0] <= r["stance_pct"] <= STANCE_PLAUSIBLE_PCT[1]):
+            if r["stance_pct"] is not None and not (stance_pct[0] <= r["stance_pct"] <= stance_pct[1]):
                 # e.g. a treadmill belt still loaded by the other foot (cross-over step): use an annotated foot
                 # off inside the cycle if it gives a plausible stance, else leave the stance unknown
                 r, fo_src = {**r, "foot_off_s": None, "stance_pct": None}, None
                 for t in ann_offs.get(side, ()):
                     pct = (t - r["start_s"]) / r["duration_s"] * 100
-                    if r["start_s"] < t < r["end_s"] and STANCE_PLAUSIBLE_PCT[0] <= pct <= STANCE_PLAUSIBLE_PCT[1]:
+                    if r["start_s"] < t < r["end_s"] and stance_pct[0] <= pct <= stance_pct[1]:
                         r, fo_src = {**r, "foot_off_s": float(t), "stance_pct": float(pct)}, "annotated"
             cycle_rows.append({**r, "side": side, "event_source": source, "foot_off_source": fo_src})
     return cycle_rows
 
 
 def _detect(method, raw, env, rate, baseline_window_ms):
-    """(onsets, offsets, censored) in samples; censored = active at the first or the last sample."""
+    """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges."""
     sig = env if method == "hodges_bui" else raw
     on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
                                 **ONSET_METHOD_PARAMS[method])
-    return on, off, (on <= 0) | (off >= len(raw))
+    return (on, off, *onsets_baseline.censored_bursts(on, off, n_samples=len(raw), rate_hz=rate))
 
 
 def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
@@ -213,15 +218,17 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     """Onsets of one channel by every method, relative to the valid cycles; and the default method's
     complete bursts' onsets and offsets in s (None when it found none).
 
-    A burst already active at the first sample is kept as its cycle's burst 0 with ``censored = true``
-    and no onset (it is never dropped, so the next burst is not renumbered as the first); one still
-    active at the last sample keeps its onset and has no offset."""
+    A burst already active at the first sample (its onset within ``onsets_baseline.EDGE_CENSOR_MS`` of it)
+    is kept as its cycle's burst 0 with ``censored = true`` and no onset (it is never dropped, so the next
+    burst is not renumbered as the first); one still active at the last sample keeps its onset and has no
+    offset."""
     rows = []
     default_on = default_off = None
     ok_cycles = set(valid["cycle"].to_list())
     for method in ons.ONSET_METHODS:
         try:
-            on, off, censored = _detect(method, raw, env, rate, baseline_window_ms)
+            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms)
+            censored = start_cut | end_cut
         except ValueError as exc:
             log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)
             continue
@@ -231,7 +238,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
         corrected = False
         if method == "hodges_bui":
             mean, sd, _ = ons.baseline_stats(env, rate_hz=rate, baseline_window_ms=baseline_window_ms)
-            on_s = np.where(on > 0, _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean), on_s)
+            on_s = np.where(start_cut, on_s, _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean))
             corrected = True
         if method == ons.DEFAULT_ONSET_METHOD:
             default_on, default_off = on_s[~censored], off[~censored] / rate
@@ -239,7 +246,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
             rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
         except ValueError:
             continue
-        rel = rel.with_columns(start_censored=pl.Series(on <= 0), end_censored=pl.Series(off >= len(raw)))
+        rel = rel.with_columns(start_censored=pl.Series(start_cut), end_censored=pl.Series(end_cut))
         rel = rel.filter(pl.col("cycle") >= 0).with_columns(
             burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
         for r in rel.iter_rows(named=True):
