@@ -8,9 +8,8 @@ Pure functions on numpy arrays in the lab frame (Z up, mm, s); no I/O.
   direction where the pelvis does not travel.
 * :func:`contact_sides_from_geometry` -- the side of each plate contact from where its centre of
   pressure lies relative to the walking line, when neither annotations nor heel markers decide it:
-  overground, the walking line runs from the first to the last contact, midway between the
-  outermost centres of pressure, and a contact on its left (of the direction of travel) is a left
-  foot; on a treadmill, each belt carries one foot and the
+  overground, the walking line runs through the midpoints of successive contacts (the feet
+  alternate about it), and a contact on its left (of the direction of travel) is a left foot; on a treadmill, each belt carries one foot and the
   belt on the left of the direction of walking carries the left foot (the direction is opposite to
   the centre of pressure's travel during stance, since the belt carries the foot backwards).
 """
@@ -126,7 +125,12 @@ def contact_sides_from_geometry(cop_xy_mm, plate_ids, /, *, stance_travel_xy_mm=
         span = cop[idx[-1]] - cop[idx[0]]
         if not np.hypot(*span) >= PROGRESSION_MIN_TRAVEL_MM:
             return out
-        forward = span / np.hypot(*span)
+        # the walking line through the midpoints of successive contacts (the feet alternate about it)
+        mid = (cop[idx][1:] + cop[idx][:-1]) / 2
+        line = mid[-1] - mid[0] if len(mid) >= 2 else span
+        if not np.hypot(*line) >= PROGRESSION_MIN_TRAVEL_MM:
+            return out
+        forward = line / np.hypot(*line)
     left = np.array([-forward[1], forward[0]])  # Z x forward
     if treadmill:
         belts = sorted({p for p, good in zip(plates, ok) if good})
@@ -138,7 +142,8 @@ def contact_sides_from_geometry(cop_xy_mm, plate_ids, /, *, stance_travel_xy_mm=
                 out[plates == b] = "L" if lateral > 0 else "R"
         return out
     lateral = cop @ left
-    lateral = lateral - (np.nanmax(lateral[ok]) + np.nanmin(lateral[ok])) / 2  # the line between the two feet
+    lateral = lateral - (float(np.mean(mid @ left)) if len(mid) >= 2 else  # the line between the two feet
+                         (np.nanmax(lateral[ok]) + np.nanmin(lateral[ok])) / 2)
     out[ok & (lateral >= min_offset_mm)] = "L"
     out[ok & (lateral <= -min_offset_mm)] = "R"
     return out
