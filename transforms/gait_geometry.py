@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["GEOMETRY_MIN_OFFSET_MM", "PROGRESSION_MIN_TRAVEL_MM", "progression_from_feet",
+__all__ = ["GEOMETRY_MIN_OFFSET_MM", "PROGRESSION_MIN_TRAVEL_MM", "FOOT_OFF_AGREEMENT_FRAMES", "progression_from_feet",
            "contact_sides_from_geometry"]
 
 #: A contact's centre of pressure must lie at least this far (mm) to one side of the walking line.
@@ -28,6 +28,10 @@ GEOMETRY_MIN_OFFSET_MM = 30.0
 #: Overground: the contacts' centres of pressure must span at least this distance (mm) along the
 #: walkway to define the walking line; treadmill: the stance must move the CoP this far (mm) on average.
 PROGRESSION_MIN_TRAVEL_MM = 100.0
+#: A treadmill plate foot off further than this many marker frames from the kinematic (Zeni) foot off is
+#: taken to be a belt still loaded by the other foot (they agree within 3 frames at 100 Hz on the real
+#: treadmill walk; the late one is 10 frames off).
+FOOT_OFF_AGREEMENT_FRAMES = 4
 
 
 def progression_from_feet(heel_mm, toe_mm, pelvis_mm, /) -> tuple[int, int]:

@@ -40,9 +40,8 @@ UNLOADED_PERCENTILE = 5.0
 TREADMILL_MIN_CONTACTS = 4
 #: A detected plate contact takes the side of an annotated strike within this distance, s.
 ANNOTATION_MATCH_S = 0.06
-#: A treadmill plate foot off further than this many marker frames from the kinematic foot off is
-#: replaced by it (Zeni and plate foot offs agree within 1-3 frames at 100 Hz on treadmill_events.c3d).
-FOOT_OFF_AGREEMENT_FRAMES = 4
+#: A treadmill plate foot off further than this many marker frames from the kinematic foot off is replaced.
+FOOT_OFF_AGREEMENT_FRAMES = gait_geometry.FOOT_OFF_AGREEMENT_FRAMES
 #: Marker rate assumed for the agreement window when the trial has none, Hz.
 DEFAULT_POINT_RATE_HZ = 100.0
 #: Tasks whose marker trajectories give Zeni events (None: the session does not say).
