@@ -116,8 +116,10 @@ def _gate(n, on_s, off_s, ramp_s):
     return g * (t < off_s)
 
 
-def ta_trial(rng, sc: Scenario, seconds=14.0):
-    """(signal, true loading-response onsets, every true onset) in samples."""
+def ta_trial(rng, sc: Scenario, seconds=14.0, silent=None):
+    """(signal, true loading-response onsets, every true onset) in samples; ``silent`` (fraction of the
+    stride between the loading-response and the swing burst) moves the swing burst's start."""
+    swing = TA_SWING if silent is None else (TA_LOADING[1] + silent, TA_SWING[1])
     n = int(seconds * FS)
     gate = np.zeros(n)
     lr, every = [], []
@@ -126,7 +128,7 @@ def ta_trial(rng, sc: Scenario, seconds=14.0):
         T = sc.stride_s * (1.0 + STRIDE_JITTER * rng.standard_normal())
         if t + T > seconds - 0.3:
             break
-        for (a, b), first in ((TA_LOADING, True), (TA_SWING, False)):
+        for (a, b), first in ((TA_LOADING, True), (swing, False)):
             on = t + (a if first else a * T)
             off = t + b * T
             gate = np.maximum(gate, _gate(n, on, off, SHAPES[sc.shape]))
@@ -153,11 +155,11 @@ def baseline_window_ms(baseline: str, stride_s: float) -> float:
     raise ValueError(f"unknown baseline {baseline!r}")
 
 
-def run_cell(method, baseline, sc: Scenario, trials: int, rng) -> Row:
+def run_cell(method, baseline, sc: Scenario, trials: int, rng, silent=None) -> Row:
     win = baseline_window_ms(baseline, sc.stride_s)
     errors, missed, extra, n = [], 0, 0, 0
     for _ in range(trials):
-        x, lr, every = ta_trial(rng, sc)
+        x, lr, every = ta_trial(rng, sc, silent=silent)
         env = emg.linear_envelope(x, rate_hz=FS) if method == "hodges_bui" else None
         on, _ = detect(method, x, env, win)
         match = MATCH_MS * 1e-3 * FS
@@ -182,7 +184,7 @@ def stride_table(args, rng) -> None:
             args.methods, args.baselines, args.shapes, args.stride_snr, args.strides):
         sc = Scenario(stride, shape, snr)
         win = baseline_window_ms(baseline, stride)
-        row = run_cell(method, baseline, sc, args.trials, rng)
+        row = run_cell(method, baseline, sc, args.trials, rng, silent=args.ta_silent)
         print(f"{method:<17}{baseline:<14}{shape:<9}{snr:>7g}{stride:>9g}{win:>10.0f}{row.cells()}", flush=True)
 
 
@@ -201,6 +203,8 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--stride-snr", type=float, nargs="+", default=[10.0, 20.0])
     ap.add_argument("--strides", type=float, nargs="+", default=[0.7, 0.9, 1.1, 1.3])
+    ap.add_argument("--ta-silent", type=float, default=None,
+                    help=f"TA's silent share of the stride (default {TA_SWING[0] - TA_LOADING[1]:g})")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     if args.classic:
