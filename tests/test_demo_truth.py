@@ -168,3 +168,17 @@ def test_activation_map_of_the_demo_cohort_renders(demo):
     assert 10 <= int(np.argmax(sol)) <= 50 and sol[10:50].mean() > 2 * sol[65:95].mean()
     ta = mats[1][muscles.index("tibialis_anterior")]
     assert ta[:8].mean() > ta[30:50].mean()  # TA active around foot strike, quiet in mid stance
+
+
+def test_channel_qc_rms_is_the_rms_of_the_stored_samples(demo):
+    """Every channel of the demo: channel_qc.rms_mv equals the RMS about the mean of emg_samples.emg_mv,
+    computed independently in SQL (the unit factor is applied once). The generator writes potentials at the
+    electrode (0.15-0.4 mV bursts; lyon in V, boston and oslo in mV), so every channel is electrode_mv."""
+    truth, _, con = demo
+    rows = q(con, "SELECT q.trial_id, q.channel, q.rms_mv, stddev_pop(s.emg_mv), q.amplitude_basis, t.site_id "
+                  "FROM channel_qc q JOIN emg_samples s USING (trial_id, channel) JOIN trials t USING (trial_id) "
+                  "GROUP BY ALL")
+    assert len(rows) == q(con, "SELECT count(*) FROM emg_channels")[0][0] > 100
+    for trial, ch, rms, ref, _, _ in rows:
+        assert rms == pytest.approx(ref, rel=1e-5), (trial, ch)
+    assert {(site, basis) for *_, basis, site in rows} == {(s, "electrode_mv") for s in ("lyon", "boston", "oslo")}
