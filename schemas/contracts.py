@@ -124,6 +124,13 @@ TRIALS = Table(
         C("n_force_plates", "INTEGER", "Force plates in the file."),
         C("n_markers", "INTEGER", "Marker trajectories in the file."),
         C("ingested_at", "TIMESTAMP WITH TIME ZONE", "When the trial was committed."),
+        C("frame_rotation", "VARCHAR", "Rotation R (JSON 3x3, rows = lab X, Y, Z in file axes) that put markers, plate "
+          "corners, CoP and GRF in the lab frame (Z up, X along the progression where inferable): lab = R @ file."),
+        C("vertical_axis_file", "VARCHAR", "The file's own vertical axis (+X, -X, +Y, -Y, +Z, -Z).",
+          allowed=("+X", "-X", "+Y", "-Y", "+Z", "-Z", None)),
+        C("frame_source", "VARCHAR", "Evidence for the vertical axis: force_plates (corner plane), "
+          "force_plates+markers, markers, manifest (vertical_axis override), reader (already converted) or assumed.",
+          allowed=("force_plates", "force_plates+markers", "markers", "manifest", "reader", "assumed", None)),
     ),
 )
 
@@ -141,6 +148,12 @@ EMG_CHANNELS = Table(
         C("rate_hz", "DOUBLE", "Sampling rate.", "Hz", False, range=(100, 20000)),
         C("n_samples", "INTEGER", "Number of samples.", nullable=False),
         C("mapping", "VARCHAR", "How the label was mapped: alias, description or manifest."),
+        C("gain", "DOUBLE", "Amplifier gain from the manifest (electrode -> file value); the samples were divided "
+          "by it. Null = not stated.", range=(0, None)),
+        C("amplitude_basis", "VARCHAR", "electrode_mv: emg_mv is the potential at the electrode (gain known, or "
+          "the values are plausibly electrode-level); amplifier_output: emg_mv is the amplifier output (gain "
+          "unknown). Compare raw amplitudes across sites only within electrode_mv; prefer normalised amplitudes.",
+          allowed=("electrode_mv", "amplifier_output", "unknown", None)),
     ),
 )
 
@@ -286,10 +299,12 @@ CHANNEL_QC = Table(
         C("mains_ratio", "DOUBLE", "Power at mains and harmonics / power 20-450 Hz."),
         C("median_freq_hz", "DOUBLE", "Spectral median frequency in the EMG band.", "Hz"),
         C("spectral_flatness", "DOUBLE", "Spectral flatness (1 = white noise)."),
-        C("rms_mv", "DOUBLE", "RMS amplitude in the file's unit converted to mV.", "mV"),
+        C("rms_mv", "DOUBLE", "RMS about the mean of emg_samples.emg_mv (at the electrode when amplitude_basis = "
+          "electrode_mv).", "mV"),
         C("dc_offset_mv", "DOUBLE", "Baseline offset.", "mV"),
         C("nan_frac", "DOUBLE", "Fraction of missing samples."),
-        C("amplitude_basis", "VARCHAR", "Which amplitude plausibility rule applied (skin or ADC level)."),
+        C("amplitude_basis", "VARCHAR", "electrode_mv or amplifier_output (as emg_channels.amplitude_basis): "
+          "which amplitude ceiling applied.", allowed=("electrode_mv", "amplifier_output", "unknown", None)),
         C("qc_version", "VARCHAR", "QC code version."),
     ),
 )
@@ -316,10 +331,14 @@ GAIT_EVENTS = Table(
     ("trial_id", "side", "event", "time_s", "source"),
     (
         _TRIAL,
-        C("side", "VARCHAR", "Body side.", nullable=False, allowed=vocab.SIDES),
+        C("side", "VARCHAR", "Body side; U = unknown (no evidence assigned it, see reason).", nullable=False,
+          allowed=vocab.EVENT_SIDES),
         C("event", "VARCHAR", "foot_strike or foot_off.", nullable=False, allowed=vocab.EVENTS),
         C("time_s", "DOUBLE", "Time relative to the trial's first sample.", "s", False),
         C("source", "VARCHAR", "annotated, force_plate or kinematic.", nullable=False, allowed=vocab.EVENT_SOURCES),
+        C("plate", "SMALLINT", "Force plate of a force_plate event."),
+        C("reason", "VARCHAR", "How the side was decided (force_plate: annotation, markers, geometry) or why it is "
+          "unknown."),
     ),
 )
 
@@ -410,7 +429,10 @@ GAIT_CYCLES = Table(
      C("stance_pct", "DOUBLE", "Stance duration in % of the cycle.", "%", range=(0, 100)),
      C("valid", "BOOLEAN", "Usable for analysis."),
      C("reason", "VARCHAR", "Why the cycle is excluded (null when valid)."),
-     C("event_source", "VARCHAR", "Source of the events used.", allowed=vocab.EVENT_SOURCES),
+     C("event_source", "VARCHAR", "Source of the foot strikes that bound the cycle (annotated > force_plate > "
+       "kinematic).", allowed=vocab.EVENT_SOURCES),
+     C("foot_off_source", "VARCHAR", "Source of the foot off (annotated > force_plate > kinematic; a treadmill "
+       "plate foot off that disagrees with the kinematic one is replaced by it).", allowed=vocab.EVENT_SOURCES),
      C("peak_force_z_n", "DOUBLE", "Peak vertical GRF of the stance (plate-detected cycles).", "N"),
      C("impulse_z_ns", "DOUBLE", "Vertical impulse of the stance.", "N s")),
 )
@@ -420,7 +442,9 @@ ACTIVATION_ONSETS = Table(
     "one row per trial x muscle x side x cycle x method x burst", ("trial_id", "muscle", "side", "cycle", "method", "burst"),
     (_TRIAL, _SUBJ, _SESS, _MUSCLE, _SIDE, _CYCLE,
      C("method", "VARCHAR", "Onset detector: hodges_bui, tkeo, double_threshold.", nullable=False),
-     C("burst", "SMALLINT", "Burst number within the cycle (0 = first).", nullable=False),
+     C("burst", "SMALLINT", "Burst number within the cycle (0 = first, counting a censored burst).", nullable=False),
+     C("censored", "BOOLEAN", "The burst was already active at the first sample (onset unknown, onset_ms null) or "
+       "still active at the last (offset null)."),
      C("onset_ms", "DOUBLE", "Onset relative to the ipsilateral foot strike starting the cycle (negative = before).", "ms"),
      C("offset_ms", "DOUBLE", "Offset relative to the same foot strike.", "ms"),
      C("onset_pct", "DOUBLE", "Onset in % of the cycle.", "%"),

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 
 SIDES = ("L", "R")
+#: Sides a gait event may carry: ``U`` = unknown (a plate contact no evidence could assign; kept, never dropped).
+EVENT_SIDES = ("L", "R", "U")
 CONDITIONS = ("fresh", "fatigued", "baseline", "post_injury", "rehab", "unknown")
 TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc")
 EVENTS = ("foot_strike", "foot_off")
@@ -199,7 +201,118 @@ ANTAGONIST_PAIRS = (
     ("tibialis_anterior", "gastrocnemius_lateralis"), ("vastus_lateralis", "biceps_femoris"),
     ("vastus_medialis", "semitendinosus"), ("rectus_femoris", "biceps_femoris"),
 )
-#: Heel / toe / pelvis marker labels used for side assignment and kinematic events.
+#: Marker roles used for side assignment, kinematic (Zeni) events and the vertical-axis check, as
+#: normalised label keys (lower case, side removed, see :func:`marker_key`), in order of preference.
+#: Plug-in Gait / Helen Hayes (``LHEE``, ``LTOE``, ``SACR``, ``LPSI``, ``L.Heel``, ``V.Sacral``),
+#: CAST / IOR and Qualisys (``L_FCC`` calcaneus, ``L_FM2`` / ``L_FM1`` / ``L_FM5`` metatarsal heads,
+#: ``L_IPS`` / ``L_IAS`` iliac spines, ``LCA``), BTS (``r heel``, ``r met``, ``r 5meta``, ``sacrum``),
+#: Motion Analysis (``R.Heel``, ``R.Toe``, ``R.Met``) and common free-form names (``RHeel``,
+#: ``LeftHeel``, ``Right_TalonSup``, ``Right_Meta``).
+MARKER_ROLES: dict[str, tuple[str, ...]] = {
+    "heel": ("hee", "heel", "heelpost", "heel post", "fcc", "cal", "calc", "calcaneus", "ca", "talon", "talonsup",
+             "talon sup", "hl"),
+    "toe": ("toe", "toe2", "mt2", "met2", "fm2", "mth2", "meta", "met", "toe tip", "mt", "fm1", "mt1", "met1",
+            "mth1", "mt5", "fm5", "met5", "mth5", "5meta", "meta5", "5met"),
+    "sacrum": ("sacr", "sacrum", "sacral", "v sacral", "vsacral", "sac", "s2"),
+    "psis": ("psi", "psis", "ips", "pis"),
+    "asis": ("asi", "asis", "ias", "ais"),
+}
+#: Kept for callers that want the Plug-in Gait names directly.
 HEEL_MARKERS = {"L": ("LHEE", "LHEEL", "L_HEEL", "LCAL"), "R": ("RHEE", "RHEEL", "R_HEEL", "RCAL")}
 TOE_MARKERS = {"L": ("LTOE", "LMT2", "L_TOE", "LMET"), "R": ("RTOE", "RMT2", "R_TOE", "RMET")}
 PELVIS_MARKERS = ("SACR", "SACRUM", "LPSI", "RPSI", "PELVIS")
+_GLUED_SIDES = (("left", "L"), ("right", "R"), ("l", "L"), ("r", "R"))
+
+
+def marker_key(label: str) -> tuple[str | None, str]:
+    """``(side, key)`` of a marker label: side ``'L'``/``'R'``/None, key the rest normalised.
+
+    A Vicon subject prefix (``S03:RHEE``) is dropped; the side is a separate word (``r heel``,
+    ``L_FCC``, ``HEEL_L``, ``Right_TalonSup``) or glued in front (``RHEE``, ``LeftHeel``) when the
+    rest is a known role key.
+    """
+    text = str(label).split(":")[-1].strip().lower()
+    words = [w for w in _NONWORD.split(text) if w]
+    if not words:
+        return None, ""
+    if len(words) > 1 and words[0] in _SIDE_WORDS and _SIDE_WORDS[words[0]] in SIDES and words[0] not in "dg":
+        return _SIDE_WORDS[words[0]], " ".join(words[1:])
+    if len(words) > 1 and words[-1] in ("l", "r", "left", "right"):
+        return _SIDE_WORDS[words[-1]], " ".join(words[:-1])
+    known = {k for keys in MARKER_ROLES.values() for k in keys}
+    if len(words) == 1 and words[0][-1] in "lr" and words[0][:-1] in known:  # ASISl, PSISr
+        return words[0][-1].upper(), words[0][:-1]
+    for prefix, side in _GLUED_SIDES:
+        rest = " ".join([words[0][len(prefix):]] + words[1:]).strip()
+        if words[0].startswith(prefix) and rest in known:
+            return side, rest
+    return None, " ".join(words)
+
+
+def find_markers(labels, /) -> dict[tuple[str | None, str], int]:
+    """Index of the preferred marker per ``(side, role)`` among ``labels`` (roles of :data:`MARKER_ROLES`).
+
+    Sacrum markers carry side None; heel, toe, PSIS and ASIS markers carry ``'L'``/``'R'``. Blank and
+    duplicate labels are skipped after the first.
+    """
+    rank: dict[tuple[str | None, str], tuple[int, int]] = {}
+    for i, lab in enumerate(labels):
+        side, key = marker_key(lab)
+        for role, keys in MARKER_ROLES.items():
+            if key in keys and (side is not None or role == "sacrum"):
+                pref = (keys.index(key), i)
+                slot = (side if role != "sacrum" else None, role)
+                if slot not in rank or pref < rank[slot]:
+                    rank[slot] = pref
+    return {slot: i for slot, (_, i) in rank.items()}
+
+
+#: Gait-event names (normalised words) -> event; abbreviations may carry the side glued in front
+#: (``LHS``, ``RTO``, ``L_FS``, ``RFC``) or behind (``HSL``).
+EVENT_PHRASES = {
+    "foot_strike": ("foot strike", "heel strike", "foot contact", "initial contact", "heel contact",
+                    "touch down", "touchdown", "strike"),
+    "foot_off": ("foot off", "toe off", "terminal contact", "lift off", "liftoff", "toeoff", "off"),
+}
+EVENT_ABBREVIATIONS = {"hs": "foot_strike", "fs": "foot_strike", "ic": "foot_strike", "fc": "foot_strike",
+                       "hc": "foot_strike", "td": "foot_strike", "to": "foot_off", "fo": "foot_off",
+                       "tc": "foot_off", "lo": "foot_off"}
+
+
+def parse_gait_event(label: str, context: str | None = None) -> tuple[str, str] | None:
+    """``(side, event)`` of an annotated gait event, side ``'L'``/``'R'`` or ``'U'`` (unknown); None
+    when the label is not a foot strike / foot off.
+
+    The side comes from the context when it names one (Vicon ``EVENT:CONTEXTS`` Left/Right), else from
+    the label (``Left Foot Strike``, ``RHS``, ``LTO``, ``L_FS``, ``foot_off R``, ``HSL``); a context of
+    ``General`` or none and a label without a side give ``'U'``.
+    """
+    words = [w for w in re.split(r"[^a-z]+", str(label).lower()) if w]
+    if not words:
+        return None
+    side = _SIDE_WORDS.get(str(context or "").strip().lower())
+    side = side if side in SIDES else None
+    label_side = None
+    rest = []
+    for w in words:
+        if w in ("l", "left", "lt", "r", "right", "rt"):
+            label_side = _SIDE_WORDS[w]
+        else:
+            rest.append(w)
+    text = " ".join(rest)
+    event = next((ev for ev, phrases in EVENT_PHRASES.items() if text in phrases), None)
+    if event is None:  # a multi-word phrase inside a longer annotation ("foot strike (auto)")
+        padded = f" {text} "
+        event = next((ev for ev, phrases in EVENT_PHRASES.items()
+                      if any(f" {p} " in padded for p in phrases if " " in p)), None)
+    if event is None and len(rest) == 1:
+        w = rest[0]
+        if w in EVENT_ABBREVIATIONS:
+            event = EVENT_ABBREVIATIONS[w]
+        elif len(w) == 3 and w[0] in "lr" and w[1:] in EVENT_ABBREVIATIONS:
+            event, label_side = EVENT_ABBREVIATIONS[w[1:]], w[0].upper()
+        elif len(w) == 3 and w[-1] in "lr" and w[:2] in EVENT_ABBREVIATIONS:
+            event, label_side = EVENT_ABBREVIATIONS[w[:2]], w[-1].upper()
+    if event is None:
+        return None
+    return (side or label_side or "U"), event

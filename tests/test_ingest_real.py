@@ -200,3 +200,21 @@ def test_batch_breaking_a_contract_is_not_committed(lake, tmp_path):
     assert (stage, code) == ("validate", "contract_violation") and "rate_hz" in msg
     assert q(lake, "SELECT count(*) FROM trials") == [(0,)] and q(lake, "SELECT count(*) FROM emg_samples") == [(0,)]
     assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND column_name = 'rate_hz'")[0][0] >= 1
+
+
+def test_qc_rms_equals_the_rms_of_the_stored_millivolts(night):
+    """channel_qc.rms_mv is the RMS (about the mean) of emg_samples.emg_mv for every channel of test_small,
+    and equals the file's volts x 1000 (Vicon Nexus stores the amplifier output: amplitude_basis says so)."""
+    import ezc3d
+
+    lake, _ = night
+    rows = q(lake, "SELECT q.label, q.rms_mv, stddev_pop(s.emg_mv), c.amplitude_basis FROM channel_qc q JOIN "
+                   "emg_samples s USING (trial_id, channel) JOIN emg_channels c USING (trial_id, channel) GROUP BY ALL")
+    assert len(rows) == 14
+    c = ezc3d.c3d(str(fixture("gaitalytics/test_small.c3d")))
+    labels = c["parameters"]["ANALOG"]["LABELS"]["value"]
+    for label, rms, ref, basis in rows:
+        volts = c["data"]["analogs"][0, labels.index(label)]
+        assert rms == pytest.approx(ref, rel=1e-5), label
+        assert rms == pytest.approx(float(np.std(volts)) * 1000.0, rel=1e-5), label
+        assert basis == "amplifier_output"

@@ -71,7 +71,7 @@ def test_clean_burst_emg_passes(clean):
     assert r["nan_frac"] == 0.0 and r["clipping_frac"] == 0.0
     assert r["rms_mv"] == pytest.approx(np.std(clean))
     assert r["peak_abs_mv"] == pytest.approx(np.abs(clean).max())
-    assert r["amplitude_basis"] == "skin"
+    assert r["amplitude_basis"] == "electrode_mv"
 
 
 def test_clean_emg_passes_after_12bit_quantisation(clean):
@@ -205,7 +205,7 @@ def test_amplitude_context(clean):
     # amplifier output in V (x1000 gain -> ~0.3 V): plausible as ADC input, implausible as skin level
     out_v = clean  # 0.3 "V" bursts
     r = channel_qc(out_v, rate_hz=FS, unit="V")
-    assert r["amplitude_basis"] == "adc_input" and "implausible_amplitude" not in r["flags"]
+    assert r["amplitude_basis"] == "amplifier_output" and "implausible_amplitude" not in r["flags"]
     assert "implausible_amplitude" in channel_qc(out_v, rate_hz=FS, unit="V", gain=1.0)["flags"]
     assert "implausible_amplitude" not in channel_qc(out_v, rate_hz=FS, unit="V", gain=1000.0)["flags"]
     # hundreds of volts cannot reach an ADC
@@ -419,7 +419,7 @@ def test_test_small_real_emg_passes_and_saturated_channels_clip():
     t = table(rel, idx)
     assert "bad" not in set(t["verdict"]), t.select("label", "flags")
     # amplifier-output volts: hundreds of mV, only plausible because the basis is the ADC input
-    assert set(t["amplitude_basis"]) == {"adc_input"}
+    assert set(t["amplitude_basis"]) == {"amplifier_output"}
     assert (t["peak_abs_mv"] > 100.0).all()
     t_skin = table(rel, idx, gain=1.0)  # claiming skin-level volts must be rejected
     assert all("implausible_amplitude" in f for f in flags_of(t_skin).values())
@@ -468,7 +468,7 @@ def test_table_per_label_ranges_and_gains(clean):
     emg = np.stack([clean, np.clip(clean, -0.2, 0.2)])
     t = channel_qc_table(emg, labels=["free", "clipped"], rate_hz=FS, units=["V", "V"],
                          adc_range={"clipped": (-0.2, 0.2)}, gain=[1000.0, None])
-    assert t["amplitude_basis"].to_list() == ["skin", "adc_input"]
+    assert t["amplitude_basis"].to_list() == ["electrode_mv", "amplifier_output"]
     assert t["clipping_basis"].to_list() == ["inferred", "adc_range"]
     assert t["clipping_frac"][1] == pytest.approx(np.mean(np.abs(clean) >= 0.2 - 0.4 * 5e-5))
 

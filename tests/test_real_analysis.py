@@ -14,6 +14,11 @@ subjects: [{id: R01, mass_kg: 70}, {id: R02, mass_kg: 60}]
 sessions:
   - {id: R01-S1, subject: R01, condition: fresh, task: walk, terrain: overground, files: ["small/*.c3d"]}
   - {id: R02-S1, subject: R02, condition: fresh, task: walk, terrain: treadmill, files: ["tread/*.c3d"]}
+channels:  # the treadmill file's 'Analog EMG' channels (electrodes not connected: mains only)
+  "Voltage.1": {muscle: tibialis_anterior, side: L}
+  "Voltage.2": {muscle: tibialis_anterior, side: R}
+  "Voltage.3": {muscle: soleus, side: L}
+  "Voltage.4": {muscle: soleus, side: R}
 """
 
 
@@ -88,3 +93,70 @@ def test_real_emg_channels_pass_qc_and_get_onsets(lake):
     n = lake.execute("SELECT count(DISTINCT muscle || side) FROM activation_onsets WHERE trial_id LIKE '%test_small.c3d' "
                      "AND is_default").fetchone()[0]
     assert n >= 8
+
+
+def _independent_zeni(path, heel, toe, pelvis, axis, sign):
+    """Zeni et al. (2008) written out: strike = local maximum of sign*(heel - pelvis), foot off = local minimum
+    of sign*(toe - pelvis) along the walking axis, each the extreme of its +-200 ms neighbourhood (cut by the
+    ends of the record) standing 50 mm above the lowest value on each side of it in that neighbourhood (the
+    markers read straight from the file with ezc3d)."""
+    import ezc3d
+
+    c = ezc3d.c3d(str(fixture(path)))
+    labels = c["parameters"]["POINT"]["LABELS"]["value"]
+    rate = float(c["parameters"]["POINT"]["RATE"]["value"][0])
+    pts = c["data"]["points"][:3]
+
+    def m(names):
+        return np.mean([pts[axis, labels.index(n)] for n in names], axis=0)
+
+    out = {}
+    for side in "LR":
+        h = sign * (m([side + heel]) - m(pelvis))
+        t = sign * (m([side + toe]) - m(pelvis))
+        w = int(0.2 * rate)
+        ev = {}
+        for name, x in (("foot_strike", h), ("foot_off", -t)):
+            idx = []
+            for i in range(1, len(x) - 1):  # the neighbourhood is cut by the ends of the record
+                left, right = x[max(0, i - w):i + 1], x[i:i + w + 1]
+                nb = np.concatenate([left, right])
+                if (np.isfinite(nb).all() and x[i] == nb.max() and x[i] - left.min() >= 50
+                        and x[i] - right.min() >= 50):
+                    idx.append(i)
+            ev[name] = np.array(idx) / rate
+        out[side] = ev
+    return out
+
+
+@pytest.mark.parametrize("path,heel,toe,pelvis,axis,sign", [
+    ("gaitalytics/test_small.c3d", "HEE", "TOE", ["SACR"], 0, 1),  # walking towards +X
+    ("gaitalytics/treadmill_events.c3d", "HEE", "TOE", ["LPSI", "RPSI"], 1, -1),  # FP1 (left belt) at +X: towards -Y
+])
+def test_kinematic_events_match_an_independent_zeni(lake, path, heel, toe, pelvis, axis, sign):
+    ref = _independent_zeni(path, heel, toe, pelvis, axis, sign)
+    trial = next(r[0] for r in lake.execute("SELECT trial_id FROM trials").fetchall() if r[0].endswith(path.split("/")[1]))
+    n = 0
+    for side in "LR":
+        for event in ("foot_strike", "foot_off"):
+            got = [r[0] for r in lake.execute("SELECT time_s FROM gait_events WHERE trial_id = ? AND source = "
+                                              "'kinematic' AND side = ? AND event = ?", [trial, side, event]).fetchall()]
+            truth = ref[side][event]
+            assert len(got) == len(truth) and len(got) >= 2, (side, event, got, truth)
+            assert np.max(np.abs(np.sort(got) - truth)) <= 0.010, (side, event)
+            n += len(got)
+    assert n >= 12
+
+
+def test_treadmill_stances_and_no_false_rate_alarm(lake):
+    """Every cycle of the treadmill walk has a stance of 58-70 %; its mains-only 'EMG' channels fail QC and
+    do not raise a false 'declared rate is probably wrong'."""
+    st = [r[0] for r in lake.execute("SELECT stance_pct FROM gait_cycles WHERE trial_id LIKE '%treadmill_events.c3d'")
+          .fetchall()]
+    assert len(st) >= 20 and all(s is not None and 58.0 <= s <= 70.0 for s in st), st
+    verdicts = {r[0] for r in lake.execute("SELECT verdict FROM channel_qc WHERE trial_id LIKE '%treadmill_events.c3d'")
+                .fetchall()}
+    assert verdicts == {"bad"}
+    sev = [r[0] for r in lake.execute("SELECT severity FROM plausibility WHERE trial_id LIKE '%treadmill_events.c3d'")
+           .fetchall()]
+    assert "bad" not in sev

@@ -36,6 +36,7 @@ def channels(n: int = 4, **override) -> pa.Table:
         "side": pa.array(["L", "R"] * (n // 2)), "unit": pa.array(["mV"] * n),
         "source_unit": pa.array(["V"] * n), "rate_hz": pa.array([2000.0] * n, pa.float64()),
         "n_samples": pa.array([12000] * n, pa.int32()), "mapping": pa.array(["alias"] * n),
+        "gain": pa.array([None] * n, pa.float64()), "amplitude_basis": pa.array(["amplifier_output"] * n),
     }
     cols.update(override)
     return pa.table(cols)

@@ -112,6 +112,9 @@ FINDING_SEVERITY: dict[str, str] = {
     "event_duplicate": "warn",
     "events_not_assessable": "info",
     "duration_mismatch": "bad",
+    "frame_evidence_disagrees": "warn",
+    "frame_override_disagrees": "warn",
+    "treadmill_foot_off_disagrees": "warn",
 }
 
 _RANK = {"ok": 0, "info": 0, "warn": 1, "bad": 2}

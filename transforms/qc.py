@@ -39,17 +39,21 @@ Amplitude and units
 -------------------
 Amplitudes are reported in mV (``*_mv`` columns) after converting from ``unit`` (V, mV,
 uV/µV; anything else is "unknown" and amplitude metrics are NaN).  Whether a value can be
-checked against the skin-level ceiling ``MAX_SKIN_EMG_MV`` depends on the gain context:
+checked against the electrode-level ceiling ``MAX_SKIN_EMG_MV`` depends on the amplitude
+basis (``amplitude_basis``; the ingest decides it per channel from the manifest's gain and the
+values, see :func:`transforms.qc_trial.amplitude_basis`):
 
-* ``gain`` given -- the value divided by the gain is the skin-level voltage and is
-  compared with ``MAX_SKIN_EMG_MV`` (basis ``skin``);
-* ``gain=None`` and unit V -- the value is taken to be the amplifier output seen by the
-  ADC (Vicon Nexus, Motion Analysis, ... store EMG as ADC-input volts, typically hundreds
-  of mV for gait EMG after a x500-x1000 gain).  Only the physical ADC ceiling
-  ``MAX_AMPLIFIER_OUTPUT_V`` applies (basis ``adc_input``);
-* ``gain=None`` and unit mV or uV -- EMG systems that export in mV/uV divide by their gain,
-  so the value is taken as skin-level (basis ``skin``);
-* unknown unit -- not checked (basis ``unknown``).
+* ``amplitude_basis='electrode_mv'`` -- the value is the potential at the electrode and is
+  compared with ``MAX_SKIN_EMG_MV``;
+* ``amplitude_basis='amplifier_output'`` -- the value is the amplifier output seen by the ADC
+  (Vicon Nexus, Motion Analysis, ... store EMG as ADC-input volts, typically hundreds of mV for
+  gait EMG after a x500-x1000 gain); only the physical ADC ceiling ``MAX_AMPLIFIER_OUTPUT_V``
+  applies.
+
+Without an explicit basis it follows from the unit and ``gain``: ``gain`` given -- the value
+divided by the gain is compared with ``MAX_SKIN_EMG_MV`` (basis ``electrode_mv``); ``gain=None``
+and unit V -- ``amplifier_output``; ``gain=None`` and unit mV or uV (EMG systems that export in
+mV/uV divide by their gain) -- ``electrode_mv``; unknown unit -- not checked (``unknown``).
 
 Already-processed signals
 -------------------------
@@ -78,12 +82,12 @@ __all__ = [
     "CLIPPING_BAD_FRACTION", "MAX_SKIN_EMG_MV", "MAX_AMPLIFIER_OUTPUT_V", "DC_OFFSET_WARN_RATIO",
     "PROCESSED_MAX_MINORITY_FRACTION", "PROCESSED_MIN_SKEWNESS", "PROCESSED_MAX_MEDIAN_FREQ_HZ",
     "DROPOUT_MIN_RUN_S", "NAN_BAD_FRACTION", "MIN_RAW_EMG_RATE_HZ", "CYCLE_NORMALISED_FRAME_COUNTS",
-    "MAX_NORMALISED_SPAN_S", "QcCheck", "CHECKS", "FLAG_SEVERITY", "UNIT_TO_MV", "unit_to_mv_factor",
+    "MAX_NORMALISED_SPAN_S", "AMPLITUDE_BASES", "QcCheck", "CHECKS", "FLAG_SEVERITY", "UNIT_TO_MV", "unit_to_mv_factor",
     "as_rate_hz", "channel_qc", "verdict_from_flags",
 ]
 
 #: Version of the QC rules; bump it whenever a threshold or a metric definition changes.
-QC_VERSION = "qc-1.0.0"
+QC_VERSION = "qc-1.1.0"
 
 # --------------------------------------------------------------------------- thresholds
 #: Surface-EMG analysis band in Hz (SENIAM; the same as transforms.emg.DEFAULT_BAND_HZ).
@@ -139,6 +143,9 @@ MIN_RAW_EMG_RATE_HZ = 900.0
 CYCLE_NORMALISED_FRAME_COUNTS: tuple[int, ...] = (51, 101, 201, 501, 1001)
 #: A cycle-normalised curve stored as time spans at most this (s); the longest plausible cycle.
 MAX_NORMALISED_SPAN_S = 4.0
+
+#: Amplitude bases: the stored value is the potential at the electrode, or the amplifier's output.
+AMPLITUDE_BASES: tuple[str, ...] = ("electrode_mv", "amplifier_output")
 
 #: Recognised amplitude units -> factor to mV (keys are lower-case).
 UNIT_TO_MV: dict[str, float] = {
@@ -279,8 +286,9 @@ class _Channel:
     """
 
     def __init__(self, x: np.ndarray, *, rate: float, mains: float, unit, adc_range, gain,
-                 time_normalised: bool):
+                 time_normalised: bool, basis: str | None = None):
         self.x, self.rate, self.mains, self.adc_range, self.gain = x, rate, mains, adc_range, gain
+        self.basis = basis
         self.time_normalised = bool(time_normalised)
         self.to_mv = unit_to_mv_factor(unit)
         self.finite = np.isfinite(x)
@@ -343,7 +351,8 @@ def _measure_amplitude(ch: _Channel) -> None:
     else:  # non-constant but below floating-point resolution
         m["dc_to_rms"] = math.inf if mean_n != 0.0 else math.nan
     if math.isfinite(ch.to_mv):
-        m["amplitude_basis"] = "adc_input" if ch.gain is None and ch.to_mv == 1e3 else "skin"
+        m["amplitude_basis"] = ch.basis or (
+            "amplifier_output" if ch.gain is None and ch.to_mv == 1e3 else "electrode_mv")
 
 
 def _rail_fraction(x: np.ndarray, adc_range) -> tuple[float, str]:
@@ -451,6 +460,10 @@ def _implausible_amplitude(ch: _Channel) -> bool:
     if ch.state != "varying" or not math.isfinite(ch.to_mv):
         return False
     peak_mv, volts = ch.peak * ch.to_mv, ch.to_mv == 1e3
+    if ch.basis == "electrode_mv":
+        return peak_mv / float(ch.gain or 1.0) > MAX_SKIN_EMG_MV
+    if ch.basis == "amplifier_output":
+        return peak_mv / 1e3 > MAX_AMPLIFIER_OUTPUT_V
     if ch.gain is not None:
         return peak_mv / float(ch.gain) > MAX_SKIN_EMG_MV or (volts and ch.peak > MAX_AMPLIFIER_OUTPUT_V)
     return ch.peak > MAX_AMPLIFIER_OUTPUT_V if volts else peak_mv > MAX_SKIN_EMG_MV
@@ -514,6 +527,7 @@ def channel_qc(
     adc_range: tuple[float, float] | None = None,
     gain: float | None = None,
     time_normalised: bool = False,
+    amplitude_basis: str | None = None,
 ) -> dict:
     """Quality-control metrics, flags and verdict of one raw surface-EMG channel.
 
@@ -541,6 +555,8 @@ def channel_qc(
     time_normalised : bool, keyword-only
         The stream is a cycle-normalised curve (see :func:`looks_time_normalised`);
         adds the ``time_normalised`` flag.
+    amplitude_basis : {'electrode_mv', 'amplifier_output'} or None, keyword-only
+        What the stored value is (see the module docstring); None = from ``unit`` and ``gain``.
 
     Returns
     -------
@@ -553,20 +569,22 @@ def channel_qc(
         ``median_freq_ratio``, ``spectral_flatness``, ``floor_flatness``,
         ``rms_mv`` (AC RMS), ``dc_offset_mv`` (mean), ``peak_abs_mv`` (max ``|x|``),
         ``dc_to_rms``, ``negative_frac``, ``positive_frac``, ``skewness``,
-        ``amplitude_basis`` (``'skin' | 'adc_input' | 'unknown'``), ``qc_version``.
+        ``amplitude_basis`` (``'electrode_mv' | 'amplifier_output' | 'unknown'``), ``qc_version``.
         Metrics that cannot be computed are NaN.
 
     Raises
     ------
     ValueError
         On a non-numeric, non-1-D, empty or infinite-valued input, a non-positive rate,
-        a mains frequency that is not positive, a non-positive gain or an invalid
-        ``adc_range``.
+        a mains frequency that is not positive, a non-positive gain, an invalid
+        ``adc_range`` or an unknown ``amplitude_basis``.
     """
     x = _as_1d(emg, "emg")
     rate = as_rate_hz(rate_hz)
     mains, rails = _check_inputs(mains_hz, gain, adc_range)
-    ch = _Channel(x, rate=rate, mains=mains, unit=unit, adc_range=rails, gain=gain,
+    if amplitude_basis not in (None, *AMPLITUDE_BASES):
+        raise ValueError(f"amplitude_basis must be one of {AMPLITUDE_BASES} or None, got {amplitude_basis!r}")
+    ch = _Channel(x, rate=rate, mains=mains, unit=unit, adc_range=rails, gain=gain, basis=amplitude_basis,
                   time_normalised=time_normalised)
     if ch.n_finite:
         _measure_amplitude(ch)

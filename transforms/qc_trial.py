@@ -14,9 +14,72 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from transforms.qc import CYCLE_NORMALISED_FRAME_COUNTS, MAX_NORMALISED_SPAN_S, as_rate_hz, channel_qc
+from transforms.qc import (
+    AMPLITUDE_BASES,
+    CYCLE_NORMALISED_FRAME_COUNTS,
+    MAX_NORMALISED_SPAN_S,
+    MAX_SKIN_EMG_MV,
+    as_rate_hz,
+    channel_qc,
+    unit_to_mv_factor,
+)
 
-__all__ = ["adc_rails", "looks_time_normalised", "channel_qc_table"]
+__all__ = ["adc_rails", "amplitude_basis", "looks_time_normalised", "channel_qc_table"]
+
+#: Percentile of |x - median| taken as a channel's robust peak when deciding whether its values can be
+#: potentials at the electrode (a few artefact samples must not decide it).
+ROBUST_PEAK_PERCENTILE = 99.9
+
+
+def amplitude_basis(x, /, *, unit: str | None, gain: float | None = None, declared: str | None = None) -> str:
+    """What a channel's values are: ``'electrode_mv'`` or ``'amplifier_output'`` (``'unknown'`` unit).
+
+    ``electrode_mv`` when the amplifier ``gain`` is known (divide by it), when the site declares it
+    (``declared``), when the unit is mV or uV (EMG systems exporting in mV/uV divide by their gain), or
+    when values in V are plausibly potentials at the electrode: their robust peak (the
+    ``ROBUST_PEAK_PERCENTILE`` percentile of ``|x - median|``) is at most ``MAX_SKIN_EMG_MV``.  Else
+    ``amplifier_output`` (e.g. Vicon Nexus / Motion Analysis ADC volts after a x500-x1000 gain).
+
+    Parameters
+    ----------
+    x : array_like
+        The channel as stored, in ``unit`` (NaN allowed).
+    unit : str or None, keyword-only
+        V, mV, uV ...
+    gain : float or None, keyword-only
+        Amplifier gain from the electrode to the stored value, when known.
+    declared : {'electrode_mv', 'amplifier_output'} or None, keyword-only
+        The site's statement (manifest ``amplitude_basis``); wins over the values.
+
+    Returns
+    -------
+    str
+        ``'electrode_mv'``, ``'amplifier_output'`` or ``'unknown'``.
+
+    Raises
+    ------
+    ValueError
+        On a non-positive gain or an unknown ``declared`` value.
+    """
+    if declared is not None and declared not in AMPLITUDE_BASES:
+        raise ValueError(f"declared must be one of {AMPLITUDE_BASES}, got {declared!r}")
+    if gain is not None and not (math.isfinite(float(gain)) and float(gain) > 0):
+        raise ValueError(f"gain must be positive, got {gain!r}")
+    factor = unit_to_mv_factor(unit)
+    if not math.isfinite(factor):
+        return "unknown"
+    if gain is not None:
+        return "electrode_mv"
+    if declared is not None:
+        return declared
+    if factor < 1e3:
+        return "electrode_mv"
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return "amplifier_output"
+    robust_peak_mv = float(np.percentile(np.abs(v - np.median(v)), ROBUST_PEAK_PERCENTILE)) * factor
+    return "electrode_mv" if robust_peak_mv <= MAX_SKIN_EMG_MV else "amplifier_output"
 
 
 def adc_rails(*, bits: int, scale: float, offset: float = 0.0, gen_scale: float = 1.0,
@@ -136,6 +199,7 @@ def channel_qc_table(
     adc_range=None,
     gain: float | Sequence[float | None] | None = None,
     n_frames: int | None = None,
+    amplitude_basis: str | Sequence[str | None] | None = None,
 ) -> pl.DataFrame:
     """Apply :func:`channel_qc` to every EMG channel of a trial; one row per channel.
 
@@ -155,6 +219,9 @@ def channel_qc_table(
         ADC rails in the channel unit.
     gain : float, sequence or None, keyword-only
         Amplifier gain(s); None = unknown.
+    amplitude_basis : str, sequence or None, keyword-only
+        ``'electrode_mv'`` / ``'amplifier_output'`` for all channels or per channel (see
+        :func:`channel_qc`); None = from the unit and gain.
     n_frames : int, optional, keyword-only
         Frame count of the trial's primary stream for :func:`looks_time_normalised`
         (together with ``rate_hz`` of that stream, pass it when the EMG is oversampled);
@@ -182,6 +249,7 @@ def channel_qc_table(
         raise ValueError(f"{len(labels)} labels for {n_ch} channels")
     unit_l = _per_channel(units, n_ch, "units")
     gain_l = _per_channel(gain, n_ch, "gain")
+    basis_l = _per_channel(amplitude_basis, n_ch, "amplitude_basis")
     if isinstance(adc_range, Mapping):
         rng_l = [adc_range.get(lab) for lab in labels]
     else:
@@ -191,7 +259,8 @@ def channel_qc_table(
     rows = []
     for i in range(n_ch):
         r = channel_qc(arr[i], rate_hz=rate_hz, mains_hz=mains_hz, unit=unit_l[i],
-                       adc_range=rng_l[i], gain=gain_l[i], time_normalised=normalised)
+                       adc_range=rng_l[i], gain=gain_l[i], time_normalised=normalised,
+                       amplitude_basis=basis_l[i])
         r["channel"] = i
         r["label"] = labels[i]
         r["unit"] = None if unit_l[i] is None else str(unit_l[i])

@@ -1,5 +1,5 @@
-"""Per-trial analysis (issue 5): gait events from plates, cycles, activation timing,
-cycle metrics, co-contraction and burst spectra, written to the lake per trial.
+"""Per-trial analysis (issue 5): gait events (plates, kinematics; :mod:`warehouse.analysis.events`),
+cycles, activation timing, cycle metrics, co-contraction and burst spectra, written to the lake per trial.
 
 Storage-side wiring only: every computation is a pure function in ``transforms/``.
 All rows of one trial are replaced in one transaction, so re-running is idempotent.
@@ -17,7 +17,9 @@ from transforms import cocontraction, gait, spectral
 from transforms import cycles as cyc
 from transforms import emg as emg_tx
 from transforms import onsets as ons
+from transforms import onsets_baseline
 from warehouse import catalog
+from warehouse.analysis import events as ev
 from warehouse.analysis.derived import mark_done, read_channel
 from warehouse.settings import Settings
 
@@ -27,119 +29,25 @@ ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
 #: Envelope plateau for the bias correction: median envelope this long after the onset
 #: (as docs/methods_timing.md: the 6 Hz zero-phase step response has settled by then).
 PLATEAU_WINDOW_MS = (100.0, 250.0)
-#: An overground plate is unloaded most of the trial: this percentile of |Fz| is its offset.
-UNLOADED_PERCENTILE = 5.0
 #: Stance outside this range (% of the cycle) means the foot-off is wrong (e.g. a belt still loaded
-#: by the other foot); the cycle is kept for EMG but its stance is left unknown.
+#: by the other foot); the cycle is kept for EMG but its stance is left unknown. Running has a flight
+#: phase: its stance is 20-50 % of the stride (sprinting to jogging).
 STANCE_PLAUSIBLE_PCT = (45.0, 80.0)
-#: A plate loaded this many times in one trial is a treadmill belt (one foot, every stride).
-TREADMILL_MIN_CONTACTS = 4
-#: A detected plate contact takes the side of an annotated strike within this distance.
-ANNOTATION_MATCH_S = 0.06
+STANCE_PLAUSIBLE_RUN_PCT = (20.0, 50.0)
 ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
                                 "order": emg_tx.DEFAULT_ORDER},
                    "default_onset_method": ons.DEFAULT_ONSET_METHOD, "k_sd": ons.DEFAULT_K_SD,
                    "min_duration_ms": ons.DEFAULT_MIN_DURATION_MS, "plateau_window_ms": PLATEAU_WINDOW_MS,
-                   "force_threshold_n": gait.FORCE_THRESHOLD_N}
+                   "force_threshold_n": gait.FORCE_THRESHOLD_N, "edge_censor_ms": onsets_baseline.EDGE_CENSOR_MS,
+                   "stance_pct": (STANCE_PLAUSIBLE_PCT, STANCE_PLAUSIBLE_RUN_PCT),
+                   "baseline": {"stride_fraction": onsets_baseline.BASELINE_STRIDE_FRACTION,
+                                "min_window_ms": onsets_baseline.BASELINE_MIN_WINDOW_MS,
+                                "max_window_ms": ons.DEFAULT_BASELINE_WINDOW_MS},
+                   "events": {"source_priority": ev.SOURCE_PRIORITY,
+                              "foot_off_agreement_frames": ev.FOOT_OFF_AGREEMENT_FRAMES,
+                              "annotation_match_s": ev.ANNOTATION_MATCH_S, "zeni": (
+                                  gait.ZENI_MIN_INTERVAL_MS, gait.ZENI_MIN_PROMINENCE_MM)}}
 PARAMS_HASH = emg_tx.params_hash(**ANALYSIS_PARAMS)
-
-
-def _events_from_plates(con, trial_id: str, terrain: str | None, annotated: pl.DataFrame,
-                        markers: dict) -> list[dict]:
-    plates = con.execute("SELECT plate, rate_hz FROM force_plates WHERE trial_id = ? ORDER BY plate",
-                         [trial_id]).fetchall()
-    out = []
-    for plate, rate in plates:
-        d = con.execute("SELECT force_z_n, cop_x_mm, cop_y_mm FROM grf WHERE trial_id = ? AND plate = ? "
-                        "ORDER BY sample_index", [trial_id, plate]).fetchnumpy()
-        fz = np.nan_to_num(np.abs(d["force_z_n"].astype(np.float64)))
-        if len(fz) < 10 or np.nanmax(fz) < 2 * gait.FORCE_THRESHOLD_N:
-            continue
-        try:
-            offset = float(np.percentile(fz, UNLOADED_PERCENTILE))  # unloaded-plate offset
-            strikes, offs = gait.plate_contacts(fz, rate_hz=rate, offset_n=offset)
-            if terrain == "treadmill" or len(strikes) >= TREADMILL_MIN_CONTACTS:  # a belt, not a plate
-                strikes, offs = gait.treadmill_contacts(fz, rate_hz=rate)
-                terrain = "treadmill"
-        except ValueError as exc:
-            log.info("%s plate %s: %s", trial_id, plate, exc)
-            continue
-        sides = _sides_for_contacts(strikes, offs, annotated, markers, d, rate, plate, terrain)
-        for s, o, side in zip(strikes, offs, sides):
-            if side not in ("L", "R"):
-                continue
-            if np.isfinite(s):
-                out.append({"side": side, "event": "foot_strike", "time_s": round(float(s), 6), "plate": plate})
-            if np.isfinite(o):
-                out.append({"side": side, "event": "foot_off", "time_s": round(float(o), 6), "plate": plate})
-    return out
-
-
-def _sides_for_contacts(strikes, offs, annotated, markers, grf, rate, plate, terrain) -> list[str]:
-    """Side of each contact: annotated strikes vote first, then heel markers vs CoP."""
-    ann = annotated.filter(pl.col("event") == "foot_strike") if annotated.height else annotated
-    if ann.height:
-        votes = []
-        for s in strikes:
-            if not np.isfinite(s):
-                votes.append("")
-                continue
-            dt = np.abs(ann["time_s"].to_numpy() - s)
-            k = int(np.argmin(dt))
-            votes.append(ann["side"][k] if dt[k] <= ANNOTATION_MATCH_S else "")
-        if terrain == "treadmill":  # a belt carries one foot: majority vote for the whole belt
-            known = [v for v in votes if v]
-            if known:
-                return [max(set(known), key=known.count)] * len(strikes)
-        if any(votes):
-            return votes
-    if markers.get("L") is not None and markers.get("R") is not None:
-        cop = np.vstack([grf["cop_x_mm"], grf["cop_y_mm"]]).astype(np.float64)
-        try:
-            sides = list(gait.assign_sides(strikes, offs, cop, force_rate_hz=rate, heel_left_mm=markers["L"],
-                                          heel_right_mm=markers["R"], marker_rate_hz=markers["rate"]))
-            if terrain == "treadmill":  # one belt, one foot
-                known = [v for v in sides if v]
-                if known:
-                    return [max(set(known), key=known.count)] * len(strikes)
-            return sides
-        except ValueError as exc:
-            log.info("side assignment failed on plate %s: %s", plate, exc)
-    return [""] * len(strikes)
-
-
-def _heel_markers(con, trial_id: str) -> dict:
-    names = {r[0] for r in con.execute("SELECT DISTINCT marker FROM markers WHERE trial_id = ?",
-                                       [trial_id]).fetchall()}
-    rate = con.execute("SELECT point_rate_hz FROM trials WHERE trial_id = ?", [trial_id]).fetchone()[0]
-    out = {"rate": rate}
-    for side, cands in vocab.HEEL_MARKERS.items():
-        name = next((c for c in cands if c in names), None)
-        if name is None:
-            out[side] = None
-            continue
-        d = con.execute("SELECT x_mm, y_mm FROM markers WHERE trial_id = ? AND marker = ? ORDER BY frame",
-                        [trial_id, name]).fetchnumpy()
-        out[side] = np.vstack([np.asarray(d["x_mm"], float), np.asarray(d["y_mm"], float)])
-    return out
-
-
-def _choose_events(detected: list[dict], annotated: pl.DataFrame) -> dict:
-    """Per side: (strikes, offs, source). The source with more strikes wins; plates win ties."""
-    chosen = {}
-    for side in ("L", "R"):
-        cands = []
-        fp = [e for e in detected if e["side"] == side]
-        cands.append((np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_strike")),
-                      np.array(sorted(e["time_s"] for e in fp if e["event"] == "foot_off")), "force_plate"))
-        a = annotated.filter(pl.col("side") == side) if annotated.height else annotated
-        if a.height:
-            cands.append((np.sort(a.filter(pl.col("event") == "foot_strike")["time_s"].to_numpy()),
-                          np.sort(a.filter(pl.col("event") == "foot_off")["time_s"].to_numpy()), "annotated"))
-        best = max(cands, key=lambda c: len(c[0]))  # max keeps the first (plates) on ties
-        if len(best[0]) >= 2:
-            chosen[side] = best
-    return chosen
 
 
 def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
@@ -155,6 +63,34 @@ def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
     return out
 
 
+def _trial_events(con, trial_id: str, task, terrain) -> tuple[pl.DataFrame, list[dict], list[dict], dict, list]:
+    """(annotated, plate rows, kinematic rows, chosen events per side, plausibility findings)."""
+    annotated = con.execute(
+        "SELECT side, event, time_s FROM gait_events WHERE trial_id = ? AND source = 'annotated' ORDER BY time_s",
+        [trial_id]).pl()
+    tracks = ev.marker_tracks(con, trial_id)
+    plate, treadmill = ev.plate_events(con, trial_id, terrain, annotated, tracks)
+    kinematic = ev.kinematic_events(tracks) if task in ev.KINEMATIC_TASKS else []
+    chosen, findings = ev.choose_events(annotated.filter(pl.col("side").is_in(vocab.SIDES)), plate, kinematic,
+                                        treadmill=treadmill, point_rate_hz=tracks.get("rate"))
+    return annotated, plate, kinematic, chosen, findings
+
+
+def _events_table(trial_id: str, plate: list[dict], kinematic: list[dict]) -> pa.Table:
+    rows = [{**e, "source": "force_plate"} for e in plate] + [{**e, "source": "kinematic"} for e in kinematic]
+    return pa.table({"trial_id": [trial_id] * len(rows), "side": [e["side"] for e in rows],
+                     "event": [e["event"] for e in rows], "time_s": pa.array([e["time_s"] for e in rows], pa.float64()),
+                     "source": [e["source"] for e in rows], "plate": pa.array([e["plate"] for e in rows], pa.int16()),
+                     "reason": [e["reason"] for e in rows]})
+
+
+def median_stride_s(chosen: dict) -> float | None:
+    """Median ipsilateral strike-to-strike time over both sides (plausible cycles only), s."""
+    d = np.concatenate([np.diff(v[0]) for v in chosen.values()]) if chosen else np.array([])
+    d = d[(d >= cyc.MIN_CYCLE_S) & (d <= cyc.MAX_CYCLE_S)]
+    return float(np.median(d)) if d.size else None
+
+
 def analyse_trial(settings: Settings, trial_id: str) -> dict:
     """Compute events, cycles, onsets, metrics, CCI and spectra for one trial."""
     con = catalog.connect(settings)
@@ -164,11 +100,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}
         subject, session, task, terrain = meta
-        annotated = con.execute(
-            "SELECT side, event, time_s FROM gait_events WHERE trial_id = ? AND source = 'annotated'",
-            [trial_id]).pl()
-        detected = _events_from_plates(con, trial_id, terrain, annotated, _heel_markers(con, trial_id))
-        chosen = _choose_events(detected, annotated)
+        annotated, plate, kinematic, chosen, findings = _trial_events(con, trial_id, task, terrain)
         all_chans = con.execute(
             "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
             "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.channel", [trial_id]).fetchall()
@@ -178,22 +110,23 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                       "reason": "no gait events for this side"} for ch, m, sd, _, v, _f in all_chans
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
-        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated)
+        window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
+        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated, window_ms,
+                                 stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT)
         cycles_rows = rows.pop("gait_cycles")
-        cycles_rows += _grf_per_cycle(con, trial_id, chosen, detected)
+        cycles_rows += _grf_per_cycle(con, trial_id, chosen, plate)
         tables = {
-            "gait_events": pa.table({
-                "trial_id": [trial_id] * len(detected), "side": [e["side"] for e in detected],
-                "event": [e["event"] for e in detected],
-                "time_s": pa.array([e["time_s"] for e in detected], pa.float64()),
-                "source": ["force_plate"] * len(detected)}),
+            "gait_events": _events_table(trial_id, plate, kinematic),
             "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
             "analysis_exclusions": _table(excluded),
+            "plausibility": _table([{"trial_id": trial_id, **f} for f in findings]),
             **rows,
         }
 
         def body(c):
             c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
+            c.execute("DELETE FROM plausibility WHERE trial_id = ? AND code = 'treadmill_foot_off_disagrees'",
+                      [trial_id])
             for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction", "emg_spectra",
                          "analysis_exclusions"):
                 c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
@@ -209,9 +142,11 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         con.close()
 
 
-def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None) -> dict:
+def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None,
+                      baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
+                      stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> dict:
     onset_rows, metric_rows, spec_rows = [], [], []
-    cycle_rows = _gait_cycle_rows(chosen, annotated)
+    cycle_rows = _gait_cycle_rows(chosen, annotated, stance_pct)
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
     for ch, muscle, side, rate in chans:
@@ -221,11 +156,11 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
         if side not in chosen:
             continue
-        strikes, offs, source = chosen[side]
+        strikes, offs = chosen[side][:2]
         cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
         valid = cdf.filter(pl.col("valid"))
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
-                                                        side=side, ids=ids)
+                                                        side=side, ids=ids, baseline_window_ms=baseline_window_ms)
         onset_rows += rows
         # per-cycle metrics
         if valid.height:
@@ -245,7 +180,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
             "gait_cycles": cycle_rows}
 
 
-def _gait_cycle_rows(chosen, annotated) -> list[dict]:
+def _gait_cycle_rows(chosen, annotated, stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> list[dict]:
     """Gait cycles per side; an implausible stance takes an annotated foot off inside the cycle, or none."""
     ann_offs = {}
     if annotated is not None and annotated.height:
@@ -253,60 +188,78 @@ def _gait_cycle_rows(chosen, annotated) -> list[dict]:
             ann_offs[side] = annotated.filter((pl.col("side") == side) & (pl.col("event") == "foot_off"))[
                 "time_s"].to_list()
     cycle_rows = []
-    for side, (strikes, offs, source) in chosen.items():
+    for side, (strikes, offs, source, off_sources) in chosen.items():
         cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
         for r in cdf.iter_rows(named=True):
-            if r["stance_pct"] is not None and not (STANCE_PLAUSIBLE_PCT[0] <= r["stance_pct"] <= STANCE_PLAUSIBLE_PCT[1]):
+            fo = r["foot_off_s"]
+            fo_src = next((s for t, s in zip(offs, off_sources) if fo is not None and abs(t - fo) < 1e-9), None)
+            if r["stance_pct"] is not None and not (stance_pct[0] <= r["stance_pct"] <= stance_pct[1]):
                 # e.g. a treadmill belt still loaded by the other foot (cross-over step): use an annotated foot
                 # off inside the cycle if it gives a plausible stance, else leave the stance unknown
-                r = {**r, "foot_off_s": None, "stance_pct": None}
+                r, fo_src = {**r, "foot_off_s": None, "stance_pct": None}, None
                 for t in ann_offs.get(side, ()):
                     pct = (t - r["start_s"]) / r["duration_s"] * 100
-                    if r["start_s"] < t < r["end_s"] and STANCE_PLAUSIBLE_PCT[0] <= pct <= STANCE_PLAUSIBLE_PCT[1]:
-                        r = {**r, "foot_off_s": float(t), "stance_pct": float(pct)}
-            cycle_rows.append({**r, "side": side, "event_source": source})
+                    if r["start_s"] < t < r["end_s"] and stance_pct[0] <= pct <= stance_pct[1]:
+                        r, fo_src = {**r, "foot_off_s": float(t), "stance_pct": float(pct)}, "annotated"
+            cycle_rows.append({**r, "side": side, "event_source": source, "foot_off_source": fo_src})
     return cycle_rows
 
 
-def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids) -> tuple[list[dict], object, object]:
+def _detect(method, raw, env, rate, baseline_window_ms):
+    """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges."""
+    sig = env if method == "hodges_bui" else raw
+    on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
+                                **ONSET_METHOD_PARAMS[method])
+    return (on, off, *onsets_baseline.censored_bursts(on, off, n_samples=len(raw), rate_hz=rate))
+
+
+def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
+                    baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS) -> tuple[list[dict], object, object]:
     """Onsets of one channel by every method, relative to the valid cycles; and the default method's
-    onsets and offsets in s (None when it found none)."""
+    complete bursts' onsets and offsets in s (None when it found none).
+
+    A burst already active at the first sample (its onset within ``onsets_baseline.EDGE_CENSOR_MS`` of it)
+    is kept as its cycle's burst 0 with ``censored = true`` and no onset (it is never dropped, so the next
+    burst is not renumbered as the first); one still active at the last sample keeps its onset and has no
+    offset."""
     rows = []
     default_on = default_off = None
+    ok_cycles = set(valid["cycle"].to_list())
     for method in ons.ONSET_METHODS:
-        sig = env if method == "hodges_bui" else raw
         try:
-            on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, **ONSET_METHOD_PARAMS[method])
+            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms)
+            censored = start_cut | end_cut
         except ValueError as exc:
             log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)
             continue
-        keep = (on > 0) & (off < len(raw))
-        on, off = on[keep], off[keep]
         if not len(on):
             continue
         on_s = on / rate
         corrected = False
         if method == "hodges_bui":
-            mean, sd, _ = ons.baseline_stats(env, rate_hz=rate)
-            on_s = _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean)
+            mean, sd, _ = ons.baseline_stats(env, rate_hz=rate, baseline_window_ms=baseline_window_ms)
+            on_s = np.where(start_cut, on_s, _bias_corrected(env, on, rate, mean + ons.DEFAULT_K_SD * sd, mean))
             corrected = True
         if method == ons.DEFAULT_ONSET_METHOD:
-            default_on, default_off = on_s, off / rate
+            default_on, default_off = on_s[~censored], off[~censored] / rate
         try:
             rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
         except ValueError:
             continue
+        rel = rel.with_columns(start_censored=pl.Series(start_cut), end_censored=pl.Series(end_cut))
         rel = rel.filter(pl.col("cycle") >= 0).with_columns(
             burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
-        ok_cycles = set(valid["cycle"].to_list())
         for r in rel.iter_rows(named=True):
             if r["cycle"] not in ok_cycles:
                 continue
+            start_c, end_c = r["start_censored"], r["end_censored"]
             rows.append({**ids, "muscle": muscle, "side": side, "cycle": r["cycle"], "method": method,
-                         "burst": r["burst"], "onset_ms": r["onset_ms"], "offset_ms": r["offset_ms"],
-                         "onset_pct": r["onset_pct"], "offset_pct": r["offset_pct"],
+                         "burst": r["burst"], "onset_ms": None if start_c else r["onset_ms"],
+                         "offset_ms": None if end_c else r["offset_ms"],
+                         "onset_pct": None if start_c else r["onset_pct"],
+                         "offset_pct": None if end_c else r["offset_pct"], "censored": bool(start_c or end_c),
                          "is_default": method == ons.DEFAULT_ONSET_METHOD,
-                         "bias_corrected": corrected, "params_hash": PARAMS_HASH})
+                         "bias_corrected": corrected and not start_c, "params_hash": PARAMS_HASH})
     return rows, default_on, default_off
 
 
@@ -345,20 +298,24 @@ def _cci_rows(norm_by_side, ids) -> list[dict]:
     return cci_rows
 
 
-def _grf_per_cycle(con, trial_id, chosen, detected) -> list[dict]:
-    """Stance peak force and impulse for plate-detected cycles (matched by strike time)."""
+def _grf_per_cycle(con, trial_id, chosen, plate) -> list[dict]:
+    """Stance peak force and impulse of every cycle whose strike is a plate contact of that side (within
+    ``ANNOTATION_MATCH_S``, whatever source the cycle's events come from), from the plate's own strike
+    to its foot off."""
     out = []
-    for side, (strikes, offs, source) in chosen.items():
-        if source != "force_plate":
-            continue
+    for side, (strikes, offs, source, _) in chosen.items():
+        mine = [e for e in plate if e["side"] == side and e["event"] == "foot_strike"]
         for k in range(len(strikes) - 1):
-            ev = next((e for e in detected if e["side"] == side and e["event"] == "foot_strike"
-                       and abs(e["time_s"] - strikes[k]) < 1e-6), None)
-            off = offs[(offs > strikes[k]) & (offs < strikes[k + 1])]
-            if ev is None or not len(off):
+            near = [e for e in mine if abs(e["time_s"] - strikes[k]) <= ev.ANNOTATION_MATCH_S]
+            if not near:
+                continue
+            hit = min(near, key=lambda e: abs(e["time_s"] - strikes[k]))
+            off = [e["time_s"] for e in plate if e["plate"] == hit["plate"] and e["event"] == "foot_off"
+                   and hit["time_s"] < e["time_s"] < strikes[k + 1]]
+            if not off:
                 continue
             d = con.execute("SELECT time_s, force_z_n FROM grf WHERE trial_id = ? AND plate = ? AND time_s BETWEEN ? "
-                            "AND ? ORDER BY sample_index", [trial_id, ev["plate"], strikes[k], off[0]]).fetchnumpy()
+                            "AND ? ORDER BY sample_index", [trial_id, hit["plate"], hit["time_s"], min(off)]).fetchnumpy()
             if len(d["time_s"]) > 2:
                 fz = np.abs(d["force_z_n"].astype(float))
                 out.append({"side": side, "cycle": k, "peak_force_z_n": float(fz.max()),
@@ -373,7 +330,7 @@ def _dedupe_cycles(trial_id: str, rows: list[dict]) -> pa.Table | None:
         key = (r["side"], r["cycle"])
         base.setdefault(key, {}).update({k: v for k, v in r.items() if v is not None or k not in base.get(key, {})})
     cols = ["side", "cycle", "start_s", "end_s", "foot_off_s", "duration_s", "stance_pct", "valid", "reason",
-            "event_source", "peak_force_z_n", "impulse_z_ns"]
+            "event_source", "foot_off_source", "peak_force_z_n", "impulse_z_ns"]
     recs = [r for r in base.values() if "start_s" in r]
     if not recs:
         return None
@@ -381,7 +338,7 @@ def _dedupe_cycles(trial_id: str, rows: list[dict]) -> pa.Table | None:
                        schema={"side": pl.Utf8, "cycle": pl.Int32, "start_s": pl.Float64, "end_s": pl.Float64,
                                "foot_off_s": pl.Float64, "duration_s": pl.Float64, "stance_pct": pl.Float64,
                                "valid": pl.Boolean, "reason": pl.Utf8, "event_source": pl.Utf8,
-                               "peak_force_z_n": pl.Float64, "impulse_z_ns": pl.Float64})
+                               "foot_off_source": pl.Utf8, "peak_force_z_n": pl.Float64, "impulse_z_ns": pl.Float64})
     tbl = tbl.with_columns(reason=pl.when(pl.col("reason") == "").then(None).otherwise(pl.col("reason")),
                            trial_id=pl.lit(trial_id))
     return tbl.to_arrow()

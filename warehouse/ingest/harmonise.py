@@ -1,23 +1,33 @@
 """Channel harmonisation: which analog channels are EMG, which muscle and side each
 records (vocabulary aliases, descriptions, the site manifest's ``channels:``), and the
-conversion of their samples to millivolts."""
+conversion of their samples to millivolts, once, at the electrode when the amplifier gain is
+known (manifest ``gain`` per site, session or channel) -- each channel says which
+(``amplitude_basis``: ``electrode_mv`` or ``amplifier_output``)."""
 from __future__ import annotations
 
 import re
 
 from schemas import vocab
+from transforms.qc_trial import amplitude_basis
 from warehouse.ingest.readers.base import Recording, emg_unit_factor
 
 #: Analog labels that are never EMG, whatever their description says.
 NOT_EMG = re.compile(r"foot ?switch|fsw|trigger|sync|force|moment|acc[\. ]|gyro|mag[\. ]|torque|angle", re.I)
 
 
-def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[str, str, str]]]:
-    """Pick the EMG channels, map labels to (muscle, side), convert to mV.
+def harmonise(rec: Recording, overrides: dict, *,
+              emg_context: dict | None = None) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """Pick the EMG channels, map labels to (muscle, side), convert to mV (divided by the gain when known).
 
-    Returns the EMG channels and per-channel issues ``(label, reason_code, message)`` for
-    EMG-looking channels that could not be mapped or converted (flagged, never guessed).
+    ``emg_context`` is the manifest's ``Manifest.emg_context(session)``: ``gain`` and
+    ``amplitude_basis`` for the session, and per channel label. Returns the EMG channels (dicts with
+    ``data_mv``, ``gain``, ``amplitude_basis``, ``adc_range_mv``...) and per-channel issues
+    ``(label, reason_code, message)`` for EMG-looking channels that could not be mapped or converted
+    (flagged, never guessed).
     """
+    ctx = emg_context or {}
+    per_channel = ctx.get("channels") or {}
+    overrides = {k: v for k, v in (overrides or {}).items() if isinstance(v, dict) and v.get("muscle")}
     chans, issues = [], []
     for i, a in enumerate(rec.analogs):
         if i in rec.plate_channel_indices:
@@ -46,7 +56,14 @@ def harmonise(rec: Recording, overrides: dict) -> tuple[list[dict], list[tuple[s
             issues.append((a.label, "unknown_unit", f"Channel '{a.label}' has unit '{a.unit}', which is not V, mV "
                            "or uV; state the unit in the manifest or re-export."))
             continue
+        mine = per_channel.get(a.label) or {}
+        gain = mine.get("gain") if mine.get("gain") is not None else ctx.get("gain")
+        basis = amplitude_basis(a.data, unit=a.unit, gain=gain,
+                                declared=mine.get("amplitude_basis") or ctx.get("amplitude_basis"))
+        scale = factor / (gain or 1.0)  # file unit -> mV (at the electrode when the gain is known)
+        rails = None if a.adc_range is None else (a.adc_range[0] * scale, a.adc_range[1] * scale)
         chans.append({"label": a.label, "muscle": res.muscle, "side": res.side, "source_unit": a.unit,
-                      "rate_hz": a.rate_hz, "data_mv": a.data * factor,
-                      "mapping": via})
+                      "rate_hz": a.rate_hz, "data_mv": a.data * scale, "mapping": via,
+                      "gain": float(gain) if gain is not None else None, "amplitude_basis": basis,
+                      "adc_range_mv": rails})
     return chans, issues

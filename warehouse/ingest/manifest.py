@@ -10,6 +10,8 @@ import yaml
 
 from schemas import vocab
 from warehouse.settings import Limits
+from transforms import frames
+from transforms.qc import AMPLITUDE_BASES
 
 #: Keys that would carry direct identifiers; a manifest containing them is rejected.
 FORBIDDEN_KEYS = {"name", "first_name", "last_name", "surname", "full_name", "birth_date", "birthdate",
@@ -36,6 +38,9 @@ class Session:
     task: str | None
     terrain: str | None
     files: list[str]
+    vertical_axis: str | None = None  # overrides the site's (and the detected) vertical axis of the files
+    gain: float | None = None  # EMG amplifier gain (electrode -> stored value) for this session's files
+    amplitude_basis: str | None = None  # electrode_mv / amplifier_output, when the site states it
 
 
 @dataclass
@@ -48,6 +53,21 @@ class Manifest:
     channels: dict = field(default_factory=dict)
     embargo_until: str | None = None
     consent: list | None = None
+    vertical_axis: str | None = None  # e.g. "+Y" for a lab whose vertical is Y (default: detected per file)
+    gain: float | None = None
+    amplitude_basis: str | None = None
+
+    def vertical_axis_for(self, session: Session) -> str | None:
+        """The manifest's vertical-axis override for a session's files (session, else site), or None."""
+        return session.vertical_axis or self.vertical_axis
+
+    def emg_context(self, session: Session) -> dict:
+        """Gain and amplitude basis per channel label, for harmonisation: ``{"gain", "amplitude_basis",
+        "channels": {label: {"gain", "amplitude_basis"}}}`` (channel wins over session over site)."""
+        return {"gain": session.gain if session.gain is not None else self.gain,
+                "amplitude_basis": session.amplitude_basis or self.amplitude_basis,
+                "channels": {lab: {k: m.get(k) for k in ("gain", "amplitude_basis")}
+                             for lab, m in self.channels.items() if isinstance(m, dict)}}
 
     def session_for(self, rel_path: str) -> Session | None:
         """The session whose ``files`` globs match ``rel_path`` (first match wins)."""
@@ -152,6 +172,24 @@ def _date(value, where: str, site: str) -> str | None:
                             "date (write YYYY-MM-DD, e.g. 2026-09-14).") from None
 
 
+def _emg_keys(node: dict, where: str, site: str) -> tuple[float | None, str | None, str | None]:
+    """(gain, amplitude_basis, vertical_axis) of a manifest node, checked."""
+    gain, basis, axis = node.get("gain"), node.get("amplitude_basis"), node.get("vertical_axis")
+    if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0):
+        raise ManifestError("manifest_schema", f"{where} of site '{site}': gain must be a positive number "
+                            f"(the amplifier gain, e.g. 1000); got {gain!r}.")
+    if basis is not None and basis not in AMPLITUDE_BASES:
+        raise ManifestError("manifest_schema", f"{where} of site '{site}': amplitude_basis must be one of "
+                            f"{', '.join(AMPLITUDE_BASES)}; got {basis!r}.")
+    if axis is not None:
+        try:
+            frames.parse_axis(str(axis))
+        except ValueError:
+            raise ManifestError("manifest_schema", f"{where} of site '{site}': vertical_axis must be +X, -X, +Y, "
+                                f"-Y, +Z or -Z; got {axis!r}.") from None
+    return (float(gain) if gain is not None else None), basis, (str(axis) if axis is not None else None)
+
+
 def parse_manifest(text: str, *, site: str, limits: Limits | None = None) -> Manifest:
     """Parse and check a manifest.
 
@@ -206,16 +244,24 @@ def _parse_doc(doc, site: str) -> Manifest:
             raise ManifestError("manifest_schema", f"session '{s['id']}' names subject '{s['subject']}' "
                                 "which is not in 'subjects'.")
         files = s["files"] if isinstance(s["files"], list) else [s["files"]]
+        gain, basis, axis = _emg_keys(s, f"session '{s['id']}'", site)
         sessions.append(Session(str(s["id"]), str(s["subject"]), _date(s.get("date"), f"sessions[{i}].date", site),
-                                s.get("condition"), s.get("task"), s.get("terrain"), [str(f) for f in files]))
+                                s.get("condition"), s.get("task"), s.get("terrain"), [str(f) for f in files],
+                                vertical_axis=axis, gain=gain, amplitude_basis=basis))
     channels = doc.get("channels") or {}
     if not isinstance(channels, dict):
         raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': channels must be a mapping "
                             "{LABEL: {muscle, side}}, got a " + type(channels).__name__ + ".")
     for label, m in channels.items():
-        if not isinstance(m, dict) or m.get("muscle") not in vocab.MUSCLES or m.get("side") not in vocab.SIDES:
+        mapped = isinstance(m, dict) and (m.get("muscle") is not None or m.get("side") is not None)
+        if not isinstance(m, dict) or (mapped and (m.get("muscle") not in vocab.MUSCLES
+                                                   or m.get("side") not in vocab.SIDES)) or (
+                not mapped and m.get("gain") is None and m.get("amplitude_basis") is None):
             raise ManifestError("manifest_schema", f"channels['{label}'] must be {{muscle: <one of the vocabulary>, "
-                                f"side: L|R}}; got {m!r}.")
+                                f"side: L|R}} and/or {{gain: <amplifier gain>, amplitude_basis: "
+                                f"electrode_mv|amplifier_output}}; got {m!r}.")
+        _emg_keys(m, f"channels['{label}']", site)
+    site_gain, site_basis, site_axis = _emg_keys(doc, "manifest", site)
     mains = doc.get("mains_hz")
     if mains is not None and (isinstance(mains, bool) or not isinstance(mains, (int, float))):
         raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': mains_hz: {mains!r} is not a "
@@ -226,4 +272,5 @@ def _parse_doc(doc, site: str) -> Manifest:
     return Manifest(site=site, mains_hz=float(mains) if mains else None, timezone=doc.get("timezone"),
                     subjects=subjects, sessions=sessions, channels=channels,
                     embargo_until=_date(doc.get("embargo_until"), "embargo_until", site),
-                    consent=[consent] if isinstance(consent, str) else consent)
+                    consent=[consent] if isinstance(consent, str) else consent,
+                    vertical_axis=site_axis, gain=site_gain, amplitude_basis=site_basis)

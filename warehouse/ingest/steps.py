@@ -247,7 +247,8 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         with zones.local_files(settings, {"data": raw, **companions}) as local:
             limits.check_declared(local["data"], settings.limits)
             rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
-                           memory_bytes=settings.limits.reader_memory_bytes)
+                           memory_bytes=settings.limits.reader_memory_bytes,
+                           vertical_axis=man.vertical_axis_for(session))
         if rec.duration_s <= 0:
             raise ReaderError("no_frames", "The file holds no samples.")
     except ReaderError as exc:
@@ -263,7 +264,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
                     "report it with the file's sha256.", raw, run_id)
         _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
-    chans, chan_issues = harmonise(rec, man.channels)
+    chans, chan_issues = harmonise(rec, man.channels, emg_context=man.emg_context(session))
     companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
     try:
         _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,

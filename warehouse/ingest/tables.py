@@ -2,12 +2,13 @@
 GRF and ultrasound, built as Arrow tables from a :class:`Recording` (no I/O)."""
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pyarrow as pa
 
-from warehouse.ingest.readers.base import Recording, emg_unit_factor
+from warehouse.ingest.readers.base import Recording
 
 log = logging.getLogger(__name__)
 
@@ -32,38 +33,57 @@ def emg_samples_table(trial_id: str, channels_mv: list[np.ndarray]) -> pa.Table:
 
 
 def qc_table(trial_id: str, chans: list[dict], mains_hz: float | None) -> pa.Table:
-    """Signal QC of every EMG channel, judged in the file's own unit (gain context)."""
+    """Signal QC of every EMG channel, on the stored samples (mV, converted once by ``harmonise``) with
+    the channel's amplitude basis (electrode or amplifier output) and ADC rails (in mV) as context;
+    ``rms_mv`` is therefore the RMS (about the mean) of ``emg_samples.emg_mv``."""
     from transforms import qc_trial
 
     rows = []
     for k, c in enumerate(chans):
-        factor = emg_unit_factor(c["source_unit"]) or 1.0
-        t = qc_trial.channel_qc_table(np.asarray(c["data_mv"] / factor)[None, :], labels=[c["label"]],
-                                rate_hz=c["rate_hz"], mains_hz=mains_hz or 50.0, units=c["source_unit"])
+        basis = c.get("amplitude_basis")
+        t = qc_trial.channel_qc_table(
+            np.asarray(c["data_mv"], dtype=np.float32).astype(np.float64)[None, :], labels=[c["label"]],
+            rate_hz=c["rate_hz"], mains_hz=mains_hz or 50.0, units="mV", adc_range=c.get("adc_range_mv"),
+            amplitude_basis=basis if basis in ("electrode_mv", "amplifier_output") else None)
         r = t.row(0, named=True)
         rows.append({"trial_id": trial_id, "channel": k, "label": c["label"], "muscle": c["muscle"],
                      "side": c["side"], "verdict": r["verdict"], "flags": r["flags"],
                      "clipping_frac": r["clipping_frac"], "mains_ratio": r["mains_ratio"],
                      "median_freq_hz": r["median_freq_hz"], "spectral_flatness": r["spectral_flatness"],
-                     "rms_mv": r["rms_mv"] * factor if r["rms_mv"] is not None else None,
-                     "dc_offset_mv": r["dc_offset_mv"] * factor if r["dc_offset_mv"] is not None else None,
+                     "rms_mv": r["rms_mv"], "dc_offset_mv": r["dc_offset_mv"],
                      "nan_frac": r["nan_frac"], "amplitude_basis": r["amplitude_basis"],
                      "qc_version": r["qc_version"]})
     return pa.Table.from_pylist(rows) if rows else pa.table({"trial_id": pa.array([], pa.string())})
 
 
-def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg) -> pa.Table:
-    """Cross-stream plausibility: stride period from plates/EMG, force peaks, events, durations."""
+def _good_emg(chans: list[dict], verdicts: list[str] | None) -> tuple[np.ndarray | None, float | None]:
+    """Channels that passed signal QC (verdict not bad), at the rate of the first of them, as one array."""
+    good = [c for k, c in enumerate(chans) if verdicts is None or (k < len(verdicts) and verdicts[k] != "bad")]
+    if not good:
+        return None, None
+    rate = good[0]["rate_hz"]
+    same = [np.asarray(c["data_mv"], dtype=np.float64) for c in good if c["rate_hz"] == rate]
+    n = min(len(x) for x in same)
+    return np.vstack([x[:n] for x in same]), rate
+
+
+def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg,
+                       verdicts: list[str] | None = None) -> pa.Table:
+    """Cross-stream plausibility: stride period from plates/EMG, force peaks, events, durations.
+
+    Only EMG channels that passed signal QC (``verdicts``, one per channel: not ``bad``) are used for
+    the stride period: mains hum or an unconnected electrode would give a period of noise."""
     from transforms import plausibility as pl_tx
     from transforms.plausibility_events import check_events
     from transforms.plausibility_markers import check_marker_plate_agreement, foot_marker_indices
 
     findings = []
     fz = [np.abs(p.force_n[2]) for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
+    emg, emg_rate = _good_emg(chans, verdicts)
     try:
         findings += pl_tx.check_sampling_rates(
             plate_force_z_n=fz[0] if fz else None, analog_rate_hz=rec.plates[0].rate_hz if fz else None,
-            emg=chans[0]["data_mv"] if chans else None, emg_rate_hz=chans[0]["rate_hz"] if chans else None)
+            emg=emg, emg_rate_hz=emg_rate)
         foot = foot_marker_indices(rec.marker_labels) if rec.marker_labels else []
         loaded = [p for p in rec.plates if p.force_n.size and np.nanmax(np.abs(p.force_n[2])) > 40]
         if loaded and foot and rec.markers_mm is not None and rec.point_rate_hz and all(
@@ -77,9 +97,9 @@ def plausibility_table(trial_id: str, rec: Recording, chans: list[dict], mass_kg
         if mass_kg and fz:
             findings += pl_tx.check_force_peaks(np.vstack([f[:min(map(len, fz))] for f in fz]),
                                                 mass_kg=float(mass_kg))
-        if rec.events:
+        if any(e.side in ("L", "R") for e in rec.events):
             findings += check_events([(e.side, {'foot_strike': 'Foot Strike', 'foot_off': 'Foot Off'}[e.event], e.time_s)
-                                            for e in rec.events])
+                                      for e in rec.events if e.side in ("L", "R")])
         durations = {}
         if chans:
             durations["emg"] = len(chans[0]["data_mv"]) / chans[0]["rate_hz"]
@@ -203,6 +223,7 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
                   ingested_at, mains_hz: float | None, mass_kg) -> dict[str, pa.Table]:
     """Every table row one trial lands as, by table name (plate offsets are removed from ``rec`` here)."""
     n_markers = len(rec.marker_labels)
+    frame = rec.frame or {}
     trial = pa.table({
         "trial_id": [trial_id], "site_id": [site], "subject_id": [session.subject], "session_id": [session.id],
         "sha256": [sha], "format": [rec.format], "vendor": [rec.vendor], "software": [rec.software],
@@ -213,6 +234,8 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         "n_emg_channels": pa.array([len(chans)], pa.int32()),
         "n_force_plates": pa.array([len(rec.plates)], pa.int32()),
         "n_markers": pa.array([n_markers], pa.int32()), "ingested_at": [ingested_at],
+        "frame_rotation": [json.dumps(frame["rotation"]) if frame.get("rotation") else None],
+        "vertical_axis_file": [frame.get("vertical_axis_file")], "frame_source": [frame.get("source")],
     })
     channels = pa.table({
         "trial_id": [trial_id] * len(chans),
@@ -223,6 +246,8 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         "rate_hz": pa.array([c["rate_hz"] for c in chans], pa.float64()),
         "n_samples": pa.array([len(c["data_mv"]) for c in chans], pa.int32()),
         "mapping": [c["mapping"] for c in chans],
+        "gain": pa.array([c.get("gain") for c in chans], pa.float64()),
+        "amplitude_basis": [c.get("amplitude_basis") for c in chans],
     })
     samples = emg_samples_table(trial_id, [c["data_mv"] for c in chans])
     offsets = []
@@ -243,11 +268,13 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
     markers = markers_table(trial_id, rec)
     us_series, us_meas, us_metrics = ultrasound_tables(trial_id, rec)
     qc_tbl = qc_table(trial_id, chans, mains_hz)
-    plaus = plausibility_table(trial_id, rec, chans, mass_kg)
+    verdicts = qc_tbl.column("verdict").to_pylist() if "verdict" in qc_tbl.column_names else None
+    plaus = plausibility_table(trial_id, rec, chans, mass_kg, verdicts)
     events = pa.table({
         "trial_id": [trial_id] * len(rec.events), "side": [e.side for e in rec.events],
         "event": [e.event for e in rec.events], "time_s": pa.array([e.time_s for e in rec.events], pa.float64()),
-        "source": [e.source for e in rec.events],
+        "source": [e.source for e in rec.events], "plate": pa.array([None] * len(rec.events), pa.int16()),
+        "reason": [None if e.side != "U" else "the event's label and context name no side" for e in rec.events],
     })
     return {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
             "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus,

@@ -118,8 +118,12 @@ def _read_c3d_with_fallback(path: Path, companions=None, memory_bytes: int | Non
         return rec
 
 
-def read_any(path: Path, *, companions: dict | None = None, memory_bytes: int | None = None) -> Recording:
-    """Read any supported file.
+def read_any(path: Path, *, companions: dict | None = None, memory_bytes: int | None = None,
+             vertical_axis: str | None = None) -> Recording:
+    """Read any supported file, in the one lab frame (Z up, X along the progression where inferable).
+
+    ``vertical_axis`` is the site manifest's override of the file's vertical axis (``'+Y'``...);
+    by default it is detected (:func:`warehouse.ingest.lab_frame.align_to_lab`).
 
     ``memory_bytes`` caps the address space of the isolated C3D reader process
     (``Settings.limits.reader_memory_bytes``): a file that needs more is refused
@@ -130,6 +134,12 @@ def read_any(path: Path, *, companions: dict | None = None, memory_bytes: int | 
     ReaderError
         With a stable ``reason_code``; ``unknown_format`` for unsupported files.
     """
+    from warehouse.ingest.lab_frame import align_to_lab
+
+    return align_to_lab(_read_any(Path(path), companions, memory_bytes), vertical_axis=vertical_axis)
+
+
+def _read_any(path: Path, companions: dict | None, memory_bytes: int | None = None) -> Recording:
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReaderError("empty_file", "The file is empty (0 bytes): re-export or re-upload it.")

@@ -24,6 +24,7 @@ class AnalogChannel:
     rate_hz: float
     data: np.ndarray  # float64, in ``unit``
     description: str = ""
+    adc_range: tuple[float, float] | None = None  # ADC rails in ``unit`` when the format declares them
 
 
 @dataclass
@@ -35,11 +36,12 @@ class ForcePlate:
     cop_mm: np.ndarray  # 3 x n
     free_moment_nmm: np.ndarray  # n
     corners_mm: np.ndarray | None = None  # 3 x 4 plate corners in the lab frame
+    torque_nmm: np.ndarray | None = None  # 3 x n free-moment vector (about the plate normal), lab frame
 
 
 @dataclass
 class Event:
-    side: str  # L / R
+    side: str  # L / R / U (unknown)
     event: str  # foot_strike / foot_off
     time_s: float  # relative to the trial's first sample
     source: str = "annotated"
@@ -90,6 +92,11 @@ class Recording:
     measurements: list[Measurement] = field(default_factory=list)
     subject_id: str | None = None  # when the file itself names the subject (BIDS)
     findings: list[tuple[str, str, str]] = field(default_factory=list)  # (code, severity, message) -> plausibility
+    #: Vertical axis of the file's own frame when the reader knows it (e.g. OpenSim .mot rotated to Z-up
+    #: by the reader: "+Z"); None = detect it (``warehouse.ingest.lab_frame``).
+    frame_known: str | None = None
+    #: How the recording was put in the lab frame (set by ``lab_frame.align_to_lab``): rotation, evidence.
+    frame: dict | None = None
 
     @property
     def duration_s(self) -> float:

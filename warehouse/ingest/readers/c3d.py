@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas import vocab
 from warehouse.ingest.readers.base import (
     AnalogChannel,
     Event,
@@ -17,9 +18,6 @@ _PROCESSORS = {84: "intel", 85: "dec", 86: "sgi"}
 #: Marker length units -> factor to mm (anything else is flagged, never assumed silently).
 POINT_UNIT_TO_MM = {"mm": 1.0, "millimeters": 1.0, "millimetres": 1.0, "m": 1000.0, "meters": 1000.0,
                     "metres": 1000.0, "cm": 10.0, "": 1.0}
-_EVENT_NAMES = {"foot strike": "foot_strike", "foot off": "foot_off",
-                "heel strike": "foot_strike", "toe off": "foot_off"}
-_SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
 
 
 def processor_type(path: Path) -> str | None:
@@ -171,16 +169,41 @@ def _open_ezc3d(path: Path, proc: str | None):
                           "check that it is a complete C3D export.") from exc
 
 
+def adc_ranges(n: int, *, bits, scale, offset, gen_scale, fmt) -> list[tuple[float, float] | None]:
+    """Per-channel ADC rails in the stored (scaled) unit from ANALOG:BITS, SCALE, OFFSET, GEN_SCALE
+    and FORMAT; all None when BITS is not declared (the range is then unknown, never guessed)."""
+    from transforms.qc_trial import adc_rails
+
+    bits_v = np.ravel(bits if bits is not None else [])
+    if not bits_v.size or not 1 <= int(bits_v[0]) <= 32:
+        return [None] * n
+    scale_v, offset_v = np.ravel(scale if scale is not None else []), np.ravel(offset if offset is not None else [])
+    gen = float(np.ravel(gen_scale)[0]) if gen_scale is not None and np.size(gen_scale) else 1.0
+    signed = str((list(fmt) or ["SIGNED"])[0] if fmt is not None and len(fmt) else "SIGNED").strip().upper() != "UNSIGNED"
+    out = []
+    for i in range(n):
+        try:
+            out.append(adc_rails(bits=int(bits_v[0]), scale=float(scale_v[i]) if i < scale_v.size else 1.0,
+                                 offset=float(offset_v[i]) if i < offset_v.size else 0.0, gen_scale=gen,
+                                 signed=signed))
+        except ValueError:  # a zero scale: no usable rails for that channel
+            out.append(None)
+    return out
+
+
 def _c3d_analogs(rec: Recording, params: dict, analogs: np.ndarray, analog_rate: float) -> None:
     labels = list(_param(params, "ANALOG", "LABELS", []) or [])
     units = list(_param(params, "ANALOG", "UNITS", []) or [])
     descs = list(_param(params, "ANALOG", "DESCRIPTIONS", []) or [])
+    rails = adc_ranges(analogs.shape[1], bits=_param(params, "ANALOG", "BITS"),
+                       scale=_param(params, "ANALOG", "SCALE"), offset=_param(params, "ANALOG", "OFFSET"),
+                       gen_scale=_param(params, "ANALOG", "GEN_SCALE"), fmt=_param(params, "ANALOG", "FORMAT"))
     for i in range(analogs.shape[1]):
         rec.analogs.append(AnalogChannel(
             label=labels[i] if i < len(labels) else f"analog_{i + 1}",
             unit=units[i] if i < len(units) else "",
             rate_hz=analog_rate, data=analogs[0, i].astype(np.float64),
-            description=descs[i] if i < len(descs) else ""))
+            description=descs[i] if i < len(descs) else "", adc_range=rails[i]))
 
 
 def _c3d_plates(rec: Recording, params: dict, data: dict, analog_rate: float | None) -> None:
@@ -198,7 +221,7 @@ def _c3d_plates(rec: Recording, params: dict, data: dict, analog_rate: float | N
         rec.plates.append(ForcePlate(
             plate=k + 1, plate_type=int(types[k]) if k < len(types) else None,
             rate_hz=analog_rate or 0.0, force_n=force, cop_mm=cop,
-            free_moment_nmm=tz[2] if tz.ndim == 2 else tz,
+            free_moment_nmm=tz[2] if tz.ndim == 2 else tz, torque_nmm=tz if tz.ndim == 2 else None,
             corners_mm=np.asarray(plat.get("corners"), dtype=np.float64) if plat.get("corners") is not None else None))
 
 
@@ -219,11 +242,21 @@ def _c3d_events(rec: Recording, params: dict, first_frame: int, point_rate: floa
     else:
         secs = times.ravel()
     t0 = (first_frame / point_rate) if point_rate else 0.0
-    for i in range(min(n, len(secs))):
-        name = _EVENT_NAMES.get(ev_labels[i].strip().lower())
-        side = _SIDES.get(contexts[i].strip().lower()) if i < len(contexts) else None
-        if name and side:
-            rec.events.append(Event(side, name, round(float(secs[i]) - t0, 6), "annotated"))
+    add_events(rec, ev_labels, contexts, secs, t0)
+
+
+def add_events(rec: Recording, labels, contexts, secs, t0: float) -> None:
+    """Annotated foot strikes / offs from EVENT labels and contexts (side from the context, else from the
+    label: ``RHS``, ``L_FS``, ``Left Foot Strike``...; ``U`` when neither names it), times made
+    file-relative by subtracting ``t0``."""
+    contexts = list(contexts) if contexts is not None else []
+    for i in range(min(len(labels), len(secs))):
+        parsed = vocab.parse_gait_event(str(labels[i]), str(contexts[i]) if i < len(contexts) else None)
+        if parsed and np.isfinite(secs[i]):
+            rec.events.append(Event(parsed[0], parsed[1], round(float(secs[i]) - t0, 6), "annotated"))
+    unsided = sum(e.side == "U" for e in rec.events)
+    if unsided:
+        rec.notes.append(f"{unsided} gait events name no side (context and label): kept with side U")
     rec.events.sort(key=lambda e: e.time_s)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from schemas import vocab
 from warehouse.ingest.readers.base import AnalogChannel, Event, ReaderError, Recording
 
 _LABEL = re.compile(
@@ -93,6 +94,7 @@ def read_events_tsv(path: Path | None) -> list[Event]:
         raise ReaderError("events_columns", f"{Path(path).name} needs columns {sorted(need)}; has {df.columns}.")
     out = []
     for onset, ttype, side in df.select("onset", "trial_type", "side").iter_rows():
-        if ttype in ("foot_strike", "foot_off") and side in ("L", "R"):
-            out.append(Event(side, ttype, float(onset), "annotated"))
+        parsed = vocab.parse_gait_event(ttype or "", side)  # side column, else a side in the label (RHS...)
+        if parsed and parsed[0] in vocab.SIDES:
+            out.append(Event(parsed[0], parsed[1], float(onset), "annotated"))
     return sorted(out, key=lambda e: e.time_s)

@@ -27,6 +27,7 @@ Metadata problems are sorted in two kinds:
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ from pathlib import Path
 import edfio
 import numpy as np
 
+from schemas import vocab
 from warehouse.ingest.readers.base import (
     AnalogChannel,
     Event,
@@ -49,36 +51,16 @@ EMG_PLAUSIBLE_MAX_MV = 25.0
 #: Bytes of one signal's header: label, transducer, unit, physical/digital min/max, prefilter, samples per
 #: record and reserved (16 + 80 + 8 x 6 + 80 + 32); the samples-per-record fields start after the first 216.
 _SIGNAL_HEADER_BYTES, _SPR_FIELD_OFFSET = 256, 216
-_STRIKE = ("foot strike", "heel strike", "initial contact", "foot contact", "touchdown", "touch down",
-           "heel contact")
-_OFF = ("foot off", "toe off", "terminal contact", "lift off", "liftoff", "toe-off")
-_ABBREV = {"hs": "foot_strike", "fs": "foot_strike", "ic": "foot_strike", "to": "foot_off", "fo": "foot_off"}
 
 
 def parse_event_label(text: str) -> tuple[str, str] | None:
     """``(side, event)`` when an annotation names a left/right foot strike or foot off, else None.
 
-    Accepts e.g. ``"foot_strike L"``, ``"Left Foot Strike"``, ``"heel strike right"``, ``"RHS"``, ``"LTO"``.
+    Accepts e.g. ``"foot_strike L"``, ``"Left Foot Strike"``, ``"heel strike right"``, ``"RHS"``, ``"LTO"``
+    (the one parser of :func:`schemas.vocab.parse_gait_event`; annotations without a side are not imported).
     """
-    t = re.sub(r"[^a-z]+", " ", text.lower()).strip()
-    if not t:
-        return None
-    words = t.split()
-    side = None
-    for w in words:
-        if w in ("l", "left", "lt"):
-            side = "L"
-        elif w in ("r", "right", "rt"):
-            side = "R"
-    event = None
-    if any(p in t for p in _STRIKE):
-        event = "foot_strike"
-    elif any(p in t for p in _OFF):
-        event = "foot_off"
-    if event is None and len(words) == 1 and len(words[0]) == 3 and words[0][0] in "lr":
-        event = _ABBREV.get(words[0][1:])
-        side = words[0][0].upper() if event else None
-    return (side, event) if side and event else None
+    parsed = vocab.parse_gait_event(text)
+    return parsed if parsed and parsed[0] in vocab.SIDES else None
 
 
 def sniff_edf(head: bytes) -> str | None:

@@ -134,7 +134,8 @@ def read_anc(path: Path, *, companions: dict | None = None) -> Recording:
                          + ", ".join(clipped))
     for j, lab in enumerate(labels):
         rec.analogs.append(AnalogChannel(label=lab, unit="V", rate_hz=rates[j], data=counts[:, j] * volts_per_count[j],
-                                         description=f"+-{ranges[j]:g} mV range, {bits}-bit"))
+                                         description=f"+-{ranges[j]:g} mV range, {bits}-bit",
+                                         adc_range=(lo * volts_per_count[j], hi * volts_per_count[j])))
     rec.notes.append(f"{bits}-bit ADC counts scaled to V with +-range/(2^{bits}-1) per channel (Motion Analysis "
                      "convention)")
     if meta.get("Board_Type"):
@@ -237,7 +238,7 @@ def _add_plates(rec: Recording, cals: list[dict], rate: float) -> None:
         centre = 10.0 * cal["position_cm"]
         cop = rot @ np.vstack([x, y, np.zeros_like(x)]) + centre[:, None]
         rec.plates.append(ForcePlate(plate=k, plate_type=4, rate_hz=rate, force_n=rot @ f, cop_mm=cop,
-                                     free_moment_nmm=rot[2, 2] * tz))
+                                     free_moment_nmm=rot[2, 2] * tz, torque_nmm=rot[:, 2:3] * tz[None, :]))
         rec.plate_channel_indices.update(idx)
     if rec.plates:
         rec.notes.append(f"plate channels converted with gain {PLATE_GAIN:g} and excitation {PLATE_EXCITATION_V:g} V "

@@ -311,6 +311,7 @@ def _mot_plates(rec: Recording, columns: list[str], data: np.ndarray, rate: floa
         elif order != sorted(order):
             rec.notes.append(f"GRF columns ordered as plates {','.join(map(str, order))}; sorted by plate number")
         rec.plates = sorted(plates, key=lambda pl: pl.plate)
+        rec.frame_known = "+Z"  # rotated here: the lab-frame step must not rotate it again
         rec.notes.append("GRF converted from OpenSim Y-up to lab Z-up (lab = x, -z, y); COP in mm; free moment = "
                          "minus the vertical torque on the body, in N.mm (the C3D/ezc3d sign)")
     return used

@@ -17,18 +17,14 @@ import numpy as np
 
 from warehouse.ingest.readers.base import (
     AnalogChannel,
-    Event,
     ForcePlate,
     ReaderError,
     Recording,
 )
+from warehouse.ingest.readers.c3d import add_events, adc_ranges
 from warehouse.ingest.readers.opensim import length_factor_mm
 
 _PROC = {84: "intel", 85: "dec", 86: "sgi"}
-#: EVENT:LABELS / CONTEXTS as read by warehouse.readers.c3d (kept equal on purpose).
-_EVENT_NAMES = {"foot strike": "foot_strike", "foot off": "foot_off",
-                "heel strike": "foot_strike", "toe off": "foot_off"}
-_SIDES = {"left": "L", "right": "R", "l": "L", "r": "R"}
 #: Truncated force units written by old systems -> unit, resolved only when unambiguous.
 _UNIT_FIX = {"nt": "N", "ntmm": "Nmm", "nmm": "Nmm", "newton": "N", "newtons": "N"}
 
@@ -210,6 +206,8 @@ def _analogs(rec: Recording, reader, frames: list) -> None:
         if op.bytes_per_element == 4:
             rec.notes.append("ANALOG:OFFSET is stored as float (non-standard); read as float")
     values = (raw - offset[:, None]) * (scale * gen)[:, None]
+    rails = adc_ranges(n, bits=_pvalue(reader, "ANALOG:BITS"), scale=scale, offset=offset, gen_scale=[gen],
+                       fmt=["UNSIGNED" if reader.analog_format_unsigned else "SIGNED"])
     labels = _pvalue(reader, "ANALOG:LABELS")
     units = _pvalue(reader, "ANALOG:UNITS")
     descs = _pvalue(reader, "ANALOG:DESCRIPTIONS")
@@ -224,7 +222,7 @@ def _analogs(rec: Recording, reader, frames: list) -> None:
         rec.analogs.append(AnalogChannel(
             label=str(labels[i]) if labels is not None and i < len(labels) and labels[i] else f"analog_{i + 1}",
             unit=unit, rate_hz=rec.analog_rate_hz or 0.0, data=values[i],
-            description=str(descs[i]) if descs is not None and i < len(descs) else ""))
+            description=str(descs[i]) if descs is not None and i < len(descs) else "", adc_range=rails[i]))
     if fixed:
         rec.notes.append("truncated analog units resolved: " + ", ".join(sorted(fixed)))
     if descs is not None and len(descs) > n:
@@ -291,7 +289,8 @@ def _plates(rec: Recording, reader) -> None:
         tz = ms[2] - x * f[1] + y * f[0]
         cop = rot @ np.vstack([x, y, np.zeros_like(x)]) + c.mean(axis=0)[:, None]
         rec.plates.append(ForcePlate(plate=k + 1, plate_type=ptype, rate_hz=rec.analog_rate_hz or 0.0,
-                                     force_n=rot @ f, cop_mm=cop, free_moment_nmm=rot[2, 2] * tz))
+                                     force_n=rot @ f, cop_mm=cop, free_moment_nmm=rot[2, 2] * tz,
+                                     torque_nmm=rot[:, 2:3] * tz[None, :], corners_mm=c.T.copy()))
 
 
 def _events(rec: Recording, reader) -> None:
@@ -309,9 +308,4 @@ def _events(rec: Recording, reader) -> None:
     else:
         secs = t.ravel()
     t0 = (rec.first_frame or 0) / rec.point_rate_hz if rec.point_rate_hz else 0.0
-    for i in range(min(n, len(secs))):
-        name = _EVENT_NAMES.get(str(labels[i]).strip().lower())
-        side = _SIDES.get(str(contexts[i]).strip().lower()) if contexts is not None and i < len(contexts) else None
-        if name and side:
-            rec.events.append(Event(side, name, round(float(secs[i]) - t0, 6), "annotated"))
-    rec.events.sort(key=lambda e: e.time_s)
+    add_events(rec, labels, contexts, secs, t0)
