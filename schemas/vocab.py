@@ -81,7 +81,7 @@ MUSCLE_ALIASES: dict[str, str] = {
     # hip
     "gmed": "gluteus_medius", "glut med": "gluteus_medius", "gluteus medius": "gluteus_medius",
     "gmd": "gluteus_medius", "me": "gluteus_medius", "moyen fessier": "gluteus_medius",
-    "gmax": "gluteus_maximus", "glut max": "gluteus_maximus", "gluteus maximus": "gluteus_maximus",
+    "gmax": "gluteus_maximus", "gluteus maximus": "gluteus_maximus",
     "ma": "gluteus_maximus", "grand fessier": "gluteus_maximus",
     "tfl": "tensor_fasciae_latae", "fl": "tensor_fasciae_latae",
     "tensor fasciae latae": "tensor_fasciae_latae",
