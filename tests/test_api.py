@@ -2,7 +2,9 @@
 cohorts, signals, cycles, extracts through the CLI's own function, docs/api.md run as written, CSV in any locale."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -256,12 +258,9 @@ def test_csv_extracts_are_locale_independent(demo_lake, tmp_path):
     for f in ("sessions.csv", "subjects.csv", "emg_cycle_metrics.csv", "trials.csv"):
         de, c = (tmp_path / "de" / f).read_bytes(), (tmp_path / "c" / f).read_bytes()
         assert de == c, f
-        rows = de.decode("utf-8").splitlines()
-        width = rows[0].count(",")
-        assert all(r.count(",") == width for r in rows)  # no decimal comma split a field
-    sessions = (tmp_path / "de" / "sessions.csv").read_text(encoding="utf-8").splitlines()
-    date_col = sessions[0].replace('"', "").split(",").index("session_date")
-    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", r.replace('"', "").split(",")[date_col]) for r in sessions[1:])
-    metrics = (tmp_path / "de" / "emg_cycle_metrics.csv").read_text(encoding="utf-8").splitlines()
-    peak = metrics[0].replace('"', "").split(",").index("peak")
-    assert all(re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", r.split(",")[peak]) for r in metrics[1:])
+        rows = list(csv.reader(io.StringIO(de.decode("utf-8"))))  # quoted fields (JSON) may hold commas
+        assert len(rows) > 1 and all(len(r) == len(rows[0]) for r in rows)  # no decimal comma split a field
+    sessions = list(csv.DictReader(io.StringIO((tmp_path / "de" / "sessions.csv").read_text(encoding="utf-8"))))
+    assert sessions and all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["session_date"]) for r in sessions)
+    metrics = list(csv.DictReader(io.StringIO((tmp_path / "de" / "emg_cycle_metrics.csv").read_text(encoding="utf-8"))))
+    assert metrics and all(re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", r["peak"]) for r in metrics)

@@ -269,5 +269,12 @@ class _PgLease:
 
     def release(self) -> None:
         if self.conn is not None:
-            self.conn.close()  # ending the session drops every advisory lock it holds
-            self.conn = None
+            import psycopg
+
+            try:  # unlock before closing: the server drops a closed session's locks a moment later, and a
+                self.conn.execute("SELECT pg_advisory_unlock_all()")  # lease taken just after would be refused
+            except psycopg.Error:  # a dead session holds nothing; closing it is all that is left
+                pass
+            finally:
+                self.conn.close()  # ending the session drops every advisory lock it holds
+                self.conn = None
