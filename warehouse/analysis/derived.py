@@ -42,6 +42,17 @@ def read_channel(con, trial_id: str, channel: int) -> np.ndarray:
                        [trial_id, channel]).fetchnumpy()["emg_mv"]
 
 
+def read_channels(con, trial_id: str) -> dict[int, np.ndarray]:
+    """Every channel of one trial as float32 mV in sample order, ``{channel: samples}``: one scan, not one per channel."""
+    d = con.execute("SELECT channel, emg_mv FROM emg_samples WHERE trial_id = ? ORDER BY channel, sample_index",
+                    [trial_id]).fetchnumpy()
+    ch, x = np.asarray(d["channel"]), np.asarray(d["emg_mv"])
+    if not len(ch):
+        return {}
+    cut = np.flatnonzero(np.diff(ch)) + 1
+    return {int(c[0]): v for c, v in zip(np.split(ch, cut), np.split(x, cut))}
+
+
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
@@ -50,8 +61,9 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
                             "ORDER BY channel", [trial_id]).fetchall()
         p_hash = ENVELOPE_HASH
         parts = []
+        samples = read_channels(con, trial_id)
         for ch, muscle, side, rate in chans:
-            x = read_channel(con, trial_id, ch).astype(np.float64)
+            x = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
             if len(x) < 64:
                 continue
             env = emg_tx.linear_envelope(x, rate_hz=rate, **ENVELOPE_PARAMS)
