@@ -110,3 +110,28 @@ def test_cached_step_response_gives_the_independent_crossing(fraction):
     before = emg_tx.lowpass_step_response.cache_info().hits
     ons.lowpass_step_crossing_ms(fraction, rate_hz=rate, lowpass_hz=lp)
     assert emg_tx.lowpass_step_response.cache_info().hits == before + 1  # the table is not recomputed
+
+
+def test_warm_c3d_reader_reads_file_after_file_and_recovers():
+    from conftest import fixture
+
+    from warehouse.ingest.readers import c3d
+    from warehouse.ingest.readers.base import ReaderError
+
+    path = fixture("gaitalytics/test_small.c3d")
+    here = c3d.read_c3d(path, isolate=False)
+    first = c3d.read_c3d(path)
+    pid = c3d._WARM.proc.pid
+    second = c3d.read_c3d(path)
+    assert c3d._WARM.proc.pid == pid  # the same warm process read both
+    for rec in (first, second):
+        assert [ch.label for ch in rec.analogs] == [ch.label for ch in here.analogs]
+        np.testing.assert_array_equal(rec.analogs[0].data, here.analogs[0].data)
+    c3d._WARM.proc.kill()  # a reader that died between files is replaced
+    c3d._WARM.proc.join()
+    assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz and c3d._WARM.proc.pid != pid
+    with pytest.raises(ReaderError) as err:  # too little address space: refused, and the process retired
+        c3d.read_c3d(path, memory_bytes=64 * 2**20)
+    assert err.value.reason_code in ("c3d_reader_memory", "c3d_unreadable", "c3d_reader_crashed")
+    assert c3d._WARM.proc is None
+    assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz
