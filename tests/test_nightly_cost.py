@@ -135,3 +135,17 @@ def test_warm_c3d_reader_reads_file_after_file_and_recovers():
     assert err.value.reason_code in ("c3d_reader_memory", "c3d_unreadable", "c3d_reader_crashed")
     assert c3d._WARM.proc is None
     assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz
+
+
+def test_block_envelopes_match_the_reference_channel_by_channel():
+    from warehouse.analysis.derived import block_envelopes
+
+    rng = np.random.default_rng(1)
+    samples = {0: rng.normal(0, 0.1, 4000).astype(np.float32), 1: rng.normal(0, 0.2, 4000).astype(np.float32),
+               2: rng.normal(0, 0.1, 3000).astype(np.float32), 5: rng.normal(0, 0.1, 2000).astype(np.float32)}
+    rates = {0: 2000.0, 1: 2000.0, 2: 2000.0, 5: 1000.0}  # two channels share a block; others alone
+    envs = block_envelopes(samples, rates)
+    assert sorted(envs) == sorted(rates)
+    for ch, x in samples.items():
+        ref = emg_tx.linear_envelope(x.astype(np.float64), rate_hz=rates[ch])
+        np.testing.assert_allclose(envs[ch], ref, rtol=0, atol=1e-9 * np.abs(ref).max())

@@ -53,6 +53,19 @@ def read_channels(con, trial_id: str) -> dict[int, np.ndarray]:
     return {int(c[0]): v for c, v in zip(np.split(ch, cut), np.split(x, cut))}
 
 
+def block_envelopes(samples: dict[int, np.ndarray], rates: dict[int, float], **params) -> dict[int, np.ndarray]:
+    """Linear envelopes (float64) of the channels in ``rates``: the fused kernel runs once per block of
+    channels sharing a rate and a length (a trial's EMG is usually one block), not channel by channel."""
+    groups: dict[tuple, list[int]] = {}
+    for ch, rate in rates.items():
+        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
+    out = {}
+    for (rate, _), chs in groups.items():
+        block = np.stack([samples[ch].astype(np.float64) for ch in chs])
+        out.update(zip(chs, emg_tx.envelope_fast(block, rate_hz=rate, **params)))
+    return out
+
+
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
@@ -62,11 +75,12 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
         p_hash = ENVELOPE_HASH
         parts = []
         samples = read_channels(con, trial_id)
+        envs = block_envelopes(samples, {ch: rate for ch, _, _, rate in chans if len(samples.get(ch, ())) >= 64},
+                               **ENVELOPE_PARAMS)
         for ch, muscle, side, rate in chans:
-            x = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
-            if len(x) < 64:
+            if ch not in envs:
                 continue
-            env = emg_tx.linear_envelope(x, rate_hz=rate, **ENVELOPE_PARAMS)
+            env = envs[ch]
             step = max(1, int(round(rate / ENVELOPE_STORE_HZ)))
             kept = env[::step]
             idx = np.arange(len(kept), dtype=np.int32)

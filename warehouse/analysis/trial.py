@@ -20,7 +20,7 @@ from transforms import onsets as ons
 from transforms import onsets_baseline
 from warehouse import catalog
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import mark_done, read_channels
+from warehouse.analysis.derived import block_envelopes, mark_done, read_channels
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,12 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
     samples = read_channels(con, trial_id)  # one scan of the trial's samples, not one per channel
+    envs = block_envelopes(samples, {ch: r for ch, _, _, r in chans if len(samples.get(ch, ())) >= int(r)})
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
             continue
-        env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
+        env = envs[ch]
         if side not in chosen:
             continue
         strikes, offs = chosen[side][:2]
