@@ -148,32 +148,49 @@ def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     con.execute(f"CREATE OR REPLACE TEMPORARY SECRET myomap_s3 ({', '.join(opts)})")
 
 
-#: Per-thread pools of open writer instances (:func:`pooled`); ``{key: instance}`` while active.
-_POOL = threading.local()
+#: Open writer instances while a :func:`pooled` block runs: ``{thread id: {lake key: instance}}``.
+_POOLS: dict[int, dict[str, duckdb.DuckDBPyConnection]] = {}
+_POOL_STATE = {"depth": 0, "pid": None}
+_POOL_LOCK = threading.Lock()
 
 
 @contextmanager
 def pooled() -> Iterator[None]:
-    """Reuse one DuckDB instance per lake for the writer connections of this thread until the block ends.
+    """Reuse one DuckDB instance per lake and per thread for writer connections until the block ends.
 
     Opening a connection costs ~0.5 s (two signed extension ``LOAD``s, re-verified by every new
-    instance; measured in /work/notes/duckdb.md E.1), a query on an open one ~5 ms. Inside the block,
-    :func:`connect` for writing (not ``read_only``, no ``as_of``) hands out a cursor of the thread's
-    open instance (extensions loaded and the catalog attached once), and ``close()`` closes only that
-    cursor; the instances are closed when the outermost block ends. One instance per thread, never
-    shared between threads (concurrent writes through cursors of one instance on a SQLite catalog
-    fail: E.2). Read-only and time-travel connections are always fresh (they get hardened).
+    instance; measured in /work/notes/duckdb.md E.1), a query on an open one ~5 ms. While the block
+    runs (the night: :func:`flows.nightly.run_night`), :func:`connect` for writing (not
+    ``read_only``, no ``as_of``) hands out a cursor of the calling thread's open instance
+    (extensions loaded and the catalog attached once), and ``close()`` closes only that cursor;
+    every thread that connected gets its own instance (Prefect or Dask threads too), all closed when
+    the outermost block ends. An instance is never shared between threads: concurrent writes
+    through cursors of one instance on a SQLite catalog fail (E.2). Read-only and time-travel
+    connections are always fresh (they get hardened).
     """
-    if getattr(_POOL, "active", None) is not None and _POOL.pid == os.getpid():
-        yield  # nested: the outer block owns the pool
-        return
-    _POOL.active, _POOL.pid = {}, os.getpid()
+    with _POOL_LOCK:
+        if _POOL_STATE["pid"] != os.getpid():  # a forked child never uses its parent's instances
+            _POOLS.clear()
+            _POOL_STATE.update(depth=0, pid=os.getpid())
+        _POOL_STATE["depth"] += 1
     try:
         yield
     finally:
-        instances, _POOL.active = _POOL.active, None
-        for inst in instances.values():
+        with _POOL_LOCK:
+            _POOL_STATE["depth"] -= 1
+            closing = [] if _POOL_STATE["depth"] else [i for p in _POOLS.values() for i in p.values()]
+            if not _POOL_STATE["depth"]:
+                _POOLS.clear()
+        for inst in closing:
             _close_quietly(inst)
+
+
+def _thread_pool() -> dict | None:
+    """This thread's pool while a :func:`pooled` block runs in this process, else None."""
+    with _POOL_LOCK:
+        if not _POOL_STATE["depth"] or _POOL_STATE["pid"] != os.getpid():
+            return None
+        return _POOLS.setdefault(threading.get_ident(), {})
 
 
 def _close_quietly(con) -> None:
@@ -189,7 +206,7 @@ def _pool_key(settings: Settings) -> str:
 
 def discard_pooled() -> None:
     """Close this thread's pooled instances (after a failure that may have left one in a bad state)."""
-    active = getattr(_POOL, "active", None)
+    active = _thread_pool()
     if active:
         for key in list(active):
             _close_quietly(active.pop(key))
@@ -215,8 +232,8 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     CatalogError
         When the catalog cannot be attached after the configured retries.
     """
-    active = getattr(_POOL, "active", None) if getattr(_POOL, "pid", None) == os.getpid() else None
-    if active is None or read_only or as_of:
+    active = None if read_only or as_of else _thread_pool()
+    if active is None:
         return _open(settings, read_only=read_only, as_of=as_of, create=create)
     key = _pool_key(settings)
     inst = active.get(key)
