@@ -12,7 +12,7 @@
    each stage timed (scan, per-file ingest, envelopes, analysis, cohort tables, the rest = lease, run
    record, compaction). Then a second night with nothing new (the no-op night).
 4. Printed: per-stage times, trials/s, EMG samples/s, active Parquet files per table (DuckLake catalog)
-   and on disk, snapshots, peak resident memory of the night's process (and of its reader children), and
+   and on disk, snapshots, the time of a per-channel RMS over all of ``emg_samples``, peak resident memory of the night's process (and of its reader children), and
    as the last line ``nightly_vs_floor=<night seconds / floor seconds>``.
 
 Ratios are what count (the machine is shared): both times are measured in this run.
@@ -121,7 +121,10 @@ def lake_figures(settings) -> dict:
             f"SELECT t.table_name, count(f.data_file_id) FROM {meta}.ducklake_table t "
             f"LEFT JOIN {meta}.ducklake_data_file f ON f.table_id = t.table_id AND f.end_snapshot IS NULL "
             "WHERE t.end_snapshot IS NULL GROUP BY 1 ORDER BY 1").fetchall())
-        return {"trials": con.execute("SELECT count(*) FROM trials").fetchone()[0],
+        t = time.perf_counter()
+        con.execute("SELECT trial_id, channel, sqrt(avg(emg_mv * emg_mv)) FROM emg_samples GROUP BY ALL").fetchall()
+        rms_s = time.perf_counter() - t
+        return {"trials": con.execute("SELECT count(*) FROM trials").fetchone()[0], "rms_query_s": rms_s,
                 "emg_samples": con.execute("SELECT count(*) FROM emg_samples").fetchone()[0],
                 "files": files,
                 "snapshots": con.execute(f"SELECT count(*) FROM {meta}.ducklake_snapshot").fetchone()[0],
@@ -192,6 +195,7 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
               f"{max(nonempty.values(), default=0)} per table ({max(nonempty.values(), default=0) / n * 1000:.0f} "
               f"per 1000 trials); {figs['files_on_disk']} .parquet on disk; {figs['snapshots']} snapshots")
         print("  " + ", ".join(f"{k} {v}" for k, v in sorted(nonempty.items(), key=lambda kv: -kv[1])))
+        print(f"per-channel RMS over all of emg_samples (one query): {figs['rms_query_s']:.2f} s")
         print(f"peak memory: {peak_self:,.0f} MB (night process), {peak_children:,.0f} MB (largest child)")
         print(f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
         print(f"floor: {floor['seconds']:.1f} s; night: {full:.1f} s")
