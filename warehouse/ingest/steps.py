@@ -398,10 +398,13 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
     """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction."""
     def body(c):
         _record_validations(c, val, run_id, trial_id)
-        for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
-                  "channel_qc", "plausibility", "ultrasound_series", "ultrasound_measurements", "ultrasound_metrics",
-                  "trials"):
-            c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        # a trial's rows are only ever written here, together with its files row: a trial id no file ever
+        # had is new, and the deletes (a scan of each big table once it is compacted) are skipped
+        if c.execute("SELECT count(*) FROM files WHERE trial_id = ?", [trial_id]).fetchone()[0]:
+            for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
+                      "channel_qc", "plausibility", "ultrasound_series", "ultrasound_measurements",
+                      "ultrasound_metrics", "trials"):
+                c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
         for name, tbl in batches.items():
             if tbl.num_rows:
                 c.register("_arrow_in", tbl)
