@@ -1,159 +1,220 @@
-"""Nightly flow benchmark: the full night, the no-op night, and per-trial throughput on 1 and 2 Dask workers.
+"""Nightly benchmark: the real night on a generated inbox against its I/O floor, measured in the same run.
 
-    python bench/nightly.py [--subjects-per-site 2] [--duration-s 10] [--workers 1,2]
+    python bench/nightly.py [--scale 1] [--duration-s 20] [--seed 3] [--profile out.prof]
 
-1. A demo consortium (3 sites x N subjects x 2 conditions) is generated and ingested by the
-   nightly logic with the default runner: the full night's time.
-2. The same night again, with nothing new: the no-op night's time (what every night costs
-   when no site sent anything; it should be seconds).
-3. Per-trial throughput of the fanned-out transforms (envelopes + analysis): the derived
-   tables are emptied, then every trial is derived again
-   - in-process, one trial after the other (the default runner), and
-   - on a local Dask cluster of 1, then 2 single-threaded worker processes (prefect-dask),
-   each measured in this run; ratios are against the 1-worker Dask baseline. Cluster start-up
-   and worker imports are excluded (workers are warmed up before the clock starts).
+1. A demo consortium is generated (``warehouse.demo.generate_consortium``: 3 sites, 13 subjects x 2
+   conditions = 26 trials at ``--scale 1``; ``--scale 10`` = 260 trials).
+2. **I/O floor**, in a separate fresh process (so that its memory does not count as the night's): every
+   C3D file of the inbox read with ezc3d (force plates extracted, as the product does) and its analog
+   samples written as one zstd Parquet file; every vendor CSV read with pyarrow's CSV reader and written
+   likewise; in one process, one file after the other. It is what any ingest of these files must do.
+3. **The night**: ``flows.nightly.run_night`` (the product's logic, default runner) on that inbox, with
+   each stage timed (scan, per-file ingest, envelopes, analysis, cohort tables, the rest = lease, run
+   record, compaction). Then a second night with nothing new (the no-op night).
+4. Printed: per-stage times, trials/s, EMG samples/s, active Parquet files per table (DuckLake catalog)
+   and on disk, snapshots, the time of a per-channel RMS over all of ``emg_samples``, peak resident memory of the night's process (and of its reader children), and
+   as the last line ``nightly_vs_floor=<night seconds / floor seconds>``.
 
-Needs the flows/nightly.py ``fan_out``/``run_derivations`` change. Uses a temporary Prefect
-server (prefect_test_harness) and a temporary lake; nothing outside them is written.
+Ratios are what count (the machine is shared): both times are measured in this run.
+Everything is written under a temporary directory, removed at the end.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import warehouse.settings  # noqa: E402,F401  (Prefect's offline variables first)
 
-#: Tables written by the per-trial tasks (warehouse.analysis.derived.compute_envelopes, warehouse.analysis.trial.analyse_trial).
-PER_TRIAL_TABLES = ("emg_envelopes", "gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction",
-                    "emg_spectra", "analysis_exclusions")
+
+# --------------------------------------------------------------------------- the I/O floor
+def _csv_floor(path: Path):
+    """A vendor CSV (Delsys: a text header, then one row per sample) read with pyarrow's CSV reader."""
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as fh:
+        head = 0
+        for line in fh:
+            if line[:1].isdigit() or line[:1] == b"-":
+                break
+            head += 1
+    tbl = pcsv.read_csv(path, read_options=pcsv.ReadOptions(skip_rows=head, autogenerate_column_names=True))
+    return tbl, tbl.num_rows * tbl.num_columns
 
 
-def reset_derivations(settings) -> int:
-    """Empty what the per-trial tasks write, so the next derivation is a first-time one; returns trials."""
+def io_floor(inbox: Path, out: Path) -> dict:
+    """Read every data file under ``inbox`` (C3D with ezc3d, CSV with pyarrow) and write its samples as zstd
+    Parquet, one file after the other in this process; seconds and samples."""
+    import ezc3d
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in inbox.rglob("*") if p.suffix.lower() in (".c3d", ".csv"))
+    t0 = time.perf_counter()
+    samples = 0
+    for i, path in enumerate(files):
+        if path.suffix.lower() == ".csv":
+            tbl, n = _csv_floor(path)
+            pq.write_table(tbl, out / f"{i}.parquet", compression="zstd", compression_level=3)
+            samples += n
+            continue
+        c = ezc3d.c3d(str(path), extract_forceplat_data=True)
+        analogs = np.asarray(c["data"]["analogs"], dtype=np.float32)[0]  # (channels, samples)
+        labels = c["parameters"]["ANALOG"]["LABELS"]["value"]
+        n = analogs.shape[1]
+        tbl = pa.table({"channel": pa.array(np.repeat(np.arange(len(labels), dtype=np.int16), n)),
+                        "sample_index": pa.array(np.tile(np.arange(n, dtype=np.int32), len(labels))),
+                        "value": pa.array(analogs.reshape(-1))})
+        pq.write_table(tbl, out / f"{i}.parquet", compression="zstd", compression_level=3)
+        samples += analogs.size
+    return {"seconds": time.perf_counter() - t0, "files": len(files), "samples": int(samples),
+            "bytes_in": sum(p.stat().st_size for p in files)}
+
+
+# --------------------------------------------------------------------------- the night, by stage
+class Stages:
+    """Wrap the night's task bodies with timers (wall seconds per stage, calls)."""
+
+    def __init__(self):
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+
+    def wrap(self, name, fn):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+                self.calls[name] += 1
+        return timed
+
+    def kwargs(self) -> dict:
+        from flows import nightly
+        return {"scan": self.wrap("scan", nightly.scan_site.fn), "process": self.wrap("ingest", nightly.process_file.fn),
+                "refuse": self.wrap("ingest", nightly.record_refused.fn),
+                "derive": self.wrap("envelopes", nightly.envelopes.fn),
+                "analyse": self.wrap("analysis", nightly.analyse.fn),
+                "cohort_step": self.wrap("cohort", nightly.cohort_tables.fn)}
+
+
+def lake_figures(settings) -> dict:
+    """Trials, EMG samples, active data files per table, snapshots, files on disk."""
     from warehouse import catalog
 
-    con = catalog.connect(settings)
+    con = catalog.connect(settings, read_only=True)
     try:
-        def body(c):
-            for t in PER_TRIAL_TABLES:
-                c.execute(f"DELETE FROM {t}")
-            c.execute("DELETE FROM gait_events WHERE source <> 'annotated'")
-            c.execute("DELETE FROM derivations WHERE step IN ('envelopes', 'analysis')")
-        catalog.write_atomically(settings, con, body, what="bench reset")
-        return con.execute("SELECT count(*) FROM trials").fetchone()[0]
+        meta = f"__ducklake_metadata_{catalog.LAKE}"
+        files = dict(con.execute(
+            f"SELECT t.table_name, count(f.data_file_id) FROM {meta}.ducklake_table t "
+            f"LEFT JOIN {meta}.ducklake_data_file f ON f.table_id = t.table_id AND f.end_snapshot IS NULL "
+            "WHERE t.end_snapshot IS NULL GROUP BY 1 ORDER BY 1").fetchall())
+        t = time.perf_counter()
+        con.execute("SELECT trial_id, channel, sqrt(avg(emg_mv * emg_mv)) FROM emg_samples GROUP BY ALL").fetchall()
+        rms_s = time.perf_counter() - t
+        return {"trials": con.execute("SELECT count(*) FROM trials").fetchone()[0], "rms_query_s": rms_s,
+                "emg_samples": con.execute("SELECT count(*) FROM emg_samples").fetchone()[0],
+                "files": files,
+                "snapshots": con.execute(f"SELECT count(*) FROM {meta}.ducklake_snapshot").fetchone()[0],
+                "files_on_disk": sum(1 for _ in Path(settings.zone("tables")).rglob("*.parquet"))}
     finally:
         con.close()
 
 
-def _cpu() -> float:
-    return time.process_time()
+def _peak_mb(who) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
-def _warm() -> str:
-    import importlib
-    for m in ("flows.nightly", "warehouse.analysis.trial", "warehouse.analysis.derived", "transforms.emg"):
-        importlib.import_module(m)
-    return "ok"
-
-
-def derive_sequential(lake: str) -> dict:
-    from flows.nightly import run_derivations
-    return run_derivations(lake, True, cohort_step=lambda _lake: {})
-
-
-def derive_on_dask(lake: str, address: str) -> dict:
-    from prefect import flow
-    from prefect_dask import DaskTaskRunner
-
-    from flows.nightly import analyse, envelopes, run_derivations
-
-    @flow(name="bench-derive", task_runner=DaskTaskRunner(address=address))
-    def derive(lake: str) -> dict:
-        return run_derivations(lake, True, derive=envelopes, analyse=analyse, cohort_step=lambda _lake: {},
-                               fan_out=True)
-    return derive(lake)
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--subjects-per-site", type=int, default=2)
-    ap.add_argument("--duration-s", type=float, default=10.0)
-    ap.add_argument("--workers", default="1,2", help="Dask worker counts to measure (the first is the baseline).")
-    ap.add_argument("--seed", type=int, default=3)
-    args = ap.parse_args(argv)
-    counts = [int(x) for x in args.workers.split(",")]
-
-    from distributed import Client, LocalCluster
-    from prefect.testing.utilities import prefect_test_harness
-
+def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
     from flows.nightly import run_night
     from warehouse.demo import generate_consortium
+    from warehouse.demo.consortium import DEFAULT_SUBJECTS_PER_SITE
     from warehouse.settings import get_settings
 
     load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="myomap-bench-"))
     try:
         lake = tmp / "lake"
-        generate_consortium(lake / "inbox", seed=args.seed, subjects_per_site=args.subjects_per_site,
-                            duration_s=args.duration_s)
-        settings = get_settings(str(lake))
-        print(f"myomap nightly benchmark: 3 sites x {args.subjects_per_site} subjects x 2 conditions, "
-              f"{args.duration_s:g} s trials, SQLite catalog, lake {lake}")
-
+        subjects = {k: v * scale for k, v in DEFAULT_SUBJECTS_PER_SITE.items()}
         t = time.perf_counter()
-        s = run_night(str(lake), quiet=True)
+        generate_consortium(lake / "inbox", seed=seed, subjects_per_site=subjects, duration_s=duration_s)
+        print(f"myomap nightly benchmark: {sum(subjects.values()) * 2} trials ({subjects}, {duration_s:g} s), "
+              f"SQLite catalog; inbox generated in {time.perf_counter() - t:.1f} s")
+
+        floor = json.loads(subprocess.run(
+            [sys.executable, __file__, "--floor-only", str(lake / "inbox"), str(tmp / "floor")],
+            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        print(f"I/O floor (ezc3d / pyarrow CSV read + zstd Parquet write, one process): {floor['seconds']:.1f} s for "
+              f"{floor['files']} C3D/CSV files, {floor['bytes_in'] / 1e6:.0f} MB, {floor['samples'] / 1e6:.1f} M samples")
+
+        settings = get_settings(str(lake))
+        stages = Stages()
+        prof = None
+        if profile:
+            import cProfile
+            prof = cProfile.Profile()
+            prof.enable()
+        t = time.perf_counter()
+        s = run_night(str(lake), quiet=True, **stages.kwargs())
         full = time.perf_counter() - t
-        print(f"full night:  {full:7.1f} s  ({s['ingested']} trials ingested, {s['trials_derived']} derived, "
-              f"cohort tables rebuilt)")
+        if prof:
+            prof.disable()
+            prof.dump_stats(profile)
+        peak_self, peak_children = _peak_mb(resource.RUSAGE_SELF), _peak_mb(resource.RUSAGE_CHILDREN)
+        figs = lake_figures(settings)
         t = time.perf_counter()
         s2 = run_night(str(lake), quiet=True)
         noop = time.perf_counter() - t
         assert s2["files_new"] == 0 and s2["trials_derived"] == 0, s2
-        print(f"no-op night: {noop:7.1f} s  ({s2['files_seen']} files seen, nothing new; "
-              f"{noop / full:.0%} of the full night)")
+        assert not s.get("analysis_errors") and not s["errors"], s
 
-        results = []
-        n = reset_derivations(settings)
-        t, c = time.perf_counter(), time.process_time()
-        r = derive_sequential(str(lake))
-        results.append(("in-process, sequential", n, time.perf_counter() - t, time.process_time() - c))
-        assert r["trials_derived"] == n and not r.get("analysis_errors"), r
-
-        with prefect_test_harness(server_startup_timeout=180):
-            for k in counts:
-                with LocalCluster(n_workers=k, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0", silence_logs=40) as cluster, \
-                        Client(cluster) as client:
-                    client.run(_warm)
-                    n = reset_derivations(settings)
-                    before = client.run(_cpu)
-                    t, c = time.perf_counter(), time.process_time()
-                    r = derive_on_dask(str(lake), cluster.scheduler_address)
-                    wall, flow_cpu = time.perf_counter() - t, time.process_time() - c
-                    after = client.run(_cpu)
-                    cpu = flow_cpu + sum(after[w] - before[w] for w in after)
-                    results.append((f"dask, {k} worker{'s' if k > 1 else ''}", n, wall, cpu))
-                    assert r["trials_derived"] == n and not r.get("analysis_errors"), r
-
-        base = next((x for x in results if x[0].startswith("dask")), results[0])
-        base_rate = base[1] / base[2]
-        print(f"\nper-trial transforms (envelopes + analysis), ratios vs '{base[0]}' measured in this run:")
-        print(f"{'runner':<24} {'trials':>6} {'seconds':>8} {'trials/s':>9} {'ratio':>6} {'CPU s':>7} {'cores':>6}")
-        for name, n, secs, cpu in results:
-            print(f"{name:<24} {n:>6} {secs:>8.1f} {n / secs:>9.2f} {n / secs / base_rate:>6.2f} {cpu:>7.1f} "
-                  f"{cpu / secs:>6.2f}")
-        print(f"('cores' = CPU seconds of the flow process and workers / wall seconds; {os.cpu_count()} CPUs; "
-              f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: other processes "
-              "on the machine take their share)")
+        n = figs["trials"]
+        print(f"\nfull night: {full:.1f} s, {s['ingested']} trials ingested, {s['trials_derived']} derived")
+        print(f"{'stage':<10} {'seconds':>8} {'calls':>6} {'share':>6}")
+        rest = full - sum(stages.seconds.values())
+        for name in ("scan", "ingest", "envelopes", "analysis", "cohort"):
+            print(f"{name:<10} {stages.seconds[name]:>8.1f} {stages.calls[name]:>6} {stages.seconds[name] / full:>6.0%}")
+        print(f"{'other':<10} {rest:>8.1f} {'':>6} {rest / full:>6.0%}  (lease, run record, compaction)")
+        print(f"throughput: {n / full:.2f} trials/s, {full / n:.2f} s/trial, "
+              f"{figs['emg_samples'] / full / 1e3:,.0f} k EMG samples/s ({figs['emg_samples'] / 1e6:.1f} M samples)")
+        print(f"no-op night: {noop:.1f} s")
+        nonempty = {k: v for k, v in figs["files"].items() if v}
+        print(f"active Parquet files: {sum(nonempty.values())} in {len(nonempty)} tables, at most "
+              f"{max(nonempty.values(), default=0)} per table ({max(nonempty.values(), default=0) / n * 1000:.0f} "
+              f"per 1000 trials); {figs['files_on_disk']} .parquet on disk; {figs['snapshots']} snapshots")
+        print("  " + ", ".join(f"{k} {v}" for k, v in sorted(nonempty.items(), key=lambda kv: -kv[1])))
+        print(f"per-channel RMS over all of emg_samples (one query): {figs['rms_query_s']:.2f} s")
+        print(f"peak memory: {peak_self:,.0f} MB (night process), {peak_children:,.0f} MB (largest child)")
+        print(f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
+        print(f"floor: {floor['seconds']:.1f} s; night: {full:.1f} s")
+        print(f"nightly_vs_floor={full / floor['seconds']:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--floor-only":
+        print(json.dumps(io_floor(Path(sys.argv[2]), Path(sys.argv[3]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=1, help="Subjects per site x this (1: 26 trials, 10: 260).")
+    ap.add_argument("--duration-s", type=float, default=20.0, help="Seconds per trial (the demo's default).")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--profile", help="Write a cProfile of the night to this file.")
+    args = ap.parse_args(argv)
+    run(args.scale, args.duration_s, args.seed, args.profile)
 
 
 if __name__ == "__main__":

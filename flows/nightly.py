@@ -103,8 +103,9 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     with lease.night_lease(settings, run_id=run_id, site=site, wait_s=wait_s):
         faults.point("night_started", settings)
-        return _run_leased(settings, run_id, site, quiet, dict(scan=scan, process=process, refuse=refuse),
-                           dict(derive=derive, analyse=analyse, cohort_step=cohort_step, fan_out=fan_out))
+        with catalog.pooled():  # one catalog instance per night (per thread): extensions loaded once
+            return _run_leased(settings, run_id, site, quiet, dict(scan=scan, process=process, refuse=refuse),
+                               dict(derive=derive, analyse=analyse, cohort_step=cohort_step, fan_out=fan_out))
 
 
 def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: dict, derivation: dict) -> dict:
@@ -118,6 +119,9 @@ def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: di
         for s in sites:
             _night_site(settings, s, run_id, summary, quiet, **ingest)
         summary.update(run_derivations(settings.lake, quiet, sites=[site] if site else None, **derivation))
+        if summary["files_new"] or summary.get("trials_derived"):
+            summary["compaction"] = _compact(settings)
+            _echo(quiet, "[compaction] " + ", ".join(f"{k} {v}" for k, v in summary["compaction"].items()))
     except faults.StorageError as exc:
         summary["status"], summary["message"] = "stopped", str(exc)
         for s in summary["sites"]:
@@ -132,6 +136,21 @@ def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: di
         summary["seconds"] = round(time.time() - t0, 1)
         _record_run(settings, run_id, started, summary)
     return summary
+
+
+def _compact(settings) -> dict:
+    """Merge the night's small files per table (catalog.compact); a failure is logged, never fatal."""
+    try:
+        con = catalog.connect(settings)
+        try:
+            return catalog.compact(settings, con)
+        finally:
+            con.close()
+    except faults.StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the night's data is committed; compaction can wait a night
+        logging.getLogger(__name__).warning("compaction failed (retried next night): %s", exc)
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
 def _site_outcome(outcome: str = "ok", reason_code: str | None = None, message: str | None = None) -> dict:

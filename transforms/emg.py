@@ -389,6 +389,24 @@ def _fast_design(rate_hz, band_hz, lowpass_hz, order):
 
 
 # --------------------------------------------------------------------------- amplitude
+@functools.lru_cache(maxsize=64)
+def lowpass_step_response(*, rate_hz: float, lowpass_hz: float, order: int) -> tuple[np.ndarray, int]:
+    """Zero-phase low-passed unit step (``2 * half`` samples, step at ``half``; read-only), computed
+    once per filter: the onset bias correction uses it for every detected onset.
+
+    Raises
+    ------
+    ValueError
+        If the filter is invalid.
+    """
+    half = int(math.ceil(8.0 * rate_hz / lowpass_hz))
+    step = np.zeros(2 * half)
+    step[half:] = 1.0
+    y = signal.sosfiltfilt(lowpass_sos(rate_hz=rate_hz, lowpass_hz=lowpass_hz, order=order), step)
+    y.flags.writeable = False
+    return y, half
+
+
 def moving_rms(emg_mv, /, *, rate_hz: float, window_ms: float = DEFAULT_MOVING_RMS_WINDOW_MS) -> np.ndarray:
     """Centred moving RMS over ``window_ms`` (odd number of samples, >= 1).
 

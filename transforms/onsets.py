@@ -36,7 +36,6 @@ import math
 
 import numba
 import numpy as np
-from scipy import signal
 
 from transforms import emg as _emg, emg_kernels as _kernels
 
@@ -586,11 +585,7 @@ def lowpass_step_crossing_ms(
     if not (0.0 < fraction < 1.0):
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
     rate = _rate(rate_hz)
-    sos = _emg.lowpass_sos(rate_hz=rate, lowpass_hz=lowpass_hz, order=order)
-    half = int(math.ceil(8.0 * rate / lowpass_hz))
-    step = np.zeros(2 * half)
-    step[half:] = 1.0
-    y = signal.sosfiltfilt(sos, step)
+    y, half = _emg.lowpass_step_response(rate_hz=rate, lowpass_hz=float(lowpass_hz), order=int(order))
     # the crossing on the main edge: last sample below `fraction` before the edge reaches
     # max(fraction, 50 %)
     # (earlier pre-ringing lobes of the symmetric filter are ignored)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import random
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,9 +148,75 @@ def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     con.execute(f"CREATE OR REPLACE TEMPORARY SECRET myomap_s3 ({', '.join(opts)})")
 
 
+#: Open writer instances while a :func:`pooled` block runs: ``{thread id: {lake key: instance}}``.
+_POOLS: dict[int, dict[str, duckdb.DuckDBPyConnection]] = {}
+_POOL_STATE = {"depth": 0, "pid": None}
+_POOL_LOCK = threading.Lock()
+
+
+@contextmanager
+def pooled() -> Iterator[None]:
+    """Reuse one DuckDB instance per lake and per thread for writer connections until the block ends.
+
+    Opening a connection costs ~0.5 s (two signed extension ``LOAD``s, re-verified by every new
+    instance; measured in /work/notes/duckdb.md E.1), a query on an open one ~5 ms. While the block
+    runs (the night: :func:`flows.nightly.run_night`), :func:`connect` for writing (not
+    ``read_only``, no ``as_of``) hands out a cursor of the calling thread's open instance
+    (extensions loaded and the catalog attached once), and ``close()`` closes only that cursor;
+    every thread that connected gets its own instance (Prefect or Dask threads too), all closed when
+    the outermost block ends. An instance is never shared between threads: concurrent writes
+    through cursors of one instance on a SQLite catalog fail (E.2). Read-only and time-travel
+    connections are always fresh (they get hardened).
+    """
+    with _POOL_LOCK:
+        if _POOL_STATE["pid"] != os.getpid():  # a forked child never uses its parent's instances
+            _POOLS.clear()
+            _POOL_STATE.update(depth=0, pid=os.getpid())
+        _POOL_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _POOL_LOCK:
+            _POOL_STATE["depth"] -= 1
+            closing = [] if _POOL_STATE["depth"] else [i for p in _POOLS.values() for i in p.values()]
+            if not _POOL_STATE["depth"]:
+                _POOLS.clear()
+        for inst in closing:
+            _close_quietly(inst)
+
+
+def _thread_pool() -> dict | None:
+    """This thread's pool while a :func:`pooled` block runs in this process, else None."""
+    with _POOL_LOCK:
+        if not _POOL_STATE["depth"] or _POOL_STATE["pid"] != os.getpid():
+            return None
+        return _POOLS.setdefault(threading.get_ident(), {})
+
+
+def _close_quietly(con) -> None:
+    try:
+        con.close()
+    except duckdb.Error as exc:  # pragma: no cover - closing a broken instance
+        log.debug("closing a pooled catalog instance: %s", exc)
+
+
+def _pool_key(settings: Settings) -> str:
+    return "\0".join([settings.catalog, settings.zone("tables"), repr(sorted((settings.s3 or {}).items()))])
+
+
+def discard_pooled() -> None:
+    """Close this thread's pooled instances (after a failure that may have left one in a bad state)."""
+    active = _thread_pool()
+    if active:
+        for key in list(active):
+            _close_quietly(active.pop(key))
+
+
 def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = None,
             create: bool = True) -> duckdb.DuckDBPyConnection:
     """Open an in-memory DuckDB with the lake attached as ``lake`` (and ``USE lake``).
+
+    Inside :func:`pooled`, a writer connection is a cursor of the thread's open instance.
 
     Parameters
     ----------
@@ -164,6 +232,27 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     CatalogError
         When the catalog cannot be attached after the configured retries.
     """
+    active = None if read_only or as_of else _thread_pool()
+    if active is None:
+        return _open(settings, read_only=read_only, as_of=as_of, create=create)
+    key = _pool_key(settings)
+    inst = active.get(key)
+    if inst is None:
+        inst = active[key] = _open(settings, read_only=False, as_of=None, create=create)
+    elif not settings.is_s3:
+        Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
+    cur = inst.cursor()
+    try:
+        with_retry(lambda: cur.execute(f"USE {LAKE}"), settings, what="use catalog")
+        if create:
+            with_retry(lambda: ensure_tables(cur), settings, what="create tables")
+    except BaseException:
+        cur.close()
+        raise
+    return cur
+
+
+def _open(settings: Settings, *, read_only: bool, as_of: str | None, create: bool) -> duckdb.DuckDBPyConnection:
     # no persistent secrets: a secret stored in ~/.duckdb by someone else never applies here
     con = duckdb.connect(config={"allow_unsigned_extensions": False, "allow_persistent_secrets": False})
     load_extension(con, "ducklake")
@@ -259,6 +348,8 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error as exc:
         log.debug("rollback after a failed transaction: %s", exc)
+        if "no transaction is active" not in str(exc).lower():
+            discard_pooled()  # the instance may still hold a lock: never reuse it
 
 
 @contextmanager
@@ -294,3 +385,47 @@ def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,
         with transaction(con):
             return body(con)
     return faults.storage_retry(lambda: with_retry(attempt, settings, what=what), settings, what=what)
+
+
+#: Files replaced by a compaction stay on disk this long before they are deleted: a reader that
+#: planned its query on the previous snapshot can still open them (the next night deletes them).
+CLEANUP_GRACE = "1 hour"
+
+
+def compact(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
+    """Merge each table's adjacent small Parquet files, then delete replaced files past :data:`CLEANUP_GRACE`.
+
+    Run after a night that wrote something: one trial's commit writes one small file per table, a
+    night of N trials would leave N files per table. The merged file keeps every snapshot's rows
+    (DuckLake tracks row lifetimes), so time travel and published releases (pinned by snapshot
+    *version*) read exactly as before; no snapshot is expired here (:func:`expire_snapshots`).
+    Returns ``{"merged_tables": n, "files_merged": n, "files_deleted": n}``.
+    """
+    merged = with_retry(lambda: con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')").fetchall(),
+                        settings, what="compact tables")
+    deleted = with_retry(lambda: con.execute(
+        f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => now() - INTERVAL '{CLEANUP_GRACE}')").fetchall(),
+        settings, what="delete compacted files")
+    return {"merged_tables": len(merged), "files_merged": int(sum(r[2] for r in merged)),
+            "files_deleted": len(deleted)}
+
+
+def expire_snapshots(settings: Settings, con: duckdb.DuckDBPyConnection, *, older_than_days: float,
+                     keep: set[int]) -> list[int]:
+    """Expire snapshots older than ``older_than_days``, except the versions in ``keep``; return those expired.
+
+    The snapshot-expiry policy (README, "Maintenance"): nothing expires unless an operator runs
+    this; snapshots pinned by a published release (``keep``, from the release manifests) are never
+    expired, so every release can be rebuilt byte for byte. Releases pin a snapshot by **version**:
+    after an expiry ``AT (TIMESTAMP => t)`` would silently answer from an older snapshot.
+    """
+    cutoff = float(older_than_days)
+    old = [r[0] for r in con.execute(
+        f"SELECT snapshot_id FROM ducklake_snapshots('{LAKE}') WHERE snapshot_time < now() - to_seconds(?) "
+        "ORDER BY snapshot_id", [cutoff * 86400]).fetchall()]
+    victims = [v for v in old if v not in keep]
+    if not victims:
+        return []
+    with_retry(lambda: con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', versions => ?)",
+                                   [victims]).fetchall(), settings, what="expire snapshots")
+    return victims

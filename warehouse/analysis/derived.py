@@ -42,6 +42,30 @@ def read_channel(con, trial_id: str, channel: int) -> np.ndarray:
                        [trial_id, channel]).fetchnumpy()["emg_mv"]
 
 
+def read_channels(con, trial_id: str) -> dict[int, np.ndarray]:
+    """Every channel of one trial as float32 mV in sample order, ``{channel: samples}``: one scan, not one per channel."""
+    d = con.execute("SELECT channel, emg_mv FROM emg_samples WHERE trial_id = ? ORDER BY channel, sample_index",
+                    [trial_id]).fetchnumpy()
+    ch, x = np.asarray(d["channel"]), np.asarray(d["emg_mv"])
+    if not len(ch):
+        return {}
+    cut = np.flatnonzero(np.diff(ch)) + 1
+    return {int(c[0]): v for c, v in zip(np.split(ch, cut), np.split(x, cut))}
+
+
+def block_envelopes(samples: dict[int, np.ndarray], rates: dict[int, float], **params) -> dict[int, np.ndarray]:
+    """Linear envelopes (float64) of the channels in ``rates``: the fused kernel runs once per block of
+    channels sharing a rate and a length (a trial's EMG is usually one block), not channel by channel."""
+    groups: dict[tuple, list[int]] = {}
+    for ch, rate in rates.items():
+        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
+    out = {}
+    for (rate, _), chs in groups.items():
+        block = np.stack([samples[ch].astype(np.float64) for ch in chs])
+        out.update(zip(chs, emg_tx.envelope_fast(block, rate_hz=rate, **params)))
+    return out
+
+
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
@@ -50,11 +74,13 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
                             "ORDER BY channel", [trial_id]).fetchall()
         p_hash = ENVELOPE_HASH
         parts = []
+        samples = read_channels(con, trial_id)
+        envs = block_envelopes(samples, {ch: rate for ch, _, _, rate in chans if len(samples.get(ch, ())) >= 64},
+                               **ENVELOPE_PARAMS)
         for ch, muscle, side, rate in chans:
-            x = read_channel(con, trial_id, ch).astype(np.float64)
-            if len(x) < 64:
+            if ch not in envs:
                 continue
-            env = emg_tx.linear_envelope(x, rate_hz=rate, **ENVELOPE_PARAMS)
+            env = envs[ch]
             step = max(1, int(round(rate / ENVELOPE_STORE_HZ)))
             kept = env[::step]
             idx = np.arange(len(kept), dtype=np.int32)

@@ -20,7 +20,7 @@ from transforms import onsets as ons
 from transforms import onsets_baseline
 from warehouse import catalog
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import mark_done, read_channel
+from warehouse.analysis.derived import block_envelopes, mark_done, read_channels
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,11 +149,13 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     cycle_rows = _gait_cycle_rows(chosen, annotated, stance_pct)
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
+    samples = read_channels(con, trial_id)  # one scan of the trial's samples, not one per channel
+    envs = block_envelopes(samples, {ch: r for ch, _, _, r in chans if len(samples.get(ch, ())) >= int(r)})
     for ch, muscle, side, rate in chans:
-        raw = read_channel(con, trial_id, ch).astype(np.float64)
+        raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
             continue
-        env = emg_tx.envelope_fast(raw[None, :], rate_hz=rate)[0]
+        env = envs[ch]
         if side not in chosen:
             continue
         strikes, offs = chosen[side][:2]
@@ -302,7 +304,7 @@ def _grf_per_cycle(con, trial_id, chosen, plate) -> list[dict]:
     """Stance peak force and impulse of every cycle whose strike is a plate contact of that side (within
     ``ANNOTATION_MATCH_S``, whatever source the cycle's events come from), from the plate's own strike
     to its foot off."""
-    out = []
+    out, grf = [], None
     for side, (strikes, offs, source, _) in chosen.items():
         mine = [e for e in plate if e["side"] == side and e["event"] == "foot_strike"]
         for k in range(len(strikes) - 1):
@@ -314,13 +316,23 @@ def _grf_per_cycle(con, trial_id, chosen, plate) -> list[dict]:
                    and hit["time_s"] < e["time_s"] < strikes[k + 1]]
             if not off:
                 continue
-            d = con.execute("SELECT time_s, force_z_n FROM grf WHERE trial_id = ? AND plate = ? AND time_s BETWEEN ? "
-                            "AND ? ORDER BY sample_index", [trial_id, hit["plate"], hit["time_s"], min(off)]).fetchnumpy()
-            if len(d["time_s"]) > 2:
-                fz = np.abs(d["force_z_n"].astype(float))
+            if grf is None:  # the trial's vertical forces, read once (not one query per cycle)
+                grf = _plate_forces(con, trial_id)
+            t, fz_n = grf.get(hit["plate"], (np.empty(0), np.empty(0)))
+            keep = np.ma.filled((t >= hit["time_s"]) & (t <= min(off)), False)  # as SQL BETWEEN: NULL out
+            if keep.sum() > 2:
+                fz = np.abs(fz_n[keep].astype(float))
                 out.append({"side": side, "cycle": k, "peak_force_z_n": float(fz.max()),
-                            "impulse_z_ns": float(np.trapezoid(fz, d["time_s"]))})
+                            "impulse_z_ns": float(np.trapezoid(fz, t[keep]))})
     return out
+
+
+def _plate_forces(con, trial_id: str) -> dict:
+    """``{plate: (time_s, force_z_n)}`` of one trial, in sample order."""
+    d = con.execute("SELECT plate, time_s, force_z_n FROM grf WHERE trial_id = ? ORDER BY plate, sample_index",
+                    [trial_id]).fetchnumpy()
+    plates = np.asarray(d["plate"])
+    return {int(p): (d["time_s"][plates == p], d["force_z_n"][plates == p]) for p in np.unique(plates)}
 
 
 def _dedupe_cycles(trial_id: str, rows: list[dict]) -> pa.Table | None:

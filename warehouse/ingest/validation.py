@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 from schemas.contracts import TABLES, Table, data_dictionary_markdown
 from warehouse.ingest.column_types import normalise_type, type_problem
 
-__all__ = ["ValidationReport", "suite_for", "validate_batch", "subset_indices", "type_problem",
+__all__ = ["ValidationReport", "suite_for", "contract_expectations", "validate_batch", "subset_indices", "type_problem",
            "validations_table", "write_data_dictionary", "schema_drift", "VALIDATION_COLUMNS"]
 
 N_EXAMPLES = 3
@@ -116,6 +116,29 @@ def _allowed(column) -> list | None:
     return values or None
 
 
+def contract_expectations(table: Table) -> list[tuple[str, dict]]:
+    """The expectations of one contract table, in order: ``(expectation type, kwargs)``.
+
+    The single source of :func:`suite_for` (GX) and of the pyarrow engine of :func:`validate_batch`.
+    """
+    out: list[tuple[str, dict]] = [("expect_table_columns_to_match_set",
+                                    {"column_set": table.column_names, "exact_match": True})]
+    for c in table.columns:
+        if not c.nullable:
+            out.append(("expect_column_values_to_not_be_null", {"column": c.name}))
+        allowed = _allowed(c)
+        if allowed:
+            out.append(("expect_column_values_to_be_in_set", {"column": c.name, "value_set": allowed}))
+        if c.range and (c.range[0] is not None or c.range[1] is not None):
+            out.append(("expect_column_values_to_be_between",
+                        {"column": c.name, "min_value": c.range[0], "max_value": c.range[1]}))
+    if len(table.primary_key) == 1:
+        out.append(("expect_column_values_to_be_unique", {"column": table.primary_key[0]}))
+    elif table.primary_key:
+        out.append(("expect_compound_columns_to_be_unique", {"column_list": list(table.primary_key)}))
+    return out
+
+
 def suite_for(table: Table):
     """Build the GX expectation suite of one contract table, from the contract only.
 
@@ -133,23 +156,10 @@ def suite_for(table: Table):
     """
     gx = _gx()
     _context()  # GX 1.x needs an active context to build suites
-    E, meta = gx.expectations, {"contract": table.name}
+    meta = {"contract": table.name}
     suite = gx.ExpectationSuite(name=f"myomap.{table.name}", meta={"source": "schemas/contracts.py"})
-    suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=table.column_names, exact_match=True,
-                                                         meta=meta))
-    for c in table.columns:
-        if not c.nullable:
-            suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=c.name, meta=meta))
-        allowed = _allowed(c)
-        if allowed:
-            suite.add_expectation(E.ExpectColumnValuesToBeInSet(column=c.name, value_set=allowed, meta=meta))
-        if c.range and (c.range[0] is not None or c.range[1] is not None):
-            suite.add_expectation(E.ExpectColumnValuesToBeBetween(
-                column=c.name, min_value=c.range[0], max_value=c.range[1], meta=meta))
-    if len(table.primary_key) == 1:
-        suite.add_expectation(E.ExpectColumnValuesToBeUnique(column=table.primary_key[0], meta=meta))
-    elif table.primary_key:
-        suite.add_expectation(E.ExpectCompoundColumnsToBeUnique(column_list=list(table.primary_key), meta=meta))
+    for etype, kwargs in contract_expectations(table):
+        suite.add_expectation(getattr(gx.expectations, etype.title().replace("_", ""))(**kwargs, meta=meta))
     return suite
 
 
@@ -433,6 +443,27 @@ def _merge(gx_r: dict, ar: dict, gx_rows: int) -> dict:
     return out
 
 
+def _run_arrow(table: Table, batch: pa.Table) -> list[dict]:
+    """Every contract expectation on all rows with pyarrow, in contract order (no GX, no pandas)."""
+    out = []
+    for etype, kw in contract_expectations(table):
+        columns = kw.get("column_list") or ([kw["column"]] if "column" in kw else [])
+        if etype == "expect_table_columns_to_match_set":
+            have, want = set(batch.column_names), set(table.column_names)
+            detail = "; ".join(f"{k} {', '.join(sorted(v))}" for k, v in
+                               (("unexpected", have - want), ("missing", want - have)) if v)
+            out.append(_result(etype, [], kw, success=have == want, engine="pyarrow", observed=batch.column_names,
+                               detail=detail))
+            continue
+        missing = [c for c in columns if c not in batch.column_names]
+        if missing:
+            out.append(_result(etype, columns, kw, success=False, engine="pyarrow",
+                               detail=f"not evaluated: column {', '.join(missing)} missing from the batch"))
+            continue
+        out.append(_arrow_check(table, batch, {"expectation": etype, "args": kw, "column": ", ".join(columns)}))
+    return out
+
+
 # --------------------------------------------------------------------------- types
 def _type_results(table: Table, batch: pa.Table) -> list[dict]:
     out = []
@@ -447,7 +478,8 @@ def _type_results(table: Table, batch: pa.Table) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- entry point
-def validate_batch(table_name: str, batch: pa.Table, *, max_rows_to_pandas: int = 200_000) -> ValidationReport:
+def validate_batch(table_name: str, batch: pa.Table, *, max_rows_to_pandas: int = 200_000,
+                   engine: str = "great_expectations") -> ValidationReport:
     """Validate one batch (e.g. one trial's rows) against the contract of ``table_name``.
 
     Parameters
@@ -460,6 +492,10 @@ def validate_batch(table_name: str, batch: pa.Table, *, max_rows_to_pandas: int 
         Largest batch GX sees whole. Above it GX validates :func:`subset_indices` rows
         and nulls / allowed values / ranges / key uniqueness are checked on all rows
         with pyarrow; the batch is never converted to pandas whole.
+    engine : {"great_expectations", "pyarrow"}
+        ``"pyarrow"`` checks the same expectations (:func:`contract_expectations`) on all rows
+        with pyarrow compute only, in one pass per batch: no pandas, no GX (the nightly
+        ingest's path; ~100x cheaper per batch than a GX validation).
 
     Returns
     -------
@@ -471,7 +507,7 @@ def validate_batch(table_name: str, batch: pa.Table, *, max_rows_to_pandas: int 
     KeyError
         ``table_name`` is not a contract table.
     ValueError
-        ``max_rows_to_pandas`` < 2.
+        ``max_rows_to_pandas`` < 2, or an unknown ``engine``.
     """
     if table_name not in TABLES:
         raise KeyError(f"no contract for table {table_name!r}; known tables: {', '.join(sorted(TABLES))}")
@@ -480,6 +516,12 @@ def validate_batch(table_name: str, batch: pa.Table, *, max_rows_to_pandas: int 
     if not isinstance(batch, pa.Table):
         batch = batch.to_arrow() if hasattr(batch, "to_arrow") else pa.table(batch)
     table, n = TABLES[table_name], batch.num_rows
+    if engine == "pyarrow":
+        results = _run_arrow(table, batch) + _type_results(table, batch)
+        return ValidationReport(table=table_name, success=all(r["success"] for r in results), n_rows=n,
+                                results=results, gx_rows=0, full_batch_arrow=True)
+    if engine != "great_expectations":
+        raise ValueError(f"unknown validation engine {engine!r}; use 'great_expectations' or 'pyarrow'")
     rows = subset_indices(n, max_rows_to_pandas)
     results = _run_gx(table, batch, rows)
     if rows is not None:

@@ -1,6 +1,8 @@
 """C3D reader (ezc3d): analogs with scale/offset applied, force plates, events, markers."""
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +41,26 @@ def _param(params: dict, group: str, name: str, default=None):
         return default
 
 
-#: ezc3d is C++: a malformed file can crash (SIGSEGV) or stall it. Each file is read in a
-#: child process (forkserver) so a bad file costs a quarantine record, never the night.
+#: ezc3d is C++: a malformed file can crash (SIGSEGV) or stall it. Files are read in a child
+#: process (forkserver) so a bad file costs a quarantine record, never the night. The child stays
+#: warm (one per thread of the night, reading file after file: no process start per file); it is
+#: replaced after a crash, a stall, any refusal, or ``READER_FILES_PER_PROCESS`` files.
 C3D_READ_TIMEOUT_S = 120.0
+READER_FILES_PER_PROCESS = 200
 _CTX = None
+_WARM = threading.local()  # this thread's reader: .proc, .conn, .memory_bytes, .files
 #: Largest peak resident memory (kB) a reader child reported in this process (bench/hostile_inbox.py).
 reader_peak_rss_kb = 0
 
 
-def _child(path: str, conn, memory_bytes: int | None = None) -> None:
-    """Read in the isolated process; reply ``(kind, payload, peak RSS in kB)``."""
+def _read_reply(path: str, memory_bytes: int | None) -> tuple:
+    """Read in the isolated process: ``(kind, payload, peak RSS in kB)``."""
     import resource
 
     too_big = ("c3d_reader_memory", f"Reading the file needs more than {(memory_bytes or 0) / 2**20:,.0f} MB "
                "(MYOMAP_READER_MEMORY_BYTES): its parameters declare more data than a recording of this size "
                "holds, or it is very long. Re-export or split it.")
     try:
-        if memory_bytes:  # ezc3d allocates what the parameters declare: cap it, fail instead of swapping
-            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         msg = ("ok", _read_c3d_here(Path(path)))
     except ReaderError as exc:
         msg = ("reader_error", too_big if memory_bytes and "bad_alloc" in exc.message else
@@ -66,17 +70,65 @@ def _child(path: str, conn, memory_bytes: int | None = None) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
         text = f"{type(exc).__name__}: {exc}"
         msg = ("reader_error", too_big) if memory_bytes and "bad_alloc" in text else ("error", text)
-    try:
-        conn.send((*msg, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
-    finally:
-        conn.close()
+    return (*msg, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _serve(conn, memory_bytes: int | None = None) -> None:
+    """The warm reader process: one path in, one reply out, until the parent closes the pipe."""
+    import resource
+
+    if memory_bytes:  # ezc3d allocates what the parameters declare: cap it, fail instead of swapping
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    while True:
+        try:
+            path = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_read_reply(path, memory_bytes))
+
+
+def _reader(memory_bytes: int | None):
+    """This thread's warm reader process (started on first use or after it was retired)."""
+    import multiprocessing as mp
+
+    global _CTX
+    if _CTX is None:
+        _CTX = mp.get_context("forkserver")
+        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
+    w = _WARM
+    if getattr(w, "proc", None) is not None and (w.memory_bytes != memory_bytes or not w.proc.is_alive()
+                                                 or w.files >= READER_FILES_PER_PROCESS or w.pid != os.getpid()):
+        _retire()
+    if getattr(w, "proc", None) is None:
+        w.conn, child = _CTX.Pipe()
+        w.proc = _CTX.Process(target=_serve, args=(child, memory_bytes), daemon=True)
+        w.proc.start()
+        child.close()
+        w.memory_bytes, w.files, w.pid = memory_bytes, 0, os.getpid()
+    w.files += 1
+    return w
+
+
+def _retire(kill: bool = False) -> None:
+    """Stop this thread's reader process (killed when it may be stuck)."""
+    w = _WARM
+    proc, conn, w.proc = getattr(w, "proc", None), getattr(w, "conn", None), None
+    if proc is None or getattr(w, "pid", None) != os.getpid():
+        return
+    if kill:
+        proc.kill()
+    conn.close()  # a live reader sees EOF and exits
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
 
 
 def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True,
              memory_bytes: int | None = None) -> Recording:
-    """Read a C3D file with ezc3d (in an isolated child process unless ``isolate=False``).
+    """Read a C3D file with ezc3d (in the isolated warm reader process unless ``isolate=False``).
 
-    ``memory_bytes`` caps the child's address space (``RLIMIT_AS``).
+    ``memory_bytes`` caps the reader process's address space (``RLIMIT_AS``).
 
     Raises
     ------
@@ -86,31 +138,23 @@ def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True
     """
     if not isolate:
         return _read_c3d_here(Path(path))
-    import multiprocessing as mp
-
-    global _CTX
-    if _CTX is None:
-        _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
-    recv, send = _CTX.Pipe(duplex=False)
-    proc = _CTX.Process(target=_child, args=(str(path), send, memory_bytes), daemon=True)
-    proc.start()
-    send.close()
+    w = _reader(memory_bytes)
     try:
-        if not recv.poll(C3D_READ_TIMEOUT_S):
-            proc.kill()
+        w.conn.send(str(path))
+        if not w.conn.poll(C3D_READ_TIMEOUT_S):
+            _retire(kill=True)
             raise ReaderError("c3d_reader_timeout", f"ezc3d did not finish reading the file in "
                               f"{C3D_READ_TIMEOUT_S:.0f} s: it is probably malformed; re-export it.")
-        kind, payload, rss_kb = recv.recv()
-        global reader_peak_rss_kb
-        reader_peak_rss_kb = max(reader_peak_rss_kb, rss_kb)
-    except EOFError:
-        proc.join(5)
+        kind, payload, rss_kb = w.conn.recv()
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        proc = w.proc
+        _retire()
         raise ReaderError("c3d_reader_crashed", f"ezc3d crashed reading the file (exit code {proc.exitcode}): "
                           "its structure is malformed; re-export it from the acquisition software.") from None
-    finally:
-        recv.close()
-        proc.join(5)
+    global reader_peak_rss_kb
+    reader_peak_rss_kb = max(reader_peak_rss_kb, rss_kb)
+    if kind != "ok":
+        _retire()  # a refused or failed read may leave ezc3d's state (or the address space) damaged
     if kind == "ok":
         return payload
     if kind == "reader_error":

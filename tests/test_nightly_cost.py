@@ -1,0 +1,151 @@
+"""What makes the night cheap must not change what it checks (issue 17): the ingest's pyarrow contract
+checks find exactly what the GX suite finds; one pooled catalog instance per night; compaction keeps
+every snapshot readable; the onset bias table is computed once per filter."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import signal
+from test_validation import channels, with_nulls
+
+from schemas.contracts import TABLES
+from transforms import emg as emg_tx
+from transforms import onsets as ons
+from warehouse import catalog
+from warehouse.ingest import validation as v
+from warehouse.settings import get_settings
+
+BAD_BATCHES = {
+    "good": channels(),
+    "null label": with_nulls(channels(), "label", [2]),
+    "side X": channels(side=pa.array(["L", "X", "R", "R"])),
+    "rate out of range": channels(rate_hz=pa.array([60.0, 2000.0, 25000.0, 2000.0])),
+    "duplicate key": channels(channel=pa.array([0, 1, 1, 3], pa.int16())),
+    "missing column": channels().drop(["label"]),
+    "extra column": channels().append_column("extra", pa.array([1, 2, 3, 4])),
+    "NaN rate": channels(rate_hz=pa.array([np.nan, 2000.0, 2000.0, 2000.0])),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BATCHES)
+def test_pyarrow_engine_finds_what_the_gx_suite_finds(case):
+    batch = BAD_BATCHES[case]
+    gx, fast = (v.validate_batch("emg_channels", batch, engine=e) for e in ("great_expectations", "pyarrow"))
+    assert fast.success == gx.success == (case == "good")
+    key = [(r["expectation"], r["column"]) for r in gx.results]
+    assert [(r["expectation"], r["column"]) for r in fast.results] == key  # same expectations, same order
+    for g, f in zip(gx.results, fast.results):
+        assert g["success"] == f["success"], (case, g, f)
+        if g["unexpected_count"] is not None and g["expectation"] != "expect_compound_columns_to_be_unique":
+            assert g["unexpected_count"] == f["unexpected_count"], (case, g, f)
+            assert g["unexpected_rows"] == f["unexpected_rows"], (case, g, f)
+    assert fast.full_batch_arrow and fast.gx_rows == 0
+
+
+def test_pyarrow_engine_suite_matches_the_published_suite():
+    for table in TABLES.values():
+        suite = [(e.expectation_type, e.configuration.kwargs.get("column"),
+                  tuple(e.configuration.kwargs.get("column_list") or ())) for e in v.suite_for(table).expectations]
+        mine = [(t, kw.get("column"), tuple(kw.get("column_list") or ())) for t, kw in v.contract_expectations(table)]
+        assert mine == suite, table.name
+    with pytest.raises(ValueError, match="engine"):
+        v.validate_batch("emg_channels", channels(), engine="pandas")
+
+
+def test_one_instance_per_thread_inside_pooled(tmp_path):
+    settings = get_settings(str(tmp_path / "lake"))
+    with catalog.pooled():
+        a = catalog.connect(settings)
+        a.execute("CREATE TABLE memory.main.marker AS SELECT 1 AS x")  # in the instance's own in-memory database
+        a.close()  # closes the cursor only
+        b = catalog.connect(settings)
+        assert b.execute("SELECT current_database()").fetchone()[0] == catalog.LAKE
+        assert b.execute("SELECT count(*) FROM memory.main.marker").fetchone()[0] == 1  # same instance
+        ro = catalog.connect(settings, read_only=True)  # read-only sessions are never pooled (they get hardened)
+        with pytest.raises(Exception):
+            ro.execute("SELECT * FROM memory.main.marker")
+        ro.close()
+        b.close()
+    c = catalog.connect(settings)  # outside the block: a fresh instance, as before
+    with pytest.raises(Exception):
+        c.execute("SELECT * FROM memory.main.marker")
+    c.close()
+
+
+def test_compaction_merges_files_and_keeps_every_snapshot(tmp_path):
+    settings = get_settings(str(tmp_path / "lake"))
+    con = catalog.connect(settings)
+    try:
+        versions = []
+        for i in range(6):  # six small commits: six files
+            catalog.write_atomically(settings, con, lambda c, i=i: c.execute(
+                "INSERT INTO derivations VALUES (?, 'envelopes', 'h', now())", [f"t{i}"]), what="test")
+            versions.append(con.execute(f"SELECT max(snapshot_id) FROM {catalog.LAKE}.snapshots()").fetchone()[0])
+        files = f"SELECT count(*) FROM ducklake_list_files('{catalog.LAKE}', 'derivations')"
+        assert con.execute(files).fetchone()[0] == 6
+        out = catalog.compact(settings, con)
+        assert out["files_merged"] == 6 and con.execute(files).fetchone()[0] == 1
+        for k, snap in enumerate(versions, 1):  # time travel by version reads each snapshot's rows
+            assert con.execute(f"SELECT count(*) FROM derivations AT (VERSION => {snap})").fetchone()[0] == k
+        kept = versions[2]
+        gone = catalog.expire_snapshots(settings, con, older_than_days=-1, keep={kept})
+        assert kept not in gone and versions[0] in gone
+        assert con.execute(f"SELECT count(*) FROM derivations AT (VERSION => {kept})").fetchone()[0] == 3
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5, 0.8])
+def test_cached_step_response_gives_the_independent_crossing(fraction):
+    rate, lp = 2000.0, 6.0
+    # independent: the step filtered forward-backward with a freshly designed Butterworth (scipy only)
+    sos = signal.butter(emg_tx.DEFAULT_ORDER, lp, btype="low", fs=rate, output="sos")
+    half = 4000
+    y = signal.sosfiltfilt(sos, np.r_[np.zeros(half), np.ones(half)])
+    k_ref = int(np.argmax(y >= max(fraction, 0.5)))
+    j = int(np.flatnonzero(y[:k_ref] < fraction)[-1])
+    want = (j + (fraction - y[j]) / (y[j + 1] - y[j]) - half) / rate * 1e3
+    assert ons.lowpass_step_crossing_ms(fraction, rate_hz=rate, lowpass_hz=lp) == pytest.approx(want, abs=0.05)
+    before = emg_tx.lowpass_step_response.cache_info().hits
+    ons.lowpass_step_crossing_ms(fraction, rate_hz=rate, lowpass_hz=lp)
+    assert emg_tx.lowpass_step_response.cache_info().hits == before + 1  # the table is not recomputed
+
+
+def test_warm_c3d_reader_reads_file_after_file_and_recovers():
+    from conftest import fixture
+
+    from warehouse.ingest.readers import c3d
+    from warehouse.ingest.readers.base import ReaderError
+
+    path = fixture("gaitalytics/test_small.c3d")
+    here = c3d.read_c3d(path, isolate=False)
+    first = c3d.read_c3d(path)
+    pid = c3d._WARM.proc.pid
+    second = c3d.read_c3d(path)
+    assert c3d._WARM.proc.pid == pid  # the same warm process read both
+    for rec in (first, second):
+        assert [ch.label for ch in rec.analogs] == [ch.label for ch in here.analogs]
+        np.testing.assert_array_equal(rec.analogs[0].data, here.analogs[0].data)
+    c3d._WARM.proc.kill()  # a reader that died between files is replaced
+    c3d._WARM.proc.join()
+    assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz and c3d._WARM.proc.pid != pid
+    with pytest.raises(ReaderError) as err:  # too little address space: refused, and the process retired
+        c3d.read_c3d(path, memory_bytes=64 * 2**20)
+    assert err.value.reason_code in ("c3d_reader_memory", "c3d_unreadable", "c3d_reader_crashed")
+    assert c3d._WARM.proc is None
+    assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz
+
+
+def test_block_envelopes_match_the_reference_channel_by_channel():
+    from warehouse.analysis.derived import block_envelopes
+
+    rng = np.random.default_rng(1)
+    samples = {0: rng.normal(0, 0.1, 4000).astype(np.float32), 1: rng.normal(0, 0.2, 4000).astype(np.float32),
+               2: rng.normal(0, 0.1, 3000).astype(np.float32), 5: rng.normal(0, 0.1, 2000).astype(np.float32)}
+    rates = {0: 2000.0, 1: 2000.0, 2: 2000.0, 5: 1000.0}  # two channels share a block; others alone
+    envs = block_envelopes(samples, rates)
+    assert sorted(envs) == sorted(rates)
+    for ch, x in samples.items():
+        ref = emg_tx.linear_envelope(x.astype(np.float64), rate_hz=rates[ch])
+        np.testing.assert_allclose(envs[ch], ref, rtol=0, atol=1e-9 * np.abs(ref).max())
