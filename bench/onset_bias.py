@@ -50,12 +50,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transforms import emg, onsets  # noqa: E402
-from transforms import onsets_refine  # noqa: E402
 from transforms.onsets_baseline import stride_baseline_window_ms  # noqa: E402
 
-#: Every detector the bench compares: the three of transforms.onsets plus TKEO refined by the local
-#: change-point fit (transforms.onsets_refine). The double threshold reads conditioned EMG, as in the lake.
-METHODS = (*onsets.ONSET_METHODS, "tkeo_refined")
+#: Every detector the bench compares (TKEO refined by the local change-point fit of transforms.onsets_refine
+#: among them). The double threshold reads conditioned EMG, as in the lake.
+METHODS = onsets.ONSET_METHODS
 
 FS = 2000.0
 MATCH_MS = 150.0
@@ -88,7 +87,7 @@ def detect(method, x, env, baseline_window_ms=onsets.DEFAULT_BASELINE_WINDOW_MS,
     if method == "tkeo":
         return onsets.onsets_tkeo(x, rate_hz=rate, **kw)
     if method == "tkeo_refined":
-        return onsets_refine.onsets_tkeo_refined(x, rate_hz=rate, **kw)
+        return onsets.onsets_tkeo_refined(x, rate_hz=rate, **kw)
     return onsets.onsets_double_threshold(emg.condition(x, rate_hz=rate), rate_hz=rate, **kw)
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from transforms import onsets as _ons
-
 #: How far before the coarse onset the true onset may lie, ms (the coarse detector's largest lag).
 REFINE_BACK_MS = 150.0
 #: How much of the burst after the coarse onset the fit sees, ms.
@@ -32,8 +30,6 @@ RAMP_GRID_MS = (0.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 130.0)
 AMPLITUDE_GRID = (0.7, 1.0, 1.4, 2.0, 2.8)
 #: Causal high-pass (forward 4th-order Butterworth) applied to the raw EMG before the fit, Hz.
 REFINE_HIGHPASS_HZ = 20.0
-#: The coarse detector refined by :func:`onsets_tkeo_refined`.
-COARSE_METHOD = "tkeo"
 #: Bin width of the squared signal, ms.
 BIN_MS = 1.0
 #: How much later than the coarse onset the refined one may be, bins (ms): threshold detectors on
@@ -161,11 +157,11 @@ def causal_highpass(emg_mv, /, *, rate_hz: float, highpass_hz: float = REFINE_HI
     return signal.sosfilt(sos, x - x.mean())
 
 
-def onsets_tkeo_refined(emg_mv, /, *, rate_hz: float,
-                        baseline_window_ms: float = _ons.DEFAULT_BASELINE_WINDOW_MS,
-                        **tkeo_params) -> tuple[np.ndarray, np.ndarray]:
-    """TKEO bursts (:func:`transforms.onsets.onsets_tkeo` on raw EMG) with each onset refined by
-    :func:`refine_onsets` on the causally high-passed EMG; offsets unchanged.
+def refine_bursts(emg_mv, onsets, offsets, /, *, rate_hz: float,
+                  baseline_window_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    """A coarse detector's bursts with each onset refined by :func:`refine_onsets` on the causally
+    high-passed raw EMG (:func:`causal_highpass`; rest variance from its quietest
+    ``baseline_window_ms``); offsets unchanged. Used by ``transforms.onsets.onsets_tkeo_refined``.
 
     Returns
     -------
@@ -175,10 +171,11 @@ def onsets_tkeo_refined(emg_mv, /, *, rate_hz: float,
     Raises
     ------
     ValueError
-        As :func:`transforms.onsets.onsets_tkeo` and :func:`refine_onsets`.
+        As :func:`causal_highpass` and :func:`refine_onsets`.
     """
-    on, off = _ons.onsets_tkeo(emg_mv, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms, **tkeo_params)
-    if not len(on):
+    on = np.asarray(onsets, dtype=np.int64)
+    off = np.asarray(offsets, dtype=np.int64)
+    if not on.size:
         return on, off
     h = causal_highpass(emg_mv, rate_hz=rate_hz)
     nv = rest_variance(h, rate_hz=rate_hz, window_ms=min(baseline_window_ms, 1000.0 * h.size / rate_hz))

@@ -25,7 +25,7 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
+ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}, "tkeo_refined": {}}
 #: Envelope plateau for the bias correction: median envelope this long after the onset
 #: (as docs/methods_timing.md: the 6 Hz zero-phase step response has settled by then).
 PLATEAU_WINDOW_MS = (100.0, 250.0)
