@@ -547,7 +547,8 @@ _COHORT_COLS = (
     C("sd", "DOUBLE", "SD."), C("p5", "DOUBLE", "5th percentile."), C("p25", "DOUBLE", "25th percentile."),
     C("p50", "DOUBLE", "Median."), C("p75", "DOUBLE", "75th percentile."), C("p95", "DOUBLE", "95th percentile."),
     C("suppressed", "BOOLEAN", "Cell has fewer subjects than the small-cell threshold: values withheld."),
-    C("n_cycles", "BIGINT", "Gait cycles behind the cell (sum over its subjects' sessions and sides)."),
+    C("n_cycles", "BIGINT", "Gait cycles behind the cell (sum over its subjects' sessions and sides; null "
+      "where suppressed)."),
     C("n_channels_excluded", "BIGINT", "EMG channels of this site x condition x muscle kept out of the "
       "analysis (QC verdict bad, plausibility, no events): see analysis_exclusions."),
 )

@@ -128,6 +128,12 @@ def test_cohort_tables_and_maps(demo):
     cells = dict(q(con, "SELECT site_id, bool_and(suppressed) FROM cohort_asymmetry GROUP BY 1"))
     assert cells == {"lyon": False, "boston": True, "oslo": True}
     assert q(con, "SELECT count(*) FROM cohort_asymmetry WHERE suppressed AND mean IS NOT NULL") == [(0,)]
+    # each shown cell says how many cycles are behind it: the sum over its subjects' sessions and sides
+    cell = q(con, "SELECT n_cycles, n_channels_excluded FROM cohort_variability WHERE site_id = 'lyon' AND "
+                  "condition = 'fresh' AND muscle = 'soleus' AND metric = 'envelope.cv_pct'")[0]
+    behind = q(con, "SELECT sum(v.n_cycles) FROM variability v JOIN sessions s USING (session_id) WHERE s.site_id = "
+                    "'lyon' AND v.condition = 'fresh' AND v.muscle = 'soleus' AND v.metric = 'envelope'")[0][0]
+    assert cell == (behind, 0) and behind >= 5 * 2 * 5
     n, peak_pct = q(con, "SELECT count(*), arg_max(pct, envelope_mean) FROM activation_map WHERE scope = 'cohort' "
                          "AND muscle = 'soleus' AND side = 'R'")[0]
     assert n == 101 and 10 <= peak_pct <= 50  # soleus peaks in stance

@@ -251,7 +251,7 @@ def _cohort_summaries(out: dict[str, pl.DataFrame], sessions: pl.DataFrame, excl
     if "variability" in out:
         v = out["variability"].join(site, on="session_id").unpivot(
             index=["site_id", "condition", "muscle", "subject_id", "metric", "n_cycles"],
-            on=["cv_pct", "variance_ratio", "onset_sd_ms", "sd"], variable_name="stat", value_name="value")
+            on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
         v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat").drop_nulls("value")
         summaries["cohort_variability"] = _with_counts(profiles.cohort_summary(v, group_cols=keys), v, excluded)
     return summaries
@@ -261,7 +261,8 @@ def _with_counts(summary: pl.DataFrame, values: pl.DataFrame, excluded: pl.DataF
     """``summary`` with ``n_cycles`` (sum over the cell's rows) and ``n_channels_excluded`` columns."""
     keys = ["site_id", "condition", "muscle", "metric"]
     n = values.group_by(keys).agg(n_cycles=pl.col("n_cycles").sum().cast(pl.Int64))
-    summary = summary.join(n, on=keys, how="left", nulls_equal=True)
+    summary = summary.join(n, on=keys, how="left", nulls_equal=True).with_columns(  # withheld with the values
+        n_cycles=pl.when(pl.col("suppressed")).then(None).otherwise(pl.col("n_cycles")))
     if excluded is None or not excluded.height:
         return summary.with_columns(n_channels_excluded=pl.lit(0, pl.Int64))
     ex = excluded.group_by("site_id", "condition", "muscle").agg(n_channels_excluded=pl.len().cast(pl.Int64))
