@@ -436,17 +436,24 @@ CO_CONTRACTION = Table(
     "one row per trial x side x cycle x pair", ("trial_id", "side", "cycle", "muscle_a", "muscle_b"),
     (_TRIAL, _SUBJ, _SESS, _SIDE, _CYCLE,
      C("muscle_a", "VARCHAR", "Agonist."), C("muscle_b", "VARCHAR", "Antagonist."),
-     C("cci", "DOUBLE", "2 sum(min(a,b)) / sum(a+b) (0 = none, 1 = identical).", range=(0, 1))),
+     C("cci", "DOUBLE", "2 sum(min(a,b)) / sum(a+b) (0 = none, 1 = identical) of amplitude-normalised "
+       "envelopes.", range=(0, 1)),
+     C("normalisation", "VARCHAR", "Amplitude normalisation before the index (mean_cycle_peak: each muscle / "
+       "peak of its mean cycle in the trial).")),
 )
 
 ASYMMETRY = Table(
-    "asymmetry", "Left/right asymmetry of per-side metrics (Robinson SI, Zifchock SA).",
+    "asymmetry", "Left/right asymmetry of per-side metrics: signed difference for all, Robinson SI and "
+    "Zifchock SA for positive ratio-scale magnitudes (schemas.metrics).",
     "one row per subject x session x muscle x metric", ("subject_id", "session_id", "muscle", "metric"),
     (_SUBJ, _SESS, _COND, _MUSCLE,
      C("metric", "VARCHAR", "Metric compared (peak, iemg, onset_ms, stance_time_s, grf_peak_n...).", nullable=False),
-     C("left", "DOUBLE", "Left value."), C("right", "DOUBLE", "Right value."),
-     C("si_pct", "DOUBLE", "Robinson symmetry index (R-L)/(0.5(R+L)) x 100 (null when R+L = 0).", "%"),
-     C("sa_pct", "DOUBLE", "Zifchock symmetry angle.", "%"),
+     C("left", "DOUBLE", "Left value (in unit)."), C("right", "DOUBLE", "Right value (in unit)."),
+     C("diff", "DOUBLE", "Signed right - left in the metric's unit; wrapped into (-50, 50] for % of the cycle."),
+     C("unit", "VARCHAR", "Unit of left, right and diff (from schemas.metrics)."),
+     C("si_pct", "DOUBLE", "Robinson symmetry index (R-L)/(0.5(R+L)) x 100; only for positive ratio-scale "
+       "magnitudes (null for timing metrics: see diff).", "%"),
+     C("sa_pct", "DOUBLE", "Zifchock symmetry angle; same domain as si_pct.", "%"),
      C("n_cycles", "INTEGER", "Cycles behind the value (smaller side)."),
      C("reason", "VARCHAR", "Why a value is null.")),
 )
@@ -456,9 +463,12 @@ VARIABILITY = Table(
     "one row per subject x session x muscle x side x metric", ("subject_id", "session_id", "muscle", "side", "metric"),
     (_SUBJ, _SESS, _COND, _MUSCLE, _SIDE,
      C("metric", "VARCHAR", "envelope (EMG, muscle set) or stance_time_s / grf_peak_n (muscle null)."),
-     C("cv_pct", "DOUBLE", "Winter's CV of the time-normalised envelope; for scalar metrics SD/mean x 100.", "%"),
+     C("cv_pct", "DOUBLE", "Winter's CV of the time-normalised envelope; for ratio-scale scalar metrics "
+       "SD/mean x 100 (null for timing metrics).", "%"),
      C("variance_ratio", "DOUBLE", "Variance ratio (Hershler & Milner; 0 = identical cycles, ~1 = noise)."),
      C("onset_sd_ms", "DOUBLE", "SD of the default-method onset across cycles.", "ms"),
+     C("sd", "DOUBLE", "SD across cycles of a scalar metric, in unit (timing metrics get this, never a CV)."),
+     C("unit", "VARCHAR", "Unit of the metric (schemas.metrics)."),
      C("n_cycles", "INTEGER", "Cycles used.")),
 )
 
@@ -486,18 +496,22 @@ FATIGUE_CONTRASTS = Table(
 )
 
 SYNERGIES = Table(
-    "synergies", "Muscle synergy weights (NMF, VAF >= 90 %, uncentred VAF).",
-    "one row per session x synergy x muscle x side", ("session_id", "synergy", "muscle", "side"),
-    (_SESS, C("n_synergies", "INTEGER", "Synergies needed to reach the VAF threshold."),
+    "synergies", "Muscle synergy weights per session and leg (NMF; smallest k with VAF >= 90 % and every "
+    "muscle's local VAF >= 75 %; uncentred VAF).",
+    "one row per session x side x synergy x muscle", ("session_id", "synergy", "muscle", "side"),
+    (_SESS, C("n_synergies", "INTEGER", "Synergies needed to reach both VAF criteria (of this leg)."),
      C("vaf", "DOUBLE", "Uncentred VAF 1 - SSE/sum(D^2) of the chosen factorisation."),
-     C("synergy", "INTEGER", "Synergy number.", nullable=False), _MUSCLE, _SIDE,
-     C("weight", "DOUBLE", "Weight (unit max per synergy).")),
+     C("synergy", "INTEGER", "Synergy number (within the leg).", nullable=False), _MUSCLE, _SIDE,
+     C("weight", "DOUBLE", "Weight (unit max per synergy)."),
+     C("local_vaf", "DOUBLE", "Uncentred VAF of this muscle's envelope (per-muscle criterion)."),
+     C("reached_criteria", "BOOLEAN", "Both VAF criteria reached (false: k = number of muscles without)."),
+     C("n_cycles", "INTEGER", "Cycles of the leg behind the factorisation.")),
 )
 
 SYNERGY_ACTIVATIONS = Table(
-    "synergy_activations", "Synergy activation profiles over the normalised gait cycle.",
-    "one row per session x synergy x point", ("session_id", "synergy", "sample"),
-    (_SESS, C("synergy", "INTEGER", "Synergy number.", nullable=False),
+    "synergy_activations", "Synergy activation profiles over the normalised gait cycle, per leg.",
+    "one row per session x side x synergy x point", ("session_id", "side", "synergy", "sample"),
+    (_SESS, _SIDE, C("synergy", "INTEGER", "Synergy number.", nullable=False),
      C("sample", "INTEGER", "Sample in the concatenated normalised cycles.", nullable=False),
      C("pct", "DOUBLE", "% of the gait cycle.", "%"), C("activation", "DOUBLE", "Activation coefficient.")),
 )
@@ -533,6 +547,10 @@ _COHORT_COLS = (
     C("sd", "DOUBLE", "SD."), C("p5", "DOUBLE", "5th percentile."), C("p25", "DOUBLE", "25th percentile."),
     C("p50", "DOUBLE", "Median."), C("p75", "DOUBLE", "75th percentile."), C("p95", "DOUBLE", "95th percentile."),
     C("suppressed", "BOOLEAN", "Cell has fewer subjects than the small-cell threshold: values withheld."),
+    C("n_cycles", "BIGINT", "Gait cycles behind the cell (sum over its subjects' sessions and sides; null "
+      "where suppressed)."),
+    C("n_channels_excluded", "BIGINT", "EMG channels of this site x condition x muscle kept out of the "
+      "analysis (QC verdict bad, plausibility, no events): see analysis_exclusions."),
 )
 COHORT_ASYMMETRY = Table("cohort_asymmetry", "Cohort summary of asymmetry metrics per site x condition x muscle.",
                          "one row per site x condition x muscle x metric", ("site_id", "condition", "muscle", "metric"),

@@ -128,6 +128,12 @@ def test_cohort_tables_and_maps(demo):
     cells = dict(q(con, "SELECT site_id, bool_and(suppressed) FROM cohort_asymmetry GROUP BY 1"))
     assert cells == {"lyon": False, "boston": True, "oslo": True}
     assert q(con, "SELECT count(*) FROM cohort_asymmetry WHERE suppressed AND mean IS NOT NULL") == [(0,)]
+    # each shown cell says how many cycles are behind it: the sum over its subjects' sessions and sides
+    cell = q(con, "SELECT n_cycles, n_channels_excluded FROM cohort_variability WHERE site_id = 'lyon' AND "
+                  "condition = 'fresh' AND muscle = 'soleus' AND metric = 'envelope.cv_pct'")[0]
+    behind = q(con, "SELECT sum(v.n_cycles) FROM variability v JOIN sessions s USING (session_id) WHERE s.site_id = "
+                    "'lyon' AND v.condition = 'fresh' AND v.muscle = 'soleus' AND v.metric = 'envelope'")[0][0]
+    assert cell == (behind, 0) and behind >= 5 * 2 * 5
     n, peak_pct = q(con, "SELECT count(*), arg_max(pct, envelope_mean) FROM activation_map WHERE scope = 'cohort' "
                          "AND muscle = 'soleus' AND side = 'R'")[0]
     assert n == 101 and 10 <= peak_pct <= 50  # soleus peaks in stance
@@ -182,3 +188,25 @@ def test_channel_qc_rms_is_the_rms_of_the_stored_samples(demo):
     for trial, ch, rms, ref, _, _ in rows:
         assert rms == pytest.approx(ref, rel=1e-5), (trial, ch)
     assert {(site, basis) for *_, basis, site in rows} == {(s, "electrode_mv") for s in ("lyon", "boston", "oslo")}
+
+
+def test_asymmetry_statistic_fits_the_metric(demo):
+    """SI/SA only on positive ratio-scale magnitudes (never beyond 200 %); timing gets a signed R - L
+    difference: for the symmetric control subjects every muscle's onset differs by at most 10 ms between
+    sides (and by at most 1 % of the cycle), where SI on onsets near the strike ran from -75 to +760 %."""
+    truth, _, con = demo
+    assert q(con, "SELECT count(*) FROM asymmetry WHERE abs(si_pct) > 200") == [(0,)]
+    assert q(con, "SELECT count(*) FROM asymmetry WHERE metric IN ('onset_ms', 'offset_ms', 'onset_pct', "
+                  "'offset_pct', 'time_of_peak_pct') AND (si_pct IS NOT NULL OR sa_pct IS NOT NULL)") == [(0,)]
+    controls = truth["summary"]["control"]["subjects"]
+    rows = q(con, "SELECT subject_id, muscle, metric, diff, unit FROM asymmetry WHERE metric IN ('onset_ms', "
+                  "'onset_pct') AND subject_id IN (SELECT unnest(?)) AND diff IS NOT NULL", [controls])
+    ms = [d for _, _, m, d, u in rows if m == "onset_ms"]
+    pct = [d for _, _, m, d, u in rows if m == "onset_pct"]
+    assert len(ms) >= 8 * len(controls) and {u for _, _, m, _, u in rows if m == "onset_ms"} == {"ms"}
+    assert max(abs(d) for d in ms) <= 10.0, sorted((round(d, 1), s, mu) for s, mu, m, d, _ in rows if m == "onset_ms")
+    assert max(abs(d) for d in pct) <= 1.0
+    # units come from the registry; stance time keeps its SI (a positive duration)
+    units = dict(q(con, "SELECT metric, min(unit) FROM asymmetry GROUP BY 1"))
+    assert units["peak"] == "mV" and units["onset_ms"] == "ms" and units["stance_time_s"] == "s"
+    assert q(con, "SELECT count(si_pct) > 0 FROM asymmetry WHERE metric = 'stance_time_s'") == [(True,)]

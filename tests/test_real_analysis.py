@@ -160,3 +160,55 @@ def test_treadmill_stances_and_no_false_rate_alarm(lake):
     sev = [r[0] for r in lake.execute("SELECT severity FROM plausibility WHERE trial_id LIKE '%treadmill_events.c3d'")
            .fetchall()]
     assert "bad" not in sev
+
+
+def test_mains_only_channels_reach_no_derived_table(lake):
+    """The treadmill file's 'EMG' is mains only (QC verdict bad, in analysis_exclusions): its subject has no
+    activation map, no envelope variability, no synergies and no EMG asymmetry, and pools into no cohort
+    map; the good subject (test_small) has them. Gait metrics of the treadmill walk (plates) stay."""
+    excluded = lake.execute("SELECT count(*) FROM analysis_exclusions WHERE trial_id LIKE '%treadmill_events.c3d' "
+                            "AND reason LIKE 'qc verdict bad%'").fetchone()[0]
+    assert excluded == 4  # the four channels the manifest names
+    for sql in ("SELECT count(*) FROM activation_map WHERE scope_id IN ('R02', 'R02-S1')",
+                "SELECT count(*) FROM variability WHERE subject_id = 'R02' AND muscle IS NOT NULL",
+                "SELECT count(*) FROM synergies WHERE session_id = 'R02-S1'",
+                "SELECT count(*) FROM synergy_activations WHERE session_id = 'R02-S1'",
+                "SELECT count(*) FROM asymmetry WHERE subject_id = 'R02' AND muscle IS NOT NULL",
+                "SELECT count(*) FROM emg_cycle_metrics WHERE subject_id = 'R02'",
+                "SELECT count(*) FROM activation_onsets WHERE subject_id = 'R02'",
+                "SELECT count(*) FROM co_contraction WHERE subject_id = 'R02'",
+                "SELECT count(*) FROM subject_profiles WHERE subject_id = 'R02'"):
+        assert lake.execute(sql).fetchone()[0] == 0, sql
+    for sql in ("SELECT count(*) FROM activation_map WHERE scope_id IN ('R01', 'R01-S1')",
+                "SELECT count(*) FROM variability WHERE subject_id = 'R01' AND muscle IS NOT NULL",
+                "SELECT count(*) FROM asymmetry WHERE subject_id = 'R01' AND muscle IS NOT NULL"):
+        assert lake.execute(sql).fetchone()[0] > 0, sql
+    assert lake.execute("SELECT count(*) FROM asymmetry WHERE subject_id = 'R02' AND metric = 'stance_time_s'"
+                        ).fetchone()[0] == 1
+    # the cohort map of tibialis anterior is R01's alone: same cycles as R01's subject map
+    n = dict(lake.execute("SELECT scope, max(n_cycles) FROM activation_map WHERE muscle = 'tibialis_anterior' "
+                          "AND side = 'L' AND scope IN ('cohort', 'subject') GROUP BY 1").fetchall())
+    assert n["cohort"] == n["subject"] > 0
+    # cohort cells say how many cycles are behind them and how many channels were kept out
+    cells = lake.execute("SELECT muscle, metric, n_subjects, n_cycles, n_channels_excluded FROM cohort_variability "
+                         "WHERE muscle IN ('tibialis_anterior', 'soleus') AND metric = 'envelope.cv_pct'").fetchall()
+    by = {m: (ns, nc, nx) for m, _, ns, nc, nx in cells}
+    assert by["tibialis_anterior"][0] == 1 and by["tibialis_anterior"][2] == 2  # L and R of the treadmill file
+    assert by["tibialis_anterior"][1] is None  # one subject: suppressed, cycles withheld with the values
+    # (n_cycles is withheld with the values in suppressed cells: the real site has 2 subjects)
+    assert lake.execute("SELECT count(*) FROM cohort_variability WHERE n_channels_excluded IS NULL").fetchone()[0] == 0
+    assert lake.execute("SELECT count(*) FROM cohort_variability WHERE suppressed AND n_cycles IS NOT NULL"
+                        ).fetchone()[0] == 0
+
+
+def test_asymmetry_uses_the_metric_registry_on_real_files(lake):
+    """SI only where it means something (positive ratio-scale magnitudes): never beyond 200 %; timing
+    metrics get a signed difference in their unit and no SI."""
+    assert lake.execute("SELECT count(*) FROM asymmetry WHERE abs(si_pct) > 200").fetchone()[0] == 0
+    timing = lake.execute("SELECT count(*), count(si_pct), count(sa_pct), min(unit), max(unit) FROM asymmetry "
+                          "WHERE metric IN ('onset_ms', 'offset_ms')").fetchone()
+    assert timing[0] > 0 and timing[1:3] == (0, 0) and timing[3] == timing[4] == "ms"
+    d = lake.execute("SELECT max(abs(diff - (\"right\" - \"left\"))) FROM asymmetry WHERE metric = 'onset_ms'"
+                     ).fetchone()[0]
+    assert d < 1e-9
+    assert lake.execute("SELECT count(*) FROM asymmetry WHERE unit IS NULL").fetchone()[0] == 0

@@ -117,12 +117,14 @@ def test_asymmetry_table_values_and_reasons():
     out = asymmetry_table(_long(rows))
     assert out.columns == [
         "subject_id", "session_id", "condition", "muscle", "metric",
-        "left", "right", "si_pct", "sa_pct", "n_cycles", "reason",
+        "left", "right", "diff", "unit", "si_pct", "sa_pct", "n_cycles", "reason",
     ]
     by = {r["subject_id"]: r for r in out.iter_rows(named=True)}
     assert round(by["S1"]["si_pct"], 3) == 66.667 and round(by["S1"]["sa_pct"], 3) == 20.483
     assert by["S1"]["n_cycles"] == 8 and by["S1"]["reason"] is None
-    assert by["S2"]["si_pct"] is None and by["S2"]["sa_pct"] == pytest.approx(100.0)
+    assert by["S1"]["diff"] == 1.0 and by["S1"]["unit"] == "mV"
+    # a peak of -1 mV is no positive magnitude: no SI/SA (the signed difference stays)
+    assert by["S2"]["si_pct"] is None and by["S2"]["sa_pct"] is None and by["S2"]["diff"] == 2.0
     assert by["S2"]["reason"] == "zero_sum"
     assert by["S3"]["reason"] == "missing_right" and by["S3"]["si_pct"] is None
     assert by["S4"]["reason"] == "missing_left" and by["S4"]["n_cycles"] is None
@@ -137,3 +139,28 @@ def test_asymmetry_table_rejects_bad_input():
         asymmetry_table(_long(good * 2))
     with pytest.raises(ValueError, match="missing columns"):
         asymmetry_table(_long(good).drop("n_cycles"))
+
+
+def test_timing_metrics_get_signed_differences_not_si():
+    """Onsets are positions relative to foot strike: SI of -20 vs +20 ms would be a division by zero, of
+    5 vs 15 ms +100 %; the registry gives them R - L in ms (and in % of the cycle, wrapped at 100 %)."""
+    rows = [
+        ("S1", "v1", "walk", "TA", "onset_ms", "L", -20.0, 9), ("S1", "v1", "walk", "TA", "onset_ms", "R", 20.0, 9),
+        ("S2", "v1", "walk", "TA", "onset_ms", "L", 5.0, 9), ("S2", "v1", "walk", "TA", "onset_ms", "R", 15.0, 9),
+        ("S1", "v1", "walk", "TA", "onset_pct", "L", 98.0, 9), ("S1", "v1", "walk", "TA", "onset_pct", "R", 1.0, 9),
+        ("S2", "v1", "walk", "TA", "time_of_peak_pct", "L", 10.0, 9),
+        ("S2", "v1", "walk", "TA", "time_of_peak_pct", "R", 70.0, 9),
+        ("S1", "v1", "walk", None, "stance_time_s", "L", 0.6, 9), ("S1", "v1", "walk", None, "stance_time_s", "R", 0.66, 9),
+    ]
+    out = asymmetry_table(_long(rows))
+    by = {(r["subject_id"], r["metric"]): r for r in out.iter_rows(named=True)}
+    assert by[("S1", "onset_ms")]["diff"] == 40.0 and by[("S2", "onset_ms")]["diff"] == 10.0
+    assert all(by[(s, "onset_ms")]["si_pct"] is None and by[(s, "onset_ms")]["sa_pct"] is None for s in ("S1", "S2"))
+    assert by[("S1", "onset_ms")]["reason"] == "timing_metric" and by[("S1", "onset_ms")]["unit"] == "ms"
+    assert by[("S1", "onset_pct")]["diff"] == pytest.approx(3.0)  # 98 % -> 1 % is 3 % later, not 97 % earlier
+    assert by[("S2", "time_of_peak_pct")]["diff"] == pytest.approx(-40.0)  # 60 % is 40 % the other way round
+    assert by[("S2", "time_of_peak_pct")]["unit"] == "% cycle"
+    st = by[("S1", "stance_time_s")]
+    assert st["si_pct"] == pytest.approx(0.06 / 0.63 * 100) and st["diff"] == pytest.approx(0.06) and st["unit"] == "s"
+    with pytest.raises(ValueError, match="schemas.metrics"):
+        asymmetry_table(_long([("S1", "v1", "walk", "TA", "onset_sd", "L", 1.0, 3)]))

@@ -42,6 +42,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from schemas import metrics as registry
+
 #: Reason given when both sides sum to zero (SI undefined).
 REASON_ZERO_SUM = "zero_sum"
 #: Reason given when the right side is missing from the long frame.
@@ -50,6 +52,10 @@ REASON_MISSING_RIGHT = "missing_right"
 REASON_MISSING_LEFT = "missing_left"
 #: Reason given when a side's value is null, NaN or infinite.
 REASON_NON_FINITE = "non_finite"
+#: Reason SI/SA are null for a timing metric (signed difference only; see ``schemas.metrics``).
+REASON_TIMING = "timing_metric"
+#: Reason SI/SA are null for a ratio-scale metric with a side <= 0 (SI/SA need positive magnitudes).
+REASON_NOT_POSITIVE = "not_positive"
 
 #: Value subtracted from SA (in %) when the raw angle exceeds 100 % (Zifchock 2008).
 SA_WRAP_PCT = 200.0
@@ -62,6 +68,8 @@ ASYMMETRY_COLUMNS: tuple[str, ...] = (
     *ASYMMETRY_KEYS,
     "left",
     "right",
+    "diff",
+    "unit",
     "si_pct",
     "sa_pct",
     "n_cycles",
@@ -224,19 +232,21 @@ def asymmetry_table(
     Returns
     -------
     polars.DataFrame
-        One row per key with columns ``*keys, left, right, si_pct, sa_pct,
-        n_cycles, reason``.  ``n_cycles`` is the smaller of the two sides'
-        counts (the cycles supporting the weaker side), null when a side is
-        missing.  ``si_pct`` /
-        ``sa_pct`` are null where undefined and ``reason`` then says why
-        (``missing_left``, ``missing_right``, ``non_finite``, ``zero_sum``);
-        ``reason`` is null for a fully defined row.  Rows are sorted by keys.
+        One row per key with columns ``*keys, left, right, diff, unit, si_pct, sa_pct, n_cycles,
+        reason``.  ``diff`` is the signed ``right - left`` in the metric's ``unit`` (both from
+        :mod:`schemas.metrics`), wrapped into (-period/2, period/2] for circular timing (% of the
+        cycle).  ``si_pct`` / ``sa_pct`` apply only to positive ratio-scale magnitudes: null for timing
+        metrics (``reason`` ``timing_metric``) and where a side is <= 0 (``not_positive``).
+        ``n_cycles`` is the smaller of the two sides' counts (the cycles supporting the weaker
+        side), null when a side is missing.  ``reason`` also says ``missing_left``,
+        ``missing_right``, ``non_finite`` or ``zero_sum``; it is null for a fully defined row.
+        Rows are sorted by keys.
 
     Raises
     ------
     ValueError
-        On missing columns, a side other than ``"L"``/``"R"``, or a key that
-        has more than one row for the same side.
+        On missing columns, a side other than ``"L"``/``"R"``, a key that has more than one row for
+        the same side, or a metric that is not in the registry.
     """
     keys = list(keys)
     required = [*keys, "side", "value", "n_cycles"]
@@ -246,6 +256,9 @@ def asymmetry_table(
     bad_side = per_side.filter(~pl.col("side").is_in(["L", "R"]) | pl.col("side").is_null())
     if bad_side.height:
         raise ValueError(f"side must be 'L' or 'R'; found {bad_side['side'].unique().to_list()}")
+    unknown = sorted(set(per_side["metric"].drop_nulls().to_list()) - set(registry.METRICS))
+    if unknown:
+        raise ValueError(f"metrics not in schemas.metrics: {unknown}")
     dup = per_side.group_by([*keys, "side"]).len().filter(pl.col("len") > 1)
     if dup.height:
         raise ValueError(f"duplicate rows for the same key and side, e.g. {dup.row(0, named=True)}")
@@ -255,39 +268,26 @@ def asymmetry_table(
     right = frame.filter(pl.col("side") == "R").drop("side").rename({"value": "right", "n_cycles": "_n_r"})
     wide = left.join(right, on=keys, how="full", coalesce=True, nulls_equal=True)
     if wide.height == 0:
-        return pl.DataFrame(
-            schema={
-                **{k: per_side.schema[k] for k in keys},
-                "left": pl.Float64,
-                "right": pl.Float64,
-                "si_pct": pl.Float64,
-                "sa_pct": pl.Float64,
-                "n_cycles": pl.Int64,
-                "reason": pl.String,
-            }
-        )
+        return pl.DataFrame(schema={**{k: per_side.schema[k] for k in keys}, "left": pl.Float64,
+                                    "right": pl.Float64, "diff": pl.Float64, "unit": pl.String,
+                                    "si_pct": pl.Float64, "sa_pct": pl.Float64, "n_cycles": pl.Int64,
+                                    "reason": pl.String})
 
     has_l = wide["_n_l"].is_not_null() | wide["left"].is_not_null()
     has_r = wide["_n_r"].is_not_null() | wide["right"].is_not_null()
     l_arr = wide["left"].fill_null(np.nan).to_numpy().astype(float)
     r_arr = wide["right"].fill_null(np.nan).to_numpy().astype(float)
-    si = symmetry_index_array(r_arr, l_arr)
-    sa = symmetry_angle_array(r_arr, l_arr)
+    specs = [registry.metric(m) for m in wide["metric"].to_list()]
+    ratio = np.array([m.scale == "ratio" for m in specs], dtype=bool)
+    positive = ratio & (l_arr > 0) & (r_arr > 0)
+    si = np.where(positive, symmetry_index_array(r_arr, l_arr), np.nan)
+    sa = np.where(positive, symmetry_angle_array(r_arr, l_arr), np.nan)
+    diff = signed_difference(r_arr, l_arr, periods=[m.period for m in specs])
 
-    reasons: list[str | None] = []
-    for hl, hr, lv, rv in zip(has_l.to_list(), has_r.to_list(), l_arr, r_arr):
-        if not hl:
-            reasons.append(REASON_MISSING_LEFT)
-        elif not hr:
-            reasons.append(REASON_MISSING_RIGHT)
-        elif not (np.isfinite(lv) and np.isfinite(rv)):
-            reasons.append(REASON_NON_FINITE)
-        elif lv + rv == 0.0:
-            reasons.append(REASON_ZERO_SUM)
-        else:
-            reasons.append(None)
-
+    reasons = [_reason(*a) for a in zip(has_l.to_list(), has_r.to_list(), l_arr, r_arr, ratio)]
     out = wide.with_columns(
+        pl.Series("diff", diff).fill_nan(None),
+        pl.Series("unit", [m.unit for m in specs], dtype=pl.String),
         pl.Series("si_pct", si).fill_nan(None),
         pl.Series("sa_pct", sa).fill_nan(None),
         pl.when(pl.col("_n_l").is_not_null() & pl.col("_n_r").is_not_null())
@@ -296,4 +296,54 @@ def asymmetry_table(
         .alias("n_cycles"),
         pl.Series("reason", reasons, dtype=pl.String),
     )
-    return out.select(*keys, "left", "right", "si_pct", "sa_pct", "n_cycles", "reason").sort(keys, nulls_last=True)
+    return out.select(*keys, "left", "right", "diff", "unit", "si_pct", "sa_pct", "n_cycles",
+                      "reason").sort(keys, nulls_last=True)
+
+
+def _reason(has_l: bool, has_r: bool, lv: float, rv: float, is_ratio: bool) -> str | None:
+    """Why SI/SA of one row are null (None when they are defined)."""
+    if not has_l:
+        return REASON_MISSING_LEFT
+    if not has_r:
+        return REASON_MISSING_RIGHT
+    if not (np.isfinite(lv) and np.isfinite(rv)):
+        return REASON_NON_FINITE
+    if not is_ratio:
+        return REASON_TIMING
+    if lv + rv == 0.0:
+        return REASON_ZERO_SUM
+    if lv <= 0 or rv <= 0:
+        return REASON_NOT_POSITIVE
+    return None
+
+
+def signed_difference(right, left, /, *, periods: Sequence[float | None] | None = None) -> np.ndarray:
+    """Signed ``right - left``, wrapped into (-period/2, period/2] where a period is given.
+
+    Parameters
+    ----------
+    right, left : array_like
+        Right- and left-side values in the same unit.
+    periods : sequence of float or None, keyword-only
+        Per element, the wrap-around of a circular metric (e.g. 100 for % of the cycle) or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        The difference in the values' unit; NaN where an input is not finite.
+
+    Raises
+    ------
+    ValueError
+        If the inputs cannot be broadcast together or ``periods`` has the wrong length.
+    """
+    r, l_ = _as_float_arrays(right, left)
+    d = r - l_
+    if periods is None:
+        return d
+    per = np.array([np.nan if p is None else float(p) for p in periods], dtype=float)
+    if per.shape != d.shape:
+        raise ValueError(f"periods has {per.size} entries for {d.size} differences")
+    wrap = np.isfinite(per) & np.isfinite(d)
+    d[wrap] = -((-(d[wrap]) + per[wrap] / 2) % per[wrap] - per[wrap] / 2)
+    return d

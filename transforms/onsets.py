@@ -1,33 +1,27 @@
 """Muscle activation onset / offset detection.
 
-Three detectors side by side, each returning ``(onsets, offsets)`` as int64 sample
-indices of the bursts found in a 1-D signal (``DEFAULT_ONSET_METHOD`` = ``tkeo``):
+Detectors returning ``(onsets, offsets)`` as int64 sample indices of the bursts of a 1-D signal:
 
-* ``hodges_bui`` (Hodges & Bui 1996) on a linear envelope: threshold = baseline mean +
-  ``k_sd`` SD; onset/offset = first sample of a run above/below it lasting
-  ``min_duration_ms``.
+* ``hodges_bui`` (Hodges & Bui 1996) on a linear envelope: threshold = baseline mean + ``k_sd``
+  SD; onset/offset = first sample of a run above/below it lasting ``min_duration_ms``.
 * ``tkeo`` (Solnik et al. 2010) on raw EMG: band-pass ``TKEO_BAND_HZ``, Teager-Kaiser
   operator, rectification, ``TKEO_LOWPASS_HZ`` low-pass, then a threshold; the onset
   needs ``TKEO_MIN_ABOVE_MS`` of the next ``TKEO_WINDOW_MS`` above it.
 * ``double_threshold`` (Bonato et al. 1998 style) on ``|x|``: amplitude threshold plus
   ``min_above_ms`` of supra-threshold samples within the next ``window_ms``; the burst
   ends where less than half that remains.
+* ``tkeo_refined``: ``tkeo`` bursts, each onset moved to the start of its recruitment ramp
+  by a local maximum-likelihood fit (:mod:`transforms.onsets_refine`).
 
-Conventions: offsets are *exclusive* (``x[on:off]`` is the burst); a burst active at the
-end gets ``offset == len(x)`` and one active at sample 0 ``onset == 0`` (censored).
-Baseline: ``baseline=slice(a, b)`` (or an ``(a, b)`` pair) in samples, by default the
-*quietest window*: the ``baseline_window_ms`` window with the lowest mean of the
-detection signal (first on ties), which assumes one rest period that long (true in gait;
-a muscle active throughout gets thresholds relative to its least active phase).
+Conventions: offsets are *exclusive* (``x[on:off]`` is the burst); a burst active at the end
+gets ``offset == len(x)`` and one active at sample 0 ``onset == 0`` (censored). Baseline:
+``baseline=slice(a, b)`` (or an ``(a, b)`` pair) in samples, by default the *quietest window*:
+the ``baseline_window_ms`` window with the lowest mean of the detection signal (first on ties),
+which assumes one rest period that long (true in gait).
 
-Expected bias for step-like bursts at high SNR (tested; tabulated by
-``bench/onset_bias.py`` and ``docs/methods_timing.md``): ``hodges_bui`` is *early*
-because the zero-phase envelope low-pass spreads a step over about +-1/lowpass_hz: by
-:func:`lowpass_step_crossing_ms` at the threshold's share of the burst plateau (-25 to
--50 ms; subtract it to correct); ``tkeo``: -30 to +15 ms (band-pass pre-ringing of an
-abrupt burst, dips of the TKEO output); ``double_threshold`` on raw EMG:
--(window - min_above) to +5 ms (a noise sample just before the burst can open the
-look-ahead window).
+Bias (``bench/onset_bias.py``): ``hodges_bui`` is early on steps by :func:`lowpass_step_crossing_ms`;
+the threshold detectors are late on ramps by a share of the ramp (TKEO +44 ms on 100 ms ramps at 10 dB),
+which ``tkeo_refined`` removes; hence ``DEFAULT_ONSET_METHOD`` = ``tkeo_refined``.
 """
 
 from __future__ import annotations
@@ -37,24 +31,21 @@ import math
 import numba
 import numpy as np
 
-from transforms import emg as _emg, emg_kernels as _kernels
+from transforms import emg as _emg, emg_kernels as _kernels, onsets_refine as _refine
 
 __all__ = [
     "DEFAULT_ONSET_METHOD", "ONSET_METHODS", "DEFAULT_K_SD", "DEFAULT_MIN_DURATION_MS",
     "DEFAULT_BASELINE_WINDOW_MS", "TKEO_BAND_HZ", "TKEO_LOWPASS_HZ", "TKEO_K_SD", "TKEO_WINDOW_MS",
     "TKEO_MIN_ABOVE_MS", "DOUBLE_THRESHOLD_K_SD", "DOUBLE_THRESHOLD_WINDOW_MS",
     "DOUBLE_THRESHOLD_MIN_ABOVE_MS", "tkeo", "baseline_stats", "onsets_hodges_bui", "onsets_tkeo",
-    "onsets_double_threshold", "detect_onsets", "onsets_hodges_bui_2d", "envelope_onsets_fast",
-    "lowpass_step_crossing_ms",
-]
+    "onsets_double_threshold", "onsets_tkeo_refined", "detect_onsets", "onsets_hodges_bui_2d",
+    "envelope_onsets_fast", "lowpass_step_crossing_ms"]
 
-#: Default detector used by the pipeline and by :func:`detect_onsets`. TKEO (Solnik et al.
-#: 2010) is the least biased at the SNRs of surface EMG in gait (bench/onset_bias.py: median
-#: -3 to -5.5 ms, SD 3-8 ms at >= 10 dB; on the demo consortium's injected onsets +1.8 ms),
-#: so no correction is applied to it; Hodges-Bui rows carry the low-pass step-model correction.
-DEFAULT_ONSET_METHOD = "tkeo"
+#: Default detector of the pipeline and :func:`detect_onsets`: the only one within 5 ms median bias
+#: for step and 20-100 ms ramp onsets at >= 10 dB (bench/onset_bias.py; docs/methods_timing.md).
+DEFAULT_ONSET_METHOD = "tkeo_refined"
 #: Names accepted by :func:`detect_onsets`.
-ONSET_METHODS = ("hodges_bui", "tkeo", "double_threshold")
+ONSET_METHODS = ("hodges_bui", "tkeo", "double_threshold", "tkeo_refined")
 #: Threshold = baseline mean + DEFAULT_K_SD x baseline SD.  Hodges & Bui's classic
 #: h = 3 (25 ms, short baseline) assumes a long rest baseline: with the automatic
 #: quietest window on a 6 Hz envelope the SD is underestimated (short, autocorrelated,
@@ -86,9 +77,8 @@ TKEO_MIN_ABOVE_MS = 30.0
 DOUBLE_THRESHOLD_K_SD = 3.0
 #: Look-ahead window of the double-threshold detector, in ms.
 DOUBLE_THRESHOLD_WINDOW_MS = 30.0
-#: Supra-threshold time needed inside that window, in ms (second threshold).  On raw
-#: Gaussian noise |x| exceeds mean + 3 SD about 1 % of the time, so 10 ms of 30 ms is
-#: practically never reached without a burst.
+#: Supra-threshold time needed inside that window, in ms (second threshold). On Gaussian noise |x|
+#: exceeds mean + 3 SD ~1 % of the time, so 10 ms of 30 ms is practically never reached without a burst.
 DOUBLE_THRESHOLD_MIN_ABOVE_MS = 10.0
 
 
@@ -540,18 +530,28 @@ def onsets_double_threshold(
     return _bursts(d, thr, m, r0, m, m - max(1, r0 // 2) + 1)
 
 
-_METHODS = {
-    "hodges_bui": onsets_hodges_bui,
-    "tkeo": onsets_tkeo,
-    "double_threshold": onsets_double_threshold,
-}
+def onsets_tkeo_refined(emg_mv, /, *, rate_hz: float, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
+                        **tkeo_params) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`onsets_tkeo` bursts, onsets refined by :func:`transforms.onsets_refine.refine_bursts`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`onsets_tkeo`.
+    """
+    bursts = onsets_tkeo(emg_mv, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms, **tkeo_params)
+    return _refine.refine_bursts(emg_mv, *bursts, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms)
+
+
+_METHODS = {"hodges_bui": onsets_hodges_bui, "tkeo": onsets_tkeo, "double_threshold": onsets_double_threshold,
+            "tkeo_refined": onsets_tkeo_refined}
 
 
 def detect_onsets(x, /, *, rate_hz: float, method: str = DEFAULT_ONSET_METHOD, **params):
     """Dispatch to a detector by name (see :data:`ONSET_METHODS`).
 
-    ``"hodges_bui"`` expects an envelope, ``"tkeo"`` raw EMG, ``"double_threshold"``
-    either.  Extra keyword parameters go to the detector.
+    ``"hodges_bui"`` expects an envelope, ``"tkeo"`` and ``"tkeo_refined"`` raw EMG,
+    ``"double_threshold"`` either.  Extra keyword parameters go to the detector.
 
     Raises
     ------

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import polars as pl
 
+from schemas import metrics as metrics_registry
 from transforms import activation_map as amap
 from transforms import asymmetry as asym
 from transforms import cycles as cyc
@@ -32,6 +33,12 @@ TIMING_FILTER = "is_default AND burst = 0"
 #: profiles over the subjects a reader may see: embargoed sites are in no reference).
 PROFILE_PARAMS = {"reference": "robust", "z_threshold": profiles.ROBUST_Z_THRESHOLD,
                   "min_reference_sd": profiles.MIN_REFERENCE_SD}
+#: A channel reaches envelopes used downstream, maps, variability, synergies, asymmetry and cohort tables
+#: only if the analysis did not exclude it (``analysis_exclusions``: QC verdict bad, no events...) and its
+#: QC verdict is not ``bad`` (``{a}`` is the alias of a table with ``trial_id`` and ``channel``).
+GOOD_CHANNEL = ("NOT EXISTS (SELECT 1 FROM analysis_exclusions x WHERE x.trial_id = {a}.trial_id "
+                "AND x.channel = {a}.channel) AND NOT EXISTS (SELECT 1 FROM channel_qc q "
+                "WHERE q.trial_id = {a}.trial_id AND q.channel = {a}.channel AND q.verdict = 'bad')")
 COHORT_TABLES = ("asymmetry", "variability", "fatigue", "fatigue_contrasts", "synergies", "synergy_activations",
                  "activation_map", "subject_profiles", "cohort_asymmetry", "cohort_variability")
 
@@ -43,7 +50,8 @@ def _q(con, sql: str, params=None) -> pl.DataFrame:
 def normalised_cycles(con) -> dict[tuple[str, str, str, str], np.ndarray]:
     """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles."""
     env = _q(con, "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
-                  "FROM emg_envelopes e JOIN trials t USING (trial_id) ORDER BY e.trial_id, e.channel, e.sample_index")
+                  f"FROM emg_envelopes e JOIN trials t USING (trial_id) WHERE {GOOD_CHANNEL.format(a='e')} "
+                  "ORDER BY e.trial_id, e.channel, e.sample_index")
     cyc_df = _q(con, "SELECT trial_id, side, cycle, start_s, end_s, foot_off_s, duration_s, stance_pct, valid, "
                      "coalesce(reason, '') AS reason FROM gait_cycles WHERE valid ORDER BY trial_id, side, cycle")
     out: dict[tuple, list] = {}
@@ -85,23 +93,33 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
     subject_profiles = _subject_profiles(metrics, out.get("asymmetry"), sessions)
     if subject_profiles is not None:
         out["subject_profiles"] = subject_profiles
-    out.update(_cohort_summaries(out, sessions))
+    out.update(_cohort_summaries(out, sessions, _excluded_channels(con)))
     return out
 
 
 def _session_metrics(con) -> pl.DataFrame:
-    """Per session, muscle/side and metric: amplitude, timing and gait metrics (long frame)."""
+    """Per session, muscle/side and metric: amplitude, timing and gait metrics (long frame; every metric is
+    in ``schemas.metrics``). Amplitudes are cycle means, the time of peak a circular mean (% of the cycle
+    wraps at 100), onsets and offsets the median of the cycles' first bursts."""
     return _q(con, f"""
         SELECT m.subject_id, m.session_id, s.condition, m.muscle, m.side, k.metric, avg(k.value) AS value,
                count(*)::INTEGER AS n_cycles
         FROM emg_cycle_metrics m JOIN sessions s USING (session_id),
-        LATERAL (VALUES ('peak', m.peak), ('iemg', m.iemg), ('time_of_peak_pct', m.time_of_peak_pct)) k(metric, value)
+        LATERAL (VALUES ('peak', m.peak), ('iemg', m.iemg)) k(metric, value)
+        GROUP BY ALL
+        UNION ALL
+        SELECT m.subject_id, m.session_id, s.condition, m.muscle, m.side, 'time_of_peak_pct',
+               (degrees(atan2(avg(sin(radians(m.time_of_peak_pct * 3.6))),
+                              avg(cos(radians(m.time_of_peak_pct * 3.6))))) / 3.6 + 100) % 100,
+               count(*)::INTEGER
+        FROM emg_cycle_metrics m JOIN sessions s USING (session_id) WHERE m.time_of_peak_pct IS NOT NULL
         GROUP BY ALL
         UNION ALL
         SELECT a.subject_id, a.session_id, s.condition, a.muscle, a.side, k.metric, median(k.value), count(*)::INTEGER
         FROM activation_onsets a JOIN sessions s USING (session_id),
-        LATERAL (VALUES ('onset_ms', a.onset_ms), ('offset_ms', a.offset_ms)) k(metric, value)
-        WHERE {TIMING_FILTER} GROUP BY ALL
+        LATERAL (VALUES ('onset_ms', a.onset_ms), ('offset_ms', a.offset_ms), ('onset_pct', a.onset_pct),
+                        ('offset_pct', a.offset_pct)) k(metric, value)
+        WHERE {TIMING_FILTER} AND k.value IS NOT NULL GROUP BY ALL
         UNION ALL
         SELECT t.subject_id, t.session_id, s.condition, NULL, g.side, k.metric, avg(k.value), count(*)::INTEGER
         FROM gait_cycles g JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id,
@@ -122,7 +140,7 @@ def _variability(con, cyc_norm, sessions: pl.DataFrame) -> pl.DataFrame | None:
                       "side": side, "metric": "envelope", "cv_pct": _safe(var.winter_cv, arr),
                       "variance_ratio": _safe(var.variance_ratio, arr),
                       "onset_sd_ms": _safe(var.onset_timing_sd, o["onset_ms"].to_numpy()) if o.height >= 2 else None,
-                      "n_cycles": int(arr.shape[0])})
+                      "sd": None, "unit": metrics_registry.metric("envelope").unit, "n_cycles": int(arr.shape[0])})
     scal = _q(con, """
         SELECT t.subject_id, t.session_id, s.condition, g.side, k.metric, k.value
         FROM gait_cycles g JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id,
@@ -130,10 +148,12 @@ def _variability(con, cyc_norm, sessions: pl.DataFrame) -> pl.DataFrame | None:
         WHERE g.valid AND k.value IS NOT NULL""")
     for (subj, sess, c, side, metric), g in scal.group_by(
             ["subject_id", "session_id", "condition", "side", "metric"], maintain_order=True):
-        v = g["value"].to_numpy()
+        v, spec = g["value"].to_numpy(), metrics_registry.metric(metric)
+        sd = float(np.std(v, ddof=1)) if len(v) > 1 else None
+        cv = sd / float(np.mean(v)) * 100 if sd is not None and spec.variability == "cv" and np.all(v > 0) else None
         vrows.append({"subject_id": subj, "session_id": sess, "condition": c, "muscle": None, "side": side,
-                      "metric": metric, "cv_pct": float(np.std(v, ddof=1) / abs(np.mean(v)) * 100) if len(v) > 1
-                      else None, "variance_ratio": None, "onset_sd_ms": None, "n_cycles": len(v)})
+                      "metric": metric, "cv_pct": cv, "variance_ratio": None, "onset_sd_ms": None, "sd": sd,
+                      "unit": spec.unit, "n_cycles": len(v)})
     return pl.DataFrame(vrows, infer_schema_length=None) if vrows else None
 
 
@@ -165,10 +185,12 @@ def _fatigue(con) -> dict[str, pl.DataFrame]:
 
 
 def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
-    """Per session (>= 3 muscles and cycles): synergy weights and mean activation per cycle sample."""
+    """Per session and leg (>= 3 muscles and cycles of that leg, each time-normalised to its own cycles):
+    synergy weights, each muscle's local VAF, and the mean activation per cycle sample. The number of
+    synergies is the smallest with VAF >= 90 % and every local VAF >= 75 % (``transforms.synergies``)."""
     srows, arows = [], []
-    for sess in sorted({k[1] for k in cyc_norm}):
-        keys = sorted(k for k in cyc_norm if k[1] == sess)
+    for sess, side in sorted({(k[1], k[3]) for k in cyc_norm}):
+        keys = sorted(k for k in cyc_norm if k[1] == sess and k[3] == side)
         n = min(cyc_norm[k].shape[0] for k in keys)
         if len(keys) < 3 or n < 3:
             continue
@@ -178,15 +200,17 @@ def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
         try:
             res = syn.extract_synergies(mat)
         except ValueError as exc:
-            log.info("synergies %s: %s", sess, exc)
+            log.info("synergies %s %s: %s", sess, side, exc)
             continue
         for j in range(res.n_synergies):
             for i, k in enumerate(keys):
                 srows.append({"session_id": sess, "n_synergies": res.n_synergies, "vaf": res.vaf, "synergy": j,
-                              "muscle": k[2], "side": k[3], "weight": float(res.weights[i, j])})
+                              "muscle": k[2], "side": side, "weight": float(res.weights[i, j]),
+                              "local_vaf": float(res.local_vaf[i]), "reached_criteria": res.reached_threshold,
+                              "n_cycles": n})
             mean_act = res.activations[j].reshape(n, -1).mean(axis=0)
             for p, v in enumerate(mean_act):
-                arows.append({"session_id": sess, "synergy": j, "sample": p, "pct": float(p),
+                arows.append({"session_id": sess, "side": side, "synergy": j, "sample": p, "pct": float(p),
                               "activation": float(v)})
     return {"synergies": pl.DataFrame(srows), "synergy_activations": pl.DataFrame(arows)} if srows else {}
 
@@ -212,22 +236,46 @@ def _subject_profiles(metrics: pl.DataFrame, asymmetry: pl.DataFrame | None,
         return None
 
 
-def _cohort_summaries(out: dict[str, pl.DataFrame], sessions: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Per-site cohort distributions (small cells suppressed) of asymmetry and variability."""
+def _cohort_summaries(out: dict[str, pl.DataFrame], sessions: pl.DataFrame, excluded: pl.DataFrame | None = None
+                      ) -> dict[str, pl.DataFrame]:
+    """Per-site cohort distributions (small cells suppressed) of asymmetry and variability; each cell says
+    how many cycles are behind it (``n_cycles``) and how many channels of its muscle were excluded
+    (``n_channels_excluded``: QC, plausibility or analysis exclusions of that site x condition)."""
     site = sessions.select("session_id", "site_id")
+    keys = ["site_id", "condition", "muscle", "metric"]
     summaries = {}
     if "asymmetry" in out:
         v = out["asymmetry"].join(site, on="session_id").filter(pl.col("si_pct").is_not_null())
-        summaries["cohort_asymmetry"] = profiles.cohort_summary(
-            v.rename({"si_pct": "value"}), group_cols=("site_id", "condition", "muscle", "metric"))
+        summaries["cohort_asymmetry"] = _with_counts(profiles.cohort_summary(
+            v.rename({"si_pct": "value"}), group_cols=keys), v, excluded)
     if "variability" in out:
         v = out["variability"].join(site, on="session_id").unpivot(
-            index=["site_id", "condition", "muscle", "subject_id", "metric"],
+            index=["site_id", "condition", "muscle", "subject_id", "metric", "n_cycles"],
             on=["cv_pct", "variance_ratio", "onset_sd_ms"], variable_name="stat", value_name="value")
-        v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat")
-        summaries["cohort_variability"] = profiles.cohort_summary(
-            v.drop_nulls("value"), group_cols=("site_id", "condition", "muscle", "metric"))
+        v = v.with_columns(metric=pl.col("metric") + "." + pl.col("stat")).drop("stat").drop_nulls("value")
+        summaries["cohort_variability"] = _with_counts(profiles.cohort_summary(v, group_cols=keys), v, excluded)
     return summaries
+
+
+def _with_counts(summary: pl.DataFrame, values: pl.DataFrame, excluded: pl.DataFrame | None) -> pl.DataFrame:
+    """``summary`` with ``n_cycles`` (sum over the cell's rows) and ``n_channels_excluded`` columns."""
+    keys = ["site_id", "condition", "muscle", "metric"]
+    n = values.group_by(keys).agg(n_cycles=pl.col("n_cycles").sum().cast(pl.Int64))
+    summary = summary.join(n, on=keys, how="left", nulls_equal=True).with_columns(  # withheld with the values
+        n_cycles=pl.when(pl.col("suppressed")).then(None).otherwise(pl.col("n_cycles")))
+    if excluded is None or not excluded.height:
+        return summary.with_columns(n_channels_excluded=pl.lit(0, pl.Int64))
+    ex = excluded.group_by("site_id", "condition", "muscle").agg(n_channels_excluded=pl.len().cast(pl.Int64))
+    return summary.join(ex, on=["site_id", "condition", "muscle"], how="left", nulls_equal=True).with_columns(
+        pl.col("n_channels_excluded").fill_null(0))
+
+
+def _excluded_channels(con) -> pl.DataFrame:
+    """Every channel kept out of the analysis, per site x condition x muscle (one row per trial x channel)."""
+    return _q(con, f"""
+        SELECT DISTINCT t.site_id, s.condition, c.muscle, c.trial_id, c.channel
+        FROM emg_channels c JOIN trials t USING (trial_id) JOIN sessions s ON s.session_id = t.session_id
+        WHERE NOT ({GOOD_CHANNEL.format(a='c')})""")
 
 
 def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:

@@ -15,7 +15,8 @@ from warehouse.settings import Settings
 #: Envelopes are low-passed at 6 Hz; storing them at ~100 Hz keeps the shape exactly
 #: (> 16x the cut-off) at 1/20 of the raw volume. Onsets are computed at full rate.
 ENVELOPE_STORE_HZ = 100.0
-ENVELOPE_PARAMS = {"band_hz": (20.0, 450.0), "lowpass_hz": 6.0, "order": 4}
+ENVELOPE_PARAMS = {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
+                   "order": emg_tx.DEFAULT_ORDER}
 ENVELOPE_HASH = emg_tx.params_hash(**ENVELOPE_PARAMS)
 
 

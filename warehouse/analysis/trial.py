@@ -25,7 +25,7 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}}
+ONSET_METHOD_PARAMS = {"hodges_bui": {}, "tkeo": {}, "double_threshold": {}, "tkeo_refined": {}}
 #: Envelope plateau for the bias correction: median envelope this long after the onset
 #: (as docs/methods_timing.md: the 6 Hz zero-phase step response has settled by then).
 PLATEAU_WINDOW_MS = (100.0, 250.0)
@@ -34,8 +34,17 @@ PLATEAU_WINDOW_MS = (100.0, 250.0)
 #: phase: its stance is 20-50 % of the stride (sprinting to jogging).
 STANCE_PLAUSIBLE_PCT = (45.0, 80.0)
 STANCE_PLAUSIBLE_RUN_PCT = (20.0, 50.0)
+#: Mains frequency assumed where a session declares none (as channel QC does).
+DEFAULT_MAINS_HZ = 50.0
+#: What the double threshold and the burst spectra read (recorded in the analysis hash).
+CONDITIONING = "dc_removal+mains_comb+bandpass"
+#: How envelopes are amplitude-normalised before the co-contraction index (recorded per row): each
+#: muscle's cycle-normalised envelopes divided by the peak of their mean cycle in the trial, so the index
+#: does not depend on electrode gain (Falconer & Winter 1985 assume comparable amplitudes).
+CCI_NORMALISATION = "mean_cycle_peak"
 ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
                                 "order": emg_tx.DEFAULT_ORDER},
+                   "conditioning": CONDITIONING, "cci_normalisation": CCI_NORMALISATION,
                    "default_onset_method": ons.DEFAULT_ONSET_METHOD, "k_sd": ons.DEFAULT_K_SD,
                    "min_duration_ms": ons.DEFAULT_MIN_DURATION_MS, "plateau_window_ms": PLATEAU_WINDOW_MS,
                    "force_threshold_n": gait.FORCE_THRESHOLD_N, "edge_censor_ms": onsets_baseline.EDGE_CENSOR_MS,
@@ -95,11 +104,11 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
     """Compute events, cycles, onsets, metrics, CCI and spectra for one trial."""
     con = catalog.connect(settings)
     try:
-        meta = con.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain FROM trials t LEFT JOIN sessions s "
-                           "USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
+        meta = con.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
+                           "LEFT JOIN sessions s USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}
-        subject, session, task, terrain = meta
+        subject, session, task, terrain, mains_hz = meta
         annotated, plate, kinematic, chosen, findings = _trial_events(con, trial_id, task, terrain)
         all_chans = con.execute(
             "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
@@ -112,7 +121,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
         rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated, window_ms,
-                                 stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT)
+                                 stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT,
+                                 mains_hz=mains_hz or DEFAULT_MAINS_HZ)
         cycles_rows = rows.pop("gait_cycles")
         cycles_rows += _grf_per_cycle(con, trial_id, chosen, plate)
         tables = {
@@ -144,7 +154,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
 
 def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None,
                       baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
-                      stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> dict:
+                      stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT,
+                      mains_hz: float = 50.0) -> dict:
     onset_rows, metric_rows, spec_rows = [], [], []
     cycle_rows = _gait_cycle_rows(chosen, annotated, stance_pct)
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
@@ -158,11 +169,13 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         env = envs[ch]
         if side not in chosen:
             continue
+        cond = _conditioned(raw, rate, mains_hz)
         strikes, offs = chosen[side][:2]
         cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
         valid = cdf.filter(pl.col("valid"))
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
-                                                        side=side, ids=ids, baseline_window_ms=baseline_window_ms)
+                                                        side=side, ids=ids, baseline_window_ms=baseline_window_ms,
+                                                        conditioned=cond)
         onset_rows += rows
         # per-cycle metrics
         if valid.height:
@@ -175,7 +188,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
                                     "params_hash": PARAMS_HASH})
             norm_by_side[side][muscle] = cyc.normalise_cycles(env, rate_hz=rate, cycles=cdf)
         if default_on is not None and len(default_on):
-            spec_rows += _burst_spectra(raw, rate, default_on, default_off, trial_id=trial_id, ch=ch,
+            spec_rows += _burst_spectra(cond, rate, default_on, default_off, trial_id=trial_id, ch=ch,
                                         muscle=muscle, side=side)
     return {"activation_onsets": _table(onset_rows), "emg_cycle_metrics": _table(metric_rows),
             "co_contraction": _table(_cci_rows(norm_by_side, ids)), "emg_spectra": _table(spec_rows),
@@ -207,16 +220,27 @@ def _gait_cycle_rows(chosen, annotated, stance_pct: tuple[float, float] = STANCE
     return cycle_rows
 
 
-def _detect(method, raw, env, rate, baseline_window_ms):
-    """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges."""
-    sig = env if method == "hodges_bui" else raw
+def _conditioned(raw, rate, mains_hz) -> np.ndarray:
+    """Raw EMG conditioned as the envelope's input (DC removal, mains comb, band-pass ``DEFAULT_BAND_HZ``):
+    what the double threshold and the burst spectra see (``CONDITIONING``)."""
+    return emg_tx.condition(raw, rate_hz=rate, mains_hz=mains_hz if mains_hz < 0.45 * rate else None,
+                            band_hz=emg_tx.DEFAULT_BAND_HZ, order=emg_tx.DEFAULT_ORDER)
+
+
+def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None):
+    """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges.
+    Hodges-Bui reads the envelope, TKEO the raw EMG (it band-passes itself), the double threshold the
+    conditioned EMG."""
+    sig = env if method == "hodges_bui" else (
+        conditioned if method == "double_threshold" and conditioned is not None else raw)
     on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
                                 **ONSET_METHOD_PARAMS[method])
     return (on, off, *onsets_baseline.censored_bursts(on, off, n_samples=len(raw), rate_hz=rate))
 
 
 def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
-                    baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS) -> tuple[list[dict], object, object]:
+                    baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
+                    conditioned=None) -> tuple[list[dict], object, object]:
     """Onsets of one channel by every method, relative to the valid cycles; and the default method's
     complete bursts' onsets and offsets in s (None when it found none).
 
@@ -229,7 +253,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     ok_cycles = set(valid["cycle"].to_list())
     for method in ons.ONSET_METHODS:
         try:
-            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms)
+            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned)
             censored = start_cut | end_cut
         except ValueError as exc:
             log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)
@@ -288,15 +312,17 @@ def _burst_spectra(raw, rate, default_on, default_off, *, trial_id, ch, muscle, 
 
 
 def _cci_rows(norm_by_side, ids) -> list[dict]:
-    """Co-contraction index per antagonist pair and cycle, from the cycle-normalised envelopes."""
+    """Co-contraction index per antagonist pair and cycle, from cycle- and amplitude-normalised envelopes."""
     cci_rows = []
     for side, envs in norm_by_side.items():
         if not envs:
             continue
-        df = cocontraction.cci_pairs({m: np.clip(e, 0, None) for m, e in envs.items()}, pairs=vocab.ANTAGONIST_PAIRS)
+        scaled = {m: np.clip(e, 0, None) / max(float(np.nanmax(np.nanmean(np.clip(e, 0, None), axis=0))), 1e-12)
+                  for m, e in envs.items()}
+        df = cocontraction.cci_pairs(scaled, pairs=vocab.ANTAGONIST_PAIRS)
         for r in df.iter_rows(named=True):
             cci_rows.append({**ids, "side": side, "cycle": r["cycle"], "muscle_a": r["muscle_a"],
-                             "muscle_b": r["muscle_b"], "cci": r["cci"]})
+                             "muscle_b": r["muscle_b"], "cci": r["cci"], "normalisation": CCI_NORMALISATION})
     return cci_rows
 
 
