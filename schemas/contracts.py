@@ -12,7 +12,8 @@ from schemas.contract_types import C, Column, Table  # noqa: F401  (re-exported:
 
 _SITE = C("site_id", "VARCHAR", "Consortium site (inbox folder name).", nullable=False)
 _TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<path in the site inbox>'.", nullable=False)
-_SIDE = C("side", "VARCHAR", "Body side.", allowed=vocab.SIDES)
+_SIDE = C("side", "VARCHAR", "Body side: L, R, or U (a channel whose label and manifest name no side).",
+          allowed=vocab.CHANNEL_SIDES)
 
 FILES = Table(
     "files", "Every file that arrived in a site inbox, with what became of it.",
@@ -106,7 +107,9 @@ EMG_CHANNELS = Table(
         C("channel", "SMALLINT", "Channel number within the trial (0-based, EMG only).", nullable=False),
         C("label", "VARCHAR", "Label as written by the vendor.", nullable=False),
         C("muscle", "VARCHAR", "Muscle id (schemas.vocab.MUSCLES).", nullable=False, allowed=vocab.MUSCLES),
-        C("side", "VARCHAR", "Body side.", nullable=False, allowed=vocab.SIDES),
+        C("side", "VARCHAR", "Body side: L, R, or U = the label names none and neither does the manifest "
+          "(session or site `side:`); U channels are never paired left against right.", nullable=False,
+          allowed=vocab.CHANNEL_SIDES),
         C("unit", "VARCHAR", "Unit of the stored samples (always mV).", nullable=False, allowed=("mV",)),
         C("source_unit", "VARCHAR", "Unit in the file before conversion."),
         C("rate_hz", "DOUBLE", "Sampling rate.", "Hz", False, range=(100, 20000)),

@@ -10,10 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 SIDES = ("L", "R")
+#: Sides an EMG channel may carry: ``U`` = the label (and the manifest) names no side; stored, never paired
+#: left against right (asymmetry skips it with a reason).
+CHANNEL_SIDES = ("L", "R", "U")
 #: Sides a gait event may carry: ``U`` = unknown (a plate contact no evidence could assign; kept, never dropped).
 EVENT_SIDES = ("L", "R", "U")
 CONDITIONS = ("fresh", "fatigued", "baseline", "post_injury", "rehab", "unknown")
-TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc")
+TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc", "jump", "squat",
+         "stair_ascent", "stair_descent", "sit_to_stand", "balance")
 EVENTS = ("foot_strike", "foot_off")
 EVENT_SOURCES = ("annotated", "force_plate", "kinematic")
 FILE_STATUSES = ("ingested", "duplicate", "superseded", "quarantined", "held")

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from flows.cli_manifest import register
 from warehouse.demo import generate_consortium
-from warehouse.ingest.manifest import ManifestError, parse_manifest
+from warehouse.ingest.manifest import parse_manifest
 from warehouse.ingest.manifest_init import guess_parts, scaffold_manifest, session_globs
 from warehouse.settings import get_settings
 
@@ -80,9 +80,9 @@ def test_scaffold_lyon_and_oslo(demo_lake):
             assert set(doc["channels"]) == {f"Mini sensor {n}: EMG {n}" for n in range(1, 17)}
             assert all(v == {"muscle": "TODO", "side": "TODO"} for v in doc["channels"].values())
             assert "ACC" not in yaml.safe_dump(doc["channels"])
-            with pytest.raises(ManifestError) as err:  # held until the channels are mapped
-                parse_manifest(text, site=site)
-            assert err.value.reason_code == "manifest_schema"
+            todo = parse_manifest(text, site=site)  # a TODO never blocks: those channels are skipped and recorded
+            assert {p.path for p in todo.warnings} >= {"channels['Mini sensor 1: EMG 1'].muscle"}
+            assert all(p.severity == "warning" and "TODO" in p.message for p in todo.warnings)
             man = parse_manifest(_fill(text, "Europe/Oslo"), site=site)
             assert man.timezone == "Europe/Oslo"
             assert man.channels["Mini sensor 7: EMG 7"] == {"muscle": "tibialis_anterior", "side": "R"}

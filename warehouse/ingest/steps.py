@@ -264,7 +264,8 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
                     "report it with the file's sha256.", raw, run_id)
         _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
-    chans, chan_issues = harmonise(rec, man.channels, emg_context=man.emg_context(session))
+    chans, chan_issues = harmonise(rec, man.channels_for(session), emg_context=man.emg_context(session),
+                                   default_side=man.default_side(session))
     companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
     try:
         _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
