@@ -11,7 +11,8 @@ from schemas import vocab
 from schemas.contract_types import C, Column, Table  # noqa: F401  (re-exported: tests and readers use them)
 
 _SITE = C("site_id", "VARCHAR", "Consortium site (inbox folder name).", nullable=False)
-_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<path in the site inbox>'.", nullable=False)
+_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<opaque id>' (12 hex digits; no inbox path: that stays "
+          "in files.path, for the site's operators).", nullable=False)
 _SIDE = C("side", "VARCHAR", "Body side: L, R, or U (a channel whose label and manifest name no side).",
           allowed=vocab.CHANNEL_SIDES)
 
@@ -29,7 +30,7 @@ FILES = Table(
         C("status", "VARCHAR", "ingested, duplicate, superseded, quarantined or held (no session claims it).",
           nullable=False, allowed=vocab.FILE_STATUSES),
         C("session_id", "VARCHAR", "Session claiming the file (manifest)."),
-        C("trial_id", "VARCHAR", "Trial the file produced."),
+        C("trial_id", "VARCHAR", "Trial the file produced (site:session:<opaque id>; the path is only here, in `path`)."),
         C("raw_path", "VARCHAR", "Byte-for-byte copy in the raw zone."),
         C("run_id", "VARCHAR", "Nightly run that last changed the status."),
     ),

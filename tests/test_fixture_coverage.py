@@ -80,6 +80,12 @@ def night(tmp_path_factory):
     con.close()
 
 
+def _tid(con, rel: str) -> str | None:
+    """The trial a file produced (trial ids are opaque: the path is only in ``files``)."""
+    row = con.execute("SELECT trial_id FROM files WHERE path = ?", [rel]).fetchone()
+    return row[0] if row else None
+
+
 def test_every_fixture_is_classified():
     assert set(all_fixture_files()) == set(QUARANTINED) | set(INGESTED) | COMPANIONS
 
@@ -102,7 +108,7 @@ def test_ingested_facts(night, rel):
     _, con = night
     n_emg, n_fp, dur = INGESTED[rel]
     row = con.execute("SELECT n_emg_channels, n_force_plates, duration_s FROM trials WHERE trial_id = ?",
-                      [f"fx:FX1-S1:{rel}"]).fetchone()
+                      [_tid(con, rel)]).fetchone()
     assert row is not None, rel
     if n_emg is not None:
         assert row[0] == n_emg
@@ -117,19 +123,19 @@ def test_specific_flags_on_real_files(night):
 
     def findings(rel):
         return {r[0] for r in con.execute("SELECT code FROM plausibility WHERE trial_id = ?",
-                                          [f"fx:FX1-S1:{rel}"]).fetchall()}
+                                          [_tid(con, rel)]).fetchall()}
 
     def qc(rel):
         return dict(con.execute("SELECT label, flags FROM channel_qc WHERE trial_id = ?",
-                                [f"fx:FX1-S1:{rel}"]).fetchall())
+                                [_tid(con, rel)]).fetchall())
 
     assert "marker_plate_mismatch" in findings("bad/sample21_sample21.c3d")  # claims 60/1020 Hz
     assert "c3d_parameter_overflow" in findings("bad/parameterOverflow.c3d")
     assert all("already_processed" in f for f in qc("btk/ADemo1_rewrite_c3d_pc_float.c3d").values())
     assert all("time_normalised" in f for f in qc("btk/Analysis.c3d").values())
     # FunctionalWalk's EVENT:TIMES are stored flat (22 values for 11 events)
-    n = con.execute("SELECT count(*) FROM gait_events WHERE trial_id = 'fx:FX1-S1:btk/FunctionalWalk.c3d' "
-                    "AND source = 'annotated'").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM gait_events WHERE trial_id = ? AND source = 'annotated'",
+                    [_tid(con, "btk/FunctionalWalk.c3d")]).fetchone()[0]
     assert n == 11
     # the Gait.c3d 'GRF' channels (unknown muscle) are flagged, not guessed
     grf = con.execute("SELECT count(*) FROM quarantine WHERE path LIKE 'btk/Gait.c3d#%' AND "
@@ -141,7 +147,7 @@ def _emg(con, rel):
     import numpy as np
 
     rows = con.execute("SELECT channel, emg_mv FROM emg_samples WHERE trial_id = ? ORDER BY channel, sample_index",
-                       [f"fx:FX1-S1:{rel}"]).fetchnumpy()
+                       [_tid(con, rel)]).fetchnumpy()
     return {int(c): rows["emg_mv"][rows["channel"] == c] for c in np.unique(rows["channel"])}
 
 

@@ -153,3 +153,58 @@ def test_schema_cli_prints_the_exported_schema():
     r = _run("schema")
     assert r.exit_code == 0 and json.loads(r.output) == json.loads(
         Path(REPO / "docs" / "manifest.schema.json").read_text(encoding="utf-8"))
+
+
+def test_todo_channel_never_blocks_the_site_and_is_recorded_not_stored(lake):
+    """Done-when 2: a manifest with a TODO channel ingests the site's files; that channel has a quarantine
+    row (with what to do), the ignored one has none, and a side-less mapping is stored with side U."""
+    from flows.nightly import run_night
+    from warehouse import catalog
+
+    text = """
+subjects: [{id: P01, mass_kg: 70}]
+channels:
+  "LGRF": {muscle: TODO, side: TODO}
+  "RGRF": {ignore: force}
+sessions:
+  - {id: P01-S1, subject: P01, task: walk, files: ["a/*.c3d"]}
+  - {id: P01-S2, subject: P01, task: walk, files: ["b/*.c3d"], channels: {"RTIB": {muscle: tibialis_anterior, side: U}}}
+"""
+    drop(lake, "todo", {"a/gait.c3d": fixture("btk/Gait.c3d"), "b/gait2.c3d": fixture("btk/Gait.c3d")}, text)
+    (Path(lake.zone("inbox")) / "todo" / "b" / "gait2.c3d").open("ab").write(b"\0" * 512)  # other bytes
+    summary = run_night(lake.lake, quiet=True)
+    assert summary["ingested"] == 2 and summary["held"] == 0, summary
+    con = catalog.connect(lake, read_only=True)
+    try:
+        by_path = dict(con.execute("SELECT path, trial_id FROM files").fetchall())
+        labels = {p: {r[0]: r[1] for r in con.execute("SELECT label, side FROM emg_channels WHERE trial_id = ?",
+                                                      [t]).fetchall()} for p, t in by_path.items()}
+        q = con.execute("SELECT path, reason_code, message FROM quarantine WHERE stage = 'harmonise' ORDER BY path")\
+            .fetchall()
+    finally:
+        con.close()
+    assert len(labels["a/gait.c3d"]) == 14 and "LGRF" not in labels["a/gait.c3d"] and "RGRF" not in labels["a/gait.c3d"]
+    assert labels["b/gait2.c3d"]["RTIB"] == "U" and labels["a/gait.c3d"]["RTIB"] == "R"
+    assert [r[:2] for r in q] == [("a/gait.c3d#LGRF", "unmapped_channel"), ("b/gait2.c3d#LGRF", "unmapped_channel")]
+    assert all("TODO" in r[2] and "rest of the trial kept" in r[2] for r in q)
+
+
+def test_status_explains_held_files_by_name(lake):
+    """`myomap status` names each held file (its inbox path, not a hash), why it is held and what to edit."""
+    from flows.nightly import run_night
+
+    text = "subjects: [{id: P01}]\nsessions:\n  - {id: P01-S1, subject: P01, files: ['walk/*.C3D']}\n"
+    d = drop(lake, "held", {"walk/gait.c3d": fixture("btk/Gait.c3d")}, text)
+    drop(lake, "broken", {"emg.c3d": fixture("btk/1123x01EMG.c3d")}, "subjects: [{id: B1, mass_kg: '72,5'}]\n")
+    summary = run_night(lake.lake, quiet=True)
+    assert summary["held"] == 2
+    out = CliRunner().invoke(main, ["status", "--lake", lake.lake]).output
+    lines = {ln.split("|")[1].strip(): ln for ln in out.splitlines()
+             if ln.count("|") >= 3 and ("walk/gait.c3d" in ln or "emg.c3d" in ln)}
+    assert "no session's files: glob claims it" in lines["walk/gait.c3d"]
+    assert "'walk/*.C3D' matches it only ignoring case" in lines["walk/gait.c3d"]
+    assert "subjects[0].mass_kg: '72,5' is not a number" in lines["emg.c3d"]
+    assert "myomap manifest check broken" in lines["emg.c3d"]
+    (d / "manifest.yaml").write_text(text.replace(".C3D", ".c3d"))
+    again = CliRunner().invoke(main, ["status", "--lake", lake.lake]).output
+    assert any("walk/gait.c3d" in ln and "claimed now" in ln for ln in again.splitlines())

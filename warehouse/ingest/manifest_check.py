@@ -189,3 +189,38 @@ def render(rep: CheckReport, *, verbose: bool = False) -> str:
     out.append("OK: the manifest is clean." if not rep.errors else
                f"{len(rep.errors)} error(s): fix them, then run the check again.")
     return "\n".join(out) + "\n"
+
+
+def explain_held(settings: Settings, site: str, paths: list[str]) -> list[tuple[str, str, str]]:
+    """Why each held file of a site is held, and what to edit: ``(path, reason, what to edit)``."""
+    from warehouse.ingest.steps import load_manifest
+
+    where = f"inbox/{site}/manifest.yaml"
+    try:
+        man = load_manifest(settings, site)
+    except ManifestError as exc:
+        first = str(exc.problems[0]) if exc.problems else exc.message.split("\n")[0][:200]
+        more = f" (+{len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        return [(p, f"the site's manifest is unusable ({exc.reason_code}): {first}{more}",
+                 f"fix {where}; `myomap manifest check {site}` lists every problem") for p in paths]
+    try:
+        present, by_dir = data_files(settings, site)
+    except OSError:
+        present, by_dir = [], {}
+    globs = [g for s in man.sessions for g in s.files]
+    out = []
+    for p in paths:
+        pp = PurePosixPath(p)
+        if is_companion(pp.name, by_dir.get(str(pp.parent))):
+            out.append((p, "a companion file, read with the data file it accompanies",
+                        "nothing, or drop the data file it belongs to beside it"))
+        elif man.session_for(p) is None:
+            close = [g for g in globs if fnmatch.fnmatch(p.lower(), g.lower())]
+            hint = (f"'{close[0]}' matches it only ignoring case (globs are case-sensitive)" if close else
+                    f"add a glob claiming it under sessions[].files in {where}")
+            out.append((p, "no session's files: glob claims it", hint))
+        elif p not in present:
+            out.append((p, "no longer in the inbox", "nothing (its original is kept in raw/)"))
+        else:
+            out.append((p, "claimed now: it is ingested by the next night", f"nothing (or `myomap ingest --site {site}`)"))
+    return out
