@@ -127,6 +127,7 @@ TASK_WORDS = {
 _SIDE_WORDS = {
     "r": "R", "right": "R", "rt": "R", "d": "R", "droit": "R", "droite": "R",
     "l": "L", "left": "L", "lt": "L", "g": "L", "gauche": "L",
+    "sinistra": "L", "sinistro": "L", "sx": "L", "destra": "R", "destro": "R", "dx": "R",
 }
 _PREFIXES = re.compile(r"^(voltage|emg|analog emg|analog|sensor|emg\d+|channel)[\.:_ ]+", re.I)
 _NONWORD = re.compile(r"[^a-z0-9]+")

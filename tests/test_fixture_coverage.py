@@ -2,6 +2,7 @@
 specific reason (facts from ../shared/fixtures/README.md, never from our own output)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -182,3 +183,60 @@ def test_truncated_point_unit_is_resolved(night):
     # sample15: POINT:UNITS truncated to "mete": read as metres, stored in mm (markers of a person: ~1 m tall)
     z = con.execute("SELECT max(z_mm) FROM markers WHERE trial_id = 'fx:FX1-S1:c3dorg/sample15_FP1.C3D'").fetchone()[0]
     assert 500 < z < 2500
+
+
+def _independently_not_emg(a) -> str | None:
+    """Why an analog channel is not surface EMG, from evidence computed here (Welch spectrum, unit, label
+    words), or None when nothing shows it is not EMG."""
+    import numpy as np
+    from scipy.signal import welch
+
+    if re.search(r"force|moment|torque|switch|fsw|sync|trigger|acc|gyro|angle|mag", a.label, re.I):
+        return "label names another signal"
+    if a.unit.strip().lower() not in ("v", "mv", "uv", "µv", "μv", "volt", "volts", "millivolt", "microvolt"):
+        return f"unit {a.unit!r}"
+    x = np.nan_to_num(np.asarray(a.data, dtype=np.float64))
+    if a.rate_hz < 400 or len(x) < a.rate_hz / 2 or not np.ptp(x) > 0:
+        return "too slow, too short or flat for EMG"
+    f, p = welch(x - x.mean(), fs=a.rate_hz, nperseg=min(len(x), int(a.rate_hz)))
+    mdf = f[np.searchsorted(np.cumsum(p) / p.sum(), 0.5)]
+    low = p[f < 15].sum() / p.sum()
+    if not 30 <= mdf <= 200 or low > 0.3:
+        return f"spectrum not EMG (median {mdf:.0f} Hz, {100 * low:.0f} % below 15 Hz)"
+    return None
+
+
+def test_every_emg_looking_channel_is_stored_or_recorded(night):
+    """Labels in, rows out, for every fixture the night ingested: each analog channel (plates aside) is an
+    emg_channels row, a harmonise quarantine row, or shown here not to be EMG; labels that say EMG or name
+    a muscle are never in the last group (issue #14: nothing dropped without a record)."""
+    from collections import Counter
+
+    from schemas.vocab import resolve_label
+    from warehouse.ingest.readers import companions_for, read_any
+
+    _, con = night
+    checked = 0
+    for rel in sorted(INGESTED):
+        path = FIXTURES / rel
+        siblings = [p.name for p in path.parent.iterdir()]
+        comps = {k: path.parent / v for k, v in companions_for(path.name, siblings).items()}
+        rec = read_any(path, companions=comps)
+        labels_in = Counter(a.label for i, a in enumerate(rec.analogs) if i not in rec.plate_channel_indices)
+        if not labels_in:
+            continue
+        tid = _tid(con, rel)
+        stored = Counter(r[0] for r in con.execute("SELECT label FROM emg_channels WHERE trial_id = ?", [tid])
+                         .fetchall())
+        recorded = Counter(r[0][len(rel) + 1:] for r in con.execute(
+            "SELECT path FROM quarantine WHERE stage = 'harmonise' AND starts_with(path, ?)", [rel + "#"]).fetchall())
+        assert not (set(stored) & set(recorded)), rel
+        assert stored + recorded <= labels_in, (rel, stored, recorded)
+        for i, a in enumerate(rec.analogs):
+            if i in rec.plate_channel_indices or a.label in stored or a.label in recorded:
+                continue
+            says_emg = "emg" in f"{a.label} {a.description}".lower() or resolve_label(a.label).muscle is not None
+            why = _independently_not_emg(a)
+            assert not says_emg and why, (rel, a.label, a.unit, a.rate_hz, "dropped without a record")
+        checked += 1
+    assert checked >= 10  # the fixtures with analog channels

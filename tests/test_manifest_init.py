@@ -48,6 +48,12 @@ def test_guess_parts_and_globs():
     assert guess_parts("sub-07/ses-01/emg/sub-07_task-walk_run-01_emg.edf") == \
         {"subject": "sub-07", "condition": None, "task": "walk"}
     assert guess_parts("notes/overview.pdf")["subject"] is None
+    # a stem like Walking1 / Static03 is a trial, never a subject; task words name the task
+    assert guess_parts("Walking1.c3d") == {"subject": None, "condition": None, "task": "walk"}
+    assert guess_parts("P01/Walking1.c3d") == {"subject": "P01", "condition": None, "task": "walk"}
+    assert guess_parts("data/Static03.c3d")["subject"] is None and guess_parts("data/Static03.c3d")["task"] == "static"
+    assert guess_parts("sub-07/x_CMJ2.c3d") == {"subject": "sub-07", "condition": None, "task": "jump"}
+    assert guess_parts("AB12/Running_03.c3d")["task"] == "run"
     flat = ["S01_fresh_walk01.c3d", "S01_fresh_walk02.c3d", "S01_fatigued_walk01.c3d", "S02_fresh_walk01.c3d"]
     g = session_globs(flat[:2], flat)
     assert g == ["S01_fresh_*.c3d"]
