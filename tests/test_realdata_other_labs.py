@@ -28,6 +28,7 @@ channels:
   "EMG8.v": {muscle: rectus_femoris, side: L}
 """
 KISTLER = ("kistler_CMJ_1plate", "kistler_DJ_2plates", "kistler_COP")
+INBOX: list = []  # the site's inbox folder, once the fixture dropped the files
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def other(tmp_path_factory):
     files["vicon/cmj.c3d"] = realdata("biomdp/vicon_CMJ_kinem_kinet_emg.c3d")
     files["tread/no_events.c3d"] = realdata("gaitalytics/treadmill_no_events.c3d")
     s = get_settings(str(tmp / "lake"))
-    drop(s, "other", files, MANIFEST)
+    INBOX[:] = [drop(s, "other", files, MANIFEST)]
     summary = run_night(s.lake, quiet=True)
     con = catalog.connect(s, read_only=True)
     yield con, summary
@@ -72,6 +73,17 @@ def test_every_file_of_the_other_labs_ingests(other):
     assert summary["quarantined"] == 0 and summary["ingested"] == 7
     frames = dict(q(con, "SELECT f.path, t.frame_source FROM trials t JOIN files f USING (trial_id)"))
     assert frames["kistler/dj_yup.c3d"] == "force_plates" and frames["vicon/cmj.c3d"] == "force_plates+markers"
+
+
+def test_every_emg_looking_channel_of_the_other_labs_is_stored_or_recorded(other, tmp_path):
+    """Labels in, rows out on files from labs the code was not written against (issue #14)."""
+    from test_fixture_coverage import account_channels
+
+    con, _ = other
+    n = 0
+    for (path,) in q(con, "SELECT path FROM files WHERE status = 'ingested' ORDER BY path"):
+        n += account_channels(con, path, INBOX[0] / path, _tid(con, path))
+    assert n > 0
 
 
 def test_kistler_vertical_force_equals_bioware_export(other):
