@@ -171,7 +171,7 @@ def test_three_processor_variants_give_the_same_plates(night):
     fz = {}
     for v in ("pi", "vr", "si"):
         fz[v] = con.execute("SELECT force_z_n FROM grf WHERE trial_id = ? AND plate = 1 ORDER BY sample_index",
-                            [f"fx:FX1-S1:c3dorg/sample01_Eb015{v}.c3d"]).fetchnumpy()["force_z_n"]
+                            [_tid(con, f"c3dorg/sample01_Eb015{v}.c3d")]).fetchnumpy()["force_z_n"]
     peak = np.max(np.abs(fz["pi"]))
     for v in ("vr", "si"):
         assert len(fz[v]) == len(fz["pi"])
@@ -181,7 +181,8 @@ def test_three_processor_variants_give_the_same_plates(night):
 def test_truncated_point_unit_is_resolved(night):
     _, con = night
     # sample15: POINT:UNITS truncated to "mete": read as metres, stored in mm (markers of a person: ~1 m tall)
-    z = con.execute("SELECT max(z_mm) FROM markers WHERE trial_id = 'fx:FX1-S1:c3dorg/sample15_FP1.C3D'").fetchone()[0]
+    z = con.execute("SELECT max(z_mm) FROM markers WHERE trial_id = ?", [_tid(con, "c3dorg/sample15_FP1.C3D")])\
+        .fetchone()[0]
     assert 500 < z < 2500
 
 
