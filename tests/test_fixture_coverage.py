@@ -219,7 +219,10 @@ def account_channels(con, rel: str, path: Path, trial_id: str) -> int:
     siblings = [p.name for p in path.parent.iterdir()]
     comps = {k: path.parent / v for k, v in companions_for(path.name, siblings).items()}
     rec = read_any(path, companions=comps)
-    labels_in = Counter(a.label for i, a in enumerate(rec.analogs) if i not in rec.plate_channel_indices)
+    from warehouse.ingest.harmonise import blank_label
+
+    labels_in = Counter(a.label or blank_label(i) for i, a in enumerate(rec.analogs)
+                        if i not in rec.plate_channel_indices)
     stored = Counter(r[0] for r in con.execute("SELECT label FROM emg_channels WHERE trial_id = ?", [trial_id])
                      .fetchall())
     recorded = Counter(r[0][len(rel) + 1:] for r in con.execute(
@@ -227,7 +230,7 @@ def account_channels(con, rel: str, path: Path, trial_id: str) -> int:
     assert not (set(stored) & set(recorded)), rel
     assert stored + recorded <= labels_in, (rel, stored, recorded)
     for i, a in enumerate(rec.analogs):
-        if i in rec.plate_channel_indices or a.label in stored or a.label in recorded:
+        if i in rec.plate_channel_indices or a.label in stored or (a.label or blank_label(i)) in recorded:
             continue
         says_emg = "emg" in f"{a.label} {a.description}".lower() or resolve_label(a.label).muscle is not None
         why = _independently_not_emg(a)

@@ -113,6 +113,11 @@ def decide(a: AnalogChannel, channel_map: dict | None = None, *, default_side: s
     return Decision(a.label, NOT_EMG_KIND, why=why)
 
 
+def blank_label(index: int) -> str:
+    """How a channel with a blank label is named in its quarantine record (1-based analog position)."""
+    return f"<blank label: analog channel {index + 1}>"
+
+
 def _unresolved_message(d: Decision) -> str:
     hint = f" Closest: {', '.join(d.suggestions)}." if d.suggestions else ""
     if d.source == "manifest":
@@ -144,8 +149,8 @@ def harmonise(rec: Recording, overrides: dict, *, emg_context: dict | None = Non
         d = decide(a, overrides, default_side=default_side)
         if decisions is not None:
             decisions.append(d)
-        if d.kind == UNRESOLVED:
-            issues.append((a.label, "unmapped_channel", _unresolved_message(d)))
+        if d.kind == UNRESOLVED:  # a blank label is named by its position (one record per channel)
+            issues.append((a.label or blank_label(i), "unmapped_channel", _unresolved_message(d)))
         if d.kind != EMG:
             continue
         factor = emg_unit_factor(a.unit)
