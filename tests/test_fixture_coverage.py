@@ -36,7 +36,7 @@ INGESTED = {
     "btk/ADemo1_rewrite_c3d_pc_float.c3d": (8, 1, None),
     "btk/ADemo1_rewrite_c3d_pc_integer.c3d": (8, 1, None),
     "btk/PiG_Motion3_FF.c3d": (None, 3, None),
-    "btk/Res16bits.c3d": (12, 6, 1.0),
+    "btk/Res16bits.c3d": (14, 6, 1.0),  # 12 side-named EMG + 'TA' and 'SOL' (no side: stored with side U)
     "btk/FunctionalWalk.c3d": (None, 3, None),
     "btk/Analysis.c3d": (None, 0, None),
     "c3dorg/sample01_Eb015pi.c3d": (None, 2, None),
@@ -232,8 +232,9 @@ def account_channels(con, rel: str, path: Path, trial_id: str) -> int:
     for i, a in enumerate(rec.analogs):
         if i in rec.plate_channel_indices or a.label in stored or (a.label or blank_label(i)) in recorded:
             continue
-        says_emg = "emg" in f"{a.label} {a.description}".lower() or resolve_label(a.label).muscle is not None
         why = _independently_not_emg(a)
+        says_emg = ("emg" in f"{a.label} {a.description}".lower() or resolve_label(a.label).muscle is not None) \
+            and why != "label names another signal"  # e.g. 'Voltage.FootswitchA' described as "EMG"
         assert not says_emg and why, (rel, a.label, a.unit, a.rate_hz, "dropped without a record")
     return sum(labels_in.values())
 
