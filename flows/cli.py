@@ -214,10 +214,45 @@ def status(lake: str | None) -> None:
             click.echo(f"  \u2718 {table}: {exp}({col or ''}) {detail or ''}")
     else:
         click.echo("  no validations recorded yet")
+    _print_held(settings, con)
+    _print_unmapped(con)
     click.echo("\nQuarantine:")
     q = con.execute("SELECT site_id, stage, reason_code, count(*) AS n, any_value(message) AS example "
                     "FROM quarantine GROUP BY ALL ORDER BY n DESC").fetchall()
     print_rows(["site", "stage", "reason_code", "n", "example"], q, "table")
+
+
+def _print_held(settings, con, limit: int = 50) -> None:
+    """Held files by name: why each is held and what to edit (the site's manifest, read now)."""
+    from warehouse.ingest.manifest_check import explain_held
+
+    held = con.execute("SELECT site_id, path FROM files WHERE status = 'held' ORDER BY 1, 2").fetchall()
+    if not held:
+        return
+    click.echo(f"\nHeld files ({len(held)}; kept, waiting for a manifest to claim them):")
+    rows = []
+    for site in sorted({s for s, _ in held}):
+        paths = [p for s, p in held if s == site]
+        try:
+            rows += [(site, *r) for r in explain_held(settings, site, paths)]
+        except Exception as exc:  # the explanation must not take status down
+            rows += [(site, p, f"could not be explained ({type(exc).__name__})", "") for p in paths]
+    print_rows(["site", "file", "why held", "what to edit"], rows[:limit], "table")
+    if len(rows) > limit:
+        click.echo(f"  ... and {len(rows) - limit} more (SELECT site_id, path FROM files WHERE status = 'held')")
+
+
+def _print_unmapped(con) -> None:
+    """Channels skipped and recorded (unmapped, TODO, unknown unit): one line per site and label."""
+    rows = con.execute(
+        "SELECT q.site_id, substr(q.path, length(f.path) + 2) AS label, q.reason_code, count(*) AS files, "
+        "any_value(q.message) AS message FROM quarantine q JOIN files f ON f.sha256 = q.sha256 AND f.site_id = "
+        "q.site_id AND starts_with(q.path, f.path || '#') WHERE q.stage = 'harmonise' AND q.resolved_at IS NULL "
+        "GROUP BY ALL ORDER BY 1, 2").fetchall()
+    if rows:
+        click.echo(f"\nChannels skipped and recorded ({len(rows)} site label(s); map them under channels: or write "
+                   "ignore, then `myomap quarantine retry --site SITE`):")
+        print_rows(["site", "label", "reason_code", "files", "what to do"], rows, "table")
 
 
 def _print_sites(con) -> None:

@@ -1,4 +1,5 @@
-"""`myomap manifest init <site>`: scaffold a site's manifest.yaml from the files in its inbox."""
+"""`myomap manifest init|check|schema`: scaffold a site's manifest.yaml from the files in its inbox, check
+it against the inbox (a dry run), print its JSON Schema."""
 from __future__ import annotations
 
 import click
@@ -50,6 +51,45 @@ def init(site: str, lake: str | None, force: bool, to_stdout: bool, max_files: i
                f"{len(sv.resolved)} channel label(s) resolved, {len(sv.unresolved)} to map (muscle: TODO), "
                f"{len(sv.failed)} unreadable file(s), {len(sv.unassigned)} file(s) without a subject.")
     click.echo(f"Fill every TODO, then run: myomap ingest --site {site}")
+
+
+@manifest.command()
+@click.argument("site")
+@click.option("--lake", default=None, metavar="PATH|s3://", help="Lake root (default: $MYOMAP_LAKE or ./lake).")
+@click.option("--no-read", is_flag=True, help="Do not open the data files (manifest and globs only).")
+@click.option("--max-files", default=None, type=click.IntRange(min=1),
+              help="Read at most this many data files for channel labels (default: all).")
+@click.option("--verbose", "-v", is_flag=True, help="Also list the channel labels judged not EMG, with why.")
+def check(site: str, lake: str | None, no_read: bool, max_files: int | None, verbose: bool) -> None:
+    """Dry run: check inbox/SITE/manifest.yaml against the site's files, nothing written.
+
+    Lists every manifest problem at once (unknown keys with "did you mean", numbers, dates,
+    subjects of sessions, globs that match no file, files no glob claims), then which session and
+    subject claim each file, then what each channel label becomes (muscle and side, and from where:
+    manifest, alias, description) or why it is unresolved, ignored or not EMG. No Prefect server,
+    no catalog. Exit status 0 when there is no error (warnings allowed), 1 otherwise.
+    """
+    from warehouse import zones
+    from warehouse.ingest.manifest_check import check_site, render
+
+    settings = get_settings(lake)
+    fs = zones.filesystem(settings)
+    if not fs.exists(zones.inbox(settings, site)):
+        raise click.ClickException(f"Site '{site}' has no inbox folder ({zones.inbox(settings, site)}).")
+    rep = check_site(settings, site, read_files=not no_read, max_files=max_files)
+    click.echo(render(rep, verbose=verbose), nl=False)
+    if rep.errors:
+        raise SystemExit(1)
+
+
+@manifest.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (the same as docs/manifest.schema.json), for editors."""
+    import json
+
+    from schemas.manifest_schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
 def register(main: click.Group) -> None:

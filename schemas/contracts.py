@@ -11,8 +11,10 @@ from schemas import vocab
 from schemas.contract_types import C, Column, Table  # noqa: F401  (re-exported: tests and readers use them)
 
 _SITE = C("site_id", "VARCHAR", "Consortium site (inbox folder name).", nullable=False)
-_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<path in the site inbox>'.", nullable=False)
-_SIDE = C("side", "VARCHAR", "Body side.", allowed=vocab.SIDES)
+_TRIAL = C("trial_id", "VARCHAR", "Trial id: '<site>:<session>:<opaque id>' (12 hex digits; no inbox path: that stays "
+          "in files.path, for the site's operators).", nullable=False)
+_SIDE = C("side", "VARCHAR", "Body side: L, R, or U (a channel whose label and manifest name no side).",
+          allowed=vocab.CHANNEL_SIDES)
 
 FILES = Table(
     "files", "Every file that arrived in a site inbox, with what became of it.",
@@ -28,7 +30,7 @@ FILES = Table(
         C("status", "VARCHAR", "ingested, duplicate, superseded, quarantined or held (no session claims it).",
           nullable=False, allowed=vocab.FILE_STATUSES),
         C("session_id", "VARCHAR", "Session claiming the file (manifest)."),
-        C("trial_id", "VARCHAR", "Trial the file produced."),
+        C("trial_id", "VARCHAR", "Trial the file produced (site:session:<opaque id>; the path is only here, in `path`)."),
         C("raw_path", "VARCHAR", "Byte-for-byte copy in the raw zone."),
         C("run_id", "VARCHAR", "Nightly run that last changed the status."),
     ),
@@ -106,7 +108,9 @@ EMG_CHANNELS = Table(
         C("channel", "SMALLINT", "Channel number within the trial (0-based, EMG only).", nullable=False),
         C("label", "VARCHAR", "Label as written by the vendor.", nullable=False),
         C("muscle", "VARCHAR", "Muscle id (schemas.vocab.MUSCLES).", nullable=False, allowed=vocab.MUSCLES),
-        C("side", "VARCHAR", "Body side.", nullable=False, allowed=vocab.SIDES),
+        C("side", "VARCHAR", "Body side: L, R, or U = the label names none and neither does the manifest "
+          "(session or site `side:`); U channels are never paired left against right.", nullable=False,
+          allowed=vocab.CHANNEL_SIDES),
         C("unit", "VARCHAR", "Unit of the stored samples (always mV).", nullable=False, allowed=("mV",)),
         C("source_unit", "VARCHAR", "Unit in the file before conversion."),
         C("rate_hz", "DOUBLE", "Sampling rate.", "Hz", False, range=(100, 20000)),

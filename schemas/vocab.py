@@ -10,10 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 SIDES = ("L", "R")
+#: Sides an EMG channel may carry: ``U`` = the label (and the manifest) names no side; stored, never paired
+#: left against right (asymmetry skips it with a reason).
+CHANNEL_SIDES = ("L", "R", "U")
 #: Sides a gait event may carry: ``U`` = unknown (a plate contact no evidence could assign; kept, never dropped).
 EVENT_SIDES = ("L", "R", "U")
 CONDITIONS = ("fresh", "fatigued", "baseline", "post_injury", "rehab", "unknown")
-TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc")
+TASKS = ("walk", "run", "single_leg_landing", "cutting", "hopping", "static", "mvc", "jump", "squat",
+         "stair_ascent", "stair_descent", "sit_to_stand", "balance")
 EVENTS = ("foot_strike", "foot_off")
 EVENT_SOURCES = ("annotated", "force_plate", "kinematic")
 FILE_STATUSES = ("ingested", "duplicate", "superseded", "quarantined", "held")
@@ -92,11 +96,38 @@ MUSCLE_ALIASES: dict[str, str] = {
     # trunk
     "ers": "erector_spinae", "es": "erector_spinae", "erector spinae": "erector_spinae",
     "erector": "erector_spinae", "paraspinal": "erector_spinae",
+    # Plug-in Gait / Nexus two-letter codes and common system defaults (Noraxon, Delsys, Cometa, BTS)
+    "pe": "peroneus_longus", "pel": "peroneus_longus", "fib": "peroneus_longus", "fibularis": "peroneus_longus",
+    "per long": "peroneus_longus", "perlong": "peroneus_longus", "peroneo lungo": "peroneus_longus",
+    "ga": "gastrocnemius_medialis", "gastro": "gastrocnemius_medialis", "med gastro": "gastrocnemius_medialis",
+    "gas med": "gastrocnemius_medialis", "gastroc med": "gastrocnemius_medialis",
+    "lat gastro": "gastrocnemius_lateralis", "gas lat": "gastrocnemius_lateralis",
+    "gastroc lat": "gastrocnemius_lateralis", "ha": "hamstrings", "vlo": "vastus_lateralis",
+    "am": "adductor_magnus", "add mag": "adductor_magnus", "addmag": "adductor_magnus",
+    "adductor magnus": "adductor_magnus", "grand adducteur": "adductor_magnus", "grande adduttore": "adductor_magnus",
+    "edl": "extensor_digitorum_longus", "extensor digitorum longus": "extensor_digitorum_longus",
+    "glmax": "gluteus_maximus", "glmed": "gluteus_medius", "semimem": "semimembranosus",
+    # Italian
+    "tibiale anteriore": "tibialis_anterior", "soleo": "soleus", "gastrocnemio mediale": "gastrocnemius_medialis",
+    "gastrocnemio laterale": "gastrocnemius_lateralis", "retto femorale": "rectus_femoris",
+    "vasto laterale": "vastus_lateralis", "vasto mediale": "vastus_medialis", "bicipite femorale": "biceps_femoris",
+    "semitendinoso": "semitendinosus", "gluteo medio": "gluteus_medius", "gluteo massimo": "gluteus_maximus",
+}
+#: Shortest word prefix the abbreviation rule accepts ("Rec Fem", "Gas Med", "Add Mag").
+ABBREVIATION_MIN_LETTERS = 3
+#: Task words in file and folder names -> task (``manifest init``); never read as a subject.
+TASK_WORDS = {
+    "walk": "walk", "walking": "walk", "gait": "walk", "run": "run", "running": "run", "jog": "run",
+    "jogging": "run", "hop": "hopping", "hopping": "hopping", "jump": "jump", "jumping": "jump", "cmj": "jump",
+    "dj": "jump", "squat": "squat", "squats": "squat", "sts": "sit_to_stand", "static": "static",
+    "standing": "static", "stand": "static", "mvc": "mvc", "landing": "single_leg_landing", "sll": "single_leg_landing",
+    "cut": "cutting", "cutting": "cutting", "balance": "balance", "stairs": None, "stair": None,
 }
 
 _SIDE_WORDS = {
     "r": "R", "right": "R", "rt": "R", "d": "R", "droit": "R", "droite": "R",
     "l": "L", "left": "L", "lt": "L", "g": "L", "gauche": "L",
+    "sinistra": "L", "sinistro": "L", "sx": "L", "destra": "R", "destro": "R", "dx": "R",
 }
 _PREFIXES = re.compile(r"^(voltage|emg|analog emg|analog|sensor|emg\d+|channel)[\.:_ ]+", re.I)
 _NONWORD = re.compile(r"[^a-z0-9]+")
@@ -145,6 +176,27 @@ def _split_side(words: list[str]) -> tuple[str | None, list[str]]:
     return None, words
 
 
+def _full_names() -> dict[tuple[str, ...], str]:
+    """Multi-word names (vocabulary ids and multi-word aliases) as word tuples -> muscle."""
+    names = {tuple(m.split("_")): m for m in MUSCLES if "_" in m}
+    names.update({tuple(k.split()): v for k, v in MUSCLE_ALIASES.items() if v and " " in k and len(k) > 8})
+    return names
+
+
+def abbreviation_matches(words: list[str]) -> list[str]:
+    """Muscles whose multi-word name the words abbreviate, word by word (each word the first
+    :data:`ABBREVIATION_MIN_LETTERS` or more letters of the name's word: "rec fem" -> rectus_femoris,
+    "add mag" -> adductor_magnus). Several muscles = ambiguous (callers suggest, never guess)."""
+    words = [w for w in words if w]
+    if len(words) < 2 or any(len(w) < ABBREVIATION_MIN_LETTERS or w.isdigit() for w in words):
+        return []
+    found: list[str] = []
+    for name, muscle in _FULL_NAMES.items():
+        if len(words) <= len(name) and all(n.startswith(w) for w, n in zip(words, name)) and muscle not in found:
+            found.append(muscle)
+    return found
+
+
 def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
     """Map a vendor channel label onto ``(muscle, side)``.
 
@@ -179,6 +231,13 @@ def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
             muscle = MUSCLE_ALIASES.get(" ".join(rest[:n]))
             if muscle:
                 break
+    ambiguous: list[str] = []
+    if muscle is None and len(rest) >= 2:
+        found = abbreviation_matches(rest)
+        if len(found) == 1:
+            muscle = found[0]
+        else:
+            ambiguous = found
     if muscle is not None and side is not None:
         return LabelResolution(label, muscle, side, 1.0)
     pool = sorted(set(MUSCLE_ALIASES) | set(MUSCLES))
@@ -193,7 +252,11 @@ def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
         return LabelResolution(label, muscle, None, 0.5, (muscle,))
     if key == "gm":
         sugg = ["gastrocnemius_medialis", "gluteus_medius"]
+    if ambiguous:  # an abbreviation that fits several names: suggestions, never a guess
+        sugg = ambiguous + [m for m in sugg if m not in ambiguous]
     return LabelResolution(label, None, side, 0.0, tuple(sugg[:3]))
+
+_FULL_NAMES = _full_names()
 
 #: Antagonist pairs for co-contraction (agonist, antagonist), vocabulary ids.
 ANTAGONIST_PAIRS = (

@@ -62,6 +62,7 @@ def conv(tmp_path_factory):
     drop(s, "conv", files, MANIFEST)
     summary = run_night(s.lake, quiet=True)
     con = catalog.connect(s, read_only=True)
+    _TRIALS.update(con.execute("SELECT path, trial_id FROM files WHERE trial_id IS NOT NULL").fetchall())
     yield con, summary, truth
     con.close()
 
@@ -70,10 +71,15 @@ def q(con, sql, params=None):
     return con.execute(sql, params or []).fetchall()
 
 
+_TRIALS: dict[str, str] = {}  # inbox path -> trial id (opaque: the path is only in `files`)
+SESSIONS = {"vicon": "C01-VICON", "ma": "C02-MA", "coda": "C03-CODA", "labels": "C01-LABELS", "run": "C04-RUN",
+            "runv": "C04-RUNV", "tread": "C05-TREAD"}
+
+
 def tid(path):
-    session = {"vicon": "C01-VICON", "ma": "C02-MA", "coda": "C03-CODA", "labels": "C01-LABELS", "run": "C04-RUN",
-               "runv": "C04-RUNV", "tread": "C05-TREAD"}[path.split("/")[0]]
-    return f"conv:{session}:{path}"
+    t = _TRIALS[path]
+    assert t.startswith(f"conv:{SESSIONS[path.split('/')[0]]}:") and path.split("/")[-1] not in t
+    return t
 
 
 def test_every_variant_ingests(conv):

@@ -40,20 +40,20 @@ def test_plate_strikes_match_annotated_strikes_within_10_ms(lake):
         SELECT p.side, p.time_s, min(abs(p.time_s - a.time_s)) AS err
         FROM gait_events p JOIN gait_events a ON a.trial_id = p.trial_id AND a.side = p.side
              AND a.event = 'foot_strike' AND a.source = 'annotated'
-        WHERE p.trial_id LIKE '%test_small.c3d' AND p.source = 'force_plate' AND p.event = 'foot_strike'
+        WHERE p.trial_id = (SELECT trial_id FROM files WHERE path LIKE '%test_small.c3d') AND p.source = 'force_plate' AND p.event = 'foot_strike'
         GROUP BY ALL""").fetchall()
     assert len(rows) == 3  # three loaded plates (FP3 is never stepped on)
     assert max(r[2] for r in rows) < 0.010
 
 
 def test_treadmill_gives_all_eleven_strides_per_side(lake):
-    n = dict(lake.execute("SELECT side, count(*) FROM gait_events WHERE trial_id LIKE '%treadmill_events.c3d' "
+    n = dict(lake.execute("SELECT side, count(*) FROM gait_events WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d') "
                           "AND source = 'force_plate' AND event = 'foot_strike' GROUP BY 1").fetchall())
     assert n == {"L": 11, "R": 11}
     ann = lake.execute("""
         SELECT max(err) FROM (SELECT min(abs(p.time_s - a.time_s)) AS err FROM gait_events p JOIN gait_events a
           ON a.trial_id = p.trial_id AND a.side = p.side AND a.event = p.event AND a.source = 'annotated'
-          WHERE p.trial_id LIKE '%treadmill_events.c3d' AND p.source = 'force_plate' AND p.event = 'foot_strike'
+          WHERE p.trial_id = (SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d') AND p.source = 'force_plate' AND p.event = 'foot_strike'
           GROUP BY p.side, p.time_s)""").fetchone()[0]
     assert ann < 0.05  # annotations follow their own (kinematic) definition; every stride is paired
 
@@ -87,10 +87,10 @@ def test_treadmill_stance_and_grf_asymmetry_and_variability(lake):
 
 
 def test_real_emg_channels_pass_qc_and_get_onsets(lake):
-    verdicts = dict(lake.execute("SELECT label, verdict FROM channel_qc WHERE trial_id LIKE '%test_small.c3d'").fetchall())
+    verdicts = dict(lake.execute("SELECT label, verdict FROM channel_qc WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%test_small.c3d')").fetchall())
     for lab in ("Voltage.RTA", "Voltage.LTA", "Voltage.RGAS", "Voltage.LGAS", "Voltage.RVL", "Voltage.LVL"):
         assert verdicts[lab] != "bad", lab
-    n = lake.execute("SELECT count(DISTINCT muscle || side) FROM activation_onsets WHERE trial_id LIKE '%test_small.c3d' "
+    n = lake.execute("SELECT count(DISTINCT muscle || side) FROM activation_onsets WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%test_small.c3d') "
                      "AND is_default").fetchone()[0]
     assert n >= 8
 
@@ -135,7 +135,7 @@ def _independent_zeni(path, heel, toe, pelvis, axis, sign):
 ])
 def test_kinematic_events_match_an_independent_zeni(lake, path, heel, toe, pelvis, axis, sign):
     ref = _independent_zeni(path, heel, toe, pelvis, axis, sign)
-    trial = next(r[0] for r in lake.execute("SELECT trial_id FROM trials").fetchall() if r[0].endswith(path.split("/")[1]))
+    trial = next(t for p, t in lake.execute("SELECT path, trial_id FROM files").fetchall() if p.endswith(path.split("/")[1]))
     n = 0
     for side in "LR":
         for event in ("foot_strike", "foot_off"):
@@ -151,13 +151,13 @@ def test_kinematic_events_match_an_independent_zeni(lake, path, heel, toe, pelvi
 def test_treadmill_stances_and_no_false_rate_alarm(lake):
     """Every cycle of the treadmill walk has a stance of 58-70 %; its mains-only 'EMG' channels fail QC and
     do not raise a false 'declared rate is probably wrong'."""
-    st = [r[0] for r in lake.execute("SELECT stance_pct FROM gait_cycles WHERE trial_id LIKE '%treadmill_events.c3d'")
+    st = [r[0] for r in lake.execute("SELECT stance_pct FROM gait_cycles WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d')")
           .fetchall()]
     assert len(st) >= 20 and all(s is not None and 58.0 <= s <= 70.0 for s in st), st
-    verdicts = {r[0] for r in lake.execute("SELECT verdict FROM channel_qc WHERE trial_id LIKE '%treadmill_events.c3d'")
+    verdicts = {r[0] for r in lake.execute("SELECT verdict FROM channel_qc WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d')")
                 .fetchall()}
     assert verdicts == {"bad"}
-    sev = [r[0] for r in lake.execute("SELECT severity FROM plausibility WHERE trial_id LIKE '%treadmill_events.c3d'")
+    sev = [r[0] for r in lake.execute("SELECT severity FROM plausibility WHERE trial_id = (SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d')")
            .fetchall()]
     assert "bad" not in sev
 

@@ -28,6 +28,7 @@ channels:
   "EMG8.v": {muscle: rectus_femoris, side: L}
 """
 KISTLER = ("kistler_CMJ_1plate", "kistler_DJ_2plates", "kistler_COP")
+INBOX: list = []  # the site's inbox folder, once the fixture dropped the files
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def other(tmp_path_factory):
     files["vicon/cmj.c3d"] = realdata("biomdp/vicon_CMJ_kinem_kinet_emg.c3d")
     files["tread/no_events.c3d"] = realdata("gaitalytics/treadmill_no_events.c3d")
     s = get_settings(str(tmp / "lake"))
-    drop(s, "other", files, MANIFEST)
+    INBOX[:] = [drop(s, "other", files, MANIFEST)]
     summary = run_night(s.lake, quiet=True)
     con = catalog.connect(s, read_only=True)
     yield con, summary
@@ -62,11 +63,27 @@ def bioware(name: str) -> tuple[dict, np.ndarray, list[str]]:
     return head, data, cols
 
 
+def _tid(con, path: str) -> str:
+    """The trial a file produced (trial ids are opaque: the path is only in ``files``)."""
+    return q(con, "SELECT trial_id FROM files WHERE path = ?", [path])[0][0]
+
+
 def test_every_file_of_the_other_labs_ingests(other):
     con, summary = other
     assert summary["quarantined"] == 0 and summary["ingested"] == 7
-    frames = dict(q(con, "SELECT split_part(trial_id, ':', 3), frame_source FROM trials"))
+    frames = dict(q(con, "SELECT f.path, t.frame_source FROM trials t JOIN files f USING (trial_id)"))
     assert frames["kistler/dj_yup.c3d"] == "force_plates" and frames["vicon/cmj.c3d"] == "force_plates+markers"
+
+
+def test_every_emg_looking_channel_of_the_other_labs_is_stored_or_recorded(other, tmp_path):
+    """Labels in, rows out on files from labs the code was not written against (issue #14)."""
+    from test_fixture_coverage import account_channels
+
+    con, _ = other
+    n = 0
+    for (path,) in q(con, "SELECT path FROM files WHERE status = 'ingested' ORDER BY path"):
+        n += account_channels(con, path, INBOX[0] / path, _tid(con, path))
+    assert n > 0
 
 
 def test_kistler_vertical_force_equals_bioware_export(other):
@@ -77,13 +94,13 @@ def test_kistler_vertical_force_equals_bioware_export(other):
         _, data, cols = bioware(name)
         fz_cols = [i for i, c in enumerate(cols) if c == "Fz"]
         for plate, col in enumerate(fz_cols, start=1):
-            t = f"other:K01-JUMP:kistler/{name}.c3d"
+            t = _tid(con, f"kistler/{name}.c3d")
             off = q(con, "SELECT offset_force_z_n FROM force_plates WHERE trial_id = ? AND plate = ?", [t, plate])[0][0]
             got = con.execute("SELECT force_z_n FROM grf WHERE trial_id = ? AND plate = ? ORDER BY sample_index",
                               [t, plate]).fetchnumpy()["force_z_n"].astype(float) + off
             assert len(got) == len(data)
             assert np.max(np.abs(got - data[:, col])) < 2.0, (name, plate)
-    ref, yup = "other:K01-JUMP:kistler/dj_ref.c3d", "other:K01-JUMP:kistler/dj_yup.c3d"
+    ref, yup = _tid(con, "kistler/dj_ref.c3d"), _tid(con, "kistler/dj_yup.c3d")
     assert dict(q(con, "SELECT trial_id, vertical_axis_file FROM trials WHERE trial_id IN (?, ?)", [ref, yup])) == \
         {ref: "+Z", yup: "+Y"}
     pa_, pb = (q(con, "SELECT peak_force_z_n FROM force_plates WHERE trial_id = ? ORDER BY plate", [t]) for t in (ref, yup))
@@ -103,7 +120,7 @@ def test_kistler_plate_contacts_match_bioware_contact_periods(other):
     start1 = starts[1]  # plate 1's columns come first (BioWare's plate-2 window ends at the landing, not at 0 N)
     fz2 = data[:, [i for i, c in enumerate(cols) if c == "Fz"][1]]
     end2 = data[int(np.flatnonzero(fz2 < 20.0)[0]), 0]
-    t = "other:K01-JUMP:kistler/kistler_DJ_2plates.c3d"
+    t = _tid(con, "kistler/kistler_DJ_2plates.c3d")
     ev = q(con, "SELECT plate, event, time_s, side, reason FROM gait_events WHERE trial_id = ? AND "
                 "source = 'force_plate' ORDER BY time_s", [t])
     strike1 = [r[2] for r in ev if r[0] == 1 and r[1] == "foot_strike"]
@@ -122,7 +139,7 @@ def test_noraxon_volts_at_the_electrode(other):
     from warehouse.analysis.derived import read_channel
 
     con, _ = other
-    t = "other:S03-CMJ:vicon/cmj.c3d"
+    t = _tid(con, "vicon/cmj.c3d")
     rows = q(con, "SELECT c.channel, c.label, c.amplitude_basis, c.gain, q.rms_mv FROM emg_channels c JOIN "
                   "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.label", [t])
     assert [r[1] for r in rows] == ["EMG1.v", "EMG2.v", "EMG7.v", "EMG8.v"]
@@ -143,7 +160,7 @@ def test_treadmill_walk_without_events_from_plates_and_kinematics(other):
     fixture's annotations say), every stance 58-70 %, kinematic foot offs where the belt stayed loaded, and
     plate strikes within 50 ms of the strikes annotated in the fixture's processing of the same walk."""
     con, _ = other
-    t = "other:SI02-TREAD:tread/no_events.c3d"
+    t = _tid(con, "tread/no_events.c3d")
     sides = dict(q(con, "SELECT plate, list(DISTINCT side) FROM gait_events WHERE trial_id = ? AND "
                         "source = 'force_plate' GROUP BY 1", [t]))
     assert sides == {1: ["L"], 2: ["R"]}

@@ -73,3 +73,28 @@ def test_manifest_errors_are_specific():
         parse_manifest(GOOD.replace("muscle: soleus", "muscle: bicep"), site="lyon")
     with pytest.raises(ManifestError, match="inbox 'oslo'"):
         parse_manifest(GOOD, site="oslo")
+
+
+@pytest.mark.parametrize("label, muscle, side", [
+    ("L PE", "peroneus_longus", "L"), ("R GA", "gastrocnemius_medialis", "R"),  # Plug-in Gait codes
+    ("L Add Mag", "adductor_magnus", "L"), ("R AM", "adductor_magnus", "R"),
+    ("R Rec Fem", "rectus_femoris", "R"), ("Voltage.L Gas Lat", "gastrocnemius_lateralis", "L"),
+    ("Left Per Lon", "peroneus_longus", "L"), ("R Glu Max", "gluteus_maximus", "R"),  # abbreviation rule
+    ("RT TIB.ANT.", "tibialis_anterior", "R"), ("LT MED. GASTRO", "gastrocnemius_medialis", "L"),  # Noraxon
+    ("RT VLO", "vastus_lateralis", "R"), ("L Ext Dig Lon", "extensor_digitorum_longus", "L"),
+    ("Sinistra Retto Femorale", "rectus_femoris", "L"), ("Dx Soleo", "soleus", "R"),
+])
+def test_marker_set_codes_and_abbreviations_resolve(label, muscle, side):
+    r = resolve_label(label)
+    assert (r.muscle, r.side) == (muscle, side)
+
+
+def test_ambiguous_abbreviations_are_suggestions_never_guesses(monkeypatch):
+    from schemas import vocab
+
+    assert vocab.abbreviation_matches(["re", "fe"]) == []  # under three letters: no rule
+    monkeypatch.setitem(vocab._FULL_NAMES, ("gastrocnemius", "lateral", "head"), "gastrocnemius_lateralis")
+    monkeypatch.setitem(vocab._FULL_NAMES, ("gastrocnemius", "latissimus"), "biceps_femoris")  # a made-up clash
+    assert vocab.abbreviation_matches(["gas", "lat"]) == ["gastrocnemius_lateralis", "biceps_femoris"]
+    r = resolve_label("R Gast Lat")
+    assert r.muscle is None and not r.resolved and r.suggestions[:2] == ("gastrocnemius_lateralis", "biceps_femoris")

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from schemas import vocab
-from warehouse.settings import Limits
+from schemas import manifest_schema
 from transforms import frames
-from transforms.qc import AMPLITUDE_BASES
+from warehouse.settings import Limits
 
 #: Keys that would carry direct identifiers; a manifest containing them is rejected.
 FORBIDDEN_KEYS = {"name", "first_name", "last_name", "surname", "full_name", "birth_date", "birthdate",
@@ -23,10 +22,14 @@ _ISO_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")  # dates stay text when loaded:
 
 
 class ManifestError(Exception):
-    def __init__(self, reason_code: str, message: str):
+    """A manifest that cannot be used; ``problems`` lists every finding (schema errors) when known."""
+
+    def __init__(self, reason_code: str, message: str, *, problems: list | None = None, document=None):
         super().__init__(message)
         self.reason_code = reason_code
         self.message = message
+        self.problems = list(problems or [])
+        self.document = document  # the parsed YAML, when it parsed (``manifest check`` still checks its globs)
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Session:
     vertical_axis: str | None = None  # overrides the site's (and the detected) vertical axis of the files
     gain: float | None = None  # EMG amplifier gain (electrode -> stored value) for this session's files
     amplitude_basis: str | None = None  # electrode_mv / amplifier_output, when the site states it
+    side: str | None = None  # side of channels whose label names none (else the site's, else U)
+    channels: dict = field(default_factory=dict)  # overrides the site's channel map for this session's files
 
 
 @dataclass
@@ -56,6 +61,18 @@ class Manifest:
     vertical_axis: str | None = None  # e.g. "+Y" for a lab whose vertical is Y (default: detected per file)
     gain: float | None = None
     amplitude_basis: str | None = None
+    side: str | None = None
+    warnings: list = field(default_factory=list)  # manifest_schema.Problem of severity warning (TODO left)
+    document: dict = field(default_factory=dict, repr=False)  # the parsed YAML it was built from
+
+    def channels_for(self, session: Session | None) -> dict:
+        """The channel map for a session's files: the site's ``channels:``, overridden label by label by the
+        session's. Values are ``{muscle, side, gain, amplitude_basis}`` or ``{"ignore": reason}``."""
+        return {**self.channels, **(session.channels if session is not None else {})}
+
+    def default_side(self, session: Session | None) -> str:
+        """Side given to a channel whose label names a muscle but no side: session, site, else ``U``."""
+        return (session.side if session is not None else None) or self.side or "U"
 
     def vertical_axis_for(self, session: Session) -> str | None:
         """The manifest's vertical-axis override for a session's files (session, else site), or None."""
@@ -67,7 +84,7 @@ class Manifest:
         return {"gain": session.gain if session.gain is not None else self.gain,
                 "amplitude_basis": session.amplitude_basis or self.amplitude_basis,
                 "channels": {lab: {k: m.get(k) for k in ("gain", "amplitude_basis")}
-                             for lab, m in self.channels.items() if isinstance(m, dict)}}
+                             for lab, m in self.channels_for(session).items() if "ignore" not in m}}
 
     def session_for(self, rel_path: str) -> Session | None:
         """The session whose ``files`` globs match ``rel_path`` (first match wins)."""
@@ -161,35 +178,6 @@ def load_yaml(text: str, *, limits: Limits | None = None):
         loader.dispose()
 
 
-def _date(value, where: str, site: str) -> str | None:
-    """An ISO date (``YYYY-MM-DD``) as text, or None when absent."""
-    if value in (None, ""):
-        return None
-    try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': {where}: {str(value)!r} is not a "
-                            "date (write YYYY-MM-DD, e.g. 2026-09-14).") from None
-
-
-def _emg_keys(node: dict, where: str, site: str) -> tuple[float | None, str | None, str | None]:
-    """(gain, amplitude_basis, vertical_axis) of a manifest node, checked."""
-    gain, basis, axis = node.get("gain"), node.get("amplitude_basis"), node.get("vertical_axis")
-    if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0):
-        raise ManifestError("manifest_schema", f"{where} of site '{site}': gain must be a positive number "
-                            f"(the amplifier gain, e.g. 1000); got {gain!r}.")
-    if basis is not None and basis not in AMPLITUDE_BASES:
-        raise ManifestError("manifest_schema", f"{where} of site '{site}': amplitude_basis must be one of "
-                            f"{', '.join(AMPLITUDE_BASES)}; got {basis!r}.")
-    if axis is not None:
-        try:
-            frames.parse_axis(str(axis))
-        except ValueError:
-            raise ManifestError("manifest_schema", f"{where} of site '{site}': vertical_axis must be +X, -X, +Y, "
-                                f"-Y, +Z or -Z; got {axis!r}.") from None
-    return (float(gain) if gain is not None else None), basis, (str(axis) if axis is not None else None)
-
-
 def parse_manifest(text: str, *, site: str, limits: Limits | None = None) -> Manifest:
     """Parse and check a manifest.
 
@@ -211,66 +199,66 @@ def parse_manifest(text: str, *, site: str, limits: Limits | None = None) -> Man
 
 
 def _parse_doc(doc, site: str) -> Manifest:
-    if not isinstance(doc, dict):
+    if doc is not None and not isinstance(doc, dict):
         raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}' must be a mapping.")
+    doc = doc or {}
     ids = _scan_identifiers(doc)
     if ids:
         raise ManifestError("manifest_identifiers", f"manifest.yaml of site '{site}' contains direct identifiers "
                             f"({'; '.join(ids[:5])}); use pseudonyms only and remove them.")
-    if doc.get("site") not in (None, site):
-        raise ManifestError("manifest_schema", f"manifest says site '{doc.get('site')}' but sits in inbox '{site}'.")
-    subjects = doc.get("subjects") or []
-    if not isinstance(subjects, list) or not all(isinstance(s, dict) and s.get("id") is not None for s in subjects):
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': subjects must be a list of "
-                            "{id: ..., sex: ..., mass_kg: ...} mappings.")
-    subject_ids = {str(s.get("id")) for s in subjects}
-    for i, s in enumerate(subjects):
-        for k in ("mass_kg", "height_m"):
-            if s.get(k) is not None and (isinstance(s[k], bool) or not isinstance(s[k], (int, float))):
-                raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': subjects[{i}].{k}: "
-                                    f"{s[k]!r} is not a number.")
+    problems = manifest_schema.check(doc, site=site)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': " + "; ".join(map(str, errors))
+                            + f" ({len(errors)} problem(s), each must be fixed; `myomap manifest check {site}` "
+                            "lists them with the files they claim)", problems=problems, document=doc)
+    return _build(doc, site, [p for p in problems if p.severity != "error"])
+
+
+def _channel_map(node) -> dict:
+    """A ``channels:`` node with ``ignore`` entries normalised to ``{"ignore": reason}``."""
+    out = {}
+    for label, m in (node or {}).items():
+        if m == "ignore" or (isinstance(m, str) and m.startswith("ignore")):
+            reason = m.split(":", 1)[1].strip() if ":" in m else "not_emg"
+            out[str(label)] = {"ignore": reason}
+        elif isinstance(m, dict) and "ignore" in m:
+            out[str(label)] = {"ignore": m["ignore"] if isinstance(m["ignore"], str) else "not_emg"}
+        else:
+            out[str(label)] = dict(m)
+    return out
+
+
+def _num(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def _build(doc: dict, site: str, warnings: list) -> Manifest:
+    """The :class:`Manifest` of a document :func:`manifest_schema.check` found no error in."""
     sessions = []
-    raw_sessions = doc.get("sessions") or []
-    if not isinstance(raw_sessions, list):
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': sessions must be a list.")
-    for i, s in enumerate(raw_sessions):
-        if not isinstance(s, dict):
-            raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': sessions[{i}] must be a mapping "
-                                f"{{id, subject, files, ...}}, got {type(s).__name__} {str(s)[:60]!r}.")
-        missing = [k for k in ("id", "subject", "files") if not s.get(k)]
-        if missing:
-            raise ManifestError("manifest_schema", f"session #{i + 1} of site '{site}' lacks {', '.join(missing)}.")
-        if str(s["subject"]) not in subject_ids:
-            raise ManifestError("manifest_schema", f"session '{s['id']}' names subject '{s['subject']}' "
-                                "which is not in 'subjects'.")
+    for s in doc.get("sessions") or []:
         files = s["files"] if isinstance(s["files"], list) else [s["files"]]
-        gain, basis, axis = _emg_keys(s, f"session '{s['id']}'", site)
-        sessions.append(Session(str(s["id"]), str(s["subject"]), _date(s.get("date"), f"sessions[{i}].date", site),
-                                s.get("condition"), s.get("task"), s.get("terrain"), [str(f) for f in files],
-                                vertical_axis=axis, gain=gain, amplitude_basis=basis))
-    channels = doc.get("channels") or {}
-    if not isinstance(channels, dict):
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': channels must be a mapping "
-                            "{LABEL: {muscle, side}}, got a " + type(channels).__name__ + ".")
-    for label, m in channels.items():
-        mapped = isinstance(m, dict) and (m.get("muscle") is not None or m.get("side") is not None)
-        if not isinstance(m, dict) or (mapped and (m.get("muscle") not in vocab.MUSCLES
-                                                   or m.get("side") not in vocab.SIDES)) or (
-                not mapped and m.get("gain") is None and m.get("amplitude_basis") is None):
-            raise ManifestError("manifest_schema", f"channels['{label}'] must be {{muscle: <one of the vocabulary>, "
-                                f"side: L|R}} and/or {{gain: <amplifier gain>, amplitude_basis: "
-                                f"electrode_mv|amplifier_output}}; got {m!r}.")
-        _emg_keys(m, f"channels['{label}']", site)
-    site_gain, site_basis, site_axis = _emg_keys(doc, "manifest", site)
-    mains = doc.get("mains_hz")
-    if mains is not None and (isinstance(mains, bool) or not isinstance(mains, (int, float))):
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': mains_hz: {mains!r} is not a "
-                            "number (50 or 60).")
+        sessions.append(Session(str(s["id"]), str(s["subject"]), _iso(s.get("date")), s.get("condition"),
+                                s.get("task"), s.get("terrain"), [str(f) for f in files],
+                                vertical_axis=_axis(s.get("vertical_axis")), gain=_num(s.get("gain")),
+                                amplitude_basis=s.get("amplitude_basis"), side=s.get("side"),
+                                channels=_channel_map(s.get("channels"))))
+    subjects = [{**s, "id": str(s["id"])} for s in doc.get("subjects") or []]
     consent = doc.get("consent")
-    if consent is not None and not isinstance(consent, (list, str)):
-        raise ManifestError("manifest_schema", f"manifest.yaml of site '{site}': consent must be a list of scopes.")
-    return Manifest(site=site, mains_hz=float(mains) if mains else None, timezone=doc.get("timezone"),
-                    subjects=subjects, sessions=sessions, channels=channels,
-                    embargo_until=_date(doc.get("embargo_until"), "embargo_until", site),
+    return Manifest(site=site, mains_hz=_num(doc.get("mains_hz")), timezone=doc.get("timezone"),
+                    subjects=subjects, sessions=sessions, channels=_channel_map(doc.get("channels")),
+                    embargo_until=_iso(doc.get("embargo_until")),
                     consent=[consent] if isinstance(consent, str) else consent,
-                    vertical_axis=site_axis, gain=site_gain, amplitude_basis=site_basis)
+                    vertical_axis=_axis(doc.get("vertical_axis")), gain=_num(doc.get("gain")),
+                    amplitude_basis=doc.get("amplitude_basis"), side=doc.get("side"), warnings=warnings,
+                    document=doc)
+
+
+def _iso(value) -> str | None:
+    return None if value in (None, "") else dt.date.fromisoformat(str(value)).isoformat()
+
+
+def _axis(value) -> str | None:
+    if value is None:
+        return None
+    return frames.axis_name(*frames.parse_axis(str(value)))

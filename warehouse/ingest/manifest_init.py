@@ -6,16 +6,16 @@
   (``S01/fatigued/x.c3d``, ``S01_fresh_walk01.c3d``; conditions and tasks only from
   :data:`schemas.vocab.CONDITIONS` / :data:`schemas.vocab.TASKS`) with a glob per session
   that claims exactly that session's files;
-* reads every data file (companions skipped) and lists every EMG-looking channel label:
-  labels the vocabulary resolves appear as comments, the others as ``channels:`` entries
-  with ``muscle: TODO`` (and the closest vocabulary suggestions) for the data manager to fill;
-  force-plate, footswitch and accelerometer channels are ignored as at ingest;
+* reads every data file (companions skipped) and lists every EMG-looking channel label (the
+  ingest's own rule, :func:`warehouse.ingest.harmonise.decide`): labels the vocabulary resolves
+  appear as comments, the others as ``channels:`` entries with ``muscle: TODO`` (and the closest
+  vocabulary suggestions) for the data manager to fill; the labels judged not EMG are listed;
 * looks for a 50 or 60 Hz mains line in the EMG to propose ``mains_hz``.
 
 Nothing that cannot be read from the paths is guessed: sex, mass, height, dates, terrain,
 timezone and consent are left as ``TODO`` comments. The text is valid YAML as written; it
-passes :func:`warehouse.manifest.parse_manifest` once every ``TODO`` value is filled (a
-``muscle: TODO`` entry is refused, so the files stay held until the channels are mapped).
+passes :func:`warehouse.manifest.parse_manifest` as written (a ``muscle: TODO`` channel is
+skipped and recorded at ingest, never blocking the site; ``myomap manifest check`` lists them).
 """
 from __future__ import annotations
 
@@ -33,16 +33,20 @@ import yaml
 
 from schemas import vocab
 from warehouse import zones
+from warehouse.ingest.harmonise import EMG, NOT_EMG_KIND, decide
 from warehouse.ingest.readers import ReaderError, companions_for, is_companion, read_any
 from warehouse.settings import Settings
 
-#: Analog labels that are never EMG (same rule as :data:`warehouse.ingest.NOT_EMG`).
-NOT_EMG = re.compile(r"foot ?switch|fsw|trigger|sync|force|moment|acc[\. ]|gyro|mag[\. ]|torque|angle", re.I)
 #: Words whose "<word><digits>" tokens are trial / session / repetition counters, never subjects.
 _NOT_SUBJECT_WORDS = {"trial", "tr", "trl", "t", "ses", "sess", "session", "run", "rep", "take", "emg", "file",
                       "day", "visit", "v", "cond", "acq", "rec", "block", "set", "c", "static", "mvc", "task",
-                      "walk", "cal", "calib", "fp", "ch", "channel", "sensor", "part", "version"}
+                      "walk", "cal", "calib", "fp", "ch", "channel", "sensor", "part", "version", "pre", "post",
+                      "baseline", "shod", "barefoot", "tread", "treadmill", "overground", "ref", "max", "test", "trl",
+                      "speed", "slow", "fast", "normal", "self", "pref", "stairs", "stair", "up", "down"}
+#: A pseudonym in a folder name (``S01``, ``LYO03``, ``P_012``, ``sub-07``, ``012``) ...
 _SUBJECT = re.compile(r"^(?:sub-[A-Za-z0-9]+|[A-Za-z]{1,8}[-_]?\d{1,5}|\d{2,3})$")
+#: ... and in a file name, shorter: a stem like ``Walking1`` or ``Static03`` is a trial, not a subject.
+_SUBJECT_IN_STEM = re.compile(r"^(?:sub-[A-Za-z0-9]+|[A-Za-z]{1,4}[-_]?\d{1,5})$")
 _SEP = r"[/_\-. ]"
 _GLOB_SPECIAL = re.compile(r"([\[\]*?])")
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -58,6 +62,7 @@ class LabelInfo:
     label: str
     resolution: vocab.LabelResolution
     files: int = 0
+    source: str = "alias"
 
 
 @dataclass
@@ -82,6 +87,7 @@ class SiteSurvey:
     failed: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (reason_code, message)
     labels: dict[str, LabelInfo] = field(default_factory=dict)   # EMG-looking labels
     ignored_labels: Counter = field(default_factory=Counter)     # other analog labels (not EMG)
+    not_emg_why: dict[str, str] = field(default_factory=dict)    # label -> why it is not EMG
     files_read: int = 0
     mains_hz: int | None = None                                  # detected from the EMG, else None
     mains_votes: dict[int, int] = field(default_factory=dict)
@@ -121,18 +127,22 @@ def guess_parts(rel_path: str) -> dict:
     p = PurePosixPath(rel_path)
     low = rel_path.lower()
     stem_tokens = [t for t in re.split(r"[_\s.]+", p.stem) if t]
-    candidates = list(p.parts[:-1]) + stem_tokens + [x for t in stem_tokens if "-" in t for x in t.split("-")]
+    candidates = [(t, _SUBJECT) for t in p.parts[:-1]] + [
+        (t, _SUBJECT_IN_STEM) for t in stem_tokens + [x for t in stem_tokens if "-" in t for x in t.split("-")]]
     subject = None
-    for tok in candidates:
-        if not _SUBJECT.match(tok):
+    for tok, rx in candidates:
+        if not rx.match(tok):
             continue
         word = re.sub(r"[-_]?\d+$", "", tok).lower()
-        if word in _NOT_SUBJECT_WORDS or word in vocab.TASKS or word in vocab.CONDITIONS:
+        if word in _NOT_SUBJECT_WORDS or word in vocab.TASKS or word in vocab.CONDITIONS or word in vocab.TASK_WORDS:
             continue
         subject = tok
         break
     condition = next((c for c in vocab.CONDITIONS if c != "unknown" and _has_term(low, c)), None)
     task = next((t for t in sorted(vocab.TASKS, key=len, reverse=True) if _has_term(low, t, digits=True)), None)
+    if task is None:  # task words: Walking1, gait_03, CMJ2 ...
+        task = next((t for w, t in sorted(vocab.TASK_WORDS.items(), key=lambda kv: -len(kv[0]))
+                     if t and _has_term(low, w, digits=True)), None)
     return {"subject": subject, "condition": condition, "task": task}
 
 
@@ -177,14 +187,6 @@ def session_globs(mine: list[str], every_file: list[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ signals
-def looks_emg(label: str, description: str, res: vocab.LabelResolution) -> bool:
-    """The ingest's rule: 'emg' in label or description and not a plate/footswitch/accelerometer label,
-    or a label the vocabulary half-resolves (muscle known)."""
-    if NOT_EMG.search(label):
-        return False
-    return "emg" in f"{label} {description}".lower() or res.muscle is not None
-
-
 def _line_ratio(x: np.ndarray, rate: float, f0: float) -> float:
     """Peak power within +-1 Hz of ``f0`` over the median power 3-15 Hz away (0 when not measurable)."""
     if rate < 2 * (f0 + 20) or len(x) < rate:  # need the neighbourhood below Nyquist and >= 1 s
@@ -250,11 +252,13 @@ def survey_site(settings: Settings, site: str, *, max_files: int | None = None) 
             if j in rec.plate_channel_indices or a.label in seen:
                 continue
             seen.add(a.label)
-            res = vocab.resolve_label(a.label)
-            if not looks_emg(a.label, a.description, res):
+            d = decide(a)  # the ingest's own rule (warehouse.ingest.harmonise)
+            if d.kind == NOT_EMG_KIND:
                 sv.ignored_labels[a.label] += 1
+                sv.not_emg_why.setdefault(a.label, d.why)
                 continue
-            info = sv.labels.setdefault(a.label, LabelInfo(a.label, res))
+            res = vocab.LabelResolution(a.label, d.muscle, d.side, 1.0 if d.kind == EMG else 0.0, d.suggestions)
+            info = sv.labels.setdefault(a.label, LabelInfo(a.label, res, source=d.source))
             info.files += 1
             if sv.files_read <= MAINS_MAX_FILES:
                 v = mains_vote(a.data, a.rate_hz)
@@ -373,14 +377,16 @@ def render_manifest(sv: SiteSurvey, *, today: dt.date | None = None) -> str:
         out.append("# Resolved (nothing to do; add an entry under channels: to override one):")
         for i in sv.resolved:
             r = i.resolution
-            out.append(f"# {json.dumps(i.label, ensure_ascii=False)} -> {r.muscle} {r.side} (alias)")
+            out.append(f"# {json.dumps(i.label, ensure_ascii=False)} -> {r.muscle} {r.side} ({_c(i.source)})")
     if sv.ignored_labels:
         shown = sorted(sv.ignored_labels, key=natural_key)
         more = f" and {len(shown) - 12} more" if len(shown) > 12 else ""
-        out.append(f"# Not EMG, ignored: {', '.join(json.dumps(x, ensure_ascii=False) for x in shown[:12])}{more}")
+        out.append(f"# Judged not EMG (the ingest's rule; map one under channels: if it is EMG): "
+                   f"{', '.join(json.dumps(x, ensure_ascii=False) for x in shown[:12])}{more}")
     if n_todo:
-        out.append("# Not resolved: set muscle (one of schemas.vocab.MUSCLES) and side (L|R) for each entry, or")
-        out.append("# delete an entry to leave that channel out (it is then flagged as unmapped_channel).")
+        out.append("# Not resolved: set muscle (one of schemas.vocab.MUSCLES) and side (L|R, U = none) for each entry,")
+        out.append("# or write `ignore` (e.g. {ignore: footswitch}) for a channel that is not EMG. A TODO left here")
+        out.append("# never blocks the site: that channel is skipped and recorded (quarantine, unmapped_channel).")
         out.append("channels:")
         for i in sv.unresolved:
             r = i.resolution
@@ -410,4 +416,4 @@ def scaffold_manifest(settings: Settings, site: str, *, max_files: int | None = 
 
 
 __all__ = ["scaffold_manifest", "survey_site", "render_manifest", "guess_parts", "session_globs", "SiteSurvey",
-           "mains_vote", "looks_emg"]
+           "mains_vote"]

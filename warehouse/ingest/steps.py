@@ -8,6 +8,7 @@ DuckLake transaction, so a killed run never leaves a partial trial.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -242,7 +243,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
     session = man.session_for(rel_path)
     if session is None:
         return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
-    trial_id = f"{site}:{session.id}:{rel_path}"  # the path keeps Gait.c3d and Gait.trc apart
+    trial_id = trial_id_for(con, site, session.id, rel_path, sha)
     companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                   for role, cname in companions_for(name, siblings).items()}
     try:
@@ -266,7 +267,8 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
                     "report it with the file's sha256.", raw, run_id)
         _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
-    chans, chan_issues = harmonise(rec, man.channels, emg_context=man.emg_context(session))
+    chans, chan_issues = harmonise(rec, man.channels_for(session), emg_context=man.emg_context(session),
+                                   default_side=man.default_side(session))
     companion_shas = [zones.sha256_of(settings, p)[0] for p in companions.values()]
     try:
         _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
@@ -279,6 +281,24 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
     return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
             "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+
+
+def trial_id_for(con, site: str, session_id: str, rel_path: str, sha: str) -> str:
+    """``site:session:<opaque>``: the opaque part is the first 12 hex digits of the content hash of the
+    first bytes ingested at this path (a corrected re-upload keeps its trial); no inbox path in it,
+    which stays in ``files`` for the site's operators only."""
+    prefix = f"{site}:{session_id}:"
+    row = con.execute("SELECT trial_id FROM files WHERE site_id = ? AND path = ? AND starts_with(trial_id, ?) "
+                      "ORDER BY received_at LIMIT 1", [site, rel_path, prefix]).fetchone()
+    if row:
+        return row[0]
+    key = sha
+    while True:  # the same first bytes at another path (once superseded there): another opaque part
+        tid = prefix + key[:12]
+        if not con.execute("SELECT 1 FROM files WHERE trial_id = ? AND NOT (site_id = ? AND path = ?) LIMIT 1",
+                           [tid, site, rel_path]).fetchone():
+            return tid
+        key = hashlib.sha256(f"{key}\0{rel_path}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _quarantine_companions(settings, con, site: str, rel_path: str, companions: dict, code: str, run_id: str) -> None:
