@@ -78,7 +78,7 @@ def test_suite_is_derived_from_the_contract_only():
     assert all(e.meta == {"contract": "emg_channels"} for e in suite.expectations)
     for c in t.columns:
         assert (("expect_column_values_to_not_be_null", c.name) in got) == (not c.nullable), c.name
-    assert got[("expect_column_values_to_be_in_set", "side")]["value_set"] == ["L", "R"]
+    assert got[("expect_column_values_to_be_in_set", "side")]["value_set"] == ["L", "R", "U"]  # U: side unknown (#14)
     assert got[("expect_column_values_to_be_between", "rate_hz")]["min_value"] == 100
     assert got[("expect_column_values_to_be_between", "rate_hz")]["max_value"] == 20000
     assert got[("expect_compound_columns_to_be_unique", None)]["column_list"] == ["trial_id", "channel"]
