@@ -116,7 +116,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         excluded = [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
                      "reason": f"qc verdict bad ({flags})"} for ch, m, sd, _, v, flags in all_chans if v == "bad"]
         excluded += [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
-                      "reason": "no gait events for this side"} for ch, m, sd, _, v, _f in all_chans
+                      "reason": "side unknown (U): no cycles, no asymmetry" if sd == "U"
+                      else "no gait events for this side"} for ch, m, sd, _, v, _f in all_chans
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
