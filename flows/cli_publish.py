@@ -1,7 +1,7 @@
 """``myomap extract | publish | releases | report``: serving the lake to members and the public.
 
-Thin wiring over :mod:`warehouse.extracts`, :mod:`warehouse.releases` and
-:mod:`warehouse.report`. ``flows/cli.py`` adds the commands with
+Thin wiring over :mod:`warehouse.serving.extracts`, :mod:`warehouse.serving.releases` and
+:mod:`warehouse.serving.report`. ``flows/cli.py`` adds the commands with
 ``register(main)``. Every expected failure is a :class:`click.ClickException`
 (one clear line, no traceback).
 """

@@ -39,7 +39,7 @@ def site_night(site: str, lake: str | None = None, quiet: bool = True) -> dict:
 @flow(name="myomap-release")
 def release(name: str, version: str, lake: str | None = None, min_cell_subjects: int = 5,
             licence: str = "CC-BY-4.0", required_consent: str = "public_release", as_of: str | None = None) -> dict:
-    """Publish release ``name`` ``version`` of the cohort tables (``warehouse.releases.publish``).
+    """Publish release ``name`` ``version`` of the cohort tables (``warehouse.serving.releases.publish``).
 
     Returns a small summary (path, snapshot, files) rather than the whole manifest.
     """

@@ -1,4 +1,4 @@
-"""Contract validation (warehouse.validation): GX suites derived from the contracts, large-batch
+"""Contract validation (warehouse.ingest.validation): GX suites derived from the contracts, large-batch
 pyarrow checks, the validations rows, schema drift and the data dictionary."""
 from __future__ import annotations
 

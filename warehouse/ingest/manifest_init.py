@@ -14,7 +14,7 @@
 
 Nothing that cannot be read from the paths is guessed: sex, mass, height, dates, terrain,
 timezone and consent are left as ``TODO`` comments. The text is valid YAML as written; it
-passes :func:`warehouse.manifest.parse_manifest` as written (a ``muscle: TODO`` channel is
+passes :func:`warehouse.ingest.manifest.parse_manifest` as written (a ``muscle: TODO`` channel is
 skipped and recorded at ingest, never blocking the site; ``myomap manifest check`` lists them).
 """
 from __future__ import annotations

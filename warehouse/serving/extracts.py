@@ -1,7 +1,7 @@
 """Cohort extracts for consortium members, under the consortium's sharing rules.
 
 :func:`extract` writes one file per requested table (Parquet or CSV), filtered by a
-``--cohort`` filter (:mod:`warehouse.cohort_filter`), plus ``manifest.json``.
+``--cohort`` filter (:mod:`warehouse.serving.cohort_filter`), plus ``manifest.json``.
 
 How tables reach the cohort
     The filter's session keys (site, subject, session, condition, task, date)

@@ -348,7 +348,7 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
     out_path : str
         Output ``.html`` file.
     cohort : str, optional
-        Cohort filter (:mod:`warehouse.cohort_filter`).
+        Cohort filter (:mod:`warehouse.serving.cohort_filter`).
     requester_site, required_scope, as_of, today, member
         As for :func:`warehouse.serving.extracts.extract`: the report shows what the
         configured identity (or whom an operator acts as) may see, nothing more.

@@ -1,4 +1,4 @@
-"""Readers: vendor files -> :class:`~warehouse.readers.base.Recording`.
+"""Readers: vendor files -> :class:`~warehouse.ingest.readers.base.Recording`.
 
 ``read_any`` picks the reader from the file name and its first bytes. Companion files
 (a ``<stem>_events.tsv`` next to a CSV, an ``.anc``/``.cal`` next to a Motion Analysis

@@ -248,7 +248,7 @@ def _add_plates(rec: Recording, cals: list[dict], rate: float) -> None:
 def read_motion_analysis(path: Path, *, companions: dict | None = None) -> Recording:
     """Read a Motion Analysis trial: a TRC with optional ``{"anc": Path, "cal": Path}`` companions.
 
-    Markers come from the TRC (see :func:`warehouse.readers.opensim.read_trc`), analog channels and force
+    Markers come from the TRC (see :func:`warehouse.ingest.readers.opensim.read_trc`), analog channels and force
     plates from the ANC (+CAL). The TRC frame 1 and the first ANC sample are taken as simultaneous, as in
     the vendor's own C3D export of the same trial.
 

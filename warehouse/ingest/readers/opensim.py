@@ -5,7 +5,7 @@ separated. MOT is a ``key=value`` header ended by ``endheader``, a column-name r
 
 Coordinate frames: OpenSim is Y-up (X forward, Z to the right). Ground-reaction forces are returned in
 the lab frame used by the C3D files (Z up) with the proper rotation ``lab = (x, -z, y)``; COP in mm.
-Signs follow the C3D force plates read by ezc3d (:mod:`warehouse.readers.c3d`): force = ground reaction
+Signs follow the C3D force plates read by ezc3d (:mod:`warehouse.ingest.readers.c3d`): force = ground reaction
 on the body (vertical positive when loaded, as in OpenSim), free moment = the vertical torque the foot
 applies to the plate, i.e. minus OpenSim's vertical ``ground_torque`` (N.m -> N.mm).
 """

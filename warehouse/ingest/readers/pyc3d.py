@@ -1,6 +1,6 @@
 """Fallback C3D reader through py-c3d, for files ezc3d rejects (SGI/MIPS processor, float ANALOG:OFFSET...).
 
-Gives the same common form as :func:`warehouse.readers.c3d.read_c3d`: analog channels with
+Gives the same common form as :func:`warehouse.ingest.readers.c3d.read_c3d`: analog channels with
 ``(raw - OFFSET) x SCALE x GEN_SCALE`` applied, markers (NaN where the residual is negative, converted to
 mm from ``POINT:UNITS``), force plates of type 2 and 4 computed with ezc3d's conventions (plate axes from
 ``CORNERS``, moments moved by ``ORIGIN``, forces in the lab frame), and gait events. Parameter values
