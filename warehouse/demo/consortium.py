@@ -119,7 +119,6 @@ def _write_lyon(path: Path, tr: dict, subject: dict, first_frame0: int) -> None:
     c.add_parameter("PROCESSING", "Bodymass", np.array([subject["mass_kg"]]))
     c.add_parameter("PROCESSING", "Height", np.array([subject["height_m"] * 1000.0]))
     # events: Nexus style, absolute times (frame-aligned), grouped by label then context
-    t0 = first_frame0 / tr["point_hz"]
     evs = event_list(tr["gait"], tr["n_pt"] / tr["point_hz"])
     rows = []
     for lab, key in (("Foot Off", "foot_off"), ("Foot Strike", "foot_strike")):

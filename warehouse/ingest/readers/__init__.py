@@ -8,7 +8,7 @@ file) are found among the file's siblings by :func:`companions_for`.
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from warehouse.ingest.readers.base import ReaderError, Recording
 from warehouse.ingest.readers.c3d import read_c3d
