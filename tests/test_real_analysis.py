@@ -166,7 +166,8 @@ def test_mains_only_channels_reach_no_derived_table(lake):
     """The treadmill file's 'EMG' is mains only (QC verdict bad, in analysis_exclusions): its subject has no
     activation map, no envelope variability, no synergies and no EMG asymmetry, and pools into no cohort
     map; the good subject (test_small) has them. Gait metrics of the treadmill walk (plates) stay."""
-    excluded = lake.execute("SELECT count(*) FROM analysis_exclusions WHERE trial_id LIKE '%treadmill_events.c3d' "
+    excluded = lake.execute("SELECT count(*) FROM analysis_exclusions WHERE trial_id = (SELECT trial_id FROM files WHERE path "
+                            "LIKE '%treadmill_events.c3d') "
                             "AND reason LIKE 'qc verdict bad%'").fetchone()[0]
     assert excluded == 4  # the four channels the manifest names
     for sql in ("SELECT count(*) FROM activation_map WHERE scope_id IN ('R02', 'R02-S1')",

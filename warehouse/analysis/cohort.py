@@ -260,12 +260,15 @@ def _cohort_summaries(out: dict[str, pl.DataFrame], sessions: pl.DataFrame, excl
 def _with_counts(summary: pl.DataFrame, values: pl.DataFrame, excluded: pl.DataFrame | None) -> pl.DataFrame:
     """``summary`` with ``n_cycles`` (sum over the cell's rows) and ``n_channels_excluded`` columns."""
     keys = ["site_id", "condition", "muscle", "metric"]
+    text = [pl.col(k).cast(pl.String) for k in keys]  # a column of nulls only (no condition anywhere) is typed Null
+    summary, values = summary.with_columns(text), values.with_columns(text)
     n = values.group_by(keys).agg(n_cycles=pl.col("n_cycles").sum().cast(pl.Int64))
     summary = summary.join(n, on=keys, how="left", nulls_equal=True).with_columns(  # withheld with the values
         n_cycles=pl.when(pl.col("suppressed")).then(None).otherwise(pl.col("n_cycles")))
     if excluded is None or not excluded.height:
         return summary.with_columns(n_channels_excluded=pl.lit(0, pl.Int64))
-    ex = excluded.group_by("site_id", "condition", "muscle").agg(n_channels_excluded=pl.len().cast(pl.Int64))
+    ex = excluded.with_columns(text[:3]).group_by("site_id", "condition", "muscle").agg(
+        n_channels_excluded=pl.len().cast(pl.Int64))
     return summary.join(ex, on=["site_id", "condition", "muscle"], how="left", nulls_equal=True).with_columns(
         pl.col("n_channels_excluded").fill_null(0))
 
