@@ -13,10 +13,9 @@ hand. One :class:`~schemas.contracts.Table` gives one expectation suite
 * ``expect_column_values_to_be_unique`` (one-column key) or
   ``expect_compound_columns_to_be_unique`` (compound key) for the primary key.
 
-Column types are checked here, not by GX (its type expectations see pandas dtypes,
-after nullable integers became floats): ``expect_column_type_to_be_compatible``
-compares each Arrow column type with the contract's DuckDB type (integers must fit
-the target width; see :func:`~warehouse.ingest.column_types.type_problem`).
+Column types are checked here, not by GX (its type expectations see pandas dtypes, after nullable
+integers became floats): ``expect_column_type_to_be_compatible`` compares each Arrow column type with
+the contract's DuckDB type (integers must fit; :func:`~warehouse.ingest.column_types.type_problem`).
 
 Large batches
 -------------
@@ -28,11 +27,10 @@ Key uniqueness uses a cheap "key strictly increasing in ``sort_by`` order" test 
 falls back to a hash group-by when the batch is not sorted. The reported counts and
 examples of these checks then come from the full batch.
 
-NaN counts as missing, as in pandas/GX: it fails ``not_null`` and is ignored by the
-set and range checks.
+NaN counts as missing, as in pandas/GX: it fails ``not_null`` and is ignored by the set and range checks.
 
-``import great_expectations`` costs seconds; it happens lazily, once per process, and
-the ephemeral context, data source, batch definitions and suites are cached here.
+``import great_expectations`` costs seconds; it happens lazily, once per process, and the ephemeral
+context, data source, batch definitions and suites are cached here.
 """
 from __future__ import annotations
 
@@ -417,6 +415,8 @@ def _arrow_check_unsafe(table: Table, batch: pa.Table, gx_result: dict) -> dict:
     if e in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
         return _arrow_unique(table, batch, e, args)
     col = _plain(batch.column(args["column"]))
+    if pa.types.is_null(col.type):  # nulls only (no side in an ultrasound file): typed as what is checked
+        col = col.cast(pa.string() if e == "expect_column_values_to_be_in_set" else pa.float64())
     valid = pc.invert(pc.is_null(col, nan_is_null=True))
     if e == "expect_column_values_to_not_be_null":
         return _mask_result(e, [args["column"]], args, pc.invert(valid), col, n)
