@@ -99,6 +99,24 @@ def data_files(settings: Settings, site: str) -> tuple[list[str], dict[str, list
     return files, by_dir
 
 
+def read_with_companions(settings: Settings, root: str, rel: str, by_dir: dict[str, list[str]]):
+    """Read inbox file ``rel`` (under ``root``) with its companions from the same folder (``by_dir``, as
+    :func:`data_files` gives it), under the reader memory cap, as the night reads it.
+
+    Raises
+    ------
+    warehouse.ingest.readers.ReaderError
+        The file cannot be read.
+    """
+    p = PurePosixPath(rel)
+    parent = str(p.parent)
+    prefix = "" if parent in ("", ".") else parent + "/"
+    comps = {role: f"{root}/{prefix}{c}" for role, c in companions_for(p.name, by_dir[parent]).items()}
+    with zones.local_files(settings, {"data": f"{root}/{rel}", **comps}) as local:
+        return read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
+                        memory_bytes=settings.limits.reader_memory_bytes)
+
+
 def check_site(settings: Settings, site: str, *, read_files: bool = True, max_files: int | None = None,
                progress=None) -> CheckReport:
     """Check ``inbox/<site>/`` (see the module docstring); nothing is written anywhere."""
@@ -129,14 +147,8 @@ def check_site(settings: Settings, site: str, *, read_files: bool = True, max_fi
             continue
         if progress is not None:
             progress(rel)
-        p = PurePosixPath(rel)
-        parent = str(p.parent)
-        prefix = "" if parent in ("", ".") else parent + "/"
-        comps = {role: f"{root}/{prefix}{c}" for role, c in companions_for(p.name, by_dir[parent]).items()}
         try:
-            with zones.local_files(settings, {"data": f"{root}/{rel}", **comps}) as local:
-                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
-                               memory_bytes=settings.limits.reader_memory_bytes)
+            rec = read_with_companions(settings, root, rel, by_dir)
         except ReaderError as exc:
             line.read_error = f"{exc.reason_code}: {exc.message}"
             continue

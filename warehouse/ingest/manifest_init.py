@@ -34,7 +34,8 @@ import yaml
 from schemas import vocab
 from warehouse import zones
 from warehouse.ingest.harmonise import EMG, NOT_EMG_KIND, decide
-from warehouse.ingest.readers import ReaderError, companions_for, is_companion, read_any
+from warehouse.ingest.manifest_check import read_with_companions
+from warehouse.ingest.readers import ReaderError, is_companion
 from warehouse.settings import Settings
 
 #: Words whose "<word><digits>" tokens are trial / session / repetition counters, never subjects.
@@ -231,13 +232,8 @@ def survey_site(settings: Settings, site: str, *, max_files: int | None = None) 
     for i, rel in enumerate(data):
         if max_files is not None and i >= max_files:
             break
-        p = PurePosixPath(rel)
-        parent = str(p.parent)
-        prefix = "" if parent in ("", ".") else parent + "/"
-        comps = {role: f"{root}/{prefix}{c}" for role, c in companions_for(p.name, by_dir[parent]).items()}
         try:
-            with zones.local_files(settings, {"data": f"{root}/{rel}", **comps}) as local:
-                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"})
+            rec = read_with_companions(settings, root, rel, by_dir)
         except ReaderError as exc:
             sv.failed[rel] = (exc.reason_code, exc.message)
             if exc.reason_code == "unknown_format":
