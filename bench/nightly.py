@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -86,10 +88,12 @@ def io_floor(inbox: Path, out: Path) -> dict:
 
 # --------------------------------------------------------------------------- the night, by stage
 class Stages:
-    """Wrap the night's task bodies with timers (wall seconds per stage, calls)."""
+    """Wrap the night's task bodies with timers: wall seconds per stage (the union of its calls' intervals,
+    so trials derived on several threads at once are not counted twice), calls; ``cpu`` sums the calls."""
 
     def __init__(self):
-        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        self.spans, self.calls, self.cpu = defaultdict(list), defaultdict(int), defaultdict(float)
+        self._lock = threading.Lock()
 
     def wrap(self, name, fn):
         def timed(*a, **k):
@@ -97,9 +101,19 @@ class Stages:
             try:
                 return fn(*a, **k)
             finally:
-                self.seconds[name] += time.perf_counter() - t
-                self.calls[name] += 1
+                with self._lock:
+                    self.spans[name].append((t, time.perf_counter()))
+                    self.cpu[name] += time.perf_counter() - t
+                    self.calls[name] += 1
         return timed
+
+    def wall(self, *names) -> float:
+        """Seconds during which at least one call of ``names`` was running."""
+        total, end = 0.0, -math.inf
+        for a, b in sorted(x for n in names for x in self.spans[n]):
+            total += max(0.0, b - max(a, end))
+            end = max(end, b)
+        return total
 
     def kwargs(self) -> dict:
         from flows import nightly
@@ -183,10 +197,14 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
         n = figs["trials"]
         print(f"\nfull night: {full:.1f} s, {s['ingested']} trials ingested, {s['trials_derived']} derived")
         print(f"{'stage':<10} {'seconds':>8} {'calls':>6} {'share':>6}")
-        rest = full - sum(stages.seconds.values())
+        rest = full - stages.wall("scan", "ingest", "envelopes", "analysis", "cohort")
         for name in ("scan", "ingest", "envelopes", "analysis", "cohort"):
-            print(f"{name:<10} {stages.seconds[name]:>8.1f} {stages.calls[name]:>6} {stages.seconds[name] / full:>6.0%}")
+            w = stages.wall(name)
+            print(f"{name:<10} {w:>8.1f} {stages.calls[name]:>6} {w / full:>6.0%}"
+                  + (f"  (calls summed: {stages.cpu[name]:.1f} s)" if stages.cpu[name] > 1.05 * w else ""))
         print(f"{'other':<10} {rest:>8.1f} {'':>6} {rest / full:>6.0%}  (lease, run record, compaction)")
+        print(f"envelopes + analysis (wall, {settings.derive_workers} trial(s) at a time): "
+              f"{stages.wall('envelopes', 'analysis'):.1f} s")
         print(f"throughput: {n / full:.2f} trials/s, {full / n:.2f} s/trial, "
               f"{figs['emg_samples'] / full / 1e3:,.0f} k EMG samples/s ({figs['emg_samples'] / 1e6:.1f} M samples)")
         print(f"no-op night: {noop:.1f} s")

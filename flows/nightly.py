@@ -2,6 +2,9 @@
 then compute the derived tables. Tasks take and return small keys only."""
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextvars
 import datetime as dt
 import json
 import logging
@@ -13,7 +16,7 @@ from prefect import flow, task
 
 from warehouse import catalog, faults, lease, zones
 from warehouse.analysis import cohort, derived, trial
-from warehouse.ingest import steps
+from warehouse.ingest import read_ahead, steps
 from warehouse.ingest.readers import is_companion
 from warehouse.settings import get_settings
 
@@ -184,26 +187,37 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
     n = len(work)
     summary["files_seen"] += n
     out["files_seen"] = n
-    for i, (rel, step) in enumerate(work, 1):
-        try:
-            r = step()
-        except faults.StorageError:
-            out.update(outcome="stopped", reason_code="storage", message=f"inbox/{s}/{rel}: not processed "
-                       "(the night stopped: see the run's message)")
-            raise
-        except Exception as exc:  # a bug on one file: record it, keep the file for the next night
-            logging.getLogger(__name__).exception("processing %s/%s failed", s, rel)
-            summary["errors"] += 1
-            out["errors"] += 1
-            if out["outcome"] == "ok":
-                out.update(outcome="failed", reason_code="file_error",
-                           message=f"inbox/{s}/{rel}: {type(exc).__name__}: {str(exc)[:300]}")
-            _echo(quiet, f"[{s} {i}/{n}] {rel}: error ({type(exc).__name__}: {str(exc)[:200]})")
-            continue
-        _count(summary, out, r)
-        if r["new"]:
-            _echo(quiet, f"[{s} {i}/{n}] {rel}: {r['outcome']}{_detail(r)}")
-        faults.point("file_done", settings)
+    readable = set() if sc["manifest_error"] else set(sc["files"])
+    try:
+        for i, (rel, step) in enumerate(work, 1):
+            if i < n and work[i][0] in readable:  # decode the next file while this one is committed
+                steps.read_ahead_file(settings, s, work[i][0])
+            _night_file(settings, s, summary, out, quiet, i, n, rel, step)
+    finally:
+        read_ahead.clear()
+
+
+def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int, n: int, rel: str, step) -> None:
+    """One inbox entry of a site's turn: a bug on it is recorded and the site goes on."""
+    try:
+        r = step()
+    except faults.StorageError:
+        out.update(outcome="stopped", reason_code="storage", message=f"inbox/{s}/{rel}: not processed "
+                   "(the night stopped: see the run's message)")
+        raise
+    except Exception as exc:  # a bug on one file: record it, keep the file for the next night
+        logging.getLogger(__name__).exception("processing %s/%s failed", s, rel)
+        summary["errors"] += 1
+        out["errors"] += 1
+        if out["outcome"] == "ok":
+            out.update(outcome="failed", reason_code="file_error",
+                       message=f"inbox/{s}/{rel}: {type(exc).__name__}: {str(exc)[:300]}")
+        _echo(quiet, f"[{s} {i}/{n}] {rel}: error ({type(exc).__name__}: {str(exc)[:200]})")
+        return
+    _count(summary, out, r)
+    if r["new"]:
+        _echo(quiet, f"[{s} {i}/{n}] {rel}: {r['outcome']}{_detail(r)}")
+    faults.point("file_done", settings)
 
 
 def _count(summary: dict, out: dict, r: dict) -> None:
@@ -257,19 +271,38 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
     return out
 
 
+def _derive_one(lake: str, tid: str, derive, analyse) -> tuple[str, int, dict]:
+    """``(trial_id, envelope rows, analysis summary)`` of one trial; a failure of its envelopes is recorded,
+    not raised (storage errors excepted: they stop the night)."""
+    try:
+        rows = derive(lake, tid)
+    except faults.StorageError:
+        raise
+    except Exception as exc:  # one trial's envelopes failing must not stop the night
+        logging.getLogger(__name__).exception("envelopes of %s failed", tid)
+        return tid, 0, {"trial_id": tid, "error": f"envelopes: {type(exc).__name__}: {exc}"}
+    return tid, rows, analyse(lake, tid)
+
+
 def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool):
     """Yield ``(trial_id, envelope rows, analysis summary)`` per trial, in ``todo`` order."""
     if not (fan_out and hasattr(derive, "submit") and hasattr(analyse, "submit")):
-        for tid in todo:
-            try:
-                rows = derive(lake, tid)
-            except faults.StorageError:
-                raise
-            except Exception as exc:  # one trial's envelopes failing must not stop the night
-                logging.getLogger(__name__).exception("envelopes of %s failed", tid)
-                yield tid, 0, {"trial_id": tid, "error": f"envelopes: {type(exc).__name__}: {exc}"}
-                continue
-            yield tid, rows, analyse(lake, tid)
+        workers = min(get_settings(lake).derive_workers, len(todo))
+        if workers <= 1:
+            yield from (_derive_one(lake, tid, derive, analyse) for tid in todo)
+            return
+        # a few trials computed at once on threads (numba, numpy, scipy and DuckDB release the GIL);
+        # their commits take turns (catalog.write_atomically). Each thread runs in a copy of this
+        # thread's context, so Prefect records task calls made there as this flow run's tasks.
+        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="derive") as pool:
+            pending = collections.deque()
+            for tid in todo:
+                pending.append((tid, pool.submit(contextvars.copy_context().run, _derive_one, lake, tid, derive,
+                                                 analyse)))
+                if len(pending) > workers:  # bounded: a trial's arrays are in memory only while it is computed
+                    yield pending.popleft()[1].result()
+            while pending:
+                yield pending.popleft()[1].result()
         return
     # a trial's envelopes and analysis read only ingested tables: every task can start at once
     env = [derive.submit(lake, tid) for tid in todo]

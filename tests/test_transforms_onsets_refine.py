@@ -55,3 +55,44 @@ def test_refine_rejects_bad_input():
         onsets_refine.refine_onsets(np.ones(100), [1], rate_hz=RATE, noise_var=0.0)
     with pytest.raises(ValueError):
         onsets_refine.causal_highpass(np.ones(100), rate_hz=RATE, highpass_hz=RATE)
+
+
+def _grid_nll_argmin(e, coarse, m, noise_var, bin_rate_hz):
+    """The refinement's likelihood written out over every bin of the window (numpy, no closed forms): the
+    independent reference for the compiled kernel."""
+    n = e.size
+    first = min(onsets_refine.MIN_REST_BINS, coarse)
+    excess = max(float(np.mean(e[coarse:]) / m - noise_var), noise_var * 0.1)
+    t = np.arange(n, dtype=np.float64)[None, :]
+    last = min(n - 5, coarse + onsets_refine.LATE_BINS)
+    starts = np.arange(first, last + 1, dtype=np.float64)[:, None]
+    cum = np.concatenate([[0.0], np.cumsum(e)])
+    rest = np.maximum(cum[first: last + 1] / (np.arange(first, last + 1) * m), 0.5 * noise_var)[:, None]
+    scores = []
+    for ramp_ms in onsets_refine.RAMP_GRID_MS:
+        r = ramp_ms * 1e-3 * bin_rate_hz
+        g = (t >= starts).astype(float) if r <= 0 else np.clip((t - starts) / r, 0.0, 1.0)
+        for a in onsets_refine.AMPLITUDE_GRID:
+            v = rest + a * excess * g * g
+            scores.append(np.sum(np.log(v) + e[None, :] / (v * m), axis=1))
+    scores = np.array(scores)  # (ramp x plateau, onset)
+    return first + int(np.unravel_index(np.argmin(scores), scores.shape)[1]), float(scores.min()), scores
+
+
+@pytest.mark.parametrize("m,bin_rate_hz", [(1, 1000.0), (2, 1000.0), (1, 1111.0)])
+def test_compiled_fit_scores_the_same_likelihood_as_every_bin_summed(m, bin_rate_hz):
+    rng = np.random.default_rng(11)
+    agree = 0
+    for _ in range(60):
+        n, coarse = 210, int(rng.integers(12, 150))
+        true, ramp = coarse - int(rng.integers(0, 60)), float(rng.choice([0, 20, 50, 100]))
+        tt = np.arange(n)
+        g = (tt >= true).astype(float) if ramp == 0 else np.clip((tt - true) / ramp, 0, 1)
+        e = (1.0 + 10 ** (rng.uniform(1, 3)) * g * g) * rng.chisquare(m, n)
+        ref, best, scores = _grid_nll_argmin(e, coarse, m, 1.0, bin_rate_hz)
+        got = onsets_refine._fit(e, coarse, m, 1.0, bin_rate_hz)
+        # the same onset, or (float summation order) one whose likelihood ties the best to 1e-9
+        col = scores[:, got - min(onsets_refine.MIN_REST_BINS, coarse)]
+        assert got == ref or abs(col.min() - best) <= 1e-9 * abs(best)
+        agree += got == ref
+    assert agree >= 58

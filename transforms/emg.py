@@ -246,9 +246,16 @@ def notch(
         if int(n_harmonics) != n_harmonics or n_harmonics < 1:
             raise ValueError(f"n_harmonics must be a positive integer or None, got {n_harmonics!r}")
         k_max = min(k_max, int(n_harmonics))
-    sos = np.vstack([signal.tf2sos(*signal.iirnotch(k * f0, quality, fs=rate)) for k in range(1, k_max + 1)])
+    sos = _notch_sos(rate, f0, k_max, float(quality)).copy()  # scipy wants a writable array
     _check_length(x, sosfiltfilt_padlen(sos), "notch")
     return signal.sosfiltfilt(sos, x, axis=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _notch_sos(rate_hz: float, mains_hz: float, k_max: int, quality: float) -> np.ndarray:
+    """Second-order sections of the mains comb (designed once per rate, mains and quality; callers copy)."""
+    sos = np.vstack([signal.tf2sos(*signal.iirnotch(k * mains_hz, quality, fs=rate_hz)) for k in range(1, k_max + 1)])
+    return sos
 
 
 def rectify(emg_mv, /) -> np.ndarray:

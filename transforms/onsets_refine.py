@@ -13,10 +13,13 @@ an onset, where a zero-phase band-pass rings ~3 ms early) (each bin's sum of ``m
 ``R`` (``RAMP_GRID_MS``) and plateaus ``A^2`` (``AMPLITUDE_GRID`` x the mean excess energy after the
 coarse onset). The window runs from ``REFINE_BACK_MS`` before the coarse onset (not before the previous
 burst's offset) to ``REFINE_AHEAD_MS`` after it (not past the burst's own offset). ``noise_var`` is the
-conditioned signal's variance in the detector's baseline. Pure numpy; no I/O.
+conditioned signal's variance in the detector's baseline. numpy and one numba kernel; no I/O.
 """
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 from scipy import signal
 
@@ -101,26 +104,50 @@ def _fit(e: np.ndarray, coarse: int, m: int, noise_var: float, bin_rate_hz: floa
     """Bin index of the ML onset in the window ``e`` (energies per bin); the coarse onset is ``coarse``.
 
     The rest level before each candidate onset is its own ML estimate (mean energy of the bins before
-    it, at least ``MIN_REST_BINS`` of them), floored at half ``noise_var``."""
+    it, at least ``MIN_REST_BINS`` of them), floored at half ``noise_var``. Every (ramp, plateau, onset)
+    of the grid is scored; the first lowest negative log-likelihood in (ramp, plateau, onset) order wins."""
+    return int(_fit_kernel(np.ascontiguousarray(e, dtype=np.float64), int(coarse), int(m), float(noise_var),
+                           float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS))
+
+
+_RAMPS_MS = np.asarray(RAMP_GRID_MS, dtype=np.float64)
+_AMPLITUDES = np.asarray(AMPLITUDE_GRID, dtype=np.float64)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late):  # pragma: no cover - numba
+    """The grid of :func:`_fit`, scored in closed form where the model is flat: before the onset
+    (``rest``) and after the ramp (``rest + A^2``) by cumulative sums, so only the ramp's own bins are
+    summed one by one (the same likelihood as summing every bin)."""
     n = e.size
-    first = min(MIN_REST_BINS, coarse)
-    excess = max(float(np.mean(e[coarse:]) / m - noise_var), noise_var * 0.1)
-    t = np.arange(n, dtype=np.float64)[None, :]
-    last = min(n - 5, coarse + LATE_BINS)
-    starts = np.arange(first, last + 1, dtype=np.float64)[:, None]
-    cum = np.concatenate([[0.0], np.cumsum(e)])
-    rest = np.maximum(cum[first: last + 1] / (np.arange(first, last + 1) * m), 0.5 * noise_var)[:, None]
+    first = min(min_rest, coarse)
+    cum = np.empty(n + 1)
+    cum[0] = 0.0
+    for i in range(n):
+        cum[i + 1] = cum[i] + e[i]
+    excess = max((cum[n] - cum[coarse]) / (n - coarse) / m - noise_var, noise_var * 0.1)
+    last = min(n - 5, coarse + late)
     best, best_t0 = np.inf, coarse
-    for ramp_ms in RAMP_GRID_MS:
+    for ramp_ms in ramps_ms:
         r = ramp_ms * 1e-3 * bin_rate_hz
-        g = (t >= starts).astype(np.float64) if r <= 0 else np.clip((t - starts) / r, 0.0, 1.0)
-        g2 = g * g
-        for a in AMPLITUDE_GRID:
-            v = rest + a * excess * g2
-            nll = np.sum(np.log(v) + e[None, :] / (v * m), axis=1)
-            j = int(np.argmin(nll))
-            if nll[j] < best:
-                best, best_t0 = float(nll[j]), j + first
+        nr = 0 if r <= 0 else int(math.ceil(r))  # bins inside the ramp (g < 1)
+        g2 = np.empty(nr)
+        for d in range(nr):
+            g2[d] = (d / r) ** 2
+        for a in amps:
+            c = a * excess
+            for s in range(first, last + 1):
+                rest = max(cum[s] / (s * m), 0.5 * noise_var)
+                nll = s * math.log(rest) + cum[s] / (rest * m)
+                k = min(nr, n - s)
+                for d in range(k):
+                    v = rest + c * g2[d]
+                    nll += math.log(v) + e[s + d] / (v * m)
+                if n - s - k > 0:
+                    vf = rest + c
+                    nll += (n - s - k) * math.log(vf) + (cum[n] - cum[s + k]) / (vf * m)
+                if nll < best:
+                    best, best_t0 = nll, s
     return best_t0
 
 

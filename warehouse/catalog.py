@@ -238,14 +238,16 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     key = _pool_key(settings)
     inst = active.get(key)
     if inst is None:
-        inst = active[key] = _open(settings, read_only=False, as_of=None, create=create)
+        with _catalog_turn(settings):
+            inst = active[key] = _open(settings, read_only=False, as_of=None, create=create)
     elif not settings.is_s3:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
     cur = inst.cursor()
     try:
-        with_retry(lambda: cur.execute(f"USE {LAKE}"), settings, what="use catalog")
-        if create:
-            with_retry(lambda: ensure_tables(cur), settings, what="create tables")
+        with _catalog_turn(settings):
+            with_retry(lambda: cur.execute(f"USE {LAKE}"), settings, what="use catalog")
+            if create:
+                with_retry(lambda: ensure_tables(cur), settings, what="create tables")
     except BaseException:
         cur.close()
         raise
@@ -337,6 +339,59 @@ def with_retry(fn: Callable[[], T], settings: Settings, *, what: str = "write") 
     raise AssertionError("unreachable")
 
 
+class _Fetched:
+    """A query's whole result, read: the fetch methods of a DuckDB result the analysis uses."""
+
+    def __init__(self, table):
+        self._t = table
+
+    def fetchall(self) -> list[tuple]:
+        cols = [c.to_pylist() for c in self._t.columns]
+        return list(zip(*cols)) if cols else []
+
+    def fetchone(self):
+        return next(iter(self.fetchall()), None)
+
+    def fetchnumpy(self) -> dict:
+        import polars as pl
+
+        df = pl.from_arrow(self._t)
+        return {c: df[c].to_numpy() for c in df.columns}
+
+    def pl(self):
+        import polars as pl
+
+        return pl.from_arrow(self._t)
+
+
+class RetryingReads:
+    """A catalog connection for reading beside this process's writers (the night's derivation threads):
+    each ``execute`` takes this process's turn at the catalog, reads the whole result (returned as
+    :class:`_Fetched`) and is retried (:func:`with_retry`) while the catalog is busy, as a SQLite catalog
+    is while another process commits. Write through the connection itself (:func:`write_atomically`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings):
+        self._con, self._settings = con, settings
+
+    def execute(self, sql: str, params=None) -> _Fetched:
+        def attempt():
+            try:
+                with _catalog_turn(self._settings):  # fetched whole inside the turn: no read left open
+                    cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+                    return _Fetched(cur.to_arrow_table())
+            except duckdb.Error as exc:
+                if is_retryable(exc):  # DuckLake leaves the failed read's transaction open: end it first
+                    try:
+                        self._con.execute("ROLLBACK")
+                    except duckdb.Error as end:
+                        log.debug("rollback after a busy read: %s", end)
+                raise
+        return with_retry(attempt, self._settings, what="read catalog")
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
 def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
     """ROLLBACK after a failure, if a transaction is still open.
 
@@ -382,9 +437,31 @@ def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,
         back-off): the transaction was rolled back, nothing of it is visible.
     """
     def attempt() -> T:
-        with transaction(con):
+        with _catalog_turn(settings), transaction(con):
             return body(con)
     return faults.storage_retry(lambda: with_retry(attempt, settings, what=what), settings, what=what)
+
+
+_TURNS: dict[str, threading.RLock] = {}
+
+
+@contextmanager
+def _catalog_turn(settings: Settings) -> Iterator[None]:
+    """This process's threads use a file catalog one statement (or one writing transaction) at a time.
+
+    A SQLite catalog takes one writer at a time, and a reader's statement fails ("database is locked")
+    while another connection commits; within one process two threads would wait on each other's file
+    locks. The night's derivation threads (``flows.nightly``) therefore take turns for every catalog
+    statement (:class:`RetryingReads`) and transaction (:func:`write_atomically`), and compute in
+    between. Other processes still meet the catalog's own locks (retried). PostgreSQL takes many
+    writers and readers: no turn is taken."""
+    if settings.catalog_kind == "postgres":
+        yield
+        return
+    with _POOL_LOCK:
+        turn = _TURNS.setdefault(settings.catalog, threading.RLock())
+    with turn:
+        yield
 
 
 #: Files replaced by a compaction stay on disk this long before they are deleted: a reader that

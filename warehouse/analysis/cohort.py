@@ -294,7 +294,8 @@ def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:
         for scope, sid in (("session", sess), ("subject", subj), ("condition", cond), ("cohort", "all")):
             scoped.setdefault((scope, sid), {}).setdefault((m, s), []).append(a)
     on = _q(con, f"SELECT a.session_id, s.subject_id, s.condition, a.muscle, a.side, a.onset_pct, a.offset_pct "
-                 f"FROM activation_onsets a JOIN sessions s USING (session_id) WHERE a.{TIMING_FILTER.replace(' AND ', ' AND a.')}")
+                 f"FROM activation_onsets a JOIN sessions s USING (session_id) WHERE a.{TIMING_FILTER.replace(' AND ', ' AND a.')} "
+                 "ORDER BY ALL")  # sums in one order whatever order the rows were committed in
     frames = []
     for (scope, sid), d in sorted(scoped.items()):
         prof = amap.activation_profile({k: np.vstack(v) for k, v in d.items()})

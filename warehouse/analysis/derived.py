@@ -70,12 +70,13 @@ def block_envelopes(samples: dict[int, np.ndarray], rates: dict[int, float], **p
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
+    reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
     try:
-        chans = con.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
-                            "ORDER BY channel", [trial_id]).fetchall()
+        chans = reads.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
+                              "ORDER BY channel", [trial_id]).fetchall()
         p_hash = ENVELOPE_HASH
         parts = []
-        samples = read_channels(con, trial_id)
+        samples = read_channels(reads, trial_id)
         envs = block_envelopes(samples, {ch: rate for ch, _, _, rate in chans if len(samples.get(ch, ())) >= 64},
                                **ENVELOPE_PARAMS)
         for ch, muscle, side, rate in chans:

@@ -13,11 +13,10 @@ import polars as pl
 import pyarrow as pa
 
 from schemas import vocab
-from transforms import cocontraction, gait, spectral
+from transforms import cocontraction, gait, onsets_baseline, onsets_refine, spectral
 from transforms import cycles as cyc
 from transforms import emg as emg_tx
 from transforms import onsets as ons
-from transforms import onsets_baseline
 from warehouse import catalog
 from warehouse.analysis import events as ev
 from warehouse.analysis.derived import block_envelopes, mark_done, read_channels
@@ -103,14 +102,15 @@ def median_stride_s(chosen: dict) -> float | None:
 def analyse_trial(settings: Settings, trial_id: str) -> dict:
     """Compute events, cycles, onsets, metrics, CCI and spectra for one trial."""
     con = catalog.connect(settings)
+    reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
     try:
-        meta = con.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
+        meta = reads.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
                            "LEFT JOIN sessions s USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}
         subject, session, task, terrain, mains_hz = meta
-        annotated, plate, kinematic, chosen, findings = _trial_events(con, trial_id, task, terrain)
-        all_chans = con.execute(
+        annotated, plate, kinematic, chosen, findings = _trial_events(reads, trial_id, task, terrain)
+        all_chans = reads.execute(
             "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
             "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.channel", [trial_id]).fetchall()
         excluded = [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
@@ -121,11 +121,11 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
-        rows = _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated, window_ms,
+        rows = _analyse_channels(reads, trial_id, subject, session, chans, chosen, annotated, window_ms,
                                  stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT,
                                  mains_hz=mains_hz or DEFAULT_MAINS_HZ)
         cycles_rows = rows.pop("gait_cycles")
-        cycles_rows += _grf_per_cycle(con, trial_id, chosen, plate)
+        cycles_rows += _grf_per_cycle(reads, trial_id, chosen, plate)
         tables = {
             "gait_events": _events_table(trial_id, plate, kinematic),
             "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
@@ -228,14 +228,20 @@ def _conditioned(raw, rate, mains_hz) -> np.ndarray:
                             band_hz=emg_tx.DEFAULT_BAND_HZ, order=emg_tx.DEFAULT_ORDER)
 
 
-def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None):
+def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None, found=None):
     """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges.
     Hodges-Bui reads the envelope, TKEO the raw EMG (it band-passes itself), the double threshold the
-    conditioned EMG."""
+    conditioned EMG. ``found`` (method -> bursts) lets the refined TKEO start from the TKEO bursts already
+    detected on the same channel instead of detecting them again (the same computation)."""
     sig = env if method == "hodges_bui" else (
         conditioned if method == "double_threshold" and conditioned is not None else raw)
-    on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
-                                **ONSET_METHOD_PARAMS[method])
+    if method == "tkeo_refined" and found is not None and "tkeo" in found and not ONSET_METHOD_PARAMS[method]:
+        on, off = onsets_refine.refine_bursts(raw, *found["tkeo"], rate_hz=rate, baseline_window_ms=baseline_window_ms)
+    else:
+        on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
+                                    **ONSET_METHOD_PARAMS[method])
+    if found is not None:
+        found[method] = (on, off)
     return (on, off, *onsets_baseline.censored_bursts(on, off, n_samples=len(raw), rate_hz=rate))
 
 
@@ -252,9 +258,10 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     rows = []
     default_on = default_off = None
     ok_cycles = set(valid["cycle"].to_list())
+    found: dict = {}
     for method in ons.ONSET_METHODS:
         try:
-            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned)
+            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned, found)
             censored = start_cut | end_cut
         except ValueError as exc:
             log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)

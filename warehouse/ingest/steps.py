@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 import pyarrow as pa
 
 from warehouse import catalog, faults, zones
-from warehouse.ingest import inbox, limits, tables, validation
+from warehouse.ingest import inbox, limits, read_ahead, tables, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import Manifest, ManifestError, parse_manifest
 from warehouse.ingest.readers import companions_for, is_companion, read_any
@@ -247,11 +247,16 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
     companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                   for role, cname in companions_for(name, siblings).items()}
     try:
-        with zones.local_files(settings, {"data": raw, **companions}) as local:
-            limits.check_declared(local["data"], settings.limits)
-            rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
-                           memory_bytes=settings.limits.reader_memory_bytes,
-                           vertical_axis=man.vertical_axis_for(session))
+        ahead = read_ahead.take(f"{zones.inbox(settings, site)}/{rel_path}", read_ahead.key(
+            sha, companions, man.vertical_axis_for(session), settings.limits.reader_memory_bytes))
+        if ahead is not None:  # read while the previous file was committed: the same bytes and options
+            rec = ahead.result()
+        else:
+            with zones.local_files(settings, {"data": raw, **companions}) as local:
+                limits.check_declared(local["data"], settings.limits)
+                rec = read_any(local["data"], companions={k: v for k, v in local.items() if k != "data"},
+                               memory_bytes=settings.limits.reader_memory_bytes,
+                               vertical_axis=man.vertical_axis_for(session))
         if rec.duration_s <= 0:
             raise ReaderError("no_frames", "The file holds no samples.")
     except ReaderError as exc:
@@ -281,6 +286,40 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "contract_violation"}
     return {"outcome": INGESTED, "sha256": sha, "trial_id": trial_id, "reason": None,
             "n_emg": len(chans), "n_plates": len(rec.plates), "n_events": len(rec.events)}
+
+
+def read_ahead_file(settings: Settings, site: str, rel_path: str) -> None:
+    """Start reading the inbox file ``rel_path`` in the background (:mod:`warehouse.ingest.read_ahead`)
+    with the options its ingest will use, if a session claims it; never raises (the ingest reads in line)."""
+    try:
+        name, parent = PurePosixPath(rel_path).name, PurePosixPath(rel_path).parent
+        siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
+                    if PurePosixPath(f).parent == parent]
+        if settings.is_s3 or is_companion(name, siblings):
+            return
+        man = load_manifest(settings, site)
+        session = man.session_for(rel_path)
+        src = f"{zones.inbox(settings, site)}/{rel_path}"
+        size = inbox.inspect(settings, site, rel_path)
+        if session is None or isinstance(size, inbox.Refusal) or _probably_done(settings, site, rel_path, size):
+            return
+        companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
+                      for role, cname in companions_for(name, siblings).items()}
+        read_ahead.start(settings, src, companions, man.vertical_axis_for(session))
+    except Exception as exc:  # noqa: BLE001 - only an optimisation: the ingest reads the file itself
+        log.debug("no read-ahead of %s/%s: %s", site, rel_path, exc)
+
+
+def _probably_done(settings: Settings, site: str, rel_path: str, size: int) -> bool:
+    """A file of this size at this path was already ingested, quarantined or set aside (a re-run night):
+    not worth reading ahead (the ingest decides by the bytes' hash)."""
+    con = catalog.connect(settings)
+    try:
+        return con.execute("SELECT 1 FROM files WHERE site_id = ? AND path = ? AND size_bytes = ? AND status IN "
+                           "('ingested', 'quarantined', 'duplicate', 'superseded') LIMIT 1",
+                           [site, rel_path, size]).fetchone() is not None
+    finally:
+        con.close()
 
 
 def trial_id_for(con, site: str, session_id: str, rel_path: str, sha: str) -> str:

@@ -1,0 +1,102 @@
+"""What makes the night parallel must not change what it computes (issue 17): trials derived on several
+threads, and the next inbox file read ahead while the previous one commits, give the same lake as the
+night done one step after the other; a file that changes after it was read ahead is ingested as it is
+now; a reader error found ahead is the same quarantine as in line."""
+from __future__ import annotations
+
+import shutil
+
+from conftest import drop, fixture, lake_fingerprint
+
+from flows.nightly import run_night
+from warehouse import catalog
+from warehouse.ingest import read_ahead, steps
+from warehouse.settings import get_settings
+
+READ_AHEAD_FILE = steps.read_ahead_file
+
+MANIFEST = """
+site: real
+subjects: [{id: R01, mass_kg: 70}, {id: R02, mass_kg: 60}]
+sessions:
+  - {id: R01-S1, subject: R01, condition: fresh, task: walk, terrain: overground, files: ["small/*.c3d"]}
+  - {id: R02-S1, subject: R02, condition: fresh, task: walk, terrain: treadmill, files: ["tread/*.c3d"]}
+"""
+
+
+def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):
+    from warehouse.demo import generate_consortium
+
+    root = tmp_path / name / "lake"
+    generate_consortium(root / "inbox", seed=5, subjects_per_site={"lyon": 2, "boston": 1, "oslo": 1}, duration_s=8.0)
+    settings = get_settings(str(root))
+    drop(settings, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                            "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
+    calls = []
+    real = steps.read_ahead_file
+    monkeypatch.setattr(steps, "read_ahead_file", (lambda *a: (calls.append(a[2]), real(*a))) if ahead
+                        else (lambda *a: calls.append(a[2])))
+    monkeypatch.setenv("MYOMAP_DERIVE_WORKERS", str(workers))
+    summary = run_night(settings.lake, quiet=True)
+    assert summary["errors"] == 0 and not summary.get("analysis_errors"), summary
+    return settings, summary, calls
+
+
+def test_threads_and_read_ahead_give_the_lake_of_the_sequential_night(tmp_path, monkeypatch):
+    ref, ref_summary, _ = _night(tmp_path, "sequential", monkeypatch, workers=1, ahead=False)
+    par, par_summary, ahead = _night(tmp_path, "parallel", monkeypatch, workers=3, ahead=True)
+    assert len(ahead) >= 8 and par_summary["trials_derived"] == ref_summary["trials_derived"] >= 10
+    assert lake_fingerprint(par) == lake_fingerprint(ref)
+    # a night with nothing new reads nothing ahead (every file is already in the lake)
+    started = []
+    monkeypatch.setattr(steps, "read_ahead_file", READ_AHEAD_FILE)
+    monkeypatch.setattr(read_ahead, "start", lambda *a: started.append(a[1]))
+    again = run_night(par.lake, quiet=True)
+    assert again["files_new"] == 0 and again["trials_derived"] == 0 and started == []
+
+
+def _ingest(settings, rel):
+    return steps.process_file(settings, "real", rel, "run-test")
+
+
+def _samples(settings, trial_id) -> int:
+    con = catalog.connect(settings, read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM emg_samples WHERE trial_id = ?", [trial_id]).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_file_changed_after_its_read_ahead_is_ingested_as_it_is_now(lake, tmp_path):
+    refs = {}
+    for name in ("test_small.c3d", "treadmill_events.c3d"):  # each file ingested in line, in a lake of its own
+        s = get_settings(str(tmp_path / name / "lake"))
+        drop(s, "real", {"small/trial.c3d": fixture(f"gaitalytics/{name}")}, MANIFEST)
+        r = _ingest(s, "small/trial.c3d")
+        refs[name] = (r["sha256"], _samples(s, r["trial_id"]))
+    assert refs["test_small.c3d"][1] != refs["treadmill_events.c3d"][1]
+    inbox = drop(lake, "real", {"small/trial.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    with catalog.pooled():
+        steps.read_ahead_file(lake, "real", "small/trial.c3d")
+        (pending,) = read_ahead._STATE["ahead"].values()
+        assert pending[1].result().analogs  # test_small.c3d, read ahead
+        shutil.copyfile(fixture("gaitalytics/treadmill_events.c3d"), inbox / "small" / "trial.c3d")
+        r = _ingest(lake, "small/trial.c3d")
+    assert r["outcome"] == steps.INGESTED
+    assert (r["sha256"], _samples(lake, r["trial_id"])) == refs["treadmill_events.c3d"]
+    assert read_ahead._STATE["ahead"] == {}
+
+
+def test_a_reader_error_found_ahead_is_the_quarantine_found_in_line(lake, tmp_path):
+    bad = fixture("bad/sample18_bad_parameter_section.c3d")
+    drop(lake, "real", {"small/a.c3d": bad}, MANIFEST)
+    in_line = _ingest(lake, "small/a.c3d")
+    other = get_settings(str(tmp_path / "other" / "lake"))
+    drop(other, "real", {"small/a.c3d": bad}, MANIFEST)
+    with catalog.pooled():
+        steps.read_ahead_file(other, "real", "small/a.c3d")
+        assert len(read_ahead._STATE["ahead"]) == 1
+        ahead = _ingest(other, "small/a.c3d")
+    assert in_line["outcome"] == ahead["outcome"] == steps.QUARANTINED
+    assert ahead["reason"] == in_line["reason"] == "c3d_bad_parameter_section"
+    assert read_ahead._STATE["ahead"] == {}
