@@ -9,6 +9,7 @@ from scipy import signal
 
 from conftest import FIXTURES
 
+from transforms import synergies as syn
 from transforms.synergies import (
     VAF_THRESHOLD,
     extract_synergies,
@@ -133,3 +134,35 @@ def test_real_walking_trial_synergy_count(capsys):
     # VAF never decreases with more synergies (best-of-restarts, nested models).
     vals = list(res.vaf_by_k.values())
     assert all(b >= a - 1e-3 for a, b in zip(vals, vals[1:]))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_nmf_is_scikit_learns_coordinate_descent_best_of_restarts(k):
+    """The numba HALS gives scikit-learn's factors: the same inits (one run after the other, drawn as
+    documented), scikit-learn's ``non_negative_factorization(solver="cd")`` on each, the best VAF kept."""
+    from sklearn.decomposition import non_negative_factorization
+
+    rng = np.random.default_rng(3)
+    t = np.linspace(0, 1, 101)
+    h_true = np.tile(np.abs(np.sin(np.outer([1.0, 2.0, 3.0, 1.5], t * np.pi))), (1, 6))
+    d = rng.uniform(0, 1, (7, 4)) @ h_true + rng.uniform(0, 0.05, (7, h_true.shape[1]))
+    m, n = d.shape
+    draw = np.random.default_rng(syn.DEFAULT_SEED)
+    scale = np.sqrt(d.mean() / k)
+    best = None
+    for _ in range(syn.N_RESTARTS):
+        w0 = draw.uniform(0.0, 1.0, size=(m, k)) * scale + 1e-12
+        h0 = draw.uniform(0.0, 1.0, size=(k, n)) * scale + 1e-12
+        w, h, _ = non_negative_factorization(d, W=w0, H=h0, n_components=k, init="custom", solver="cd",
+                                             beta_loss="frobenius", tol=syn.TOL, max_iter=syn.MAX_ITER)
+        w, h = np.maximum(w, 1e-12), np.maximum(h, 1e-12)
+        v = 1 - np.sum((d - w @ h) ** 2) / np.sum(d**2)
+        if best is None or v > best[2]:
+            best = (w, h, v)
+    w_ref, h_ref, v_ref = best
+    w, h, v = syn.nmf(d, n_synergies=k)
+    assert v == pytest.approx(v_ref, abs=1e-10)
+    np.testing.assert_allclose(w @ h, w_ref @ h_ref, atol=1e-8)  # unit-max scaling and order aside
+    peak = w_ref.max(axis=0)
+    order = np.argsort(np.argmax(h_ref * peak[:, None], axis=1), kind="stable")
+    np.testing.assert_allclose(w, (w_ref / peak)[:, order], atol=1e-8)
