@@ -23,19 +23,17 @@ Sections (element ids, for tests and links)
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from html import escape
 from pathlib import Path
 
 import fsspec
-import numpy as np
 
 from schemas import vocab
 from schemas.contracts import TABLES
 from warehouse import catalog, zones
-from warehouse.serving import cohort_filter as cf
 from warehouse.serving import figures, views
+from warehouse.serving import report_sections as rs
 from warehouse.serving.extracts import (
     REQUIRED_SCOPE,
     Cohort,
@@ -47,7 +45,7 @@ from warehouse.serving.extracts import (
 from warehouse.settings import Settings
 
 L = catalog.LAKE
-SI_BAND_PCT = 10.0
+SI_BAND_PCT = rs.SI_BAND_PCT
 Z_BAND = 2.0
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -59,54 +57,13 @@ h2{font-size:18px;margin:4px 0 10px;color:#17324d}h3{font-size:15px;margin:14px 
 table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f0f3f6}tr.flagged td{background:#fff1e0}.figure{display:block;margin:8px 0;max-width:100%;height:auto}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.note{font-size:12px;color:#555}.empty{color:#888;font-style:italic}
-details summary{cursor:pointer;font-weight:bold;margin:6px 0}
+details summary{cursor:pointer;font-weight:bold;margin:6px 0}h4{font-size:13px;margin:10px 0 4px}
+.map-block{margin:10px 0 18px}
 """
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "x"
-
-
-def _mkey(muscle) -> tuple:
-    """Sort key: vocabulary order (proximal-distal groups as listed), unknown muscles last."""
-    return (vocab.MUSCLES.index(muscle) if muscle in vocab.MUSCLES else len(vocab.MUSCLES), str(muscle))
-
-
-def _muscle_order(muscles) -> list[str]:
-    return sorted({m for m in muscles if m is not None}, key=_mkey)
-
-
-def _table(headers: list[str], rows: list, *, row_class=None) -> str:
-    if not rows:
-        return '<p class="empty">None.</p>'
-    out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
-    for r in rows:
-        cls = f' class="{row_class(r)}"' if row_class and row_class(r) else ""
-        cells = "".join(f"<td>{escape(_fmt(v))}</td>" for v in r)
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
-    return str(v)
-
-
-class _Ctx:
-    """Queries of one report: the pinned connection, the cohort and the row-level clauses."""
-
-    def __init__(self, cohort: Cohort):
-        self.c = cohort
-        self.con = cohort.con
-
-    def rows(self, sql: str, params=(), *, alias: str = "x", keys=cf.ROW_KEYS) -> list[tuple]:
-        """Run ``sql`` with ``{rows}`` replaced by the clauses on ``keys`` (muscle, side) of ``alias``."""
-        pred, p = self.c.filter.predicate({k: f"{alias}.{k}" for k in keys})
-        return self.con.execute(sql.replace("{rows}", pred), list(params) + p).fetchall()
+_Ctx, _table, _slug, _mkey, _muscle_order, _series_label = (rs.Ctx, rs.table, rs.slug, rs.mkey, rs.muscle_order,
+                                                             rs.series_label)
 
 
 # --------------------------------------------------------------------------- sections
@@ -138,54 +95,6 @@ def _qc(ctx: _Ctx) -> tuple[str, int]:
     html.append('<p class="note">Paths and messages are not shown (they quote inbox file names); '
                 "site operators see them with <code>myomap status</code>.</p></section>")
     return "".join(html), n
-
-
-def _maps(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows(f"""
-        SELECT s.task, s.condition, x.muscle, x.side, x.pct, avg(x.envelope_mean), avg(x.onset_mean_pct),
-               avg(x.offset_mean_pct), count(DISTINCT s.subject_id)
-        FROM activation_map x JOIN _cohort_sessions cs ON x.scope = 'session' AND x.scope_id = cs.session_id
-        JOIN sessions s ON s.session_id = cs.session_id
-        WHERE {{rows}} GROUP BY ALL ORDER BY ALL""")
-    source = "mean of the session maps of the cohort"
-    if not rows and ctx.c.filter.is_empty and not ctx.c.excluded:
-        rows = ctx.rows(f"""SELECT NULL, x.scope_id, x.muscle, x.side, x.pct, x.envelope_mean, x.onset_mean_pct,
-                x.offset_mean_pct, NULL FROM activation_map x WHERE x.scope = 'condition' AND {{rows}}
-                ORDER BY ALL""")
-        source = "pooled condition maps"
-    groups: dict = defaultdict(list)
-    for r in rows:
-        groups[(r[0], r[1])].append(r)
-    html = ['<section id="maps"><h2>Activation maps</h2>',
-            f'<p class="note">Normalised envelope over the gait cycle ({escape(source)}); white line: mean onset, '
-            "dashed black line: mean offset (default detector).</p>"]
-    n = 0
-    for (task, cond), rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-        muscles = _muscle_order(r[2] for r in rs)
-        pcts = sorted({r[4] for r in rs})
-        idx = {p: i for i, p in enumerate(pcts)}
-        mats = {side: np.full((len(muscles), len(pcts)), np.nan) for side in vocab.SIDES}
-        marks = {side: [None] * len(muscles) for side in vocab.SIDES}
-        for _, _, m, side, pct, env, on, off, _ in rs:
-            if side in mats and m in muscles:
-                mats[side][muscles.index(m), idx[pct]] = np.nan if env is None else env
-                marks[side][muscles.index(m)] = (on, off)
-        n_subj = max((r[8] or 0) for r in rs)
-        label = " / ".join(str(v) for v in (task, cond) if v is not None)
-        title = f"Activation map: {label}" + (f" ({n_subj} subjects)" if n_subj else "")
-        html.append(figures.heatmap_svg([mats["L"], mats["R"]], muscles, svg_id=f"map-{_slug(label)}",
-                                        title=title, panel_titles=("Left", "Right"), x_values=pcts,
-                                        marks=[marks["L"], marks["R"]]).replace(
-            'class="figure heatmap"', 'class="figure heatmap activation-map"', 1))
-        n += 1
-    if not n:
-        html.append('<p class="empty">No activation maps for this selection.</p>')
-    html.append("</section>")
-    return "".join(html), n
-
-
-def _series_label(task, cond) -> str:
-    return " / ".join(str(v) for v in (task, cond) if v is not None) or "all"
 
 
 def _timing(ctx: _Ctx) -> tuple[str, int]:
@@ -369,7 +278,7 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
         views.create_views(c.con)
         ctx = _Ctx(c)
         parts, n_fig = [], 0
-        for fn in (_qc, _maps, _timing, _asymmetry, _variability):
+        for fn in (_qc, rs.maps, _timing, _asymmetry, _variability):
             html, n = fn(ctx)
             parts.append(html)
             n_fig += n

@@ -1,0 +1,86 @@
+"""The report for researchers on real files: channel QC beside the maps, units, timing in ms and % cycle,
+gait summary per side, cycles behind each cell, non-negative variability whiskers, why no profile.
+
+The lake: test_small.c3d (good EMG, subject R01) beside treadmill_events.c3d (mains-only 'EMG', subject R02,
+every channel QC bad), ingested as in tests/test_real_analysis.py. Reference values are queried from the lake
+tables here, never taken from the report code.
+"""
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import drop, fixture
+from test_real_analysis import MANIFEST
+from test_report import marks, row_labels, svg_by_id
+
+from warehouse import catalog
+from warehouse.serving.report import render_report
+
+TREADMILL = "(SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d')"
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """(settings, report html) of the two real files' lake, rendered for the site's own member."""
+    from flows.nightly import run_night
+    from warehouse.settings import get_settings
+
+    s = get_settings(str(tmp_path_factory.mktemp("real-report") / "lake"))
+    drop(s, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                     "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
+    run_night(s.lake, quiet=True)
+    out = tmp_path_factory.mktemp("real-html") / "report.html"
+    render_report(s, str(out), requester_site="real")
+    return s, out.read_text()
+
+
+def query(settings, sql: str, params=()) -> list[tuple]:
+    con = catalog.connect(settings, read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def html_table(html: str, table_id: str) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows of cell texts) of ``<table id=table_id>``."""
+    m = re.search(rf'<table[^>]*id="{re.escape(table_id)}"[^>]*>.*?</table>', html, re.S)
+    assert m, f"no table#{table_id}"
+    root = ET.fromstring(m.group(0))
+    heads = [th.text or "" for th in root.iter("th")]
+    rows = [[td.text or "" for td in tr.findall("td")] for tr in root.iter("tr") if tr.findall("td")]
+    return heads, rows
+
+
+# --------------------------------------------------------------------------- 1. channel QC beside the maps
+def test_excluded_channels_and_reasons_beside_the_map_and_no_cell_for_them(real):
+    settings, html = real
+    excluded = query(settings, f"SELECT muscle, side, reason FROM analysis_exclusions WHERE trial_id = {TREADMILL}")
+    assert len(excluded) == 4  # the treadmill file's four mapped channels, all mains only
+    good = {(m, s) for m, s in query(settings, """
+        SELECT c.muscle, c.side FROM emg_channels c JOIN channel_qc q USING (trial_id, channel)
+        WHERE q.verdict <> 'bad' AND NOT EXISTS (SELECT 1 FROM analysis_exclusions x
+              WHERE x.trial_id = c.trial_id AND x.channel = c.channel)""")}
+    # the QC table sits in the same block as the map it belongs to
+    block = re.search(r'<div class="map-block" id="map-block-walk-fresh">.*?</div>', html, re.S).group(0)
+    assert '<svg id="map-walk-fresh"' in block and 'id="map-qc-walk-fresh"' in block
+    heads, rows = html_table(block, "map-qc-walk-fresh")
+    assert heads == ["muscle", "side", "reason", "n_channels", "n_subjects"]
+    shown = {(r[0], r[1], r[2]): (int(r[3]), int(r[4])) for r in rows}
+    for m, s, reason in excluded:
+        assert reason.startswith("qc verdict bad") and shown[(m, s, reason)] == (1, 1), (m, s, reason)
+    assert f"{len(excluded)} EMG channel(s) excluded from this map" in block
+    # the map: a row for every muscle with a good channel, none for soleus (only the mains-only channels)
+    amap = svg_by_id(html, "map-walk-fresh")
+    labels = row_labels(amap)
+    assert "soleus" not in labels and set(labels) == {m for m, _ in good}
+    cells = [c.get("aria-label") for p in (0, 1) for c in marks(amap, f"cell_{p}")]
+    assert cells and not any(c.startswith("soleus ") for c in cells)
+    # tibialis anterior: a good channel of R01 beside the excluded ones of R02: its row rests on R01 alone
+    _, rows = html_table(block, "map-cells-walk-fresh")
+    ta = {r[1]: (int(r[2]), int(r[3])) for r in rows if r[0] == "tibialis_anterior"}
+    n_r01 = dict(query(settings, "SELECT side, max(n_cycles) FROM activation_map WHERE scope = 'session' AND "
+                                 "scope_id = 'R01-S1' AND muscle = 'tibialis_anterior' GROUP BY 1"))
+    assert ta == {"L": (1, n_r01["L"]), "R": (1, n_r01["R"])}
