@@ -84,3 +84,82 @@ def test_excluded_channels_and_reasons_beside_the_map_and_no_cell_for_them(real)
     n_r01 = dict(query(settings, "SELECT side, max(n_cycles) FROM activation_map WHERE scope = 'session' AND "
                                  "scope_id = 'R01-S1' AND muscle = 'tibialis_anterior' GROUP BY 1"))
     assert ta == {"L": (1, n_r01["L"]), "R": (1, n_r01["R"])}
+
+
+# --------------------------------------------------------------------------- 5. subjects and cycles behind each cell
+def cells_of(html: str, table_id: str) -> list[dict]:
+    heads, rows = html_table(html, table_id)
+    return [dict(zip(heads, r)) for r in rows]
+
+
+def test_every_cohort_cell_shows_its_subjects_and_cycles(real):
+    settings, html = real
+    ids = re.findall(r'<table class="cells" id="([^"]+)"', html) + re.findall(r'<table class="map-cells" id="([^"]+)"',
+                                                                              html)
+    assert {"timing-cells", "variability-cells", "gait-cells", "asymmetry-cells-peak",
+            "asymmetry-cells-stance-time-s", "map-cells-walk-fresh"} <= set(ids)
+    for tid in ids:
+        for cell in cells_of(html, tid):
+            assert cell["n_subjects"].isdigit() and cell["n_cycles"].isdigit(), (tid, cell)
+    # asymmetry of stance time: both subjects (the treadmill walk keeps its plates), cycles of the smaller side
+    want = query(settings, "SELECT count(DISTINCT subject_id), sum(n_cycles) FROM asymmetry "
+                           "WHERE metric = 'stance_time_s' AND muscle IS NULL")[0]
+    cell, = cells_of(html, "asymmetry-cells-stance-time-s")
+    assert (int(cell["n_subjects"]), int(cell["n_cycles"])) == want == (2, want[1]) and want[1] >= 10
+    # onset timing of gastrocnemius L: R01's first bursts with an onset (default detector)
+    want = query(settings, "SELECT count(DISTINCT subject_id), count(onset_ms) FROM activation_onsets WHERE is_default "
+                           "AND burst = 0 AND muscle = 'gastrocnemius_medialis' AND side = 'L'")[0]
+    cell = next(c for c in cells_of(html, "timing-cells") if c["muscle"] == "gastrocnemius_medialis"
+                and c["side"] == "L")
+    assert (int(cell["n_subjects"]), int(cell["n_cycles"])) == want and want[0] == 1
+    # variability of tibialis anterior R: R01 only (R02's channels are excluded)
+    want = query(settings, "SELECT count(DISTINCT subject_id), sum(n_cycles) FROM variability "
+                           "WHERE muscle = 'tibialis_anterior' AND side = 'R' AND metric = 'envelope'")[0]
+    cell = next(c for c in cells_of(html, "variability-cells") if c["muscle"] == "tibialis_anterior"
+                and c["side"] == "R")
+    assert (int(cell["n_subjects"]), int(cell["n_cycles"])) == want and want[0] == 1
+
+
+# --------------------------------------------------------------------------- 3. onsets in ms and in % cycle
+def test_onset_timing_in_ms_and_percent_of_the_cycle_relative_to_foot_strike(real):
+    settings, html = real
+    from test_report import dots
+
+    want = dict(((m, s), (ms, pct)) for m, s, ms, pct in query(settings, """
+        SELECT muscle, side, avg(onset_ms), avg(onset_pct) FROM activation_onsets
+        WHERE is_default AND burst = 0 AND subject_id = 'R01' GROUP BY ALL"""))
+    in_ms = {lab: v for lab, _, v in dots(svg_by_id(html, "onset-timing-ms"))}
+    in_pct = {lab: v for lab, _, v in dots(svg_by_id(html, "onset-timing"))}
+    assert set(in_ms) == set(in_pct) == {f"{m} {s}" for m, s in want}
+    for (m, s), (ms, pct) in want.items():
+        assert in_ms[f"{m} {s}"] == pytest.approx(ms, rel=1e-3, abs=0.05)
+        assert in_pct[f"{m} {s}"] == pytest.approx(pct, rel=1e-3, abs=0.005)
+    assert any(v < 0 for v in in_ms.values())  # before the foot strike: signed, not wrapped
+    for cell in cells_of(html, "timing-cells"):
+        ms, pct = want[(cell["muscle"], cell["side"])]
+        assert float(cell["onset mean (ms)"]) == pytest.approx(ms, rel=5e-3, abs=0.5)
+        assert float(cell["onset mean (% cycle)"]) == pytest.approx(pct, rel=5e-3, abs=0.01)
+    assert "relative to the ipsilateral foot strike" in html
+
+
+# --------------------------------------------------------------------------- 4. gait summary per side
+def test_gait_summary_per_side_from_the_event_table(real):
+    settings, html = real
+    import numpy as np
+
+    strikes = query(settings, f"SELECT side, time_s FROM gait_events WHERE trial_id = {TREADMILL} "
+                              "AND event = 'foot_strike' AND source = 'annotated' ORDER BY side, time_s")
+    subjects = {(c["subject"], c["side"]): c for c in cells_of(html, "gait-subjects")}
+    for side in "LR":
+        t = np.array([ts for sd, ts in strikes if sd == side])
+        stride = float(np.mean(np.diff(t)))  # independent: mean interval between the side's foot strikes
+        cell = subjects[("R02", side)]
+        assert int(cell["n_cycles"]) == len(t) - 1
+        assert float(cell["stride time (s)"]) == pytest.approx(stride, rel=5e-3)
+        assert float(cell["cadence (steps/min)"]) == pytest.approx(120.0 / stride, rel=5e-3)
+        stance = query(settings, f"SELECT avg(stance_pct) FROM gait_cycles WHERE trial_id = {TREADMILL} "
+                                 "AND side = ? AND valid", [side])[0][0]
+        assert 58 < float(cell["stance (% cycle)"]) < 70
+        assert float(cell["stance (% cycle)"]) == pytest.approx(stance, rel=5e-3)
+    cohort = {c["side"]: c for c in cells_of(html, "gait-cells")}
+    assert set(cohort) == {"L", "R"} and all(c["n_subjects"] == "2" for c in cohort.values())

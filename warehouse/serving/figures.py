@@ -58,8 +58,8 @@ def _series_colour(names: Sequence[str], legend: bool = True) -> alt.Color:
 def heatmap_svg(matrices, row_labels: Sequence[str], *, svg_id: str, title: str,
                 panel_titles: Sequence[str] | None = None, x_values: Sequence[float] | None = None,
                 marks: Sequence[Sequence[tuple[float, float] | None]] | None = None,
-                vmin: float = 0.0, vmax: float = 1.0, x_label: str = "% gait cycle",
-                colorbar_label: str = "normalised envelope", cell_w: float = 3.0, cell_h: float = 16.0) -> str:
+                vmin: float = 0.0, vmax: float = 1.0, x_label: str = "gait cycle (%)",
+                colorbar_label: str = "normalised envelope (fraction of peak)", cell_w: float = 3.0, cell_h: float = 16.0) -> str:
     """Heatmap(s) sharing row labels, side by side (e.g. left and right side).
 
     Parameters

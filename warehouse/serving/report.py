@@ -84,101 +84,16 @@ def _qc(ctx: _Ctx) -> tuple[str, int]:
     n = 0
     if statuses:
         html.append(figures.bar_svg(statuses, {s: [counts.get((s, st), 0) for st in statuses] for s in sites},
-                                    svg_id="qc-files", title="Files by status and site", x_label="files"))
+                                    svg_id="qc-files", title="Files by status and site", x_label="files (count)"))
         n += 1
     else:
         html.append('<p class="empty">No files for the selected sites.</p>')
     total = sum(counts.values())
     html.append(f"<p>{total} files: " + ", ".join(
         f"{sum(v for (s, st), v in counts.items() if st == status)} {status}" for status in statuses) + ".</p>")
-    html.append("<h3>Quarantined files by reason</h3>" + _table(["site", "stage", "reason code", "files"], q))
+    html.append("<h3>Quarantined files by reason</h3>" + _table(["site", "stage", "reason code", "n_files"], q))
     html.append('<p class="note">Paths and messages are not shown (they quote inbox file names); '
                 "site operators see them with <code>myomap status</code>.</p></section>")
-    return "".join(html), n
-
-
-def _timing(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        WITH per_subject AS (SELECT x.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.onset_pct) AS on_pct
-                             FROM v_onsets x WHERE x.burst = 0
-                             AND x.session_id IN (SELECT session_id FROM _cohort_sessions)
-                             AND {rows} GROUP BY ALL)
-        SELECT task, condition, muscle, side, avg(on_pct), stddev_samp(on_pct), count(*) FROM per_subject
-        GROUP BY ALL ORDER BY ALL""")
-    html = ['<section id="timing"><h2>Onset timing by condition</h2>']
-    if not rows:
-        return "".join(html) + '<p class="empty">No onsets for this selection.</p></section>', 0
-    row_keys = sorted({(r[2], r[3]) for r in rows}, key=lambda k: (_mkey(k[0]), str(k[1])))
-    series_keys = sorted({(r[0], r[1]) for r in rows}, key=str)
-    val = {(r[0], r[1], r[2], r[3]): r for r in rows}
-    series, intervals = {}, {}
-    for sk in series_keys:
-        name = _series_label(*sk)
-        series[name] = [val[(*sk, *rk)][4] if (*sk, *rk) in val else None for rk in row_keys]
-        intervals[name] = [(val[(*sk, *rk)][4] - val[(*sk, *rk)][5], val[(*sk, *rk)][4] + val[(*sk, *rk)][5])
-                           if (*sk, *rk) in val and val[(*sk, *rk)][5] is not None else None for rk in row_keys]
-    html.append(figures.dot_plot_svg([f"{m} {s}" for m, s in row_keys], series, intervals=intervals,
-                                     svg_id="onset-timing", title="Mean onset (first burst) ± SD across subjects",
-                                     x_label="onset (% gait cycle)"))
-    html.append("</section>")
-    return "".join(html), 1
-
-
-def _asymmetry(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        SELECT x.metric, x.muscle, s.task, x.condition, x.subject_id, avg(x.si_pct)
-        FROM asymmetry x JOIN sessions s USING (session_id)
-        WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions) AND {rows} GROUP BY ALL ORDER BY ALL""",
-        keys=("muscle",))
-    html = ['<section id="asymmetry"><h2>Asymmetry</h2>',
-            '<p class="note">Robinson symmetry index per subject (one dot per subject); '
-            f"shaded: ±{SI_BAND_PCT:g} %.</p>"]
-    by_metric: dict = defaultdict(list)
-    for r in rows:
-        by_metric[r[0]].append(r)
-    for metric, rs in sorted(by_metric.items()):
-        muscles = _muscle_order(r[1] for r in rs) + (["(whole limb)"] if any(r[1] is None for r in rs) else [])
-        series_keys = sorted({(r[2], r[3]) for r in rs}, key=str)
-        series = {}
-        for sk in series_keys:
-            series[_series_label(*sk)] = [[r[5] for r in rs if (r[2], r[3]) == sk and (r[1] or "(whole limb)") == m]
-                                          for m in muscles]
-        html.append(figures.dot_plot_svg(muscles, series, svg_id=f"asymmetry-{_slug(metric)}",
-                                         title=f"Symmetry index of {metric}", x_label="SI (%)",
-                                         band=(-SI_BAND_PCT, SI_BAND_PCT), band_label=f"±{SI_BAND_PCT:g} %"))
-    if not by_metric:
-        html.append('<p class="empty">No asymmetry values for this selection.</p>')
-    html.append("</section>")
-    return "".join(html), len(by_metric)
-
-
-def _variability(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        WITH per_subject AS (SELECT s.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.cv_pct) AS cv,
-                                    avg(x.variance_ratio) AS vr
-                             FROM variability x JOIN sessions s USING (session_id)
-                             WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
-                             AND coalesce(x.metric, 'envelope') = 'envelope' AND x.muscle IS NOT NULL AND {rows}
-                             GROUP BY ALL)
-        SELECT task, condition, muscle, side, avg(cv), stddev_samp(cv), avg(vr), stddev_samp(vr)
-        FROM per_subject GROUP BY ALL ORDER BY ALL""")
-    html = ['<section id="variability"><h2>Variability</h2>']
-    if not rows:
-        return "".join(html) + '<p class="empty">No variability values for this selection.</p></section>', 0
-    cats = sorted({(r[2], r[3]) for r in rows}, key=lambda k: (_mkey(k[0]), str(k[1])))
-    sks = sorted({(r[0], r[1]) for r in rows}, key=str)
-    val = {(r[0], r[1], r[2], r[3]): r for r in rows}
-    n = 0
-    for col, sd_col, sid, title, label in ((4, 5, "variability-cv", "Coefficient of variation of the envelope",
-                                            "CV (%) mean ± SD"),
-                                           (6, 7, "variability-vr", "Variance ratio", "VR mean ± SD")):
-        series = {_series_label(*sk): [val[(*sk, *c)][col] if (*sk, *c) in val else None for c in cats] for sk in sks}
-        errors = {_series_label(*sk): [val[(*sk, *c)][sd_col] if (*sk, *c) in val else None for c in cats]
-                  for sk in sks}
-        html.append(figures.bar_svg([f"{m} {s}" for m, s in cats], series, errors=errors, svg_id=sid, title=title,
-                                    x_label=label))
-        n += 1
-    html.append("</section>")
     return "".join(html), n
 
 
@@ -278,7 +193,7 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
         views.create_views(c.con)
         ctx = _Ctx(c)
         parts, n_fig = [], 0
-        for fn in (_qc, rs.maps, _timing, _asymmetry, _variability):
+        for fn in (_qc, rs.maps, rs.timing, rs.gait, rs.asymmetry, rs.variability):
             html, n = fn(ctx)
             parts.append(html)
             n_fig += n
@@ -294,7 +209,8 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
                 f"<p>DuckLake snapshot {c.snapshot_id} ({escape(str(c.snapshot_time))}); code "
                 f"{escape(code_version())}; generated {escape(utc_now())}"
                 + (f"; for site {escape(c.requester_site)}" if c.requester_site else "") + ".</p></header>")
-        links = (("qc", "QC"), ("maps", "Activation maps"), ("timing", "Onset timing"), ("asymmetry", "Asymmetry"),
+        links = (("qc", "QC"), ("maps", "Activation maps"), ("timing", "Onset timing"), ("gait", "Gait"),
+                 ("asymmetry", "Asymmetry"),
                  ("variability", "Variability"), ("subjects", "Subjects"), ("data-dictionary", "Data dictionary"))
         nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
         page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

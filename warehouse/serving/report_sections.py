@@ -233,7 +233,7 @@ def timing(ctx: Ctx) -> tuple[str, int]:
     series_keys = sorted({(r[0], r[1]) for r in rows}, key=str)
     val = {(r[0], r[1], r[2], r[3]): r for r in rows}
     n = 0
-    for col, sid, unit in ((4, "onset-timing", "% gait cycle"), (6, "onset-timing-ms", "ms")):
+    for col, sid, unit in ((4, "onset-timing", "% cycle"), (6, "onset-timing-ms", "ms")):
         series, intervals = {}, {}
         for sk in series_keys:
             got = [val.get((*sk, *rk)) for rk in row_keys]
@@ -245,7 +245,7 @@ def timing(ctx: Ctx) -> tuple[str, int]:
                                          x_label=f"onset after foot strike ({unit})"))
         n += 1
     html.append(table(["task / condition", "muscle", "side", "n_subjects", "n_cycles", "onset mean (ms)",
-                       "onset SD (ms)", "onset mean (% gait cycle)", "onset SD (% gait cycle)"],
+                       "onset SD (ms)", "onset mean (% cycle)", "onset SD (% cycle)"],
                       [(series_label(r[0], r[1]), r[2], r[3], r[8], r[9], r[6], r[7], r[4], r[5])
                        for r in sorted(rows, key=lambda r: (str(r[0]), str(r[1]), mkey(r[2]), str(r[3])))],
                       attrs=' class="cells" id="timing-cells"'))
@@ -354,3 +354,38 @@ def variability(ctx: Ctx) -> tuple[str, int]:
                       attrs=' class="cells" id="variability-cells"'))
     html.append("</section>")
     return "".join(html), n
+
+
+# --------------------------------------------------------------------------- gait summary
+def gait(ctx: Ctx) -> tuple[str, int]:
+    """Cadence, stride time and stance per side, from the valid gait cycles (foot strike to foot strike)."""
+    rows = ctx.rows("""
+        SELECT s.task, s.condition, t.subject_id, g.side, count(*), avg(g.duration_s), stddev_samp(g.duration_s),
+               avg(g.stance_pct)
+        FROM gait_cycles g JOIN trials t USING (trial_id) JOIN _cohort_sessions cs ON cs.session_id = t.session_id
+        JOIN sessions s ON s.session_id = t.session_id
+        WHERE g.valid AND g.side IN ('L', 'R') AND g.duration_s > 0 AND {rows} GROUP BY ALL ORDER BY ALL""",
+                    alias="g", keys=("side",))
+    html = ['<section id="gait"><h2>Gait summary per side</h2>',
+            '<p class="note">Valid gait cycles only (ipsilateral foot strike to foot strike). Stride time: mean cycle '
+            "duration; cadence: 2 steps per stride, 120 / stride time; stance: foot strike to foot off in % of the "
+            "cycle. Cohort cells: each subject's mean over its cycles, then the mean across subjects.</p>"]
+    if not rows:
+        return "".join(html) + '<p class="empty">No valid gait cycles for this selection.</p></section>', 0
+    cells: dict = defaultdict(list)
+    for r in rows:
+        cells[(series_label(r[0], r[1]), r[3])].append(r)
+    html.append("<h3>Cohort</h3>" + table(
+        ["task / condition", "side", "n_subjects", "n_cycles", "cadence (steps/min)", "stride time (s)",
+         "stride time SD across subjects (s)", "stance (% cycle)"],
+        [(k[0], k[1], len(v), sum(r[4] for r in v), float(np.mean([120.0 / r[5] for r in v])),
+          float(np.mean([r[5] for r in v])), float(np.std([r[5] for r in v], ddof=1)) if len(v) > 1 else None,
+          float(np.mean([r[7] for r in v if r[7] is not None])) if any(r[7] is not None for r in v) else None)
+         for k, v in sorted(cells.items())], attrs=' class="cells" id="gait-cells"'))
+    html.append("<h3>Subjects</h3>" + table(
+        ["task / condition", "subject", "side", "n_cycles", "cadence (steps/min)", "stride time (s)",
+         "stride time SD (s)", "stance (% cycle)"],
+        [(series_label(r[0], r[1]), r[2], r[3], r[4], 120.0 / r[5], r[5], r[6], r[7]) for r in rows],
+        attrs=' id="gait-subjects"'))
+    html.append("</section>")
+    return "".join(html), 0
