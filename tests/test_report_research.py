@@ -163,3 +163,59 @@ def test_gait_summary_per_side_from_the_event_table(real):
         assert float(cell["stance (% cycle)"]) == pytest.approx(stance, rel=5e-3)
     cohort = {c["side"]: c for c in cells_of(html, "gait-cells")}
     assert set(cohort) == {"L", "R"} and all(c["n_subjects"] == "2" for c in cohort.values())
+
+
+# --------------------------------------------------------------------------- 7. why no profile
+def test_subject_pages_say_why_no_profile_was_computed(real):
+    settings, html = real
+    from transforms.profiles import MIN_REFERENCE_SUBJECTS
+
+    page = {m.group(1): m.group(2) for m in re.finditer(
+        r'<section class="subject" id="subject-([a-z0-9-]+)">(.*?)</section>', html, re.S)}
+    # R02: every EMG channel mains only -> excluded; the page names how many and why
+    n, = query(settings, f"SELECT count(*) FROM emg_channels WHERE trial_id = {TREADMILL}")[0]
+    reasons = {r for r, in query(settings, f"SELECT DISTINCT reason FROM analysis_exclusions WHERE trial_id = {TREADMILL}")}
+    assert query(settings, "SELECT count(*) FROM subject_profiles WHERE subject_id = 'R02'")[0][0] == 0
+    assert f"No profile: all {n} EMG channels excluded" in page["r02"]
+    assert all(r in page["r02"] for r in reasons)
+    # R01: a profile, but nobody to compare with: no z-scores, and the page says the reference is too small
+    n_ref = query(settings, "SELECT max(n_reference), count(z) FROM subject_profiles WHERE subject_id = 'R01'")[0]
+    assert n_ref == (0, 0)
+    assert (f"reference cohort too small: {n_ref[0]} other subjects, need &gt;= {MIN_REFERENCE_SUBJECTS}"
+            in page["r01"])
+    assert 'class="figure dot-plot profile"' not in page["r01"]  # no empty z-score figure
+
+
+# --------------------------------------------------------------------------- 2. units everywhere
+IDENTIFIERS = {"subject", "site", "session", "task", "condition", "task / condition", "muscle", "side", "metric",
+               "flag", "stage", "reason", "reason code",
+               "column", "type", "unit", "description"}  # the data dictionary's own (text) columns
+
+
+def allowed_units() -> set[str]:
+    from schemas.metrics import METRICS
+
+    return {m.unit for m in METRICS.values()} | {"%", "ms", "s", "mV", "Hz", "N", "steps/min", "SD", "count",
+                                                  "dimensionless", "fraction of peak"}
+
+
+def check_units(html: str) -> int:
+    units, checked = allowed_units(), 0
+    heads = re.findall(r"<th>([^<]*)</th>", html)
+    titles = [t for svg in re.findall(r"<svg .*?</svg>", html, re.S)
+              for t in re.findall(r'role-axis-title"[^>]*><text[^>]*>([^<]*)</text>', svg)]
+    assert heads and titles
+    for label in heads + titles:
+        label = label.replace("&amp;", "&")
+        if label in IDENTIFIERS or label.startswith("n_"):
+            continue
+        m = re.fullmatch(r".+ \(([^()]+)\)", label)
+        assert m and m.group(1) in units, f"no unit in {label!r}"
+        checked += 1
+    return checked
+
+
+def test_every_table_header_and_axis_title_carries_a_unit(real):
+    _, html = real
+    assert check_units(html) > 30
+    assert 'role-axis-title' in html

@@ -23,7 +23,6 @@ Sections (element ids, for tests and links)
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from html import escape
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from schemas.contracts import TABLES
 from warehouse import catalog, zones
 from warehouse.serving import figures, views
 from warehouse.serving import report_sections as rs
+from warehouse.serving import report_subjects
 from warehouse.serving.extracts import (
     REQUIRED_SCOPE,
     Cohort,
@@ -45,8 +45,6 @@ from warehouse.serving.extracts import (
 from warehouse.settings import Settings
 
 L = catalog.LAKE
-SI_BAND_PCT = rs.SI_BAND_PCT
-Z_BAND = 2.0
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#17324d;color:#fff;padding:18px 28px}header h1{margin:0 0 6px;font-size:22px}
@@ -62,8 +60,7 @@ details summary{cursor:pointer;font-weight:bold;margin:6px 0}h4{font-size:13px;m
 """
 
 
-_Ctx, _table, _slug, _mkey, _muscle_order, _series_label = (rs.Ctx, rs.table, rs.slug, rs.mkey, rs.muscle_order,
-                                                             rs.series_label)
+_Ctx, _table = rs.Ctx, rs.table
 
 
 # --------------------------------------------------------------------------- sections
@@ -95,56 +92,6 @@ def _qc(ctx: _Ctx) -> tuple[str, int]:
     html.append('<p class="note">Paths and messages are not shown (they quote inbox file names); '
                 "site operators see them with <code>myomap status</code>.</p></section>")
     return "".join(html), n
-
-
-def _subjects(ctx: _Ctx, max_subjects: int) -> tuple[str, int, int]:
-    subjects = [r[0] for r in ctx.con.execute(
-        "SELECT DISTINCT subject_id FROM _cohort_sessions ORDER BY 1").fetchall()]
-    prof = ctx.rows("""
-        SELECT x.subject_id, x.session_id, x.task, x.condition, x.muscle, x.side, x.metric, x.value,
-               x.reference_mean, x.reference_sd, x.z, x.percentile, x.flag, x.n_reference
-        FROM subject_profiles x WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
-        AND {rows} ORDER BY ALL""")
-    by: dict = defaultdict(list)
-    for r in prof:
-        by[r[0]].append(r)
-    html = ['<section id="subjects"><h2>Subjects: profile against the cohort reference</h2>',
-            f'<p class="note">z-scores against the leave-one-subject-out reference of the same task and condition; '
-            f"shaded: |z| &lt; {Z_BAND:g}. Flagged rows are highlighted.</p>"]
-    if len(subjects) > max_subjects:
-        html.append(f'<p class="note">Showing the first {max_subjects} of {len(subjects)} subjects; '
-                    "narrow the cohort to see others.</p>")
-    n_fig = 0
-    for subj in subjects[:max_subjects]:
-        sid = _slug(subj)
-        html.append(f'<section class="subject" id="subject-{sid}"><h3>Subject {escape(subj)}</h3>')
-        rs = by.get(subj, [])
-        if not rs:
-            html.append('<p class="empty">No profile computed for this subject.</p></section>')
-            continue
-        sessions: dict = defaultdict(list)
-        for r in rs:
-            sessions[(r[1], r[2], r[3])].append(r)
-        for (sess, task, cond), srs in sorted(sessions.items(), key=lambda kv: str(kv[0])):
-            keys = sorted({(r[4], r[5]) for r in srs}, key=lambda k: (_mkey(k[0]), str(k[1])))
-            metrics = sorted({r[6] for r in srs})
-            z = {(r[4], r[5], r[6]): r[10] for r in srs}
-            series = {m: [z.get((*k, m)) for k in keys] for m in metrics}
-            svg = figures.dot_plot_svg([f"{m} {s or ''}".strip() for m, s in keys], series,
-                                       svg_id=f"profile-{sid}-{_slug(sess)}",
-                                       title=f"{subj}, {_series_label(task, cond)} ({sess}): z vs cohort",
-                                       x_label="z-score", band=(-Z_BAND, Z_BAND), band_label=f"|z| < {Z_BAND:g}")
-            html.append(svg.replace('class="figure dot-plot"', 'class="figure dot-plot profile"', 1))
-            n_fig += 1
-            flagged = [r for r in srs if r[12] not in (None, "none")]
-            html.append(f"<p>{len(flagged)} flag(s) in {len(srs)} values.</p>")
-            html.append(_table(["muscle", "side", "metric", "value", "reference mean", "reference SD", "z",
-                                "percentile", "flag", "n reference"],
-                               [(r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13]) for r in srs],
-                               row_class=lambda r: "flagged" if r[8] not in (None, "none") else ""))
-        html.append("</section>")
-    html.append("</section>")
-    return "".join(html), min(len(subjects), max_subjects), n_fig
 
 
 def _dictionary() -> str:
@@ -197,7 +144,7 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
             html, n = fn(ctx)
             parts.append(html)
             n_fig += n
-        html, n_subjects, n = _subjects(ctx, max_subjects)
+        html, n_subjects, n = report_subjects.subjects(ctx, max_subjects)
         parts.append(html)
         n_fig += n
         n_sess = c.con.execute("SELECT count(*) FROM _cohort_sessions").fetchone()[0]
