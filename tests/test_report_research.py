@@ -219,3 +219,74 @@ def test_every_table_header_and_axis_title_carries_a_unit(real):
     _, html = real
     assert check_units(html) > 30
     assert 'role-axis-title' in html
+
+
+# --------------------------------------------------------------------------- 6. whiskers never below zero
+#: Envelope CV (%) of soleus R per subject: skewed, so mean - SD < 0 in the fresh cell of lyon + tokyo.
+SKEWED_CV = {"LYO01": 0.5, "LYO02": 1.0, "LYO03": 1.5, "LYO04": 2.0, "LYO05": 40.0, "TOK01": 0.8, "TOK02": 1.2,
+             "TOK03": 30.0}
+
+
+@pytest.fixture(scope="module")
+def skewed(tmp_path_factory):
+    """The synthetic consortium of test_views_extracts with skewed soleus R variability; lyon's report."""
+    from test_views_extracts import TODAY, build_lake
+
+    s = build_lake(tmp_path_factory.mktemp("skewed") / "lake")
+    con = catalog.connect(s)
+
+    def body(c):
+        for subj, cv in SKEWED_CV.items():
+            c.execute("UPDATE lake.main.variability SET cv_pct = ?, variance_ratio = ? WHERE subject_id = ? "
+                      "AND muscle = 'soleus' AND side = 'R'", [cv, cv / 40, subj])
+    try:
+        catalog.write_atomically(s, con, body, what="skewed variability")
+    finally:
+        con.close()
+    out = tmp_path_factory.mktemp("skewed-html") / "report.html"
+    render_report(s, str(out), requester_site="lyon", today=TODAY)
+    return s, out.read_text()
+
+
+def whiskers(svg: ET.Element) -> dict[tuple[str, str], tuple[float, float]]:
+    out = {}
+    for el in marks(svg, "error"):
+        label, rest = el.get("aria-label").split(" / ", 1)
+        series, span = rest.rsplit(": ", 1)
+        lo, hi = re.match(r"(-?[\d.e+-]+) to (-?[\d.e+-]+)", span).groups()
+        out[(label, series)] = (float(lo), float(hi))
+    return out
+
+
+def test_variability_whiskers_never_go_below_zero(skewed):
+    import numpy as np
+
+    settings, html = skewed
+    cv = [v for v, in query(settings, "SELECT v.cv_pct FROM variability v JOIN sessions s USING (session_id) "
+                                      "WHERE s.condition = 'fresh' AND s.site_id IN ('lyon', 'tokyo') "
+                                      "AND v.muscle = 'soleus' AND v.side = 'R'")]
+    assert len(cv) == 8 and np.mean(cv) - np.std(cv, ddof=1) < 0  # a mean ± SD whisker would cross zero
+    for sid, values in (("variability-cv", cv), ("variability-vr", [v / 40 for v in cv])):
+        svg = svg_by_id(html, sid)
+        w = whiskers(svg)
+        assert w and all(lo >= 0 and hi >= lo for lo, hi in w.values()), w
+        lo, hi = w[("soleus R", "walk / fresh")]
+        p25, p75 = np.percentile(values, [25, 75])
+        assert lo == pytest.approx(p25, rel=1e-3) and hi == pytest.approx(p75, rel=1e-3)
+        bar = next(float(b.get("aria-label").rsplit(": ", 1)[1]) for b in marks(svg, "bar")
+                   if b.get("aria-label").startswith("soleus R / walk / fresh:"))
+        assert bar == pytest.approx(np.median(values), rel=1e-3)
+    assert "interquartile range" in html
+    check_units(html)  # the synthetic lake's flagged profile and QC tables carry units too
+
+
+def test_bar_whiskers_are_clipped_at_the_floor():
+    from warehouse.serving import figures
+
+    svg = ET.fromstring(figures.bar_svg(["a", "b"], {"s": [1.0, 3.0]}, errors={"s": [2.5, 1.0]}, floor=0.0,
+                                        svg_id="b", title="t", x_label="CV (%)"))
+    w = whiskers(svg)
+    assert w == {("a", "s"): (0.0, 3.5), ("b", "s"): (2.0, 4.0)}
+    assert any("clipped at 0" in el.get("aria-label") for el in marks(svg, "error"))
+    with pytest.raises(ValueError):
+        figures.bar_svg(["a"], {"s": [1.0]}, intervals={"s": [(2.0, 1.0)]}, svg_id="b", title="t", x_label="x (%)")
