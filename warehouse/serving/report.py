@@ -12,13 +12,17 @@ Selection
     codes, never file paths or messages (which quote inbox paths).
 
 Sections (element ids, for tests and links)
-    ``#qc`` (``svg#qc-files``, quarantine table), ``#maps`` (one
-    ``svg.activation-map`` per task x condition, left and right panels, mean
-    onset/offset marks), ``#timing`` (``svg#onset-timing``), ``#asymmetry``
-    (``svg#asymmetry-<metric>``), ``#variability`` (``svg#variability-cv``,
-    ``svg#variability-vr``), ``#subjects`` (one ``section.subject`` per subject
-    with ``svg.profile`` z-scores against the cohort reference, flags in a
-    table), ``#data-dictionary``.
+    ``#qc`` (``svg#qc-files``, quarantine table); from :mod:`warehouse.serving.report_sections`:
+    ``#maps`` (one ``svg.activation-map`` per task x condition, left and right panels, mean
+    onset/offset marks; beside each, ``table#map-cells-<map>`` and the channel QC
+    ``table#map-qc-<map>``), ``#timing`` (``svg#onset-timing`` in % cycle,
+    ``svg#onset-timing-ms``, ``table#timing-cells``), ``#gait`` (``table#gait-cells``,
+    ``table#gait-subjects``), ``#asymmetry`` (``svg#asymmetry-<metric>``,
+    ``table#asymmetry-cells-<metric>``), ``#variability`` (``svg#variability-cv``,
+    ``svg#variability-vr``, ``table#variability-cells``); from
+    :mod:`warehouse.serving.report_subjects`: ``#subjects`` (one ``section.subject`` per subject
+    with ``svg.profile`` z-scores against the cohort reference and one table per metric, or the
+    reason none was computed); ``#data-dictionary``.
 """
 from __future__ import annotations
 
