@@ -64,7 +64,8 @@ def test_excluded_channels_and_reasons_beside_the_map_and_no_cell_for_them(real)
         WHERE q.verdict <> 'bad' AND NOT EXISTS (SELECT 1 FROM analysis_exclusions x
               WHERE x.trial_id = c.trial_id AND x.channel = c.channel)""")}
     # the QC table sits in the same block as the map it belongs to
-    block = re.search(r'<div class="map-block" id="map-block-walk-fresh">.*?</div>', html, re.S).group(0)
+    block = re.search(r'<div class="map-block" id="map-block-walk-fresh">.*?(?=<div class="map-block"|</section>)',
+                      html, re.S).group(0)
     assert '<svg id="map-walk-fresh"' in block and 'id="map-qc-walk-fresh"' in block
     heads, rows = html_table(block, "map-qc-walk-fresh")
     assert heads == ["muscle", "side", "reason", "n_channels", "n_subjects"]
@@ -236,6 +237,9 @@ def skewed(tmp_path_factory):
     con = catalog.connect(s)
 
     def body(c):
+        # a session map the analysis should not have kept: LYO01's soleus L channel excluded after the fact
+        c.execute("INSERT INTO lake.main.analysis_exclusions VALUES ('lyon:LYO01-fresh:walk01', 2, 'soleus', 'L', "
+                  "'qc verdict bad (mains_dominated)')")
         for subj, cv in SKEWED_CV.items():
             c.execute("UPDATE lake.main.variability SET cv_pct = ?, variance_ratio = ? WHERE subject_id = ? "
                       "AND muscle = 'soleus' AND side = 'R'", [cv, cv / 40, subj])
@@ -290,3 +294,33 @@ def test_bar_whiskers_are_clipped_at_the_floor():
     assert any("clipped at 0" in el.get("aria-label") for el in marks(svg, "error"))
     with pytest.raises(ValueError):
         figures.bar_svg(["a"], {"s": [1.0]}, intervals={"s": [(2.0, 1.0)]}, svg_id="b", title="t", x_label="x (%)")
+
+
+def test_a_session_map_of_an_excluded_channel_is_never_drawn(skewed):
+    """Even where the lake still holds a session map of an excluded channel, the report leaves it out of the
+    map and lists the channel beside it."""
+    import numpy as np
+
+    settings, html = skewed
+    from test_views_extracts import SITES
+
+    kept = [s for s in SITES["lyon"][0] + SITES["tokyo"][0] if s != "LYO01"]
+    want = query(settings, "SELECT pct, avg(envelope_mean) FROM activation_map WHERE scope = 'session' AND "
+                           "muscle = 'soleus' AND side = 'L' AND scope_id IN ({}) GROUP BY 1".format(
+                               ", ".join(f"'{s}-fresh'" for s in kept)))
+    assert len(want) == 101
+    amap = svg_by_id(html, "map-walk-fresh")
+    got = {float(c.get("aria-label").split(" at ")[1].split(":")[0]): float(c.get("aria-label").rsplit(": ", 1)[1])
+           for c in marks(amap, "cell_0") if c.get("aria-label").startswith("soleus at ")}
+    assert len(got) == 101
+    for pct, v in want:
+        assert got[pct] == pytest.approx(v, rel=5e-3, abs=1e-3)
+    with_lyo01 = query(settings, "SELECT avg(envelope_mean) FROM activation_map WHERE scope = 'session' AND "
+                                 "muscle = 'soleus' AND side = 'L' AND pct = 0 AND scope_id LIKE '%-fresh' AND "
+                                 "(scope_id LIKE 'LYO%' OR scope_id LIKE 'TOK%')")[0][0]
+    assert not np.isclose(with_lyo01, dict(want)[0.0], rtol=1e-2)  # the guard changes the map
+    cells = {(c["muscle"], c["side"]): c for c in cells_of(html, "map-cells-walk-fresh")}
+    assert cells[("soleus", "L")]["n_subjects"] == str(len(kept))
+    assert cells[("soleus", "R")]["n_subjects"] == str(len(kept) + 1)
+    _, rows = html_table(html, "map-qc-walk-fresh")
+    assert rows == [["soleus", "L", "qc verdict bad (mains_dominated)", "1", "1"]]

@@ -176,12 +176,13 @@ def _one_map(label: str, rs: list, cells: list, excluded: list) -> str:
         html.append(f'<p class="empty">No activation map for {escape(label)}: every EMG channel was excluded.</p>')
     html.append(f'<p class="note">Behind this map: {n_subj} subjects, {n_cyc} gait cycles '
                 "(per session and side); per row below.</p>")
-    html.append(table(["muscle", "side", "n_subjects", "n_cycles"], cell_rows,
-                      attrs=f' class="map-cells" id="map-cells-{sid}"'))
     n_ex = sum(r[3] for r in excluded)
-    html.append(f"<h4>Channel QC: {n_ex} EMG channel(s) excluded from this map</h4>"
+    html.append('<div class="figs"><div><h4>Subjects and cycles per row</h4>'
+                + table(["muscle", "side", "n_subjects", "n_cycles"], cell_rows,
+                        attrs=f' class="map-cells" id="map-cells-{sid}"')
+                + f"</div><div><h4>Channel QC: {n_ex} EMG channel(s) excluded from this map</h4>"
                 + table(["muscle", "side", "reason", "n_channels", "n_subjects"], excluded,
-                        attrs=f' class="channel-qc" id="map-qc-{sid}"'))
+                        attrs=f' class="channel-qc" id="map-qc-{sid}"') + "</div></div>")
     html.append("</div>")
     return "".join(html)
 
