@@ -227,7 +227,8 @@ def timing(ctx: Ctx) -> tuple[str, int]:
     html = ['<section id="timing"><h2>Onset timing by condition</h2>',
             '<p class="note">First burst of each cycle (default detector), relative to the ipsilateral foot strike '
             "that starts the cycle (0 ms = 0 % = foot strike; negative = before it): each subject's mean over "
-            "cycles, then mean ± SD across subjects, in ms and in % of the gait cycle.</p>"]
+            "cycles, then mean ± SD across subjects, in ms and in % of the gait cycle. n_cycles: cycles with a "
+            "detected onset.</p>"]
     if not rows:
         return "".join(html) + '<p class="empty">No onsets for this selection.</p></section>', 0
     row_keys = sorted({(r[2], r[3]) for r in rows}, key=lambda k: (mkey(k[0]), str(k[1])))
@@ -273,7 +274,8 @@ def asymmetry(ctx: Ctx) -> tuple[str, int]:
     html = ['<section id="asymmetry"><h2>Asymmetry</h2>',
             '<p class="note">One dot per subject. Positive ratio-scale magnitudes (peak, iEMG, impulse, stance time) '
             f"show Robinson's symmetry index (shaded: ±{SI_BAND_PCT:g} %); timing metrics (onsets, offsets, time of "
-            "peak) the signed right - left difference in their unit (schemas/metrics.py).</p>"]
+            "peak) the signed right - left difference in their unit (schemas/metrics.py). n_cycles: cycles of the "
+            "side with fewer, summed over the subjects' sessions.</p>"]
     by_metric: dict = defaultdict(list)
     for r in rows:
         by_metric[r[0]].append(r)
