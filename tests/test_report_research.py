@@ -82,6 +82,8 @@ def test_excluded_channels_and_reasons_beside_the_map_and_no_cell_for_them(real)
     # tibialis anterior: a good channel of R01 beside the excluded ones of R02: its row rests on R01 alone
     _, rows = html_table(block, "map-cells-walk-fresh")
     ta = {r[1]: (int(r[2]), int(r[3])) for r in rows if r[0] == "tibialis_anterior"}
+    assert all(r[4] == "1" for r in rows if r[0] == "tibialis_anterior")  # R02's channel of that side
+    assert all(r[4] == "0" for r in rows if r[0] != "tibialis_anterior")
     n_r01 = dict(query(settings, "SELECT side, max(n_cycles) FROM activation_map WHERE scope = 'session' AND "
                                  "scope_id = 'R01-S1' AND muscle = 'tibialis_anterior' GROUP BY 1"))
     assert ta == {"L": (1, n_r01["L"]), "R": (1, n_r01["R"])}

@@ -155,8 +155,11 @@ def _one_map(label: str, rs: list, cells: list, excluded: list) -> str:
     for c in cells:
         by_row[(c[2], c[3])][0].add(c[4])
         by_row[(c[2], c[3])][1] += c[6] or 0
-    cell_rows = sorted(((m, sd, len(v[0] - {None}) or None, v[1]) for (m, sd), v in by_row.items()),
-                       key=lambda r: (mkey(r[0]), str(r[1])))
+    n_excluded: dict = defaultdict(int)
+    for m, sd, _, k, _ in excluded:
+        n_excluded[(m, sd)] += k
+    cell_rows = sorted(((m, sd, len(v[0] - {None}) or None, v[1], n_excluded[(m, sd)])
+                        for (m, sd), v in by_row.items()), key=lambda r: (mkey(r[0]), str(r[1])))
     if rs:
         muscles = muscle_order(r[2] for r in rs)
         pcts = sorted({r[4] for r in rs})
@@ -174,11 +177,12 @@ def _one_map(label: str, rs: list, cells: list, excluded: list) -> str:
             'class="figure heatmap"', 'class="figure heatmap activation-map"', 1))
     else:
         html.append(f'<p class="empty">No activation map for {escape(label)}: every EMG channel was excluded.</p>')
-    html.append(f'<p class="note">Behind this map: {n_subj} subjects, {n_cyc} gait cycles '
-                "(per session and side); per row below.</p>")
+    who = f"{n_subj} subjects" if subjects else "subjects not recorded in pooled maps"
+    html.append(f'<p class="note">Behind this map: {who}, {n_cyc} gait cycles (per session and side); '
+                "per row below.</p>")
     n_ex = sum(r[3] for r in excluded)
     html.append('<div class="figs"><div><h4>Subjects and cycles per row</h4>'
-                + table(["muscle", "side", "n_subjects", "n_cycles"], cell_rows,
+                + table(["muscle", "side", "n_subjects", "n_cycles", "n_channels_excluded"], cell_rows,
                         attrs=f' class="map-cells" id="map-cells-{sid}"')
                 + f"</div><div><h4>Channel QC: {n_ex} EMG channel(s) excluded from this map</h4>"
                 + table(["muscle", "side", "reason", "n_channels", "n_subjects"], excluded,
