@@ -92,7 +92,8 @@ def _session(subj: str, sid: str, key: tuple, srs: list) -> str:
         html.append(svg.replace('class="figure dot-plot"', 'class="figure dot-plot profile"', 1))
     flagged = [r for r in srs if r[12] not in (None, "none")]
     html.append(f"<p>{len(flagged)} flag(s) in {len(srs)} values.</p>")
-    html.append(_metric_tables(srs))
+    html.append(f"<details{' open' if flagged else ''}><summary>Values by metric</summary>{_metric_tables(srs)}"
+                "</details>")
     return "".join(html)
 
 
