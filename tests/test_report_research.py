@@ -326,3 +326,14 @@ def test_a_session_map_of_an_excluded_channel_is_never_drawn(skewed):
     assert cells[("soleus", "R")]["n_subjects"] == str(len(kept) + 1)
     _, rows = html_table(html, "map-qc-walk-fresh")
     assert rows == [["soleus", "L", "qc verdict bad (mains_dominated)", "1", "1"]]
+
+
+def test_the_reason_for_no_profile_follows_the_lake_facts():
+    from warehouse.serving.report_subjects import why_no_profile
+
+    base = {"channels": 8, "excluded": 0, "reasons": [], "cycles": 20, "onsets": 40}
+    assert "no EMG channels" in why_no_profile({**base, "channels": 0})
+    assert why_no_profile({**base, "excluded": 8, "reasons": ["qc verdict bad (flat)"]}) == \
+        "No profile: all 8 EMG channels excluded (qc verdict bad (flat))."
+    assert "no valid gait cycles" in why_no_profile({**base, "excluded": 3, "cycles": 0})
+    assert "no activation onsets" in why_no_profile({**base, "onsets": 0})

@@ -239,7 +239,8 @@ def timing(ctx: Ctx) -> tuple[str, int]:
     series_keys = sorted({(r[0], r[1]) for r in rows}, key=str)
     val = {(r[0], r[1], r[2], r[3]): r for r in rows}
     n = 0
-    for col, sid, unit in ((4, "onset-timing", "% cycle"), (6, "onset-timing-ms", "ms")):
+    u_pct, u_ms = unit_of("onset_pct"), unit_of("onset_ms")  # the metric registry's units
+    for col, sid, unit in ((4, "onset-timing", u_pct), (6, "onset-timing-ms", u_ms)):
         series, intervals = {}, {}
         for sk in series_keys:
             got = [val.get((*sk, *rk)) for rk in row_keys]
@@ -250,8 +251,8 @@ def timing(ctx: Ctx) -> tuple[str, int]:
                                          svg_id=sid, title=f"Mean onset (first burst) ± SD across subjects, {unit}",
                                          x_label=f"onset after foot strike ({unit})"))
         n += 1
-    html.append(table(["task / condition", "muscle", "side", "n_subjects", "n_cycles", "onset mean (ms)",
-                       "onset SD (ms)", "onset mean (% cycle)", "onset SD (% cycle)"],
+    html.append(table(["task / condition", "muscle", "side", "n_subjects", "n_cycles", f"onset mean ({u_ms})",
+                       f"onset SD ({u_ms})", f"onset mean ({u_pct})", f"onset SD ({u_pct})"],
                       [(series_label(r[0], r[1]), r[2], r[3], r[8], r[9], r[6], r[7], r[4], r[5])
                        for r in sorted(rows, key=lambda r: (str(r[0]), str(r[1]), mkey(r[2]), str(r[3])))],
                       attrs=' class="cells" id="timing-cells"'))
