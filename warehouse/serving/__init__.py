@@ -7,7 +7,8 @@ hardening and the documented views (``views``), the cohort filter grammar
 by ``bids_write`` and ``edf_write``: writing EDF/BDF and BIDS is an export concern, so the writers
 live here while the readers stay in ingest), the Python API's reads (``reading``, ``signals``:
 ``import myomap`` wires them), immutable releases (``releases``) and their disclosure control
-(``disclosure``), the HTML report (``report``) and its figures (``figures``). The threat model is
+(``disclosure``), the HTML report (``report``, its sections ``report_sections`` and ``report_subjects``) and its
+figures (``figures``). The threat model is
 in ``docs/serving.md``.
 
 May import: ``schemas``, ``transforms``, ``warehouse.settings``, ``warehouse.catalog``,

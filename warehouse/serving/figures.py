@@ -58,8 +58,8 @@ def _series_colour(names: Sequence[str], legend: bool = True) -> alt.Color:
 def heatmap_svg(matrices, row_labels: Sequence[str], *, svg_id: str, title: str,
                 panel_titles: Sequence[str] | None = None, x_values: Sequence[float] | None = None,
                 marks: Sequence[Sequence[tuple[float, float] | None]] | None = None,
-                vmin: float = 0.0, vmax: float = 1.0, x_label: str = "% gait cycle",
-                colorbar_label: str = "normalised envelope", cell_w: float = 3.0, cell_h: float = 16.0) -> str:
+                vmin: float = 0.0, vmax: float = 1.0, x_label: str = "gait cycle (%)",
+                colorbar_label: str = "normalised envelope (fraction of peak)", cell_w: float = 3.0, cell_h: float = 16.0) -> str:
     """Heatmap(s) sharing row labels, side by side (e.g. left and right side).
 
     Parameters
@@ -137,19 +137,31 @@ def heatmap_svg(matrices, row_labels: Sequence[str], *, svg_id: str, title: str,
 # --------------------------------------------------------------------------- bar chart
 def bar_svg(categories: Sequence[str], series: Mapping[str, Sequence[float | None]], *, svg_id: str, title: str,
             x_label: str, errors: Mapping[str, Sequence[float | None]] | None = None,
+            intervals: Mapping[str, Sequence[tuple[float, float] | None]] | None = None, floor: float | None = None,
             bar_h: float = 9.0, plot_w: float = 420.0) -> str:
-    """Horizontal grouped bars: one row per category, one bar per series, optional ± error whiskers.
+    """Horizontal grouped bars: one row per category, one bar per series, optional whiskers.
+
+    Parameters
+    ----------
+    errors : mapping name -> per-category half-width, optional
+        Symmetric ``value ± error`` whiskers.
+    intervals : mapping name -> per-category (low, high), optional
+        Whiskers from ``low`` to ``high`` (e.g. the interquartile range); used instead of ``errors``.
+    floor : float, optional
+        Whiskers never extend below it (e.g. 0 for non-negative statistics such as a CV); a
+        clipped whisker says so in its label.
 
     Returns
     -------
     str
         ``<svg class="figure bar">``; each bar's ``aria-label`` is ``"<category> / <series>: <value>"``,
-        whiskers are ``error_marks``, the zero line ``zero_marks``.
+        whiskers are ``error_marks`` labelled ``"<category> / <series>: <low> to <high>"``, the zero line
+        ``zero_marks``.
 
     Raises
     ------
     ValueError
-        If a series does not have one value per category.
+        If a series does not have one value per category, or an interval's low is above its high.
     """
     names, cats = [str(n) for n in series], [str(c) for c in categories]
     for n in series:
@@ -157,12 +169,26 @@ def bar_svg(categories: Sequence[str], series: Mapping[str, Sequence[float | Non
             raise ValueError(f"series {n!r} needs one value per category")
     rows = []
     for name, key in zip(names, series):
-        errs = errors.get(key, [None] * len(cats)) if errors else [None] * len(cats)
-        for cat, v, e in zip(cats, series[key], errs):
-            if _finite(v):
-                e = float(e) if _finite(e) else None
-                rows.append({"cat": cat, "series": name, "value": float(v), "desc": f"{cat} / {name}: {float(v):.4g}",
-                             "lo": None if e is None else float(v) - e, "hi": None if e is None else float(v) + e})
+        if intervals:
+            ivs = intervals.get(key, [None] * len(cats))
+        else:
+            errs = errors.get(key, [None] * len(cats)) if errors else [None] * len(cats)
+            ivs = [(float(v) - float(e), float(v) + float(e)) if _finite(v) and _finite(e) else None
+                   for v, e in zip(series[key], errs)]
+        for cat, v, iv in zip(cats, series[key], ivs):
+            if not _finite(v):
+                continue
+            row = {"cat": cat, "series": name, "value": float(v), "desc": f"{cat} / {name}: {float(v):.4g}",
+                   "lo": None, "hi": None}
+            if iv and _finite(iv[0]) and _finite(iv[1]):
+                lo, hi = float(iv[0]), float(iv[1])
+                if lo > hi:
+                    raise ValueError(f"interval of {cat!r} / {name!r} has low {lo} above high {hi}")
+                clipped = floor is not None and lo < floor
+                lo, hi = (max(lo, floor), max(hi, floor)) if floor is not None else (lo, hi)
+                row.update(lo=lo, hi=hi, edesc=f"{cat} / {name}: {lo:.4g} to {hi:.4g}"
+                           + (f" (clipped at {floor:g})" if clipped else ""))
+            rows.append(row)
     y = alt.Y("cat:N", title=None, sort=cats, scale=alt.Scale(domain=cats))
     y_off = alt.YOffset("series:N", sort=names, scale=alt.Scale(domain=names))
     x = alt.X("value:Q", title=x_label, scale=alt.Scale(zero=True))
@@ -170,7 +196,7 @@ def bar_svg(categories: Sequence[str], series: Mapping[str, Sequence[float | Non
     bars = base.transform_filter("isValid(datum.cat)").mark_bar(height=bar_h - 1).encode(
         x=x, y=y, yOffset=y_off, color=_series_colour(names), description="desc:N").properties(name="bar")
     whiskers = base.transform_filter("isValid(datum.lo)").mark_rule(color="#333333").encode(
-        x="lo:Q", x2="hi:Q", y=y, yOffset=y_off).properties(name="error")
+        x="lo:Q", x2="hi:Q", y=y, yOffset=y_off, description="edesc:N").properties(name="error")
     zero = alt.Chart(alt.Data(values=[{"value": 0.0}])).mark_rule(color="#333333").encode(x=x).properties(name="zero")
     chart = alt.layer(bars, whiskers, zero).properties(
         width=plot_w, height=alt.Step(bar_h * max(len(names), 1) + 8), title=title)

@@ -12,30 +12,32 @@ Selection
     codes, never file paths or messages (which quote inbox paths).
 
 Sections (element ids, for tests and links)
-    ``#qc`` (``svg#qc-files``, quarantine table), ``#maps`` (one
-    ``svg.activation-map`` per task x condition, left and right panels, mean
-    onset/offset marks), ``#timing`` (``svg#onset-timing``), ``#asymmetry``
-    (``svg#asymmetry-<metric>``), ``#variability`` (``svg#variability-cv``,
-    ``svg#variability-vr``), ``#subjects`` (one ``section.subject`` per subject
-    with ``svg.profile`` z-scores against the cohort reference, flags in a
-    table), ``#data-dictionary``.
+    ``#qc`` (``svg#qc-files``, quarantine table); from :mod:`warehouse.serving.report_sections`:
+    ``#maps`` (one ``svg.activation-map`` per task x condition, left and right panels, mean
+    onset/offset marks; beside each, ``table#map-cells-<map>`` and the channel QC
+    ``table#map-qc-<map>``), ``#timing`` (``svg#onset-timing`` in % cycle,
+    ``svg#onset-timing-ms``, ``table#timing-cells``), ``#gait`` (``table#gait-cells``,
+    ``table#gait-subjects``), ``#asymmetry`` (``svg#asymmetry-<metric>``,
+    ``table#asymmetry-cells-<metric>``), ``#variability`` (``svg#variability-cv``,
+    ``svg#variability-vr``, ``table#variability-cells``); from
+    :mod:`warehouse.serving.report_subjects`: ``#subjects`` (one ``section.subject`` per subject
+    with ``svg.profile`` z-scores against the cohort reference and one table per metric, or the
+    reason none was computed); ``#data-dictionary``.
 """
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections import defaultdict
 from html import escape
 from pathlib import Path
 
 import fsspec
-import numpy as np
 
 from schemas import vocab
 from schemas.contracts import TABLES
 from warehouse import catalog, zones
-from warehouse.serving import cohort_filter as cf
 from warehouse.serving import figures, views
+from warehouse.serving import report_sections as rs
+from warehouse.serving import report_subjects
 from warehouse.serving.extracts import (
     REQUIRED_SCOPE,
     Cohort,
@@ -47,8 +49,6 @@ from warehouse.serving.extracts import (
 from warehouse.settings import Settings
 
 L = catalog.LAKE
-SI_BAND_PCT = 10.0
-Z_BAND = 2.0
 CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#17324d;color:#fff;padding:18px 28px}header h1{margin:0 0 6px;font-size:22px}
@@ -59,54 +59,12 @@ h2{font-size:18px;margin:4px 0 10px;color:#17324d}h3{font-size:15px;margin:14px 
 table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
 th{background:#f0f3f6}tr.flagged td{background:#fff1e0}.figure{display:block;margin:8px 0;max-width:100%;height:auto}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.note{font-size:12px;color:#555}.empty{color:#888;font-style:italic}
-details summary{cursor:pointer;font-weight:bold;margin:6px 0}
+details summary{cursor:pointer;font-weight:bold;margin:6px 0}h4{font-size:13px;margin:10px 0 4px}
+.map-block{margin:10px 0 18px}
 """
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "x"
-
-
-def _mkey(muscle) -> tuple:
-    """Sort key: vocabulary order (proximal-distal groups as listed), unknown muscles last."""
-    return (vocab.MUSCLES.index(muscle) if muscle in vocab.MUSCLES else len(vocab.MUSCLES), str(muscle))
-
-
-def _muscle_order(muscles) -> list[str]:
-    return sorted({m for m in muscles if m is not None}, key=_mkey)
-
-
-def _table(headers: list[str], rows: list, *, row_class=None) -> str:
-    if not rows:
-        return '<p class="empty">None.</p>'
-    out = ["<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead><tbody>"]
-    for r in rows:
-        cls = f' class="{row_class(r)}"' if row_class and row_class(r) else ""
-        cells = "".join(f"<td>{escape(_fmt(v))}</td>" for v in r)
-        out.append(f"<tr{cls}>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
-    return str(v)
-
-
-class _Ctx:
-    """Queries of one report: the pinned connection, the cohort and the row-level clauses."""
-
-    def __init__(self, cohort: Cohort):
-        self.c = cohort
-        self.con = cohort.con
-
-    def rows(self, sql: str, params=(), *, alias: str = "x", keys=cf.ROW_KEYS) -> list[tuple]:
-        """Run ``sql`` with ``{rows}`` replaced by the clauses on ``keys`` (muscle, side) of ``alias``."""
-        pred, p = self.c.filter.predicate({k: f"{alias}.{k}" for k in keys})
-        return self.con.execute(sql.replace("{rows}", pred), list(params) + p).fetchall()
+_Ctx, _table = rs.Ctx, rs.table
 
 
 # --------------------------------------------------------------------------- sections
@@ -127,200 +85,17 @@ def _qc(ctx: _Ctx) -> tuple[str, int]:
     n = 0
     if statuses:
         html.append(figures.bar_svg(statuses, {s: [counts.get((s, st), 0) for st in statuses] for s in sites},
-                                    svg_id="qc-files", title="Files by status and site", x_label="files"))
+                                    svg_id="qc-files", title="Files by status and site", x_label="files (count)"))
         n += 1
     else:
         html.append('<p class="empty">No files for the selected sites.</p>')
     total = sum(counts.values())
     html.append(f"<p>{total} files: " + ", ".join(
         f"{sum(v for (s, st), v in counts.items() if st == status)} {status}" for status in statuses) + ".</p>")
-    html.append("<h3>Quarantined files by reason</h3>" + _table(["site", "stage", "reason code", "files"], q))
+    html.append("<h3>Quarantined files by reason</h3>" + _table(["site", "stage", "reason code", "n_files"], q))
     html.append('<p class="note">Paths and messages are not shown (they quote inbox file names); '
                 "site operators see them with <code>myomap status</code>.</p></section>")
     return "".join(html), n
-
-
-def _maps(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows(f"""
-        SELECT s.task, s.condition, x.muscle, x.side, x.pct, avg(x.envelope_mean), avg(x.onset_mean_pct),
-               avg(x.offset_mean_pct), count(DISTINCT s.subject_id)
-        FROM activation_map x JOIN _cohort_sessions cs ON x.scope = 'session' AND x.scope_id = cs.session_id
-        JOIN sessions s ON s.session_id = cs.session_id
-        WHERE {{rows}} GROUP BY ALL ORDER BY ALL""")
-    source = "mean of the session maps of the cohort"
-    if not rows and ctx.c.filter.is_empty and not ctx.c.excluded:
-        rows = ctx.rows(f"""SELECT NULL, x.scope_id, x.muscle, x.side, x.pct, x.envelope_mean, x.onset_mean_pct,
-                x.offset_mean_pct, NULL FROM activation_map x WHERE x.scope = 'condition' AND {{rows}}
-                ORDER BY ALL""")
-        source = "pooled condition maps"
-    groups: dict = defaultdict(list)
-    for r in rows:
-        groups[(r[0], r[1])].append(r)
-    html = ['<section id="maps"><h2>Activation maps</h2>',
-            f'<p class="note">Normalised envelope over the gait cycle ({escape(source)}); white line: mean onset, '
-            "dashed black line: mean offset (default detector).</p>"]
-    n = 0
-    for (task, cond), rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-        muscles = _muscle_order(r[2] for r in rs)
-        pcts = sorted({r[4] for r in rs})
-        idx = {p: i for i, p in enumerate(pcts)}
-        mats = {side: np.full((len(muscles), len(pcts)), np.nan) for side in vocab.SIDES}
-        marks = {side: [None] * len(muscles) for side in vocab.SIDES}
-        for _, _, m, side, pct, env, on, off, _ in rs:
-            if side in mats and m in muscles:
-                mats[side][muscles.index(m), idx[pct]] = np.nan if env is None else env
-                marks[side][muscles.index(m)] = (on, off)
-        n_subj = max((r[8] or 0) for r in rs)
-        label = " / ".join(str(v) for v in (task, cond) if v is not None)
-        title = f"Activation map: {label}" + (f" ({n_subj} subjects)" if n_subj else "")
-        html.append(figures.heatmap_svg([mats["L"], mats["R"]], muscles, svg_id=f"map-{_slug(label)}",
-                                        title=title, panel_titles=("Left", "Right"), x_values=pcts,
-                                        marks=[marks["L"], marks["R"]]).replace(
-            'class="figure heatmap"', 'class="figure heatmap activation-map"', 1))
-        n += 1
-    if not n:
-        html.append('<p class="empty">No activation maps for this selection.</p>')
-    html.append("</section>")
-    return "".join(html), n
-
-
-def _series_label(task, cond) -> str:
-    return " / ".join(str(v) for v in (task, cond) if v is not None) or "all"
-
-
-def _timing(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        WITH per_subject AS (SELECT x.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.onset_pct) AS on_pct
-                             FROM v_onsets x WHERE x.burst = 0
-                             AND x.session_id IN (SELECT session_id FROM _cohort_sessions)
-                             AND {rows} GROUP BY ALL)
-        SELECT task, condition, muscle, side, avg(on_pct), stddev_samp(on_pct), count(*) FROM per_subject
-        GROUP BY ALL ORDER BY ALL""")
-    html = ['<section id="timing"><h2>Onset timing by condition</h2>']
-    if not rows:
-        return "".join(html) + '<p class="empty">No onsets for this selection.</p></section>', 0
-    row_keys = sorted({(r[2], r[3]) for r in rows}, key=lambda k: (_mkey(k[0]), str(k[1])))
-    series_keys = sorted({(r[0], r[1]) for r in rows}, key=str)
-    val = {(r[0], r[1], r[2], r[3]): r for r in rows}
-    series, intervals = {}, {}
-    for sk in series_keys:
-        name = _series_label(*sk)
-        series[name] = [val[(*sk, *rk)][4] if (*sk, *rk) in val else None for rk in row_keys]
-        intervals[name] = [(val[(*sk, *rk)][4] - val[(*sk, *rk)][5], val[(*sk, *rk)][4] + val[(*sk, *rk)][5])
-                           if (*sk, *rk) in val and val[(*sk, *rk)][5] is not None else None for rk in row_keys]
-    html.append(figures.dot_plot_svg([f"{m} {s}" for m, s in row_keys], series, intervals=intervals,
-                                     svg_id="onset-timing", title="Mean onset (first burst) ± SD across subjects",
-                                     x_label="onset (% gait cycle)"))
-    html.append("</section>")
-    return "".join(html), 1
-
-
-def _asymmetry(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        SELECT x.metric, x.muscle, s.task, x.condition, x.subject_id, avg(x.si_pct)
-        FROM asymmetry x JOIN sessions s USING (session_id)
-        WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions) AND {rows} GROUP BY ALL ORDER BY ALL""",
-        keys=("muscle",))
-    html = ['<section id="asymmetry"><h2>Asymmetry</h2>',
-            '<p class="note">Robinson symmetry index per subject (one dot per subject); '
-            f"shaded: ±{SI_BAND_PCT:g} %.</p>"]
-    by_metric: dict = defaultdict(list)
-    for r in rows:
-        by_metric[r[0]].append(r)
-    for metric, rs in sorted(by_metric.items()):
-        muscles = _muscle_order(r[1] for r in rs) + (["(whole limb)"] if any(r[1] is None for r in rs) else [])
-        series_keys = sorted({(r[2], r[3]) for r in rs}, key=str)
-        series = {}
-        for sk in series_keys:
-            series[_series_label(*sk)] = [[r[5] for r in rs if (r[2], r[3]) == sk and (r[1] or "(whole limb)") == m]
-                                          for m in muscles]
-        html.append(figures.dot_plot_svg(muscles, series, svg_id=f"asymmetry-{_slug(metric)}",
-                                         title=f"Symmetry index of {metric}", x_label="SI (%)",
-                                         band=(-SI_BAND_PCT, SI_BAND_PCT), band_label=f"±{SI_BAND_PCT:g} %"))
-    if not by_metric:
-        html.append('<p class="empty">No asymmetry values for this selection.</p>')
-    html.append("</section>")
-    return "".join(html), len(by_metric)
-
-
-def _variability(ctx: _Ctx) -> tuple[str, int]:
-    rows = ctx.rows("""
-        WITH per_subject AS (SELECT s.task, x.condition, x.muscle, x.side, x.subject_id, avg(x.cv_pct) AS cv,
-                                    avg(x.variance_ratio) AS vr
-                             FROM variability x JOIN sessions s USING (session_id)
-                             WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
-                             AND coalesce(x.metric, 'envelope') = 'envelope' AND x.muscle IS NOT NULL AND {rows}
-                             GROUP BY ALL)
-        SELECT task, condition, muscle, side, avg(cv), stddev_samp(cv), avg(vr), stddev_samp(vr)
-        FROM per_subject GROUP BY ALL ORDER BY ALL""")
-    html = ['<section id="variability"><h2>Variability</h2>']
-    if not rows:
-        return "".join(html) + '<p class="empty">No variability values for this selection.</p></section>', 0
-    cats = sorted({(r[2], r[3]) for r in rows}, key=lambda k: (_mkey(k[0]), str(k[1])))
-    sks = sorted({(r[0], r[1]) for r in rows}, key=str)
-    val = {(r[0], r[1], r[2], r[3]): r for r in rows}
-    n = 0
-    for col, sd_col, sid, title, label in ((4, 5, "variability-cv", "Coefficient of variation of the envelope",
-                                            "CV (%) mean ± SD"),
-                                           (6, 7, "variability-vr", "Variance ratio", "VR mean ± SD")):
-        series = {_series_label(*sk): [val[(*sk, *c)][col] if (*sk, *c) in val else None for c in cats] for sk in sks}
-        errors = {_series_label(*sk): [val[(*sk, *c)][sd_col] if (*sk, *c) in val else None for c in cats]
-                  for sk in sks}
-        html.append(figures.bar_svg([f"{m} {s}" for m, s in cats], series, errors=errors, svg_id=sid, title=title,
-                                    x_label=label))
-        n += 1
-    html.append("</section>")
-    return "".join(html), n
-
-
-def _subjects(ctx: _Ctx, max_subjects: int) -> tuple[str, int, int]:
-    subjects = [r[0] for r in ctx.con.execute(
-        "SELECT DISTINCT subject_id FROM _cohort_sessions ORDER BY 1").fetchall()]
-    prof = ctx.rows("""
-        SELECT x.subject_id, x.session_id, x.task, x.condition, x.muscle, x.side, x.metric, x.value,
-               x.reference_mean, x.reference_sd, x.z, x.percentile, x.flag, x.n_reference
-        FROM subject_profiles x WHERE x.session_id IN (SELECT session_id FROM _cohort_sessions)
-        AND {rows} ORDER BY ALL""")
-    by: dict = defaultdict(list)
-    for r in prof:
-        by[r[0]].append(r)
-    html = ['<section id="subjects"><h2>Subjects: profile against the cohort reference</h2>',
-            f'<p class="note">z-scores against the leave-one-subject-out reference of the same task and condition; '
-            f"shaded: |z| &lt; {Z_BAND:g}. Flagged rows are highlighted.</p>"]
-    if len(subjects) > max_subjects:
-        html.append(f'<p class="note">Showing the first {max_subjects} of {len(subjects)} subjects; '
-                    "narrow the cohort to see others.</p>")
-    n_fig = 0
-    for subj in subjects[:max_subjects]:
-        sid = _slug(subj)
-        html.append(f'<section class="subject" id="subject-{sid}"><h3>Subject {escape(subj)}</h3>')
-        rs = by.get(subj, [])
-        if not rs:
-            html.append('<p class="empty">No profile computed for this subject.</p></section>')
-            continue
-        sessions: dict = defaultdict(list)
-        for r in rs:
-            sessions[(r[1], r[2], r[3])].append(r)
-        for (sess, task, cond), srs in sorted(sessions.items(), key=lambda kv: str(kv[0])):
-            keys = sorted({(r[4], r[5]) for r in srs}, key=lambda k: (_mkey(k[0]), str(k[1])))
-            metrics = sorted({r[6] for r in srs})
-            z = {(r[4], r[5], r[6]): r[10] for r in srs}
-            series = {m: [z.get((*k, m)) for k in keys] for m in metrics}
-            svg = figures.dot_plot_svg([f"{m} {s or ''}".strip() for m, s in keys], series,
-                                       svg_id=f"profile-{sid}-{_slug(sess)}",
-                                       title=f"{subj}, {_series_label(task, cond)} ({sess}): z vs cohort",
-                                       x_label="z-score", band=(-Z_BAND, Z_BAND), band_label=f"|z| < {Z_BAND:g}")
-            html.append(svg.replace('class="figure dot-plot"', 'class="figure dot-plot profile"', 1))
-            n_fig += 1
-            flagged = [r for r in srs if r[12] not in (None, "none")]
-            html.append(f"<p>{len(flagged)} flag(s) in {len(srs)} values.</p>")
-            html.append(_table(["muscle", "side", "metric", "value", "reference mean", "reference SD", "z",
-                                "percentile", "flag", "n reference"],
-                               [(r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13]) for r in srs],
-                               row_class=lambda r: "flagged" if r[8] not in (None, "none") else ""))
-        html.append("</section>")
-    html.append("</section>")
-    return "".join(html), min(len(subjects), max_subjects), n_fig
 
 
 def _dictionary() -> str:
@@ -369,11 +144,11 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
         views.create_views(c.con)
         ctx = _Ctx(c)
         parts, n_fig = [], 0
-        for fn in (_qc, _maps, _timing, _asymmetry, _variability):
+        for fn in (_qc, rs.maps, rs.timing, rs.gait, rs.asymmetry, rs.variability):
             html, n = fn(ctx)
             parts.append(html)
             n_fig += n
-        html, n_subjects, n = _subjects(ctx, max_subjects)
+        html, n_subjects, n = report_subjects.subjects(ctx, max_subjects)
         parts.append(html)
         n_fig += n
         n_sess = c.con.execute("SELECT count(*) FROM _cohort_sessions").fetchone()[0]
@@ -385,7 +160,8 @@ def render_report(settings: Settings, out_path: str, *, cohort: str | None = Non
                 f"<p>DuckLake snapshot {c.snapshot_id} ({escape(str(c.snapshot_time))}); code "
                 f"{escape(code_version())}; generated {escape(utc_now())}"
                 + (f"; for site {escape(c.requester_site)}" if c.requester_site else "") + ".</p></header>")
-        links = (("qc", "QC"), ("maps", "Activation maps"), ("timing", "Onset timing"), ("asymmetry", "Asymmetry"),
+        links = (("qc", "QC"), ("maps", "Activation maps"), ("timing", "Onset timing"), ("gait", "Gait"),
+                 ("asymmetry", "Asymmetry"),
                  ("variability", "Variability"), ("subjects", "Subjects"), ("data-dictionary", "Data dictionary"))
         nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
         page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
