@@ -168,7 +168,7 @@ def releases_cmd(lake) -> None:
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @_clear_errors
 def report(out_arg, out_opt, lake, cohort, requester_site, consent_scope, as_of, force) -> None:
-    """Render a self-contained HTML report (QC, activation maps, timing, asymmetry, variability, subjects).
+    """Render a self-contained HTML report (channel QC beside activation maps, onset timing in ms and % cycle, gait summary per side, asymmetry, variability, subjects).
 
     An existing OUT is never replaced unless --force is given.
     """
