@@ -7,9 +7,11 @@ DuckLake transaction, so a killed run never leaves a partial trial.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -79,7 +81,22 @@ def load_manifest(settings: Settings, site: str) -> Manifest:
     except UnicodeDecodeError as exc:
         raise ManifestError("manifest_encoding", f"inbox/{site}/manifest.yaml is not UTF-8 text (byte "
                             f"{exc.start}): save it as UTF-8.") from None
-    return parse_manifest(text, site=site, limits=settings.limits)
+    lim = settings.limits
+    key = (text, site, lim.manifest_bytes, lim.yaml_aliases, lim.yaml_depth)  # what parsing depends on
+    with _MANIFESTS_LOCK:
+        parsed = _MANIFESTS.get(key)
+    if parsed is None:
+        parsed = parse_manifest(text, site=site, limits=lim)
+        with _MANIFESTS_LOCK:
+            if len(_MANIFESTS) >= 16:
+                _MANIFESTS.clear()
+            _MANIFESTS[key] = parsed
+    return copy.deepcopy(parsed)  # callers may change their copy
+
+
+#: Manifests parsed in this process, by text (YAML parsing is pure Python: once per night, not per file).
+_MANIFESTS: dict[tuple, Manifest] = {}
+_MANIFESTS_LOCK = threading.Lock()
 
 
 def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
