@@ -67,7 +67,9 @@ def _grid_nll_argmin(e, coarse, m, noise_var, bin_rate_hz):
     last = min(n - 5, coarse + onsets_refine.LATE_BINS)
     starts = np.arange(first, last + 1, dtype=np.float64)[:, None]
     cum = np.concatenate([[0.0], np.cumsum(e)])
-    rest = np.maximum(cum[first: last + 1] / (np.arange(first, last + 1) * m), 0.5 * noise_var)[:, None]
+    prior = onsets_refine.REST_PRIOR_BINS  # the rest level: the bins before each start, shrunk to noise_var
+    rest = np.maximum((cum[first: last + 1] + noise_var * m * prior) / ((np.arange(first, last + 1) + prior) * m),
+                      0.5 * noise_var)[:, None]
     scores = []
     for ramp_ms in onsets_refine.RAMP_GRID_MS:
         r = ramp_ms * 1e-3 * bin_rate_hz

@@ -11,9 +11,11 @@ to 1 ms bins of the squared, causally high-passed EMG (a forward-only Butterwort
 an onset, where a zero-phase band-pass rings ~3 ms early) (each bin's sum of ``m`` squares of zero-mean Gaussian samples is
 ``v * chi2(m)``; negative log-likelihood ``m log v + e / v``), on a grid of onsets ``t0``, ramp durations
 ``R`` (``RAMP_GRID_MS``) and plateaus ``A^2`` (``AMPLITUDE_GRID`` x the mean excess energy after the
-coarse onset). The window runs from ``REFINE_BACK_MS`` before the coarse onset (not before the previous
-burst's offset) to ``REFINE_AHEAD_MS`` after it (not past the burst's own offset). ``noise_var`` is the
-conditioned signal's variance in the detector's baseline. numpy and one numba kernel; no I/O.
+coarse onset). The window runs from ``REFINE_BACK_MS`` before the coarse onset (not before
+``AFTER_OFFSET_GUARD_MS`` after the previous burst's offset) to ``REFINE_AHEAD_MS`` after it (not past
+the burst's own offset). ``noise_var`` is the conditioned signal's variance in the detector's baseline;
+the rest level before a candidate onset is the window's mean energy before it shrunk toward
+``noise_var`` (``REST_PRIOR_BINS``). numpy and one numba kernel; no I/O.
 """
 from __future__ import annotations
 
@@ -40,6 +42,15 @@ BIN_MS = 1.0
 LATE_BINS = 20
 #: Bins (ms) of rest the fit needs before a candidate onset to estimate the rest level.
 MIN_REST_BINS = 10
+#: Weight (bins) of the record's rest variance in the rest level before a candidate onset: the mean energy
+#: of the window's bins before it, shrunk toward ``noise_var`` as if that many bins of it came first. The
+#: local mean alone absorbs the start of a slow ramp (onsets late: +6 ms on 100 ms ramps at 10 dB, 0.7 s
+#: strides); the record's quietest-window variance alone is biased low (onsets early); 100 bins balance
+#: them (``docs/methods_timing.md``).
+REST_PRIOR_BINS = 100
+#: The window starts this long after the previous burst's offset, ms: a coarse offset can fall on the
+#: burst's last samples, which would read as the start of the next one.
+AFTER_OFFSET_GUARD_MS = 15.0
 
 
 def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, noise_var: float,
@@ -89,7 +100,7 @@ def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, n
         ib = int(i) // m
         lo = max(0, ib - back)
         if k > 0 and off is not None:
-            lo = max(lo, int(off[k - 1]) // m + 1)
+            lo = max(lo, int(off[k - 1]) // m + 1 + int(AFTER_OFFSET_GUARD_MS / BIN_MS))
         hi = min(nb, ib + ahead)
         if off is not None:
             hi = min(hi, max(ib + 5, int(off[k]) // m))
@@ -103,11 +114,13 @@ def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, n
 def _fit(e: np.ndarray, coarse: int, m: int, noise_var: float, bin_rate_hz: float) -> int:
     """Bin index of the ML onset in the window ``e`` (energies per bin); the coarse onset is ``coarse``.
 
-    The rest level before each candidate onset is its own ML estimate (mean energy of the bins before
-    it, at least ``MIN_REST_BINS`` of them), floored at half ``noise_var``. Every (ramp, plateau, onset)
-    of the grid is scored; the first lowest negative log-likelihood in (ramp, plateau, onset) order wins."""
+    The rest level before each candidate onset is the mean energy of the bins before it (at least
+    ``MIN_REST_BINS`` of them) shrunk toward ``noise_var`` with the weight of ``REST_PRIOR_BINS`` bins,
+    floored at half ``noise_var``. Every (ramp, plateau, onset) of the grid is scored; the first lowest
+    negative log-likelihood in (ramp, plateau, onset) order wins."""
     return int(_fit_kernel(np.ascontiguousarray(e, dtype=np.float64), int(coarse), int(m), float(noise_var),
-                           float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS))
+                           float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS,
+                           float(REST_PRIOR_BINS)))
 
 
 _RAMPS_MS = np.asarray(RAMP_GRID_MS, dtype=np.float64)
@@ -115,7 +128,7 @@ _AMPLITUDES = np.asarray(AMPLITUDE_GRID, dtype=np.float64)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late):  # pragma: no cover - numba
+def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late, prior_bins):  # pragma: no cover
     """The grid of :func:`_fit`, scored in closed form where the model is flat: before the onset
     (``rest``) and after the ramp (``rest + A^2``) by cumulative sums, so only the ramp's own bins are
     summed one by one (the same likelihood as summing every bin)."""
@@ -137,7 +150,7 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
         for a in amps:
             c = a * excess
             for s in range(first, last + 1):
-                rest = max(cum[s] / (s * m), 0.5 * noise_var)
+                rest = max((cum[s] + noise_var * m * prior_bins) / ((s + prior_bins) * m), 0.5 * noise_var)
                 nll = s * math.log(rest) + cum[s] / (rest * m)
                 k = min(nr, n - s)
                 for d in range(k):
