@@ -71,10 +71,6 @@ TKEO_K_SD = 5.0
 TKEO_WINDOW_MS = 50.0
 #: See TKEO_WINDOW_MS, ms.
 TKEO_MIN_ABOVE_MS = 30.0
-#: Sub-threshold time that ends a TKEO burst before the refinement (``onsets_tkeo_refined``), ms: shorter
-#: than the plain detector's ``DEFAULT_MIN_DURATION_MS`` so that a loading-response burst ~65 ms after the
-#: swing burst (0.7 s strides) is not merged into it (misses 12 % -> 0.6 % at 10 dB; docs/methods_timing.md).
-TKEO_REFINED_MIN_OFF_MS = 30.0
 #: SD multiplier of the double-threshold detector's amplitude threshold on |raw EMG|
 #: (about 1 % of Gaussian noise samples exceed mean + 3 SD of |x|; the second, count
 #: threshold removes them).
@@ -535,18 +531,15 @@ def onsets_double_threshold(
 
 
 def onsets_tkeo_refined(emg_mv, /, *, rate_hz: float, baseline_window_ms: float = DEFAULT_BASELINE_WINDOW_MS,
-                        min_off_duration_ms: float = TKEO_REFINED_MIN_OFF_MS,
                         **tkeo_params) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`onsets_tkeo` bursts (ended by ``min_off_duration_ms`` below threshold), onsets refined by
-    :func:`transforms.onsets_refine.refine_bursts`.
+    """:func:`onsets_tkeo` bursts, onsets refined by :func:`transforms.onsets_refine.refine_bursts`.
 
     Raises
     ------
     ValueError
         As :func:`onsets_tkeo`.
     """
-    bursts = onsets_tkeo(emg_mv, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms,
-                         min_off_duration_ms=min_off_duration_ms, **tkeo_params)
+    bursts = onsets_tkeo(emg_mv, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms, **tkeo_params)
     return _refine.refine_bursts(emg_mv, *bursts, rate_hz=rate_hz, baseline_window_ms=baseline_window_ms)
 
 

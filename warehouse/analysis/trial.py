@@ -45,7 +45,7 @@ ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz":
                                 "order": emg_tx.DEFAULT_ORDER},
                    "conditioning": CONDITIONING, "cci_normalisation": CCI_NORMALISATION,
                    "default_onset_method": ons.DEFAULT_ONSET_METHOD, "k_sd": ons.DEFAULT_K_SD,
-                   "refine": {"min_off_ms": ons.TKEO_REFINED_MIN_OFF_MS, "back_ms": onsets_refine.REFINE_BACK_MS,
+                   "refine": {"back_ms": onsets_refine.REFINE_BACK_MS,
                               "ahead_ms": onsets_refine.REFINE_AHEAD_MS, "ramps_ms": onsets_refine.RAMP_GRID_MS,
                               "plateaus": onsets_refine.AMPLITUDE_GRID, "highpass_hz": onsets_refine.REFINE_HIGHPASS_HZ,
                               "rest_prior_bins": onsets_refine.REST_PRIOR_BINS,
@@ -233,14 +233,20 @@ def _conditioned(raw, rate, mains_hz) -> np.ndarray:
                             band_hz=emg_tx.DEFAULT_BAND_HZ, order=emg_tx.DEFAULT_ORDER)
 
 
-def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None):
+def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None, found=None):
     """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges.
     Hodges-Bui reads the envelope, TKEO the raw EMG (it band-passes itself), the double threshold the
-    conditioned EMG."""
+    conditioned EMG. ``found`` (method -> bursts) lets the refined TKEO start from the TKEO bursts already
+    detected on the same channel instead of detecting them again (the same computation)."""
     sig = env if method == "hodges_bui" else (
         conditioned if method == "double_threshold" and conditioned is not None else raw)
-    on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
-                                **ONSET_METHOD_PARAMS[method])
+    if method == "tkeo_refined" and found is not None and "tkeo" in found and not ONSET_METHOD_PARAMS[method]:
+        on, off = onsets_refine.refine_bursts(raw, *found["tkeo"], rate_hz=rate, baseline_window_ms=baseline_window_ms)
+    else:
+        on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
+                                    **ONSET_METHOD_PARAMS[method])
+    if found is not None:
+        found[method] = (on, off)
     return (on, off, *onsets_baseline.censored_bursts(on, off, n_samples=len(raw), rate_hz=rate))
 
 
@@ -257,9 +263,10 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     rows = []
     default_on = default_off = None
     ok_cycles = set(valid["cycle"].to_list())
+    found: dict = {}
     for method in ons.ONSET_METHODS:
         try:
-            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned)
+            on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned, found)
             censored = start_cut | end_cut
         except ValueError as exc:
             log.info("%s ch%s %s: %s", ids["trial_id"], ch, method, exc)
