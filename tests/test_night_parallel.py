@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 from conftest import drop, fixture, lake_fingerprint
+from test_real_analysis import MANIFEST  # the two real files' sessions (and their channel map)
 
 from flows.nightly import run_night
 from warehouse import catalog
@@ -15,13 +16,6 @@ from warehouse.settings import get_settings
 
 READ_AHEAD_FILE = steps.read_ahead_file
 
-MANIFEST = """
-site: real
-subjects: [{id: R01, mass_kg: 70}, {id: R02, mass_kg: 60}]
-sessions:
-  - {id: R01-S1, subject: R01, condition: fresh, task: walk, terrain: overground, files: ["small/*.c3d"]}
-  - {id: R02-S1, subject: R02, condition: fresh, task: walk, terrain: treadmill, files: ["tread/*.c3d"]}
-"""
 
 
 def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):

@@ -26,7 +26,7 @@ from warehouse.settings import Settings
 log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
-_STATE: dict = {"pool": None, "ahead": {}}  # key -> Future of a Recording
+_STATE: dict = {"pool": None, "ahead": {}}  # inbox path -> (sha256 future, Recording future, read options)
 
 
 def key(sha256: str, companions: dict[str, str], vertical_axis: str | None, memory_bytes: int | None) -> tuple:
@@ -65,14 +65,14 @@ def start(settings: Settings, src: str, companions: dict[str, str], vertical_axi
     fut = pool.submit(run)
     fut.add_done_callback(lambda f: f.exception())  # retrieved: never "exception never retrieved"
     with _LOCK:
-        _STATE["ahead"][("pending", src)] = (sha_future, fut, companions, vertical_axis,
+        _STATE["ahead"][src] = (sha_future, fut, companions, vertical_axis,
                                              settings.limits.reader_memory_bytes)
 
 
 def take(src: str, k: tuple) -> concurrent.futures.Future | None:
     """The read-ahead of ``src`` if it read the bytes and options of ``k`` (see :func:`key`), else None."""
     with _LOCK:
-        entry = _STATE["ahead"].pop(("pending", src), None)
+        entry = _STATE["ahead"].pop(src, None)
     if entry is None:
         return None
     sha_future, fut, companions, vertical_axis, memory_bytes = entry

@@ -309,20 +309,24 @@ def read_ahead_file(settings: Settings, site: str, rel_path: str) -> None:
     """Start reading the inbox file ``rel_path`` in the background (:mod:`warehouse.ingest.read_ahead`)
     with the options its ingest will use, if a session claims it; never raises (the ingest reads in line)."""
     try:
+        if settings.is_s3:
+            return
+        size = inbox.inspect(settings, site, rel_path)  # the cheap checks first: a re-run night stops here
+        if isinstance(size, inbox.Refusal) or _probably_done(settings, site, rel_path, size):
+            return
         name, parent = PurePosixPath(rel_path).name, PurePosixPath(rel_path).parent
         siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
                     if PurePosixPath(f).parent == parent]
-        if settings.is_s3 or is_companion(name, siblings):
+        if is_companion(name, siblings):
             return
         man = load_manifest(settings, site)
         session = man.session_for(rel_path)
-        src = f"{zones.inbox(settings, site)}/{rel_path}"
-        size = inbox.inspect(settings, site, rel_path)
-        if session is None or isinstance(size, inbox.Refusal) or _probably_done(settings, site, rel_path, size):
+        if session is None:
             return
         companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                       for role, cname in companions_for(name, siblings).items()}
-        read_ahead.start(settings, src, companions, man.vertical_axis_for(session))
+        read_ahead.start(settings, f"{zones.inbox(settings, site)}/{rel_path}", companions,
+                         man.vertical_axis_for(session))
     except Exception as exc:  # noqa: BLE001 - only an optimisation: the ingest reads the file itself
         log.debug("no read-ahead of %s/%s: %s", site, rel_path, exc)
 
