@@ -2,8 +2,8 @@
 then compute the derived tables. Tasks take and return small keys only."""
 from __future__ import annotations
 
-import collections
 import concurrent.futures
+import contextlib
 import contextvars
 import datetime as dt
 import json
@@ -119,9 +119,11 @@ def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: di
                "status": "completed", "message": None}
     try:
         summary["sites"] = sites = [site] if site else zones.list_sites(settings)
-        for s in sites:
-            _night_site(settings, s, run_id, summary, quiet, **ingest)
-        summary.update(run_derivations(settings.lake, quiet, sites=[site] if site else None, **derivation))
+        with _Derivations.for_night(settings, **derivation) as early:  # each trial derived once it is ingested
+            for s in sites:
+                _night_site(settings, s, run_id, summary, quiet, early=early, **ingest)
+            summary.update(run_derivations(settings.lake, quiet, sites=[site] if site else None, early=early,
+                                           **derivation))
         if summary["files_new"] or summary.get("trials_derived"):
             summary["compaction"] = _compact(settings)
             _echo(quiet, "[compaction] " + ", ".join(f"{k} {v}" for k, v in summary["compaction"].items()))
@@ -161,7 +163,8 @@ def _site_outcome(outcome: str = "ok", reason_code: str | None = None, message: 
             "ingested": 0, "quarantined": 0, "held": 0, "errors": 0, "quarantine_reasons": {}}
 
 
-def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, scan, process, refuse) -> None:
+def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, scan, process, refuse,
+                early=None) -> None:
     """One site's turn, inside its own error boundary (storage errors alone stop the night)."""
     lake = settings.lake
     out = summary["site_outcomes"][s] = _site_outcome()
@@ -192,13 +195,17 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
         for i, (rel, step) in enumerate(work, 1):
             if i < n and work[i][0] in readable:  # decode the next file while this one is committed
                 steps.read_ahead_file(settings, s, work[i][0])
-            _night_file(settings, s, summary, out, quiet, i, n, rel, step)
+            r = _night_file(settings, s, summary, out, quiet, i, n, rel, step)
+            if early is not None and r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
+                early.submit(r["trial_id"])
     finally:
         read_ahead.clear()
 
 
-def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int, n: int, rel: str, step) -> None:
-    """One inbox entry of a site's turn: a bug on it is recorded and the site goes on."""
+def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int, n: int, rel: str,
+                step) -> dict | None:
+    """One inbox entry of a site's turn: a bug on it is recorded and the site goes on. Returns the
+    step's small result (None after a bug)."""
     try:
         r = step()
     except faults.StorageError:
@@ -213,11 +220,12 @@ def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int,
             out.update(outcome="failed", reason_code="file_error",
                        message=f"inbox/{s}/{rel}: {type(exc).__name__}: {str(exc)[:300]}")
         _echo(quiet, f"[{s} {i}/{n}] {rel}: error ({type(exc).__name__}: {str(exc)[:200]})")
-        return
+        return None
     _count(summary, out, r)
     if r["new"]:
         _echo(quiet, f"[{s} {i}/{n}] {rel}: {r['outcome']}{_detail(r)}")
     faults.point("file_done", settings)
+    return r
 
 
 def _count(summary: dict, out: dict, r: dict) -> None:
@@ -240,13 +248,16 @@ def _detail(r: dict) -> str:
 
 
 def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=envelopes.fn, analyse=analyse.fn,
-                    cohort_step=cohort_tables.fn, sites: list[str] | None = None, fan_out: bool = False) -> dict:
+                    cohort_step=cohort_tables.fn, sites: list[str] | None = None, fan_out: bool = False,
+                    early: _Derivations | None = None) -> dict:
     """Envelopes and analysis of every trial whose outputs are missing or stale, then cohort tables.
 
     ``sites`` limits the per-trial work to those sites' trials, so that two on-demand runs
     of different sites never compute (and insert) the same trial at the same time.
     ``fan_out`` (Prefect tasks only) submits every trial's envelopes and analysis to the
     flow's task runner at once; tasks take and return small keys (lake, trial id -> counts).
+    ``early``: the night's derivation threads, which may have started trials as they were ingested
+    (their results are reported here, in trial order, with the trials still pending).
     """
     settings = get_settings(lake)
     lake = settings.lake
@@ -255,7 +266,9 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
                   | set(derived.pending(settings, "analysis", trial.PARAMS_HASH)))
     if sites:
         todo = [tid for tid in todo if tid.split(":", 1)[0] in sites]
-    for i, (tid, rows, a) in enumerate(_per_trial(lake, todo, derive, analyse, fan_out), 1):
+    if early is not None:  # trials started during the ingest are reported, finished or not
+        todo = sorted(set(todo) | set(early.started()))
+    for i, (tid, rows, a) in enumerate(_per_trial(lake, todo, derive, analyse, fan_out, early), 1):
         out["envelope_rows"] += rows
         if a.get("error"):
             out.setdefault("analysis_errors", {})[tid] = a["error"]
@@ -284,25 +297,57 @@ def _derive_one(lake: str, tid: str, derive, analyse) -> tuple[str, int, dict]:
     return tid, rows, analyse(lake, tid)
 
 
-def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool):
-    """Yield ``(trial_id, envelope rows, analysis summary)`` per trial, in ``todo`` order."""
-    if not (fan_out and hasattr(derive, "submit") and hasattr(analyse, "submit")):
-        workers = min(get_settings(lake).derive_workers, len(todo))
-        if workers <= 1:
-            yield from (_derive_one(lake, tid, derive, analyse) for tid in todo)
+class _Derivations:
+    """Trials derived ``workers`` at a time on threads, each started as soon as it is ingested (while the
+    night reads and commits the next files) or when :func:`run_derivations` asks for it.
+
+    numba, numpy, scipy and DuckDB release the GIL; every catalog statement of the process takes its turn
+    (:func:`warehouse.catalog.connect` inside :func:`warehouse.catalog.pooled`). Each thread runs in a copy
+    of the submitting thread's context, so Prefect records the task calls made there as this flow run's
+    tasks. Only a trial's arrays being computed are in memory (a queued trial is its id)."""
+
+    def __init__(self, lake: str, derive, analyse, workers: int):
+        self._lake, self._derive, self._analyse = lake, derive, analyse
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="derive")
+        self._futures: dict[str, concurrent.futures.Future] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def for_night(cls, settings, *, derive, analyse, fan_out: bool = False, **_):
+        """The night's derivation threads, or None where trials are derived one after the other (one
+        worker) or fanned out to the flow's task runner. Queued trials are dropped and running ones
+        finished when the block ends (the night's lease is still held)."""
+        workers = settings.derive_workers
+        if fan_out or workers <= 1:
+            yield None
             return
-        # a few trials computed at once on threads (numba, numpy, scipy and DuckDB release the GIL);
-        # their commits take turns (catalog.write_atomically). Each thread runs in a copy of this
-        # thread's context, so Prefect records task calls made there as this flow run's tasks.
-        with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="derive") as pool:
-            pending = collections.deque()
-            for tid in todo:
-                pending.append((tid, pool.submit(contextvars.copy_context().run, _derive_one, lake, tid, derive,
-                                                 analyse)))
-                if len(pending) > workers:  # bounded: a trial's arrays are in memory only while it is computed
-                    yield pending.popleft()[1].result()
-            while pending:
-                yield pending.popleft()[1].result()
+        early = cls(settings.lake, derive, analyse, workers)
+        try:
+            yield early
+        finally:
+            early._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, tid: str) -> None:
+        if tid not in self._futures:
+            self._futures[tid] = self._pool.submit(contextvars.copy_context().run, _derive_one, self._lake, tid,
+                                                   self._derive, self._analyse)
+
+    def started(self) -> list[str]:
+        return list(self._futures)
+
+    def result(self, tid: str) -> tuple[str, int, dict]:
+        return self._futures.pop(tid).result()
+
+
+def _per_trial(lake: str, todo: list[str], derive, analyse, fan_out: bool, early: _Derivations | None = None):
+    """Yield ``(trial_id, envelope rows, analysis summary)`` per trial, in ``todo`` order."""
+    if early is not None:
+        for tid in todo:
+            early.submit(tid)
+        yield from (early.result(tid) for tid in todo)
+        return
+    if not (fan_out and hasattr(derive, "submit") and hasattr(analyse, "submit")):
+        yield from (_derive_one(lake, tid, derive, analyse) for tid in todo)
         return
     # a trial's envelopes and analysis read only ingested tables: every task can start at once
     env = [derive.submit(lake, tid) for tid in todo]

@@ -216,7 +216,8 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
             create: bool = True) -> duckdb.DuckDBPyConnection:
     """Open an in-memory DuckDB with the lake attached as ``lake`` (and ``USE lake``).
 
-    Inside :func:`pooled`, a writer connection is a cursor of the thread's open instance.
+    Inside :func:`pooled`, a writer connection is a cursor of the thread's open instance, wrapped in
+    :class:`RetryingReads` (every statement takes this process's turn at the catalog).
 
     Parameters
     ----------
@@ -251,7 +252,8 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     except BaseException:
         cur.close()
         raise
-    return cur
+    # the night's threads (ingest, read-ahead, derivations) share the catalog: each statement takes its turn
+    return RetryingReads(cur, settings)
 
 
 def _open(settings: Settings, *, read_only: bool, as_of: str | None, create: bool) -> duckdb.DuckDBPyConnection:
@@ -352,6 +354,12 @@ class _Fetched:
     def fetchone(self):
         return next(iter(self.fetchall()), None)
 
+    def __iter__(self):
+        return iter(self.fetchall())
+
+    def to_arrow_table(self):
+        return self._t
+
     def fetchnumpy(self) -> dict:
         import polars as pl
 
@@ -371,9 +379,12 @@ class RetryingReads:
     is while another process commits. Write through the connection itself (:func:`write_atomically`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings):
-        self._con, self._settings = con, settings
+        self._con, self._settings = unwrap(con), settings
 
     def execute(self, sql: str, params=None) -> _Fetched:
+        if getattr(_IN_TRANSACTION, "depth", 0):  # inside this thread's transaction: its retry applies
+            return self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+
         def attempt():
             try:
                 with _catalog_turn(self._settings):  # fetched whole inside the turn: no read left open
@@ -390,6 +401,15 @@ class RetryingReads:
 
     def __getattr__(self, name):
         return getattr(self._con, name)
+
+
+def unwrap(con):
+    """The DuckDB connection behind a :class:`RetryingReads` (or ``con`` itself)."""
+    return con._con if isinstance(con, RetryingReads) else con
+
+
+#: Per thread: how many :func:`transaction` blocks are open (their statements are not retried one by one).
+_IN_TRANSACTION = threading.local()
 
 
 def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
@@ -413,7 +433,9 @@ def transaction(con: duckdb.DuckDBPyConnection, *, step: str | None = None) -> I
 
     ``step`` names a fault point reached just before COMMIT (tests: :mod:`warehouse.faults`).
     """
+    con = unwrap(con)
     con.execute("BEGIN")
+    _IN_TRANSACTION.depth = getattr(_IN_TRANSACTION, "depth", 0) + 1
     try:
         yield con
         if step:
@@ -422,6 +444,8 @@ def transaction(con: duckdb.DuckDBPyConnection, *, step: str | None = None) -> I
     except BaseException:
         rollback_quietly(con)
         raise
+    finally:
+        _IN_TRANSACTION.depth -= 1
 
 
 def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,
@@ -437,8 +461,8 @@ def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,
         back-off): the transaction was rolled back, nothing of it is visible.
     """
     def attempt() -> T:
-        with _catalog_turn(settings), transaction(con):
-            return body(con)
+        with _catalog_turn(settings), transaction(con) as c:
+            return body(c)
     return faults.storage_retry(lambda: with_retry(attempt, settings, what=what), settings, what=what)
 
 

@@ -20,9 +20,21 @@ ENVELOPE_PARAMS = {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAU
 ENVELOPE_HASH = emg_tx.params_hash(**ENVELOPE_PARAMS)
 
 
-def mark_done(con, trial_id: str, step: str, params_hash: str) -> None:
-    """Record (inside the caller's transaction) that ``step`` ran on ``trial_id``."""
-    con.execute("DELETE FROM derivations WHERE trial_id = ? AND step = ?", [trial_id, step])
+def has_run(con, trial_id: str, step: str) -> bool:
+    """Whether ``step`` ever ran on ``trial_id`` (any parameters), read inside the caller's transaction.
+
+    A step's rows of a trial are written only together with its ``derivations`` row, and a re-ingested
+    trial loses both (``warehouse.ingest.steps.REPLACED_ON_REINGEST``): when it never ran there is nothing
+    of it to delete, and the deletes (one scan per table) are skipped."""
+    return bool(con.execute("SELECT count(*) FROM derivations WHERE trial_id = ? AND step = ?",
+                            [trial_id, step]).fetchone()[0])
+
+
+def mark_done(con, trial_id: str, step: str, params_hash: str, *, replace: bool = True) -> None:
+    """Record (inside the caller's transaction) that ``step`` ran on ``trial_id``; ``replace=False`` when
+    :func:`has_run` said it never did."""
+    if replace:
+        con.execute("DELETE FROM derivations WHERE trial_id = ? AND step = ?", [trial_id, step])
     con.execute("INSERT INTO derivations VALUES (?, ?, ?, now())", [trial_id, step, params_hash])
 
 
@@ -100,12 +112,14 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
         table = pa.concat_tables(parts) if parts else None
 
         def body(c):
-            c.execute("DELETE FROM emg_envelopes WHERE trial_id = ?", [trial_id])
+            ran = has_run(c, trial_id, "envelopes")
+            if ran:
+                c.execute("DELETE FROM emg_envelopes WHERE trial_id = ?", [trial_id])
             if table is not None:
                 c.register("_env", table)
                 c.execute("INSERT INTO emg_envelopes BY NAME SELECT * FROM _env")
                 c.unregister("_env")
-            mark_done(c, trial_id, "envelopes", p_hash)
+            mark_done(c, trial_id, "envelopes", p_hash, replace=ran)
         catalog.write_atomically(settings, con, body, what=f"envelopes {trial_id}")
         return 0 if table is None else table.num_rows
     finally:

@@ -19,7 +19,7 @@ from transforms import emg as emg_tx
 from transforms import onsets as ons
 from warehouse import catalog
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import block_envelopes, mark_done, read_channels
+from warehouse.analysis.derived import block_envelopes, has_run, mark_done, read_channels
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,18 +140,20 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         }
 
         def body(c):
-            c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
-            c.execute("DELETE FROM plausibility WHERE trial_id = ? AND code = 'treadmill_foot_off_disagrees'",
-                      [trial_id])
-            for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction", "emg_spectra",
-                         "analysis_exclusions"):
-                c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
+            ran = has_run(c, trial_id, "analysis")
+            if ran:  # an earlier analysis of the trial (other parameters): its rows are replaced
+                c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
+                c.execute("DELETE FROM plausibility WHERE trial_id = ? AND code = 'treadmill_foot_off_disagrees'",
+                          [trial_id])
+                for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction",
+                             "emg_spectra", "analysis_exclusions"):
+                    c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
             for name, tbl in tables.items():
                 if tbl is not None and tbl.num_rows:
                     c.register("_a", tbl)
                     c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _a")
                     c.unregister("_a")
-            mark_done(c, trial_id, "analysis", PARAMS_HASH)
+            mark_done(c, trial_id, "analysis", PARAMS_HASH, replace=ran)
         catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
     finally:

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 import pyarrow as pa
 
+from schemas import contracts
 from warehouse import catalog, faults, zones
 from warehouse.ingest import inbox, limits, read_ahead, tables, validation
 from warehouse.ingest.harmonise import harmonise
@@ -465,26 +466,33 @@ def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, tria
     return val
 
 
-def _record_validations(c, val, run_id: str, trial_id: str) -> None:
-    """Replace this run's validation rows of the trial (inside the caller's transaction)."""
-    c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
+def _record_validations(c, val, run_id: str, trial_id: str, *, replace: bool = True) -> None:
+    """Replace this run's validation rows of the trial (inside the caller's transaction); ``replace=False``
+    for a trial no file ever had (nothing of it can be recorded yet)."""
+    if replace:
+        c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
     c.register("_val", val)
     c.execute("INSERT INTO validations BY NAME SELECT * FROM _val")
     c.unregister("_val")
 
 
+#: What a corrected re-upload replaces: every table keyed by the trial (derived ones too, so that a step
+#: without a ``derivations`` row has no rows of the trial: the derivations skip their deletes on that
+#: promise), except the history of its files and validations.
+REPLACED_ON_REINGEST = tuple(name for name, t in contracts.TABLES.items()
+                             if "trial_id" in t.column_names and name not in ("files", "validations"))
+
 def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
                  run_id, companion_shas):
     """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction."""
     def body(c):
-        _record_validations(c, val, run_id, trial_id)
         # a trial's rows are only ever written here, together with its files row: a trial id no file ever
-        # had is new, and the deletes (a scan of each big table once it is compacted) are skipped
-        if c.execute("SELECT count(*) FROM files WHERE trial_id = ?", [trial_id]).fetchone()[0]:
-            for t in ("emg_samples", "emg_channels", "force_plates", "grf", "markers", "gait_events", "emg_envelopes",
-                      "channel_qc", "plausibility", "ultrasound_series", "ultrasound_measurements",
-                      "ultrasound_metrics", "trials"):
+        # had is new, and nothing keyed by it exists yet (no deletes: each scans a big table once compacted)
+        known = c.execute("SELECT count(*) FROM files WHERE trial_id = ?", [trial_id]).fetchone()[0]
+        if known:  # a corrected re-upload: every row keyed by the trial is replaced, derived ones included
+            for t in REPLACED_ON_REINGEST:
                 c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        _record_validations(c, val, run_id, trial_id, replace=bool(known))
         for name, tbl in batches.items():
             if tbl.num_rows:
                 c.register("_arrow_in", tbl)
@@ -492,12 +500,15 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
                 c.unregister("_arrow_in")
         c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                   "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
-        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
-                  "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
-        # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
-        c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
-                  "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
-        c.execute("DELETE FROM derivations WHERE trial_id = ?", [trial_id])
+        # quarantine rows of these bytes (a retried file, a channel set aside before): one look, then the updates
+        in_quarantine = c.execute("SELECT count(*) FROM quarantine WHERE sha256 = ? AND site_id = ?",
+                                  [sha, site]).fetchone()[0]
+        if in_quarantine:
+            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
+                      "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
+        if known:  # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
+            c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
+                      "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
         for csha in companion_shas:
             c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
                       "WHERE sha256 = ? AND site_id = ? AND status IN ('held', 'quarantined') AND sha256 NOT IN "
@@ -505,11 +516,13 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
                       "'companion_of_quarantined')", [session.id, trial_id, run_id, csha, site, site])
             c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND reason_code = "
                       "'companion_of_quarantined' AND resolved_at IS NULL", [csha, site])
-        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
-                  "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
+        if in_quarantine:
+            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
+                      "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
         for label, code, message in chan_issues:
             p = f"{rel_path}#{label}"
-            c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
+            if in_quarantine:
+                c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
             c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
                       "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
                       [sha, site, p, code, message, now(), raw, run_id])
