@@ -282,7 +282,7 @@ def _print_sites(con) -> None:
 @click.option("--duration-s", default=20.0, show_default=True, help="Length of each trial.")
 def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float) -> None:
     """Generate a synthetic 3-site consortium into the inbox, ingest it, show example SQL."""
-    from flows.nightly import nightly
+    from flows.nightly import nightly, warm_prefect_server
     from warehouse import catalog
     from warehouse.demo import generate_consortium
 
@@ -290,12 +290,16 @@ def demo(lake: str | None, seed: int, subjects_per_site: int, duration_s: float)
     if settings.is_s3:
         raise click.ClickException("myomap demo writes a local lake; unset MYOMAP_LAKE or pass --lake DIR.")
     t0 = time.time()
+    server = warm_prefect_server()  # Prefect's local server starts (~20 s) while the data are generated
     inbox = Path(settings.zone("inbox"))
     click.echo(f"Generating the demo consortium into {inbox} (seed {seed}) ...")
     truth = generate_consortium(inbox, seed=seed, subjects_per_site=subjects_per_site, duration_s=duration_s,
                                 progress=lambda m: click.echo("  " + m))
     click.echo(f"Ground truth: {inbox / 'ground_truth.json'}  ({time.time() - t0:.1f} s)")
-    click.echo("Running the nightly flow (Prefect starts a local ephemeral server: ~20 s) ...")
+    if server is not None:
+        click.echo("Waiting for Prefect's local ephemeral server ...")
+        server.join()
+    click.echo("Running the nightly flow ...")
     summary = nightly(lake=settings.lake, quiet=False)
     _print_summary(summary)
     con = catalog.connect(settings, read_only=True)

@@ -8,6 +8,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import uuid
 
@@ -64,6 +65,29 @@ def analyse(lake: str, trial_id: str) -> dict:
 def cohort_tables(lake: str) -> dict:
     """Asymmetry, variability, fatigue, synergies, maps, profiles and cohort summaries."""
     return cohort.rebuild(get_settings(lake))
+
+
+def warm_prefect_server() -> threading.Thread | None:
+    """Start Prefect's local ephemeral API server on a thread (it takes 15-25 s to start here) so that other
+    work (e.g. the demo's data generation) runs meanwhile; ``join()`` the thread before the first flow runs
+    (until the server answers, a flow would not wait for it). None when an API server is configured
+    (``PREFECT_API_URL``) or ephemeral servers are disabled. A failure to start is logged: the flow then
+    starts the server itself, as it would have."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except Exception as exc:  # noqa: BLE001 - the flow starts it itself
+            logging.getLogger(__name__).warning("Prefect's ephemeral server did not start early: %s", exc)
+    t = threading.Thread(target=start, name="prefect-server", daemon=True)
+    t.start()
+    return t
 
 
 def _echo(quiet: bool, text: str) -> None:
