@@ -5,6 +5,8 @@ result in one transaction (delete + insert per trial, so re-running is idempoten
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 
@@ -79,6 +81,19 @@ def block_envelopes(samples: dict[int, np.ndarray], rates: dict[int, float], **p
     return out
 
 
+#: Per thread: the EMG and full-rate envelopes of the trial whose envelopes this thread computed last,
+#: for the analysis of the same trial that follows on the same thread (``flows.nightly``): one read of the
+#: samples and one envelope pass per trial, not two. Taken (and dropped) by the next :func:`take_handed_over`.
+_HANDOFF = threading.local()
+
+
+def take_handed_over(settings: Settings, trial_id: str) -> tuple[dict, dict] | None:
+    """``(samples, envelopes)`` by channel that :func:`compute_envelopes` just computed for this trial on this
+    thread (float32 mV as stored, float64 envelopes with :data:`ENVELOPE_PARAMS`), or None."""
+    item, _HANDOFF.item = getattr(_HANDOFF, "item", None), None
+    return item[1] if item is not None and item[0] == (settings.catalog, trial_id) else None
+
+
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
@@ -120,7 +135,9 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
                 c.execute("INSERT INTO emg_envelopes BY NAME SELECT * FROM _env")
                 c.unregister("_env")
             mark_done(c, trial_id, "envelopes", p_hash, replace=ran)
+        _HANDOFF.item = None
         catalog.write_atomically(settings, con, body, what=f"envelopes {trial_id}")
+        _HANDOFF.item = ((settings.catalog, trial_id), (samples, envs))
         return 0 if table is None else table.num_rows
     finally:
         con.close()

@@ -19,7 +19,8 @@ from transforms import emg as emg_tx
 from transforms import onsets as ons
 from warehouse import catalog
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import block_envelopes, has_run, mark_done, read_channels
+from warehouse.analysis.derived import (ENVELOPE_PARAMS, block_envelopes, has_run, mark_done, read_channels,
+                                        take_handed_over)
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def median_stride_s(chosen: dict) -> float | None:
 
 def analyse_trial(settings: Settings, trial_id: str) -> dict:
     """Compute events, cycles, onsets, metrics, CCI and spectra for one trial."""
+    handed = take_handed_over(settings, trial_id)  # this trial's EMG, if its envelope step just read it here
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
     try:
@@ -128,7 +130,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
         rows = _analyse_channels(reads, trial_id, subject, session, chans, chosen, annotated, window_ms,
                                  stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT,
-                                 mains_hz=mains_hz or DEFAULT_MAINS_HZ)
+                                 mains_hz=mains_hz or DEFAULT_MAINS_HZ,
+                                 handed=handed)
         cycles_rows = rows.pop("gait_cycles")
         cycles_rows += _grf_per_cycle(reads, trial_id, chosen, plate)
         tables = {
@@ -163,13 +166,16 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
 def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=None,
                       baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
                       stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT,
-                      mains_hz: float = 50.0) -> dict:
+                      mains_hz: float = 50.0, handed: tuple[dict, dict] | None = None) -> dict:
     onset_rows, metric_rows, spec_rows = [], [], []
     cycle_rows = _gait_cycle_rows(chosen, annotated, stance_pct)
     norm_by_side: dict[str, dict[str, np.ndarray]] = {"L": {}, "R": {}}
     ids = {"trial_id": trial_id, "subject_id": subject, "session_id": session}
-    samples = read_channels(con, trial_id)  # one scan of the trial's samples, not one per channel
-    envs = block_envelopes(samples, {ch: r for ch, _, _, r in chans if len(samples.get(ch, ())) >= int(r)})
+    # the samples and envelopes the trial's envelope step just computed on this thread, else one scan
+    samples, known = handed if handed is not None else (read_channels(con, trial_id), {})
+    wanted = {ch: r for ch, _, _, r in chans if len(samples.get(ch, ())) >= int(r)}
+    envs = {ch: known[ch] for ch in wanted if ch in known}
+    envs.update(block_envelopes(samples, {ch: r for ch, r in wanted.items() if ch not in envs}, **ENVELOPE_PARAMS))
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
