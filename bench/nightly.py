@@ -151,6 +151,12 @@ def _peak_mb(who) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process and its finished children."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
     from flows.nightly import run_night
     from warehouse.demo import generate_consortium
@@ -180,9 +186,9 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
             import cProfile
             prof = cProfile.Profile()
             prof.enable()
-        t = time.perf_counter()
+        t, cpu0 = time.perf_counter(), _cpu_s()
         s = run_night(str(lake), quiet=True, **stages.kwargs())
-        full = time.perf_counter() - t
+        full, cpu = time.perf_counter() - t, _cpu_s() - cpu0
         if prof:
             prof.disable()
             prof.dump_stats(profile)
@@ -207,6 +213,8 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
               f"{stages.wall('envelopes', 'analysis'):.1f} s")
         print(f"throughput: {n / full:.2f} trials/s, {full / n:.2f} s/trial, "
               f"{figs['emg_samples'] / full / 1e3:,.0f} k EMG samples/s ({figs['emg_samples'] / 1e6:.1f} M samples)")
+        print(f"CPU: {cpu:.1f} s (this process and its reader children) in {full:.1f} s of wall time: "
+              f"{cpu / full:.2f} of {os.cpu_count()} cores busy on average")
         print(f"no-op night: {noop:.1f} s")
         nonempty = {k: v for k, v in figs["files"].items() if v}
         print(f"active Parquet files: {sum(nonempty.values())} in {len(nonempty)} tables, at most "

@@ -364,7 +364,7 @@ def onsets_relative_to_cycles(
     }
     if off is not None:
         data.update({"offset_s": off, "offset_ms": (off - ref) * 1e3, "offset_pct": (off - ref) / T * 100.0})
-    return pl.DataFrame(data).with_columns(pl.col(pl.Float64).fill_nan(None))
+    return pl.DataFrame(data, nan_to_null=True)  # NaN (no cycle, or a zero-length one) is null
 
 
 def activation_sequences(

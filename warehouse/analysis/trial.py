@@ -293,10 +293,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
             rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
         except ValueError:
             continue
-        rel = rel.with_columns(start_censored=pl.Series(start_cut), end_censored=pl.Series(end_cut))
-        rel = rel.filter(pl.col("cycle") >= 0).with_columns(
-            burst=pl.col("onset_s").rank("ordinal").over("cycle").cast(pl.Int16) - 1)
-        for r in rel.iter_rows(named=True):
+        for r in _bursts_in_cycles(rel, start_cut, end_cut):
             if r["cycle"] not in ok_cycles:
                 continue
             start_c, end_c = r["start_censored"], r["end_censored"]
@@ -308,6 +305,26 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
                          "is_default": method == ons.DEFAULT_ONSET_METHOD,
                          "bias_corrected": corrected and not start_c, "params_hash": PARAMS_HASH})
     return rows, default_on, default_off
+
+
+def _bursts_in_cycles(rel: pl.DataFrame, start_cut, end_cut) -> list[dict]:
+    """The bursts of ``onsets_relative_to_cycles`` that fall in a cycle, in their order, with their censoring
+    flags and ``burst`` (0, 1, ... by onset within the cycle; ties in order). numpy on a few dozen rows: a
+    polars expression per channel and method costs more than the arithmetic."""
+    cols = {c: rel[c].to_numpy() for c in ("cycle", "onset_s", "onset_ms", "offset_ms", "onset_pct", "offset_pct")}
+    keep = np.flatnonzero(cols["cycle"] >= 0)
+    cycle, onset = cols["cycle"][keep], cols["onset_s"][keep]
+    order = np.lexsort((keep, onset, cycle))  # by cycle, then onset, then position
+    first = np.r_[0, np.flatnonzero(np.diff(cycle[order])) + 1]
+    burst = np.empty(keep.size, np.int64)
+    burst[order] = np.arange(keep.size) - np.repeat(first, np.diff(np.r_[first, keep.size]))
+
+    def num(x):
+        return None if x != x else float(x)  # NaN is null, as in the transform's frame
+    return [{"cycle": int(cycle[j]), "burst": int(burst[j]), "start_censored": bool(start_cut[i]),
+             "end_censored": bool(end_cut[i]), **{c: num(cols[c][i]) for c in ("onset_ms", "offset_ms", "onset_pct",
+                                                                             "offset_pct")}}
+            for j, i in enumerate(keep)]
 
 
 def _burst_spectra(raw, rate, default_on, default_off, *, trial_id, ch, muscle, side) -> list[dict]:
