@@ -151,6 +151,9 @@ def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 #: Open writer instances while a :func:`pooled` block runs: ``{thread id: {lake key: instance}}``.
 _POOLS: dict[int, dict[str, duckdb.DuckDBPyConnection]] = {}
 _POOL_STATE = {"depth": 0, "pid": None}
+#: Pooled instances (``id``) whose catalog has every contract table (tables are never dropped): their
+#: cursors skip :func:`ensure_tables` (one information_schema scan per connection otherwise).
+_ENSURED: set[int] = set()
 _POOL_LOCK = threading.Lock()
 
 
@@ -171,6 +174,7 @@ def pooled() -> Iterator[None]:
     with _POOL_LOCK:
         if _POOL_STATE["pid"] != os.getpid():  # a forked child never uses its parent's instances
             _POOLS.clear()
+            _ENSURED.clear()
             _POOL_STATE.update(depth=0, pid=os.getpid())
         _POOL_STATE["depth"] += 1
     try:
@@ -181,6 +185,7 @@ def pooled() -> Iterator[None]:
             closing = [] if _POOL_STATE["depth"] else [i for p in _POOLS.values() for i in p.values()]
             if not _POOL_STATE["depth"]:
                 _POOLS.clear()
+                _ENSURED.clear()
         for inst in closing:
             _close_quietly(inst)
 
@@ -209,7 +214,10 @@ def discard_pooled() -> None:
     active = _thread_pool()
     if active:
         for key in list(active):
-            _close_quietly(active.pop(key))
+            inst = active.pop(key)
+            with _POOL_LOCK:
+                _ENSURED.discard(id(inst))
+            _close_quietly(inst)
 
 
 def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = None,
@@ -241,14 +249,19 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     if inst is None:
         with _catalog_turn(settings):
             inst = active[key] = _open(settings, read_only=False, as_of=None, create=create)
+        if create:  # _open made the tables: the instance's later cursors need not look again
+            with _POOL_LOCK:
+                _ENSURED.add(id(inst))
     elif not settings.is_s3:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
     cur = inst.cursor()
     try:
         with _catalog_turn(settings):
             with_retry(lambda: cur.execute(f"USE {LAKE}"), settings, what="use catalog")
-            if create:
+            if create and id(inst) not in _ENSURED:
                 with_retry(lambda: ensure_tables(cur), settings, what="create tables")
+                with _POOL_LOCK:
+                    _ENSURED.add(id(inst))
     except BaseException:
         cur.close()
         raise
