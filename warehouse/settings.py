@@ -27,8 +27,10 @@ MYOMAP_MAX_CHANNELS, MYOMAP_MAX_SAMPLES, MYOMAP_READER_MEMORY_BYTES
     Most channels (1024) and decoded values (channels x samples, 32 M) a file's header may
     declare, and the address-space cap of the isolated C3D reader process (1.5 GiB).
 MYOMAP_DERIVE_WORKERS
-    Trials whose envelopes and analysis are computed at the same time in the night process
-    (threads; default 2, 1 = one after the other). Commits stay one at a time.
+    Trials whose envelopes and analysis are computed at the same time in the night process,
+    each started as soon as it is ingested (threads; default 3: on 2 cores, 3 threads beside the
+    ingest keep both busy while others wait for the catalog; 1 = one after the other, after the
+    ingest). Commits stay one at a time.
 MYOMAP_FAULTS
     Tests only: named fault points (``step[@n]=action``), see :mod:`warehouse.faults`.
 MYOMAP_MEMBER, MYOMAP_MEMBERS_FILE, MYOMAP_MEMBER_KEY
@@ -99,7 +101,7 @@ class Settings:
     storage_retries: int = 4
     storage_wait_s: float = 0.5
     s3_timeout_s: float = 30.0
-    derive_workers: int = 2  # MYOMAP_DERIVE_WORKERS
+    derive_workers: int = 3  # MYOMAP_DERIVE_WORKERS
     faults: str = ""  # tests only: MYOMAP_FAULTS (warehouse/faults.py)
     member: str | None = None  # MYOMAP_MEMBER
     members_file: str | None = None  # MYOMAP_MEMBERS_FILE
@@ -204,7 +206,7 @@ def get_settings(lake: str | None = None, catalog: str | None = None) -> Setting
         storage_retries=int(os.environ.get("MYOMAP_STORAGE_RETRIES", "4")),
         storage_wait_s=float(os.environ.get("MYOMAP_STORAGE_WAIT_S", "0.5")),
         s3_timeout_s=float(os.environ.get("MYOMAP_S3_TIMEOUT_S", "30")),
-        derive_workers=max(1, int(os.environ.get("MYOMAP_DERIVE_WORKERS") or 2)),
+        derive_workers=max(1, int(os.environ.get("MYOMAP_DERIVE_WORKERS") or 3)),
         faults=os.environ.get("MYOMAP_FAULTS", ""),
         s3={k: v for k, v in {
             "endpoint_url": os.environ.get("AWS_ENDPOINT_URL"),
