@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,53 @@ def fixture(rel: str) -> Path:
     p = FIXTURES / rel
     assert p.exists(), f"missing real fixture {p}: ../shared/fixtures must sit beside the repo"
     return p
+
+
+#: Session fixtures that take tens of seconds to build (or install a service), with the names that mean a test
+#: file uses one (the fixture itself, a fixture built on it). `make test` runs pytest-xdist with
+#: ``-n 2 --dist loadfile``: each test file is one unit of work (its module fixtures are built once), and
+#: the files naming the same one of these fixtures are one unit (it is built once per run, not per worker).
+SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "prefect_harness": ("prefect_harness",),
+                           "pg_server": ("pg_server", "pg_catalog")}
+
+
+def xdist_units(files: list[Path]) -> dict[str, str]:
+    """Test file (path relative to the repo) -> its unit of work: the files naming the same shared session
+    fixture are merged (transitively); the unit is named after its first file in sort order."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for path in sorted(files):
+        rel = path.relative_to(REPO).as_posix()
+        root(rel)
+        text = path.read_text(encoding="utf-8")
+        for fixture_name, names in SHARED_SESSION_FIXTURES.items():
+            if any(re.search(rf"\b{n}\b", text) for n in names):
+                a, b = root(rel), root(f"~{fixture_name}")  # "~" sorts after any path: a file names the unit
+                parent[max(a, b)] = min(a, b)
+    return {f: root(f) for f in parent if not f.startswith("~")}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files sharing an expensive session fixture kept on one worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    units = xdist_units(list((REPO / "tests").glob("test_*.py")))
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return units.get(file, file)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
