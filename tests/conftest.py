@@ -33,8 +33,8 @@ def fixture(rel: str) -> Path:
 #: file uses one (the fixture itself, a fixture built on it). `make test` runs pytest-xdist with
 #: ``-n 2 --dist loadfile``: each test file is one unit of work (its module fixtures are built once), and
 #: the files naming the same one of these fixtures are one unit (it is built once per run, not per worker).
-SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "prefect_harness": ("prefect_harness",),
-                           "pg_server": ("pg_server", "pg_catalog")}
+SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "real_lake": ("real_lake",),
+                           "prefect_harness": ("prefect_harness",), "pg_server": ("pg_server", "pg_catalog")}
 
 
 def xdist_units(files: list[Path]) -> dict[str, str]:
@@ -130,6 +130,22 @@ def demo_lake(tmp_path_factory):
     settings = get_settings(str(root))
     summary = run_night(settings.lake, quiet=True)
     return truth, summary, settings
+
+
+@pytest.fixture(scope="session")
+def real_lake(tmp_path_factory):
+    """The two real gait files' lake (test_small.c3d as subject R01, treadmill_events.c3d as R02, with
+    tests/test_real_analysis.py's manifest), ingested once per session; its Settings. Read-only for tests."""
+    from test_real_analysis import MANIFEST
+
+    from flows.nightly import run_night
+    from warehouse.settings import get_settings
+
+    s = get_settings(str(tmp_path_factory.mktemp("real") / "lake"))
+    drop(s, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                     "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
+    run_night(s.lake, quiet=True)
+    return s
 
 
 #: Columns that differ between two runs over the same inbox (times, run ids, where raw copies live).
