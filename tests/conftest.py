@@ -37,9 +37,17 @@ SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "real_lake": ("real_lake
                            "prefect_harness": ("prefect_harness",), "pg_server": ("pg_server", "pg_catalog")}
 
 
-def xdist_units(files: list[Path]) -> dict[str, str]:
-    """Test file (path relative to the repo) -> its unit of work: the files naming the same shared session
-    fixture are merged (transitively); the unit is named after its first file in sort order."""
+#: Test files measured slowest (tens of seconds each, ``--durations``), slowest first: under xdist their units
+#: are handed out right after the shared-fixture units, so no long file is left for the end of the run
+#: (a stale entry costs time, never correctness).
+XDIST_SLOW_FILES = ("test_night_parallel.py", "test_lab_conventions.py", "test_fixture_coverage.py",
+                    "test_crash_recovery.py", "test_ingest_real.py", "test_hostile_inbox.py")
+
+
+def xdist_units(files: list[Path]) -> dict[str, tuple[int, str]]:
+    """Test file (path relative to the repo) -> (rank, unit): the files naming the same shared session fixture
+    are one unit (merged transitively, named after its first file in sort order), ranked 0; a unit holding one
+    of XDIST_SLOW_FILES ranks after them in that order; every other file is a unit of its own, ranked last."""
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -56,24 +64,53 @@ def xdist_units(files: list[Path]) -> dict[str, str]:
             if any(re.search(rf"\b{n}\b", text) for n in names):
                 a, b = root(rel), root(f"~{fixture_name}")  # "~" sorts after any path: a file names the unit
                 parent[max(a, b)] = min(a, b)
-    return {f: root(f) for f in parent if not f.startswith("~")}
+    shared = {root(x) for x in parent if x.startswith("~")}
+    rank = {u: 0 for u in shared}
+    for i, name in enumerate(XDIST_SLOW_FILES):
+        u = root(f"tests/{name}")
+        rank[u] = min(rank.get(u, i + 1), i + 1)
+    return {f: (rank.get(root(f), len(XDIST_SLOW_FILES) + 1), root(f)) for f in parent if not f.startswith("~")}
+
+
+def _test_files() -> list[Path]:
+    return list((REPO / "tests").glob("test_*.py"))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` with the files sharing an expensive session fixture kept on one worker."""
+    """``--dist loadfile`` with the files sharing an expensive session fixture kept on one worker, and the
+    units handed out in the workers' collection order (sorted below), not by their number of tests."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    units = xdist_units(list((REPO / "tests").glob("test_*.py")))
+    units = xdist_units(_test_files())
+    config.option.loadscopereorder = False
 
     class SharedFixtureScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             file = nodeid.split("::", 1)[0]
-            return units.get(file, file)
+            return units.get(file, (0, file))[1]
 
     return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In an xdist worker: the tests in unit order (shared-fixture units, then the slow files, then the rest;
+    a unit's files together, each file's tests in their own order). Serial runs are left as they are."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    units = xdist_units(_test_files())
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(item.nodeid.split("::", 1)[0], len(first_seen))
+
+    def key(item):
+        file = item.nodeid.split("::", 1)[0]
+        rank, unit = units.get(file, (len(XDIST_SLOW_FILES) + 1, file))
+        return rank, unit, first_seen[file]
+
+    items.sort(key=key)
 
 
 @pytest.fixture(autouse=True)
