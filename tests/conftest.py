@@ -193,10 +193,11 @@ VOLATILE_COLUMNS = {"received_at", "ingested_at", "run_id", "raw_path", "complet
 def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent hash of every table but ``runs`` (volatile columns left out).
 
-    Asserts that no table holds two rows with the same primary key.
+    The hash is the SHA-256 of the table's rows, each written as a JSON array of its exact values (floats
+    round-trip; -0.0 counted as 0.0, as SQL compares them), sorted: computed inside DuckDB, so a lake of
+    millions of samples is not turned into Python tuples. Asserts that no table holds two rows with the same
+    primary key.
     """
-    import hashlib
-
     from schemas.contracts import TABLES
     from warehouse import catalog
 
@@ -207,15 +208,19 @@ def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
             if name == "runs":
                 continue
             cols = [c.name for c in t.columns if c.name not in VOLATILE_COLUMNS]
-            sel = ", ".join(f'"{c}"' for c in cols)
-            rows = con.execute(f"SELECT {sel} FROM {name} ORDER BY ALL").fetchall()
-            out[name] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT {quoted} FROM {name}").fetchall()}
+            sel = ", ".join(f'("{c}"::DOUBLE + 0.0)' if types[c] in ("FLOAT", "DOUBLE") else f'"{c}"' for c in cols)
+            out[name] = con.execute(f"SELECT count(*), sha256(coalesce(string_agg(r, chr(10) ORDER BY r), '')) "
+                                    f"FROM (SELECT CAST(json_array({sel}) AS VARCHAR) AS r FROM {name})").fetchone()
             key = ", ".join(f'"{k}"' for k in t.primary_key)
             dup = con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL HAVING count(*) > 1)")
             assert dup.fetchone()[0] == 0, f"duplicate keys in {name}"
     finally:
         con.close()
     return out
+
+
 # --------------------------------------------------------------------------- services (S3, PostgreSQL)
 # Shared by test_s3_lake, test_postgres_catalog and test_attacks: one moto server and one PostgreSQL
 # server per test session, a fresh bucket / database per test.
