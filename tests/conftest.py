@@ -40,8 +40,9 @@ SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "real_lake": ("real_lake
 #: Test files measured slowest (tens of seconds each, ``--durations``), slowest first: under xdist their units
 #: are handed out right after the shared-fixture units, so no long file is left for the end of the run
 #: (a stale entry costs time, never correctness).
-XDIST_SLOW_FILES = ("test_night_parallel.py", "test_lab_conventions.py", "test_fixture_coverage.py",
-                    "test_crash_recovery.py", "test_ingest_real.py", "test_hostile_inbox.py")
+XDIST_SLOW_FILES = ("test_night_parallel.py", "test_crash_recovery.py", "test_ingest_real.py", "test_s3_lake.py",
+                    "test_fixture_coverage.py", "test_storage_faults.py", "test_realdata_other_labs.py",
+                    "test_lab_conventions.py", "test_hostile_inbox.py", "test_views_extracts.py")
 
 
 def xdist_units(files: list[Path]) -> dict[str, tuple[int, str]]:
