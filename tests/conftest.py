@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,91 @@ def fixture(rel: str) -> Path:
     p = FIXTURES / rel
     assert p.exists(), f"missing real fixture {p}: ../shared/fixtures must sit beside the repo"
     return p
+
+
+#: Session fixtures that take tens of seconds to build (or install a service), with the names that mean a test
+#: file uses one (the fixture itself, a fixture built on it). `make test` runs pytest-xdist with
+#: ``-n 2 --dist loadfile``: each test file is one unit of work (its module fixtures are built once), and
+#: the files naming the same one of these fixtures are one unit (it is built once per run, not per worker).
+SHARED_SESSION_FIXTURES = {"demo_lake": ("demo_lake",), "real_lake": ("real_lake",),
+                           "prefect_harness": ("prefect_harness",), "pg_server": ("pg_server", "pg_catalog")}
+
+
+#: Test files measured slowest (tens of seconds each, ``--durations``), slowest first: under xdist their units
+#: are handed out right after the shared-fixture units, so no long file is left for the end of the run
+#: (a stale entry costs time, never correctness).
+XDIST_SLOW_FILES = ("test_night_parallel.py", "test_crash_recovery.py", "test_ingest_real.py", "test_s3_lake.py",
+                    "test_fixture_coverage.py", "test_storage_faults.py", "test_realdata_other_labs.py",
+                    "test_lab_conventions.py", "test_hostile_inbox.py", "test_views_extracts.py")
+
+
+def xdist_units(files: list[Path]) -> dict[str, tuple[int, str]]:
+    """Test file (path relative to the repo) -> (rank, unit): the files naming the same shared session fixture
+    are one unit (merged transitively, named after its first file in sort order), ranked 0; a unit holding one
+    of XDIST_SLOW_FILES ranks after them in that order; every other file is a unit of its own, ranked last."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for path in sorted(files):
+        rel = path.relative_to(REPO).as_posix()
+        root(rel)
+        text = path.read_text(encoding="utf-8")
+        for fixture_name, names in SHARED_SESSION_FIXTURES.items():
+            if any(re.search(rf"\b{n}\b", text) for n in names):
+                a, b = root(rel), root(f"~{fixture_name}")  # "~" sorts after any path: a file names the unit
+                parent[max(a, b)] = min(a, b)
+    shared = {root(x) for x in parent if x.startswith("~")}
+    rank = {u: 0 for u in shared}
+    for i, name in enumerate(XDIST_SLOW_FILES):
+        u = root(f"tests/{name}")
+        rank[u] = min(rank.get(u, i + 1), i + 1)
+    return {f: (rank.get(root(f), len(XDIST_SLOW_FILES) + 1), root(f)) for f in parent if not f.startswith("~")}
+
+
+def _test_files() -> list[Path]:
+    return list((REPO / "tests").glob("test_*.py"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files sharing an expensive session fixture kept on one worker, and the
+    units handed out in the workers' collection order (sorted below), not by their number of tests."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    units = xdist_units(_test_files())
+    config.option.loadscopereorder = False
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return units.get(file, (0, file))[1]
+
+    return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In an xdist worker: the tests in unit order (shared-fixture units, then the slow files, then the rest;
+    a unit's files together, each file's tests in their own order). Serial runs are left as they are."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    units = xdist_units(_test_files())
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(item.nodeid.split("::", 1)[0], len(first_seen))
+
+    def key(item):
+        file = item.nodeid.split("::", 1)[0]
+        rank, unit = units.get(file, (len(XDIST_SLOW_FILES) + 1, file))
+        return rank, unit, first_seen[file]
+
+    items.sort(key=key)
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +170,22 @@ def demo_lake(tmp_path_factory):
     return truth, summary, settings
 
 
+@pytest.fixture(scope="session")
+def real_lake(tmp_path_factory):
+    """The two real gait files' lake (test_small.c3d as subject R01, treadmill_events.c3d as R02, with
+    tests/test_real_analysis.py's manifest), ingested once per session; its Settings. Read-only for tests."""
+    from test_real_analysis import MANIFEST
+
+    from flows.nightly import run_night
+    from warehouse.settings import get_settings
+
+    s = get_settings(str(tmp_path_factory.mktemp("real") / "lake"))
+    drop(s, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+                     "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
+    run_night(s.lake, quiet=True)
+    return s
+
+
 #: Columns that differ between two runs over the same inbox (times, run ids, where raw copies live).
 VOLATILE_COLUMNS = {"received_at", "ingested_at", "run_id", "raw_path", "completed_at", "quarantined_at", "started_at",
                     "finished_at"}
@@ -92,10 +194,11 @@ VOLATILE_COLUMNS = {"received_at", "ingested_at", "run_id", "raw_path", "complet
 def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent hash of every table but ``runs`` (volatile columns left out).
 
-    Asserts that no table holds two rows with the same primary key.
+    The hash is the SHA-256 of the table's rows, each written as a JSON array of its exact values (floats
+    round-trip; -0.0 counted as 0.0, as SQL compares them), sorted: computed inside DuckDB, so a lake of
+    millions of samples is not turned into Python tuples. Asserts that no table holds two rows with the same
+    primary key.
     """
-    import hashlib
-
     from schemas.contracts import TABLES
     from warehouse import catalog
 
@@ -106,15 +209,19 @@ def lake_fingerprint(settings) -> dict[str, tuple[int, str]]:
             if name == "runs":
                 continue
             cols = [c.name for c in t.columns if c.name not in VOLATILE_COLUMNS]
-            sel = ", ".join(f'"{c}"' for c in cols)
-            rows = con.execute(f"SELECT {sel} FROM {name} ORDER BY ALL").fetchall()
-            out[name] = (len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT {quoted} FROM {name}").fetchall()}
+            sel = ", ".join(f'("{c}"::DOUBLE + 0.0)' if types[c] in ("FLOAT", "DOUBLE") else f'"{c}"' for c in cols)
+            out[name] = con.execute(f"SELECT count(*), sha256(coalesce(string_agg(r, chr(10) ORDER BY r), '')) "
+                                    f"FROM (SELECT CAST(json_array({sel}) AS VARCHAR) AS r FROM {name})").fetchone()
             key = ", ".join(f'"{k}"' for k in t.primary_key)
             dup = con.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY ALL HAVING count(*) > 1)")
             assert dup.fetchone()[0] == 0, f"duplicate keys in {name}"
     finally:
         con.close()
     return out
+
+
 # --------------------------------------------------------------------------- services (S3, PostgreSQL)
 # Shared by test_s3_lake, test_postgres_catalog and test_attacks: one moto server and one PostgreSQL
 # server per test session, a fresh bucket / database per test.

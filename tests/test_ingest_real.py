@@ -29,12 +29,27 @@ def q(settings, sql, params=None):
         con.close()
 
 
-@pytest.fixture
-def night(lake):
+def _night(root):
+    from warehouse.settings import get_settings
+
+    lake = get_settings(str(root / "lake"))
     drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d"),
                          "Empty.c3d": fixture("bad/Empty.c3d")}, MANIFEST)
     summary = run_night(lake.lake, quiet=True)
     return lake, summary
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """test_small.c3d and Empty.c3d after one night: (settings, summary). Built once for the module's
+    read-only tests (a test that runs another night over it takes ``fresh_night``)."""
+    return _night(tmp_path_factory.mktemp("night"))
+
+
+@pytest.fixture
+def fresh_night(tmp_path):
+    """The same night in a lake of the test's own."""
+    return _night(tmp_path)
 
 
 def test_test_small_lands_with_channels_plates_and_events(night):
@@ -98,16 +113,24 @@ def test_raw_zone_is_byte_for_byte(night):
     assert data == fixture("gaitalytics/test_small.c3d").read_bytes()
 
 
-def test_rerun_adds_nothing(night):
-    lake, _ = night
+def test_rerun_adds_nothing(fresh_night):
+    lake, _ = fresh_night
     tables = [r[0] for r in q(lake, "SHOW TABLES")]
-    before = {t: q(lake, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
-    snaps = q(lake, "SELECT count(*) FROM ducklake_snapshots('lake')")[0][0]
+
+    def counts():  # every table's row count and the snapshot count, through one read-only connection
+        con = catalog.connect(lake, read_only=True)
+        try:
+            return ({t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
+                    con.execute("SELECT count(*) FROM ducklake_snapshots('lake')").fetchone()[0])
+        finally:
+            con.close()
+
+    before, snaps = counts()
     summary = run_night(lake.lake, quiet=True)
     assert summary["files_new"] == 0 and summary["ingested"] == 0
-    after = {t: q(lake, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    after, snaps_after = counts()
     assert after == before
-    assert q(lake, "SELECT count(*) FROM ducklake_snapshots('lake')")[0][0] == snaps
+    assert snaps_after == snaps
 
 
 def test_envelope_of_real_emg_keeps_the_rectified_mean(night):

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import drop, fixture
+from conftest import fixture
 
-from flows.nightly import run_night
 from warehouse import catalog
 
 MANIFEST = """
@@ -23,14 +22,9 @@ channels:  # the treadmill file's 'Analog EMG' channels (electrodes not connecte
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory):
-    from warehouse.settings import get_settings
-
-    s = get_settings(str(tmp_path_factory.mktemp("real") / "lake"))
-    drop(s, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
-                     "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
-    run_night(s.lake, quiet=True)
-    con = catalog.connect(s, read_only=True)
+def lake(real_lake):
+    """The two real files' lake (conftest's ``real_lake``: built once, shared with test_report_research)."""
+    con = catalog.connect(real_lake, read_only=True)
     yield con
     con.close()
 

@@ -11,8 +11,6 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import drop, fixture
-from test_real_analysis import MANIFEST
 from test_report import marks, row_labels, svg_by_id
 
 from warehouse import catalog
@@ -22,18 +20,12 @@ TREADMILL = "(SELECT trial_id FROM files WHERE path LIKE '%treadmill_events.c3d'
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory):
-    """(settings, report html) of the two real files' lake, rendered for the site's own member."""
-    from flows.nightly import run_night
-    from warehouse.settings import get_settings
-
-    s = get_settings(str(tmp_path_factory.mktemp("real-report") / "lake"))
-    drop(s, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
-                     "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
-    run_night(s.lake, quiet=True)
+def real(real_lake, tmp_path_factory):
+    """(settings, report html) of the two real files' lake (conftest's ``real_lake``, ingested as in
+    tests/test_real_analysis.py), rendered for the site's own member."""
     out = tmp_path_factory.mktemp("real-html") / "report.html"
-    render_report(s, str(out), requester_site="real")
-    return s, out.read_text()
+    render_report(real_lake, str(out), requester_site="real")
+    return real_lake, out.read_text()
 
 
 def query(settings, sql: str, params=()) -> list[tuple]:
