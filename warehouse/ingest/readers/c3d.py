@@ -1,6 +1,7 @@
 """C3D reader (ezc3d): analogs with scale/offset applied, force plates, events, markers."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -15,6 +16,8 @@ from warehouse.ingest.readers.base import (
     ReaderError,
     Recording,
 )
+
+log = logging.getLogger(__name__)
 
 _PROCESSORS = {84: "intel", 85: "dec", 86: "sgi"}
 #: Marker length units -> factor to mm (anything else is flagged, never assumed silently).
@@ -189,7 +192,7 @@ def _read_c3d_here(path: Path) -> Recording:
     rec.software = " ".join(x for x in (sw, ver) if x) or None
     if n_analog and analog_rate:
         _c3d_analogs(rec, params, analogs, analog_rate)
-    _c3d_plates(rec, params, data, analog_rate)
+    _c3d_plates(rec, params, _platforms(c), analog_rate)
     _c3d_events(rec, params, first_frame, point_rate)
     if points.ndim == 3 and points.shape[1]:
         _c3d_markers(rec, params, data, points)
@@ -197,14 +200,11 @@ def _read_c3d_here(path: Path) -> Recording:
 
 
 def _open_ezc3d(path: Path, proc: str | None):
-    """The file parsed by ezc3d (with force-plate data when it can be extracted)."""
+    """The file parsed by ezc3d (force plates: :func:`_platforms`)."""
     import ezc3d  # lazy: heavy import
 
     try:
-        try:
-            return ezc3d.c3d(str(path), extract_forceplat_data=True)
-        except Exception:  # force-plate extraction is stricter than plain reading
-            return ezc3d.c3d(str(path))
+        return ezc3d.c3d(str(path))
     except Exception as exc:  # ezc3d raises plain RuntimeError/ValueError
         if proc == "sgi":
             raise ReaderError("c3d_unsupported_processor",
@@ -250,13 +250,25 @@ def _c3d_analogs(rec: Recording, params: dict, analogs: np.ndarray, analog_rate:
             description=descs[i] if i < len(descs) else "", adc_range=rails[i]))
 
 
-def _c3d_plates(rec: Recording, params: dict, data: dict, analog_rate: float | None) -> None:
+def _platforms(c) -> list[dict]:
+    """ezc3d's force plates of the file (:mod:`c3d_plates`), or none when ezc3d cannot extract them (its
+    force-plate module is stricter than plain reading: unsupported types, a malformed FORCE_PLATFORM group)."""
+    from warehouse.ingest.readers import c3d_plates
+
+    try:
+        return c3d_plates.platforms(c)
+    except Exception as exc:  # noqa: BLE001 - the file is read without plates, as ezc3d's extraction would
+        log.info("force plates not extracted: %s", str(exc)[:200])
+        return []
+
+
+def _c3d_plates(rec: Recording, params: dict, platforms: list[dict], analog_rate: float | None) -> None:
     fp = params.get("FORCE_PLATFORM", {})
     ch = np.asarray(fp.get("CHANNEL", {}).get("value", []))
     if ch.size:
         rec.plate_channel_indices = {int(v) - 1 for v in ch.ravel() if int(v) > 0}
     types = np.ravel(fp.get("TYPE", {}).get("value", []))
-    for k, plat in enumerate(data.get("platform", []) or []):
+    for k, plat in enumerate(platforms):
         force = np.asarray(plat["force"], dtype=np.float64)
         if force.size == 0:
             continue
