@@ -5,9 +5,13 @@
 1. A demo consortium is generated (``warehouse.demo.generate_consortium``: 3 sites, 13 subjects x 2
    conditions = 26 trials at ``--scale 1``; ``--scale 10`` = 260 trials).
 2. **I/O floor**, in a separate fresh process (so that its memory does not count as the night's): every
-   C3D file of the inbox read with ezc3d (force plates extracted, as the product does) and its analog
-   samples written as one zstd Parquet file; every vendor CSV read with pyarrow's CSV reader and written
-   likewise; in one process, one file after the other. It is what any ingest of these files must do.
+   C3D file of the inbox read with ezc3d and its analog samples written as one zstd Parquet file; every
+   vendor CSV read with pyarrow's CSV reader and written likewise; in one process, one file after the other.
+   It is what any ingest of these files must do. Until 2026-12-06 the floor also had ezc3d extract the force
+   plates (``extract_forceplat_data=True``), whose per-frame Python copy was ~75 % of that floor and which the
+   product no longer pays (``warehouse/ingest/readers/c3d_plates.py``): that floor is still measured once and
+   printed (``floor with ezc3d's plate extraction``) so that earlier rounds' ratios can be compared, but the
+   ratio on the last line is against this one.
 3. **The night**: ``flows.nightly.run_night`` (the product's logic, default runner) on that inbox, with
    each stage timed (scan, per-file ingest, envelopes, analysis, cohort tables, the rest = lease, run
    record, compaction). Then a second night with nothing new (the no-op night), then the I/O floor
@@ -56,9 +60,10 @@ def _csv_floor(path: Path):
     return tbl, tbl.num_rows * tbl.num_columns
 
 
-def io_floor(inbox: Path, out: Path) -> dict:
+def io_floor(inbox: Path, out: Path, *, extract_plates: bool = False) -> dict:
     """Read every data file under ``inbox`` (C3D with ezc3d, CSV with pyarrow) and write its samples as zstd
-    Parquet, one file after the other in this process; seconds and samples."""
+    Parquet, one file after the other in this process; seconds and samples. ``extract_plates``: ezc3d's
+    force-plate extraction too (the floor of earlier rounds)."""
     import ezc3d
     import numpy as np
     import pyarrow as pa
@@ -74,7 +79,7 @@ def io_floor(inbox: Path, out: Path) -> dict:
             pq.write_table(tbl, out / f"{i}.parquet", compression="zstd", compression_level=3)
             samples += n
             continue
-        c = ezc3d.c3d(str(path), extract_forceplat_data=True)
+        c = ezc3d.c3d(str(path), extract_forceplat_data=extract_plates)
         analogs = np.asarray(c["data"]["analogs"], dtype=np.float32)[0]  # (channels, samples)
         labels = c["parameters"]["ANALOG"]["LABELS"]["value"]
         n = analogs.shape[1]
@@ -174,11 +179,12 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
         print(f"myomap nightly benchmark: {sum(subjects.values()) * 2} trials ({subjects}, {duration_s:g} s), "
               f"SQLite catalog; inbox generated in {time.perf_counter() - t:.1f} s")
 
-        def measure_floor(out: str) -> dict:
+        def measure_floor(out: str, how: str = "--floor-only") -> dict:
             return json.loads(subprocess.run(
-                [sys.executable, __file__, "--floor-only", str(lake / "inbox"), str(tmp / out)],
+                [sys.executable, __file__, how, str(lake / "inbox"), str(tmp / out)],
                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         floor = measure_floor("floor")
+        floor_plates = measure_floor("floor_plates", "--floor-with-plates-only")
         print(f"I/O floor (ezc3d / pyarrow CSV read + zstd Parquet write, one process): {floor['seconds']:.1f} s for "
               f"{floor['files']} C3D/CSV files, {floor['bytes_in'] / 1e6:.0f} MB, {floor['samples'] / 1e6:.1f} M samples")
 
@@ -232,14 +238,17 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
         print(f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
         print(f"floor: {floor['seconds']:.1f} s before the night, {floor_after:.1f} s after it (mean {floor_s:.1f} s; "
               f"night / each: {full / floor['seconds']:.2f}, {full / floor_after:.2f}); night: {full:.1f} s")
+        print(f"floor with ezc3d's plate extraction (earlier rounds' floor, measured once): "
+              f"{floor_plates['seconds']:.1f} s; night / it: {full / floor_plates['seconds']:.2f}")
         print(f"nightly_vs_floor={full / floor_s:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv=None) -> None:
-    if argv is None and len(sys.argv) == 4 and sys.argv[1] == "--floor-only":
-        print(json.dumps(io_floor(Path(sys.argv[2]), Path(sys.argv[3]))))
+    if argv is None and len(sys.argv) == 4 and sys.argv[1] in ("--floor-only", "--floor-with-plates-only"):
+        print(json.dumps(io_floor(Path(sys.argv[2]), Path(sys.argv[3]),
+                                  extract_plates=sys.argv[1] == "--floor-with-plates-only")))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=int, default=1, help="Subjects per site x this (1: 26 trials, 10: 260).")
