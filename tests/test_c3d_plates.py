@@ -61,11 +61,26 @@ def test_a_plate_that_disagrees_with_ezc3d_is_copied_from_ezc3d(monkeypatch, cap
         out["force"] = out["force"] + 1.0
         return out
     monkeypatch.setattr(c3d_plates, "_vectorised", off_by_one_newton)
+    monkeypatch.setattr(c3d_plates, "_VERIFIED", set())  # as in a fresh reader process
     with caplog.at_level(logging.WARNING, logger=c3d_plates.__name__):
         mine = c3d_plates.platforms(ezc3d.c3d(path))
     for m, t in zip(mine, theirs):
         _assert_same(m, t)
     assert "force plate 1 (type 2)" in caplog.text and "copied frame by frame" in caplog.text
+
+
+def test_a_configuration_is_checked_once_per_process(monkeypatch):
+    """The second file with the same plates (type, channels, calibration, origin, corners) is not checked
+    again: the equations are the same for every frame; a new configuration is."""
+    checked = []
+    real = c3d_plates._matches_ezc3d
+    monkeypatch.setattr(c3d_plates, "_matches_ezc3d", lambda pf, plate: checked.append(pf.type()) or real(pf, plate))
+    monkeypatch.setattr(c3d_plates, "_VERIFIED", set())
+    for _ in range(2):
+        c3d_plates.platforms(ezc3d.c3d(str(fixture("gaitalytics/treadmill_events.c3d"))))
+    assert checked == [2, 2]  # two plates, checked on the first read only
+    c3d_plates.platforms(ezc3d.c3d(str(fixture("btk/Gait.c3d"))))
+    assert checked == [2, 2, 4, 4]
 
 
 def test_reader_plates_match_ezc3d_extraction():

@@ -6,8 +6,10 @@ moment, centre of pressure and free moment per analog frame. Its Python wrapper
 time: ~0.7 s of a ~1 s read for a 20 s, 2-plate trial at 2 kHz. Here ezc3d's C++ module still parses the
 plates (type, calibration matrix, origin, corners: the same rules and the same refusals), and the per-frame
 equations of its ``extractData`` for plate types 2 and 4 (AMTI, Bertec, treadmills) are applied to the whole analog block at once.
-Each plate is then checked against ezc3d's own per-frame values at a few frames; a plate whose values
-differ (another ezc3d version, another type) is copied ezc3d's way, so the result is always ezc3d's.
+Each plate configuration (type, channels, calibration, origin, corners) is checked against ezc3d's own
+per-frame values at a few frames the first time this process meets it (materialising ezc3d's values costs
+~0.1 s per plate, as much as the rest of the read); a plate whose values differ (another ezc3d version,
+another type) is copied ezc3d's way, so the result is always ezc3d's.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ VECTORISED_TYPES = (2, 4)
 CHECK_FRAMES = 7
 #: Largest difference accepted in that comparison, relative to the plate's largest |value| (rounding).
 CHECK_RTOL = 1e-9
+#: Plate configurations already checked in this process (the equations are the same for every frame and file).
+_VERIFIED: set[tuple] = set()
 
 
 def platforms(c) -> list[dict]:
@@ -51,10 +55,14 @@ def platforms(c) -> list[dict]:
         plate = None
         if pf.type() in VECTORISED_TYPES and channels.ndim == 2 and channels.shape[1] > idx:
             plate = _vectorised(pf, analogs, channels[:, idx].astype(int) - 1)
-            if plate is not None and not _matches_ezc3d(pf, plate):
-                log.warning("force plate %d (type %d): vectorised values differ from ezc3d's; copied frame by "
-                            "frame instead", idx + 1, pf.type())
-                plate = None
+            key = _configuration(pf, channels[:, idx], corners)
+            if plate is not None and key not in _VERIFIED:
+                if _matches_ezc3d(pf, plate):
+                    _VERIFIED.add(key)
+                else:
+                    log.warning("force plate %d (type %d): vectorised values differ from ezc3d's; copied frame "
+                                "by frame instead", idx + 1, pf.type())
+                    plate = None
         if plate is None:
             plate = _copied(pf)
         plate["corners"] = corners
@@ -88,6 +96,11 @@ def _reference_frame(pf) -> np.ndarray:
     z = np.cross(x, y)
     y = np.cross(z, x)
     return np.column_stack([x / np.linalg.norm(x), y / np.linalg.norm(y), z / np.linalg.norm(z)])
+
+
+def _configuration(pf, channels: np.ndarray, corners: np.ndarray) -> tuple:
+    return (pf.type(), tuple(int(v) for v in channels), pf.calMatrix().to_array().tobytes(),
+            pf.origin().to_array().tobytes(), np.asarray(corners, dtype=np.float64).tobytes(), pf.nbFrames() > 0)
 
 
 def _matches_ezc3d(pf, plate: dict) -> bool:
