@@ -509,7 +509,9 @@ SYNERGIES = Table(
      C("weight", "DOUBLE", "Weight (unit max per synergy)."),
      C("local_vaf", "DOUBLE", "Uncentred VAF of this muscle's envelope (per-muscle criterion)."),
      C("reached_criteria", "BOOLEAN", "Both VAF criteria reached (false: k = number of muscles without)."),
-     C("n_cycles", "INTEGER", "Cycles of the leg behind the factorisation.")),
+     C("n_cycles", "INTEGER", "Cycles of the leg behind the factorisation."),
+     C("input_sha256", "VARCHAR", "Content hash of the leg's input (session, side, muscles and their time-normalised "
+       "cycles) and of the method's parameters: a rebuild whose input hashes the same reuses these rows.")),
 )
 
 SYNERGY_ACTIVATIONS = Table(

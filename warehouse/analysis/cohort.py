@@ -88,7 +88,7 @@ def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
     if variability is not None:
         out["variability"] = variability
     out.update(_fatigue(con))
-    out.update(_synergies(cyc_norm))
+    out.update(_synergies(cyc_norm, _previous_synergies(con)))
     out["activation_map"] = _activation_maps(cyc_norm, sessions, con)
     subject_profiles = _subject_profiles(metrics, out.get("asymmetry"), sessions)
     if subject_profiles is not None:
@@ -184,11 +184,37 @@ def _fatigue(con) -> dict[str, pl.DataFrame]:
     return out
 
 
-def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
+#: What a leg's synergies depend on besides its input (part of ``synergies.input_sha256``): change it, or any
+#: of these constants, and every leg is factorised again.
+SYNERGY_METHOD = (f"nmf-hals-1|{syn.VAF_THRESHOLD}|{syn.LOCAL_VAF_THRESHOLD}|{syn.N_RESTARTS}|{syn.MAX_ITER}|"
+                  f"{syn.TOL}|{syn.DEFAULT_SEED}")
+
+
+def synergy_input_key(session_id: str, side: str, muscles: list[str], mat: np.ndarray) -> str:
+    """``synergies.input_sha256``: the leg, its muscles, the matrix factorised (bytes) and :data:`SYNERGY_METHOD`."""
+    h = hashlib.sha256(repr((SYNERGY_METHOD, session_id, side, muscles, mat.shape, str(mat.dtype))).encode())
+    h.update(np.ascontiguousarray(mat).tobytes())
+    return h.hexdigest()
+
+
+def _previous_synergies(con) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The synergy rows of the last rebuild that carry their input's hash, and their activations."""
+    s = _q(con, "SELECT * FROM synergies WHERE input_sha256 IS NOT NULL")
+    a = _q(con, "SELECT a.* FROM synergy_activations a SEMI JOIN (SELECT session_id, side FROM synergies WHERE "
+                "input_sha256 IS NOT NULL) k USING (session_id, side)") if s.height else pl.DataFrame()
+    return s, a
+
+
+def _synergies(cyc_norm, previous: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
     """Per session and leg (>= 3 muscles and cycles of that leg, each time-normalised to its own cycles):
     synergy weights, each muscle's local VAF, and the mean activation per cycle sample. The number of
-    synergies is the smallest with VAF >= 90 % and every local VAF >= 75 % (``transforms.synergies``)."""
+    synergies is the smallest with VAF >= 90 % and every local VAF >= 75 % (``transforms.synergies``).
+    A leg whose input hashes as in ``previous`` (the last rebuild's rows) keeps those rows: the same input,
+    the same factorisation, without computing it again (NMF is most of a rebuild's time)."""
     srows, arows = [], []
+    prev_s, prev_a = previous if previous is not None else (pl.DataFrame(), pl.DataFrame())
+    known = set(prev_s["input_sha256"].to_list()) if prev_s.height else set()
+    reused: list[str] = []
     for sess, side in sorted({(k[1], k[3]) for k in cyc_norm}):
         keys = sorted(k for k in cyc_norm if k[1] == sess and k[3] == side)
         n = min(cyc_norm[k].shape[0] for k in keys)
@@ -197,6 +223,10 @@ def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
         mat = np.vstack([cyc_norm[k][:n].reshape(-1) for k in keys])
         mat = np.clip(mat, 0, None)
         mat = mat / np.maximum(mat.max(axis=1, keepdims=True), 1e-12)
+        key = synergy_input_key(sess, side, [k[2] for k in keys], mat)
+        if key in known:
+            reused.append(key)
+            continue
         try:
             res = syn.extract_synergies(mat)
         except ValueError as exc:
@@ -207,12 +237,20 @@ def _synergies(cyc_norm) -> dict[str, pl.DataFrame]:
                 srows.append({"session_id": sess, "n_synergies": res.n_synergies, "vaf": res.vaf, "synergy": j,
                               "muscle": k[2], "side": side, "weight": float(res.weights[i, j]),
                               "local_vaf": float(res.local_vaf[i]), "reached_criteria": res.reached_threshold,
-                              "n_cycles": n})
+                              "n_cycles": n, "input_sha256": key})
             mean_act = res.activations[j].reshape(n, -1).mean(axis=0)
             for p, v in enumerate(mean_act):
                 arows.append({"session_id": sess, "side": side, "synergy": j, "sample": p, "pct": float(p),
                               "activation": float(v)})
-    return {"synergies": pl.DataFrame(srows), "synergy_activations": pl.DataFrame(arows)} if srows else {}
+    s_frames, a_frames = [pl.DataFrame(srows)] if srows else [], [pl.DataFrame(arows)] if arows else []
+    if reused:
+        kept = prev_s.filter(pl.col("input_sha256").is_in(reused))
+        s_frames.append(kept)
+        a_frames.append(prev_a.join(kept.select("session_id", "side").unique(), on=["session_id", "side"]))
+    if not s_frames:
+        return {}
+    return {"synergies": pl.concat(s_frames, how="diagonal_relaxed"),
+            "synergy_activations": pl.concat(a_frames, how="diagonal_relaxed") if a_frames else pl.DataFrame()}
 
 
 def _subject_profiles(metrics: pl.DataFrame, asymmetry: pl.DataFrame | None,
