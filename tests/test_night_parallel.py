@@ -28,8 +28,8 @@ def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):
                             "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
     calls = []
     real = steps.read_ahead_file
-    monkeypatch.setattr(steps, "read_ahead_file", (lambda *a: (calls.append(a[2]), real(*a))) if ahead
-                        else (lambda *a: calls.append(a[2])))
+    monkeypatch.setattr(steps, "read_ahead_file", (lambda *a, **k: (calls.append(a[2]), real(*a, **k))) if ahead
+                        else (lambda *a, **k: calls.append(a[2])))
     monkeypatch.setenv("MYOMAP_DERIVE_WORKERS", str(workers))
     summary = run_night(settings.lake, quiet=True)
     assert summary["errors"] == 0 and not summary.get("analysis_errors"), summary
