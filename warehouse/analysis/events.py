@@ -60,28 +60,34 @@ def marker_tracks(con, trial_id: str) -> dict:
     if not names:
         return out
     found = vocab.find_markers(names)
-
-    def track(name):
-        d = con.execute("SELECT x_mm, y_mm, z_mm FROM markers WHERE trial_id = ? AND marker = ? ORDER BY frame",
-                        [trial_id, name]).fetchnumpy()
-        return np.vstack([np.asarray(d[c], dtype=np.float64) for c in ("x_mm", "y_mm", "z_mm")])
-
-    for (side, role), i in found.items():
-        if role in ("heel", "toe") and side in vocab.SIDES:
-            out[role][side] = track(names[i])
-            out["names"][f"{side}_{role}"] = names[i]
+    feet = {(side, role): names[i] for (side, role), i in found.items() if role in ("heel", "toe") and side in vocab.SIDES}
     pelvis = [names[found[(None, "sacrum")]]] if (None, "sacrum") in found else []
     if not pelvis:
         for role in ("psis", "asis"):
             if ("L", role) in found and ("R", role) in found:
                 pelvis = [names[found[("L", role)]], names[found[("R", role)]]]
                 break
+    tracks = _tracks(con, trial_id, sorted(set(feet.values()) | set(pelvis)))
+    for (side, role), name in feet.items():
+        out[role][side] = tracks[name]
+        out["names"][f"{side}_{role}"] = name
     if pelvis:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # frames where every pelvis marker is a gap
-            out["pelvis"] = np.nanmean(np.stack([track(n) for n in pelvis]), axis=0)
+            out["pelvis"] = np.nanmean(np.stack([tracks[n] for n in pelvis]), axis=0)
         out["names"]["pelvis"] = "+".join(pelvis)
     return out
+
+
+def _tracks(con, trial_id: str, names: list[str]) -> dict[str, np.ndarray]:
+    """``{marker: 3 x frames}`` (mm, in frame order) of the named markers of a trial: one scan of ``markers``."""
+    if not names:
+        return {}
+    d = con.execute(f"SELECT marker, x_mm, y_mm, z_mm FROM markers WHERE trial_id = ? AND marker IN "
+                    f"({', '.join('?' * len(names))}) ORDER BY marker, frame", [trial_id, *names]).fetchnumpy()
+    marker = np.asarray(d["marker"], dtype=object)
+    xyz = np.vstack([np.asarray(d[c], dtype=np.float64) for c in ("x_mm", "y_mm", "z_mm")])
+    return {n: xyz[:, marker == n] for n in names}
 
 
 def kinematic_events(tracks: dict) -> list[dict]:
