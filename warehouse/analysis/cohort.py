@@ -47,16 +47,31 @@ def _q(con, sql: str, params=None) -> pl.DataFrame:
     return con.execute(sql, params or []).pl()
 
 
+#: Trials whose envelopes a rebuild holds in memory at once (:func:`normalised_cycles` reads them in chunks:
+#: its memory does not grow with the lake).
+ENVELOPE_CHUNK_TRIALS = 16
+
+
 def normalised_cycles(con) -> dict[tuple[str, str, str, str], np.ndarray]:
-    """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles."""
-    env = _q(con, "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
-                  f"FROM emg_envelopes e JOIN trials t USING (trial_id) WHERE {GOOD_CHANNEL.format(a='e')} "
-                  "ORDER BY e.trial_id, e.channel, e.sample_index")
+    """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles (the envelopes
+    read ``ENVELOPE_CHUNK_TRIALS`` trials at a time, in trial order)."""
     cyc_df = _q(con, "SELECT trial_id, side, cycle, start_s, end_s, foot_off_s, duration_s, stance_pct, valid, "
                      "coalesce(reason, '') AS reason FROM gait_cycles WHERE valid ORDER BY trial_id, side, cycle")
-    out: dict[tuple, list] = {}
-    if env.is_empty() or cyc_df.is_empty():
+    if cyc_df.is_empty():
         return {}
+    trials = [r[0] for r in con.execute("SELECT DISTINCT trial_id FROM emg_envelopes ORDER BY 1").fetchall()]
+    out: dict[tuple, list] = {}
+    for i in range(0, len(trials), ENVELOPE_CHUNK_TRIALS):
+        chunk = trials[i:i + ENVELOPE_CHUNK_TRIALS]
+        env = _q(con, "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
+                      f"FROM emg_envelopes e JOIN trials t USING (trial_id) WHERE {GOOD_CHANNEL.format(a='e')} "
+                      f"AND e.trial_id IN ({', '.join('?' * len(chunk))}) ORDER BY e.trial_id, e.channel, "
+                      "e.sample_index", chunk)
+        _add_normalised(out, env, cyc_df)
+    return {k: np.vstack(v) for k, v in out.items()}
+
+
+def _add_normalised(out: dict, env: pl.DataFrame, cyc_df: pl.DataFrame) -> None:
     for (tid, subj, sess, muscle, side), g in env.group_by(
             ["trial_id", "subject_id", "session_id", "muscle", "side"], maintain_order=True):
         c = cyc_df.filter((pl.col("trial_id") == tid) & (pl.col("side") == side)).drop("trial_id", "side")
@@ -73,7 +88,6 @@ def normalised_cycles(con) -> dict[tuple[str, str, str, str], np.ndarray]:
             log.info("%s %s %s: %s", tid, muscle, side, exc)
             continue
         out.setdefault((subj, sess, muscle, side), []).append(np.atleast_2d(arr))
-    return {k: np.vstack(v) for k, v in out.items()}
 
 
 def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
