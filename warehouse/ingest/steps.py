@@ -309,13 +309,13 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
 def read_ahead_file(settings: Settings, site: str, rel_path: str, *, done: set | None = None) -> None:
     """Start reading the inbox file ``rel_path`` in the background (:mod:`warehouse.ingest.read_ahead`)
     with the options its ingest will use, if a session claims it; never raises (the ingest reads in line).
-    ``done``: the site's :func:`done_files`, read once per site (else looked up for this file)."""
+    ``done``: the site's :func:`done_files`, read once per site (else read here)."""
     try:
         if settings.is_s3:
             return
         size = inbox.inspect(settings, site, rel_path)  # the cheap checks first: a re-run night stops here
-        if isinstance(size, inbox.Refusal) or (
-                (rel_path, size) in done if done is not None else _probably_done(settings, site, rel_path, size)):
+        if isinstance(size, inbox.Refusal) or (rel_path, size) in (done if done is not None
+                                                                   else done_files(settings, site)):
             return
         name, parent = PurePosixPath(rel_path).name, PurePosixPath(rel_path).parent
         siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
@@ -334,26 +334,13 @@ def read_ahead_file(settings: Settings, site: str, rel_path: str, *, done: set |
         log.debug("no read-ahead of %s/%s: %s", site, rel_path, exc)
 
 
-_DONE = "status IN ('ingested', 'quarantined', 'duplicate', 'superseded')"
-
-
-def _probably_done(settings: Settings, site: str, rel_path: str, size: int) -> bool:
-    """A file of this size at this path was already ingested, quarantined or set aside (a re-run night):
-    not worth reading ahead (the ingest decides by the bytes' hash)."""
-    con = catalog.connect(settings)
-    try:
-        return con.execute(f"SELECT 1 FROM files WHERE site_id = ? AND path = ? AND size_bytes = ? AND {_DONE} "
-                           "LIMIT 1", [site, rel_path, size]).fetchone() is not None
-    finally:
-        con.close()
-
-
 def done_files(settings: Settings, site: str) -> set[tuple[str, int]]:
     """``(path, size)`` of the site's files already ingested, quarantined or set aside: one query per site
     for :func:`read_ahead_file` (a hint only: the ingest decides by the bytes' hash)."""
     con = catalog.connect(settings)
     try:
-        return set(con.execute(f"SELECT path, size_bytes FROM files WHERE site_id = ? AND {_DONE}", [site]).fetchall())
+        return set(con.execute("SELECT path, size_bytes FROM files WHERE site_id = ? AND status IN "
+                               "('ingested', 'quarantined', 'duplicate', 'superseded')", [site]).fetchall())
     finally:
         con.close()
 

@@ -55,8 +55,8 @@ def platforms(c) -> list[dict]:
         plate = None
         if pf.type() in VECTORISED_TYPES and channels.ndim == 2 and channels.shape[1] > idx:
             plate = _vectorised(pf, analogs, channels[:, idx].astype(int) - 1)
-            key = _configuration(pf, channels[:, idx], corners)
-            if plate is not None and key not in _VERIFIED:
+            key = _configuration(pf, channels[:, idx], corners) if plate is not None else None
+            if key is not None and key not in _VERIFIED:
                 if _matches_ezc3d(pf, plate):
                     _VERIFIED.add(key)
                 else:
