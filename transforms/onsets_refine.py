@@ -51,9 +51,10 @@ REST_PRIOR_BINS = 100
 #: The window starts this long after the previous burst's offset, ms: a coarse offset can fall on the
 #: burst's last samples, which would read as the start of the next one.
 AFTER_OFFSET_GUARD_MS = 15.0
-#: Ramp bins whose log-likelihood terms share one ``log`` (of their product): arithmetic only, the same
-#: likelihood to ~1e-15; the log was half of the refinement's time.
-LOG_GROUP = 8
+#: Ramp bins whose log-likelihood terms share one ``log`` (of their product): as many as keep the product
+#: under ``e**LOG_PRODUCT_MAX`` (each factor is at most ``1 + c / (noise_var / 2)``): arithmetic only, the
+#: same likelihood to ~1e-15; one log per bin was half of the refinement's time.
+LOG_PRODUCT_MAX = 600.0
 
 
 def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, noise_var: float,
@@ -123,19 +124,21 @@ def _fit(e: np.ndarray, coarse: int, m: int, noise_var: float, bin_rate_hz: floa
     negative log-likelihood in (ramp, plateau, onset) order wins."""
     return int(_fit_kernel(np.ascontiguousarray(e, dtype=np.float64), int(coarse), int(m), float(noise_var),
                            float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS,
-                           float(REST_PRIOR_BINS), LOG_GROUP))
+                           float(REST_PRIOR_BINS), LOG_PRODUCT_MAX))
 
 
 _RAMPS_MS = np.asarray(RAMP_GRID_MS, dtype=np.float64)
 _AMPLITUDES = np.asarray(AMPLITUDE_GRID, dtype=np.float64)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late, prior_bins,
-                log_group):  # pragma: no cover
+                log_product_max):  # pragma: no cover
     """The grid of :func:`_fit`, scored in closed form where the model is flat: before the onset
     (``rest``) and after the ramp (``rest + A^2``) by cumulative sums, so only the ramp's own bins are
-    summed one by one (the same likelihood as summing every bin)."""
+    summed one by one (the same likelihood as summing every bin). For each (ramp, plateau) the ramp's
+    bins are the outer loop and the candidate onsets the inner one: independent lanes the compiler
+    vectorises (``error_model="numpy"``: no per-division zero check; every divisor here is > 0)."""
     n = e.size
     first = min(min_rest, coarse)
     cum = np.empty(n + 1)
@@ -145,32 +148,50 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
     excess = max((cum[n] - cum[coarse]) / (n - coarse) / m - noise_var, noise_var * 0.1)
     last = min(n - 5, coarse + late)
     best, best_t0 = np.inf, coarse
+    ns = last + 1 - first  # candidate onsets s = first + j
+    if ns <= 0:
+        return coarse
+    rest = np.empty(ns)  # the rest level before each candidate, and its log
+    lrest = np.empty(ns)
+    for j in range(ns):
+        s = first + j
+        rest[j] = max((cum[s] + noise_var * m * prior_bins) / ((s + prior_bins) * m), 0.5 * noise_var)
+        lrest[j] = math.log(rest[j])
+    q = np.empty(ns)
+    ramp_e = np.empty(ns)  # sum over the ramp's bins of e / (1 + q g^2)
+    ramp_log = np.empty(ns)  # sum over the ramp's bins of log(1 + q g^2), as logs of products
+    prod = np.empty(ns)
+    es = e[first:]
     for ramp_ms in ramps_ms:
         r = ramp_ms * 1e-3 * bin_rate_hz
         nr = 0 if r <= 0 else int(math.ceil(r))  # bins inside the ramp (g < 1)
-        g2 = np.empty(nr)
-        for d in range(nr):
-            g2[d] = (d / r) ** 2
         for a in amps:
             c = a * excess
-            for s in range(first, last + 1):
-                rest = max((cum[s] + noise_var * m * prior_bins) / ((s + prior_bins) * m), 0.5 * noise_var)
+            # log(rest + c g^2) = log(rest) + log(1 + (c / rest) g^2); rest >= noise_var / 2 bounds each factor
+            group = max(1, int(log_product_max / math.log1p(c / (0.5 * noise_var))))
+            for j in range(ns):
+                q[j] = c / rest[j]
+                ramp_e[j] = 0.0
+                ramp_log[j] = 0.0
+                prod[j] = 1.0
+            for d in range(nr):
+                g2 = (d / r) ** 2
+                ed = es[d:]
+                for j in range(min(ns, n - d - first)):  # candidates whose ramp still has bin d
+                    u = 1.0 + q[j] * g2
+                    ramp_e[j] += ed[j] / u
+                    prod[j] *= u
+                if (d + 1) % group == 0:
+                    for j in range(ns):
+                        ramp_log[j] += math.log(prod[j])
+                        prod[j] = 1.0
+            for j in range(ns):
+                s = first + j
                 k = min(nr, n - s)
-                nll = (s + k) * math.log(rest) + cum[s] / (rest * m)
-                # the ramp's bins: log(rest + c g^2) = log(rest) + log(1 + (c / rest) g^2), the second
-                # summed as the log of products of LOG_GROUP factors (each in [1, 1 + c / rest]: no overflow)
-                q, rm = c / rest, rest * m
-                prod = 1.0
-                for d in range(k):
-                    u = 1.0 + q * g2[d]
-                    nll += e[s + d] / (u * rm)
-                    prod *= u
-                    if (d + 1) % log_group == 0:
-                        nll += math.log(prod)
-                        prod = 1.0
-                nll += math.log(prod)
+                rm = rest[j] * m
+                nll = (s + k) * lrest[j] + cum[s] / rm + ramp_e[j] / rm + ramp_log[j] + math.log(prod[j])
                 if n - s - k > 0:
-                    vf = rest + c
+                    vf = rest[j] + c
                     nll += (n - s - k) * math.log(vf) + (cum[n] - cum[s + k]) / (vf * m)
                 if nll < best:
                     best, best_t0 = nll, s
