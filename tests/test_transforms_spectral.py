@@ -124,6 +124,36 @@ def test_burst_frequencies_per_burst_tone():
         burst_frequencies(x, rate_hz=FS, bursts_s=[[2.0, 1.0]])
 
 
+@pytest.mark.parametrize("fs", [1000.0, 2000.0, 1111.0])
+def test_burst_frequencies_equal_one_scipy_welch_per_burst(fs):
+    """The bursts' periodograms are computed together; each burst's MNF/MDF must equal scipy.signal.welch
+    on that burst's samples alone (segment lengths above, at and below one Welch segment, odd and even,
+    under MIN_SEGMENT_SAMPLES, empty, overlapping bursts)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=int(20 * fs)) * (1.0 + np.sin(np.arange(int(20 * fs)) / fs))
+    x += np.sin(2 * np.pi * 60.0 * np.arange(x.size) / fs)
+    t = np.arange(x.size) / fs
+    on = rng.uniform(0.0, 18.0, 60)
+    bursts = np.column_stack([on, on + rng.choice([0.0, 0.01, 0.05, 0.2, 0.25, 0.2505, 0.37, 0.9, 1.7], 60)])
+    out = burst_frequencies(x, rate_hz=fs, bursts_s=bursts)
+    for i, (a, b) in enumerate(bursts):
+        seg = x[(t >= a) & (t <= b)]
+        assert out["n_samples"][i] == seg.size
+        n = min(seg.size, max(32, int(round(WELCH_SEGMENT_S * fs))))
+        if seg.size < 32:
+            assert out["mnf_hz"][i] is None and out["mdf_hz"][i] is None
+            continue
+        f, p = signal.welch(seg, fs=fs, window="hann", nperseg=n, noverlap=n // 2, detrend="constant")
+        keep = (f >= 20.0) & (f <= 450.0)
+        f, p = f[keep], p[keep]
+        mnf = np.sum(f * p) / p.sum()
+        cum = np.cumsum(p)
+        j = int(np.searchsorted(cum, p.sum() / 2))
+        mdf = f[j] - (f[1] - f[0]) / 2 + (p.sum() / 2 - (cum[j - 1] if j else 0.0)) / p[j] * (f[1] - f[0])
+        assert out["mnf_hz"][i] == pytest.approx(mnf, rel=1e-12)
+        assert out["mdf_hz"][i] == pytest.approx(mdf, rel=1e-12)
+
+
 def test_band_validation_and_psd_restriction():
     x = np.random.default_rng(0).normal(size=4000)
     f, p = band_psd(x, rate_hz=FS, band_hz=(50.0, 100.0))
