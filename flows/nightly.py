@@ -215,14 +215,14 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
     summary["files_seen"] += n
     out["files_seen"] = n
     readable = set() if sc["manifest_error"] else set(sc["files"])
-    done = steps.done_files(settings, s) if readable and not settings.is_s3 else set()
     try:
-        for i, (rel, step) in enumerate(work, 1):
-            if i < n and work[i][0] in readable:  # decode the next file while this one is committed
-                steps.read_ahead_file(settings, s, work[i][0], done=done)
-            r = _night_file(settings, s, summary, out, quiet, i, n, rel, step)
-            if early is not None and r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
-                early.submit(r["trial_id"])
+        with steps.site_turn(settings, s, run_id) as done:  # the site's done files, read once
+            for i, (rel, step) in enumerate(work, 1):
+                if i < n and work[i][0] in readable:  # decode the next file while this one is committed
+                    steps.read_ahead_file(settings, s, work[i][0], done=done)
+                r = _night_file(settings, s, summary, out, quiet, i, n, rel, step)
+                if early is not None and r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
+                    early.submit(r["trial_id"])
     finally:
         read_ahead.clear()
 

@@ -94,3 +94,29 @@ def test_a_reader_error_found_ahead_is_the_quarantine_found_in_line(lake, tmp_pa
     assert in_line["outcome"] == ahead["outcome"] == steps.QUARANTINED
     assert ahead["reason"] == in_line["reason"] == "c3d_bad_parameter_section"
     assert read_ahead._STATE["ahead"] == {}
+
+
+def test_a_site_turn_decides_files_done_before_it_from_one_read(lake):
+    """Inside a night's turn at a site, bytes already done at their path are skipped from the turn's one read
+    of ``files`` (no query per file); outside a turn (a retry, a later run) the catalog decides as it is now."""
+    drop(lake, "real", {"small/a.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    first = _ingest(lake, "small/a.c3d")
+    assert first["outcome"] == steps.INGESTED
+
+    def set_held():  # what `myomap quarantine retry` does before it processes the file again
+        con = catalog.connect(lake)
+        try:
+            catalog.write_atomically(lake, con, lambda c: c.execute(
+                "UPDATE files SET status = 'held' WHERE site_id = 'real' AND path = 'small/a.c3d'"), what="test")
+        finally:
+            con.close()
+
+    with steps.site_turn(lake, "real", "run-2") as hint:
+        assert {p for p, _ in hint} == {"small/a.c3d"}
+        set_held()  # after the turn's read: this turn still sees the file as done when the turn began
+        r = steps.process_file(lake, "real", "small/a.c3d", "run-2")
+        assert (r["outcome"], r["reason"], r["new"]) == (steps.SKIPPED, "ingested", False)
+    r = steps.process_file(lake, "real", "small/a.c3d", "run-2")  # the same run id, outside the turn
+    assert r["outcome"] == steps.INGESTED and r["trial_id"] == first["trial_id"]
+    with steps.site_turn(lake, "real", "run-3"):
+        assert steps.process_file(lake, "real", "small/a.c3d", "run-3")["outcome"] == steps.SKIPPED

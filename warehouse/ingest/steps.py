@@ -7,11 +7,14 @@ DuckLake transaction, so a killed run never leaves a partial trial.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import datetime as dt
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -210,6 +213,43 @@ def _locate(settings: Settings, con, site: str, rel_path: str) -> str | inbox.Re
     return kept[0]
 
 
+#: A file whose bytes at its path have one of these statuses is not read again (a re-run night skips it).
+DONE_STATUSES = ("ingested", "quarantined", "duplicate", "superseded")
+#: (catalog, site, run id) -> ``{(path, sha256): status}`` while a night processes that site (:func:`site_turn`).
+_DONE_AT_START: dict[tuple[str, str, str], dict[tuple[str, str], str]] = {}
+_DONE_LOCK = threading.Lock()
+
+
+@contextmanager
+def site_turn(settings: Settings, site: str, run_id: str) -> Iterator[set[tuple[str, int]]]:
+    """While a night processes ``site``'s files in this process: the site's files that were done
+    (:data:`DONE_STATUSES`) when its turn began, read in one query, so that :func:`process_file` skips
+    bytes already done at their path without a query per file (a night with nothing new reads each file's
+    hash and nothing else). Only paths with a single row for their bytes are listed; anything else, and
+    every file this turn registers, is decided by the per-file query. Yields ``{(path, size)}`` of the
+    same files (:func:`read_ahead_file`'s hint)."""
+    con = catalog.connect(settings)
+    try:
+        rows = con.execute("SELECT path, sha256, status, size_bytes FROM files WHERE site_id = ?", [site]).fetchall()
+    finally:
+        con.close()
+    rows_of = collections.Counter((p, h) for p, h, _, _ in rows)
+    done = {(p, h): st for p, h, st, _ in rows if st in DONE_STATUSES and rows_of[p, h] == 1}
+    key = (settings.catalog, site, run_id)
+    with _DONE_LOCK:
+        _DONE_AT_START[key] = done
+    try:
+        yield {(p, size) for p, _, st, size in rows if st in DONE_STATUSES}
+    finally:
+        with _DONE_LOCK:
+            _DONE_AT_START.pop(key, None)
+
+
+def _done_at_turn_start(settings: Settings, site: str, run_id: str, rel_path: str, sha: str) -> str | None:
+    with _DONE_LOCK:
+        return _DONE_AT_START.get((settings.catalog, site, run_id), {}).get((rel_path, sha))
+
+
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
     name = PurePosixPath(rel_path).name
     con = catalog.connect(settings)
@@ -223,11 +263,15 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             return _refuse(settings, con, site, inbox.Refusal(rel_path, "symlink" if exc.errno else "special_file",
                                                               f"Became {exc.strerror} while the night read it: "
                                                               "not followed."), run_id, seen)
+        done = _done_at_turn_start(settings, site, run_id, rel_path, sha)
+        if done is not None:  # these bytes at this path were done before the site's turn began: nothing to do
+            seen["registered"] = True
+            return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": done}
         rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
                            [sha, site]).fetchall()
         mine = [s for p, s in rows if p == rel_path]
         seen["registered"] = bool(mine)
-        if mine and mine[0] in ("ingested", "quarantined", "duplicate", "superseded"):
+        if mine and mine[0] in DONE_STATUSES:
             return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": mine[0]}
         raw = zones.store_raw(settings, src, sha, name)
         if not mine:
@@ -340,7 +384,7 @@ def done_files(settings: Settings, site: str) -> set[tuple[str, int]]:
     con = catalog.connect(settings)
     try:
         return set(con.execute("SELECT path, size_bytes FROM files WHERE site_id = ? AND status IN "
-                               "('ingested', 'quarantined', 'duplicate', 'superseded')", [site]).fetchall())
+                               f"({', '.join('?' * len(DONE_STATUSES))})", [site, *DONE_STATUSES]).fetchall())
     finally:
         con.close()
 
