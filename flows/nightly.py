@@ -222,7 +222,9 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
                     steps.read_ahead_file(settings, s, work[i][0], done=done)
                 r = _night_file(settings, s, summary, out, quiet, i, n, rel, step)
                 if early is not None and r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
-                    early.submit(r["trial_id"])
+                    early.submit(r["trial_id"], site=s)
+            if early is not None:
+                early.factorise_ahead(s)
     finally:
         read_ahead.clear()
 
@@ -300,6 +302,8 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
         _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
                      f"{a.get('activation_onsets', 0)} onsets")
     out["trials_derived"] = len(todo)
+    if early is not None:
+        early.wait_ahead()  # the sessions' synergies being factorised ahead: the rebuild takes them
     if todo or cohort.is_stale(settings):
         # runs of different sites may overlap: one cohort rebuild at a time, over every site's trials
         with lease.step_lease(settings, "cohort", run_id=f"derivations of {', '.join(sites or ['all sites'])}") as waited:
@@ -322,6 +326,18 @@ def _derive_one(lake: str, tid: str, derive, analyse) -> tuple[str, int, dict]:
     return tid, rows, analyse(lake, tid)
 
 
+def _factorise_session(lake: str, session: str, trials: list[concurrent.futures.Future]) -> None:
+    """Once a session's trials of the night are derived, factorise its legs' synergies ahead of the cohort
+    rebuild (:func:`warehouse.analysis.cohort.factorise_ahead`), on a derivation thread while the night
+    goes on. Only an optimisation: the rebuild uses a result only if its input hashes the same, and a
+    failure here is logged, never raised (the rebuild factorises the leg itself)."""
+    concurrent.futures.wait(trials)
+    try:
+        cohort.factorise_ahead(get_settings(lake), session)
+    except Exception as exc:  # noqa: BLE001 - see above
+        logging.getLogger(__name__).info("synergies of %s not factorised ahead: %s", session, exc)
+
+
 class _Derivations:
     """Trials derived ``workers`` at a time on threads, each started as soon as it is ingested (while the
     night reads and commits the next files) or when :func:`run_derivations` asks for it.
@@ -335,6 +351,9 @@ class _Derivations:
         self._lake, self._derive, self._analyse = lake, derive, analyse
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="derive")
         self._futures: dict[str, concurrent.futures.Future] = {}
+        self._session: tuple[str, str] | None = None  # (site, session) of the last trial the ingest submitted
+        self._of_session: dict[tuple[str, str], list[concurrent.futures.Future]] = {}
+        self._ahead: list[concurrent.futures.Future] = []
 
     @classmethod
     @contextlib.contextmanager
@@ -352,10 +371,33 @@ class _Derivations:
         finally:
             early._pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, tid: str) -> None:
+    def submit(self, tid: str, *, site: str | None = None) -> None:
+        """Derive ``tid``; ``site``: the night's site whose files gave it (its session is then factorised
+        ahead when the night moves to another session: :meth:`factorise_ahead`)."""
         if tid not in self._futures:
             self._futures[tid] = self._pool.submit(contextvars.copy_context().run, _derive_one, self._lake, tid,
                                                    self._derive, self._analyse)
+        if site is not None and tid.startswith(f"{site}:"):  # trial ids are site:session:<hash>
+            session = tid[len(site) + 1:].rsplit(":", 1)[0]
+            if self._session not in (None, (site, session)):
+                self._factorise_ahead(*self._session)
+            self._session = (site, session)
+            self._of_session.setdefault(self._session, []).append(self._futures[tid])
+
+    def factorise_ahead(self, site: str) -> None:
+        """The site's turn is over: its last session's synergies are factorised once its trials are derived."""
+        if self._session is not None and self._session[0] == site:
+            self._factorise_ahead(*self._session)
+            self._session = None
+
+    def _factorise_ahead(self, site: str, session: str) -> None:
+        futures = self._of_session.pop((site, session), [])
+        self._ahead.append(self._pool.submit(contextvars.copy_context().run, _factorise_session, self._lake,
+                                             session, futures))
+
+    def wait_ahead(self) -> None:
+        concurrent.futures.wait(self._ahead)
+        self._ahead = []
 
     def started(self) -> list[str]:
         return list(self._futures)

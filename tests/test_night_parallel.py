@@ -5,12 +5,14 @@ now; a reader error found ahead is the same quarantine as in line."""
 from __future__ import annotations
 
 import shutil
+import threading
 
 from conftest import drop, fixture, lake_fingerprint
 from test_real_analysis import MANIFEST  # the two real files' sessions (and their channel map)
 
 from flows.nightly import run_night
 from warehouse import catalog
+from warehouse.analysis import cohort
 from warehouse.ingest import read_ahead, steps
 from warehouse.settings import get_settings
 
@@ -37,10 +39,18 @@ def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):
 
 
 def test_threads_and_read_ahead_give_the_lake_of_the_sequential_night(tmp_path, monkeypatch):
+    factorised = []  # (thread) of every leg's NMF
+    real = cohort._factorise
+    monkeypatch.setattr(cohort, "_factorise", lambda m: factorised.append(threading.current_thread().name) or real(m))
     ref, ref_summary, _ = _night(tmp_path, "sequential", monkeypatch, workers=1, ahead=False)
+    assert factorised and all(t == "MainThread" for t in factorised)  # in the rebuild
+    factorised.clear()
     par, par_summary, ahead = _night(tmp_path, "parallel", monkeypatch, workers=3, ahead=True)
     assert len(ahead) >= 8 and par_summary["trials_derived"] == ref_summary["trials_derived"] >= 10
     assert lake_fingerprint(par) == lake_fingerprint(ref)
+    # every session's synergies were factorised ahead on the derivation threads, none again in the rebuild
+    assert factorised and all(t.startswith("derive") for t in factorised), factorised
+    assert cohort._AHEAD == {}
     # a night with nothing new reads nothing ahead (every file is already in the lake)
     started = []
     monkeypatch.setattr(steps, "read_ahead_file", READ_AHEAD_FILE)

@@ -107,3 +107,28 @@ def test_normalised_cycles_read_in_chunks_equal_one_read(demo_con, monkeypatch, 
     assert list(parts) == list(whole) and len(whole) > 50
     for k in whole:
         np.testing.assert_array_equal(parts[k], whole[k])
+
+
+def test_a_session_read_alone_equals_its_part_of_the_whole_lake(demo_con):
+    whole = cohort.normalised_cycles(demo_con)
+    sessions = sorted({k[1] for k in whole})
+    for sess in sessions[:3]:
+        alone = cohort.normalised_cycles(demo_con, session_id=sess)
+        assert list(alone) == [k for k in whole if k[1] == sess] and alone
+        for k in alone:
+            np.testing.assert_array_equal(alone[k], whole[k])
+
+
+def test_legs_factorised_ahead_are_what_the_rebuild_takes(demo_lake, demo_con, monkeypatch):
+    """A session's legs factorised ahead (the night's threads) give the rebuild the rows a factorisation in
+    the rebuild gives (here: the stored ones), and are not kept after it."""
+    sessions = sorted({k[1] for k in cohort.normalised_cycles(demo_con)})
+    for sess in sessions:
+        cohort.factorise_ahead(demo_lake[2], sess)
+    assert len(cohort._AHEAD) >= len(sessions)
+    monkeypatch.setattr(syn, "extract_synergies", _fail_if_called)
+    out = cohort._synergies(cohort.normalised_cycles(demo_con))  # nothing from the previous rebuild
+    s = demo_con.execute("SELECT * FROM synergies").pl().sort(SORT_S)
+    got_s, _ = _sorted(out)
+    assert got_s.select(s.columns).cast(s.schema).equals(s)
+    assert cohort._AHEAD == {}

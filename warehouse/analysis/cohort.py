@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 
 import numpy as np
 import polars as pl
@@ -52,14 +53,19 @@ def _q(con, sql: str, params=None) -> pl.DataFrame:
 ENVELOPE_CHUNK_TRIALS = 16
 
 
-def normalised_cycles(con) -> dict[tuple[str, str, str, str], np.ndarray]:
+def normalised_cycles(con, *, session_id: str | None = None) -> dict[tuple[str, str, str, str], np.ndarray]:
     """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles (the envelopes
-    read ``ENVELOPE_CHUNK_TRIALS`` trials at a time, in trial order)."""
+    read ``ENVELOPE_CHUNK_TRIALS`` trials at a time, in trial order); ``session_id``: that session's only
+    (the same arrays as its entries of the whole lake's)."""
+    of_session = " AND trial_id IN (SELECT trial_id FROM trials WHERE session_id = ?)" if session_id else ""
+    one = [session_id] if session_id else []
     cyc_df = _q(con, "SELECT trial_id, side, cycle, start_s, end_s, foot_off_s, duration_s, stance_pct, valid, "
-                     "coalesce(reason, '') AS reason FROM gait_cycles WHERE valid ORDER BY trial_id, side, cycle")
+                     f"coalesce(reason, '') AS reason FROM gait_cycles WHERE valid{of_session} "
+                     "ORDER BY trial_id, side, cycle", one)
     if cyc_df.is_empty():
         return {}
-    trials = [r[0] for r in con.execute("SELECT DISTINCT trial_id FROM emg_envelopes ORDER BY 1").fetchall()]
+    trials = [r[0] for r in con.execute(f"SELECT DISTINCT trial_id FROM emg_envelopes WHERE true{of_session} "
+                                        "ORDER BY 1", one).fetchall()]
     out: dict[tuple, list] = {}
     for i in range(0, len(trials), ENVELOPE_CHUNK_TRIALS):
         chunk = trials[i:i + ENVELOPE_CHUNK_TRIALS]
@@ -219,16 +225,16 @@ def _previous_synergies(con) -> tuple[pl.DataFrame, pl.DataFrame]:
     return s, a
 
 
-def _synergies(cyc_norm, previous: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
-    """Per session and leg (>= 3 muscles and cycles of that leg, each time-normalised to its own cycles):
-    synergy weights, each muscle's local VAF, and the mean activation per cycle sample. The number of
-    synergies is the smallest with VAF >= 90 % and every local VAF >= 75 % (``transforms.synergies``).
-    A leg whose input hashes as in ``previous`` (the last rebuild's rows) keeps those rows: the same input,
-    the same factorisation, without computing it again (NMF is most of a rebuild's time)."""
-    srows, arows = [], []
-    prev_s, prev_a = previous if previous is not None else (pl.DataFrame(), pl.DataFrame())
-    known = set(prev_s["input_sha256"].to_list()) if prev_s.height else set()
-    reused: list[str] = []
+#: Legs factorised ahead of the rebuild (:func:`factorise_ahead`: the night's threads, as each session's
+#: trials are analysed), by ``synergies.input_sha256``: the rebuild takes a leg's result from here when its
+#: input hashes the same (the same input, the same factorisation), else factorises it itself.
+_AHEAD: dict[str, object] = {}
+_AHEAD_LOCK = threading.Lock()
+
+
+def _legs(cyc_norm):
+    """``(session, side, muscle keys, cycles, matrix, input key)`` of each leg with >= 3 muscles and cycles:
+    the muscles' first ``cycles`` normalised cycles, clipped at 0, each muscle scaled to its maximum."""
     for sess, side in sorted({(k[1], k[3]) for k in cyc_norm}):
         keys = sorted(k for k in cyc_norm if k[1] == sess and k[3] == side)
         n = min(cyc_norm[k].shape[0] for k in keys)
@@ -237,14 +243,58 @@ def _synergies(cyc_norm, previous: tuple[pl.DataFrame, pl.DataFrame] | None = No
         mat = np.vstack([cyc_norm[k][:n].reshape(-1) for k in keys])
         mat = np.clip(mat, 0, None)
         mat = mat / np.maximum(mat.max(axis=1, keepdims=True), 1e-12)
-        key = synergy_input_key(sess, side, [k[2] for k in keys], mat)
+        yield sess, side, keys, n, mat, synergy_input_key(sess, side, [k[2] for k in keys], mat)
+
+
+def _factorise(mat: np.ndarray):
+    try:
+        return syn.extract_synergies(mat)
+    except ValueError as exc:
+        return exc
+
+
+def factorise_ahead(settings: Settings, session_id: str) -> int:
+    """Factorise the legs of one session whose trials are all analysed, ahead of the cohort rebuild that
+    follows (kept in this process, by input hash, until that rebuild); returns how many. Reads beside the
+    night's other writers (:class:`warehouse.catalog.RetryingReads`)."""
+    con = catalog.connect(settings)
+    try:
+        cyc_norm = normalised_cycles(catalog.RetryingReads(con, settings), session_id=session_id)
+    finally:
+        con.close()
+    done = 0
+    for _, _, _, _, mat, key in _legs(cyc_norm):
+        with _AHEAD_LOCK:
+            if key in _AHEAD:
+                continue
+        res = _factorise(mat)
+        with _AHEAD_LOCK:
+            _AHEAD[key] = res
+        done += 1
+    return done
+
+
+def _synergies(cyc_norm, previous: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
+    """Per session and leg (>= 3 muscles and cycles of that leg, each time-normalised to its own cycles):
+    synergy weights, each muscle's local VAF, and the mean activation per cycle sample. The number of
+    synergies is the smallest with VAF >= 90 % and every local VAF >= 75 % (``transforms.synergies``).
+    A leg whose input hashes as in ``previous`` (the last rebuild's rows) keeps those rows, and one
+    factorised ahead (:func:`factorise_ahead`) takes that result: the same input, the same factorisation,
+    without computing it again (NMF is most of a rebuild's time)."""
+    srows, arows = [], []
+    prev_s, prev_a = previous if previous is not None else (pl.DataFrame(), pl.DataFrame())
+    known = set(prev_s["input_sha256"].to_list()) if prev_s.height else set()
+    reused: list[str] = []
+    for sess, side, keys, n, mat, key in _legs(cyc_norm):
         if key in known:
             reused.append(key)
             continue
-        try:
-            res = syn.extract_synergies(mat)
-        except ValueError as exc:
-            log.info("synergies %s %s: %s", sess, side, exc)
+        with _AHEAD_LOCK:
+            res = _AHEAD.pop(key, None)
+        if res is None:
+            res = _factorise(mat)
+        if isinstance(res, ValueError):
+            log.info("synergies %s %s: %s", sess, side, res)
             continue
         for j in range(res.n_synergies):
             for i, k in enumerate(keys):
@@ -256,6 +306,8 @@ def _synergies(cyc_norm, previous: tuple[pl.DataFrame, pl.DataFrame] | None = No
             for p, v in enumerate(mean_act):
                 arows.append({"session_id": sess, "side": side, "synergy": j, "sample": p, "pct": float(p),
                               "activation": float(v)})
+    with _AHEAD_LOCK:
+        _AHEAD.clear()  # what this rebuild did not use (a session that changed after): never used later
     s_frames, a_frames = [pl.DataFrame(srows)] if srows else [], [pl.DataFrame(arows)] if arows else []
     if reused:
         kept = prev_s.filter(pl.col("input_sha256").is_in(reused))
