@@ -57,15 +57,20 @@ def normalised_cycles(con, *, session_id: str | None = None) -> dict[tuple[str, 
     """{(subject, session, muscle, side): cycles x 101} from stored envelopes and valid cycles (the envelopes
     read ``ENVELOPE_CHUNK_TRIALS`` trials at a time, in trial order); ``session_id``: that session's only
     (the same arrays as its entries of the whole lake's)."""
-    of_session = " AND trial_id IN (SELECT trial_id FROM trials WHERE session_id = ?)" if session_id else ""
-    one = [session_id] if session_id else []
+    only: list[str] = []
+    if session_id is not None:  # the session's trials by id: each table's files are pruned by their stats
+        only = [r[0] for r in con.execute("SELECT trial_id FROM trials WHERE session_id = ? ORDER BY 1",
+                                          [session_id]).fetchall()]
+        if not only:
+            return {}
+    of_trials = f" AND trial_id IN ({', '.join('?' * len(only))})" if only else ""
     cyc_df = _q(con, "SELECT trial_id, side, cycle, start_s, end_s, foot_off_s, duration_s, stance_pct, valid, "
-                     f"coalesce(reason, '') AS reason FROM gait_cycles WHERE valid{of_session} "
-                     "ORDER BY trial_id, side, cycle", one)
+                     f"coalesce(reason, '') AS reason FROM gait_cycles WHERE valid{of_trials} "
+                     "ORDER BY trial_id, side, cycle", only)
     if cyc_df.is_empty():
         return {}
-    trials = [r[0] for r in con.execute(f"SELECT DISTINCT trial_id FROM emg_envelopes WHERE true{of_session} "
-                                        "ORDER BY 1", one).fetchall()]
+    # every trial with envelopes (a session's: the envelopes of its trials, if any, are read below)
+    trials = only or [r[0] for r in con.execute("SELECT DISTINCT trial_id FROM emg_envelopes ORDER BY 1").fetchall()]
     out: dict[tuple, list] = {}
     for i in range(0, len(trials), ENVELOPE_CHUNK_TRIALS):
         chunk = trials[i:i + ENVELOPE_CHUNK_TRIALS]

@@ -63,7 +63,7 @@ def start(settings: Settings, src: str, companions: dict[str, str], vertical_axi
                             memory_bytes=settings.limits.reader_memory_bytes, vertical_axis=vertical_axis)
 
     fut = pool.submit(run)
-    fut.add_done_callback(lambda f: f.exception())  # retrieved: never "exception never retrieved"
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: never "exception never retrieved"
     with _LOCK:
         _STATE["ahead"][src] = (sha_future, fut, companions, vertical_axis,
                                              settings.limits.reader_memory_bytes)
