@@ -149,3 +149,28 @@ def test_block_envelopes_match_the_reference_channel_by_channel():
     for ch, x in samples.items():
         ref = emg_tx.linear_envelope(x.astype(np.float64), rate_hz=rates[ch])
         np.testing.assert_allclose(envs[ch], ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+
+
+def test_cycle_metrics_by_block_equal_channel_by_channel():
+    """The analysis computes cycle metrics and normalised cycles once per block of channels (side, rate,
+    length): the same values, bit for bit, as one channel at a time."""
+    import polars as pl
+
+    from transforms import cycles as cyc
+    from warehouse.analysis.trial import _cycle_blocks
+
+    rng = np.random.default_rng(4)
+    rate = 1000.0
+    envs = {0: rng.random(12000), 1: rng.random(12000), 2: rng.random(12000), 3: rng.random(9000),
+            4: rng.random(12000)}
+    chans = [(0, "ta", "L", rate), (1, "sol", "L", rate), (2, "ta", "R", rate), (3, "gm", "L", rate),
+             (4, "vl", "U", rate)]
+    side_cycles = {"L": cyc.segment_cycles([0.5, 1.6, 2.7, 3.9, 5.0, 6.2], foot_offs_s=[1.2, 2.3, 3.4, 4.6, 5.7]),
+                   "R": cyc.segment_cycles([1.0, 2.1, 3.3, 4.4])}
+    metrics, normalised = _cycle_blocks(chans, envs, side_cycles)
+    assert sorted(metrics) == sorted(normalised) == [0, 1, 2, 3]  # side U has no cycles
+    for ch, _, side, _ in chans[:4]:
+        one = cyc.cycle_metrics(envs[ch], rate_hz=rate, cycles=side_cycles[side], channel_names=[str(ch)])
+        assert pl.DataFrame(metrics[ch]).equals(one.filter(pl.col("valid")))
+        ref = cyc.normalise_cycles(envs[ch], rate_hz=rate, cycles=side_cycles[side])
+        assert normalised[ch].shape == ref.shape and np.array_equal(normalised[ch], ref)

@@ -176,6 +176,8 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     wanted = {ch: r for ch, _, _, r in chans if len(samples.get(ch, ())) >= int(r)}
     envs = {ch: known[ch] for ch in wanted if ch in known}
     envs.update(block_envelopes(samples, {ch: r for ch, r in wanted.items() if ch not in envs}, **ENVELOPE_PARAMS))
+    side_cycles = {side: cyc.segment_cycles(v[0], foot_offs_s=v[1] if len(v[1]) else None) for side, v in chosen.items()}
+    metrics, normalised = _cycle_blocks(chans, envs, side_cycles)
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
@@ -184,8 +186,8 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         if side not in chosen:
             continue
         cond = _conditioned(raw, rate, mains_hz)
-        strikes, offs = chosen[side][:2]
-        cdf = cyc.segment_cycles(strikes, foot_offs_s=offs if len(offs) else None)
+        strikes = chosen[side][0]
+        cdf = side_cycles[side]
         valid = cdf.filter(pl.col("valid"))
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
                                                         side=side, ids=ids, baseline_window_ms=baseline_window_ms,
@@ -193,20 +195,43 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         onset_rows += rows
         # per-cycle metrics
         if valid.height:
-            m = cyc.cycle_metrics(env, rate_hz=rate, cycles=cdf, channel_names=[muscle])
-            for r in m.filter(pl.col("valid")).iter_rows(named=True):
+            for r in metrics[ch]:
                 metric_rows.append({**ids, "muscle": muscle, "side": side, "cycle": r["cycle"], "peak": r["peak"],
                                     "iemg": r["iemg"], "time_of_peak_pct": r["peak_pct"],
                                     "mean_stance_mv": r["mean_stance"], "mean_swing_mv": r["mean_swing"],
                                     "mean_loading_response_mv": r["mean_loading_response"],
                                     "params_hash": PARAMS_HASH})
-            norm_by_side[side][muscle] = cyc.normalise_cycles(env, rate_hz=rate, cycles=cdf)
+            norm_by_side[side][muscle] = normalised[ch]
         if default_on is not None and len(default_on):
             spec_rows += _burst_spectra(cond, rate, default_on, default_off, trial_id=trial_id, ch=ch,
                                         muscle=muscle, side=side)
     return {"activation_onsets": _table(onset_rows), "emg_cycle_metrics": _table(metric_rows),
             "co_contraction": _table(_cci_rows(norm_by_side, ids)), "emg_spectra": _table(spec_rows),
             "gait_cycles": cycle_rows}
+
+
+def _cycle_blocks(chans, envs: dict, side_cycles: dict) -> tuple[dict, dict]:
+    """Per channel with an envelope and a side with cycles: its valid cycles' metrics (rows of
+    ``transforms.cycles.cycle_metrics``, in cycle order) and its time-normalised valid cycles. Computed once
+    per block of channels sharing a side, a rate and a length (the same arithmetic row by row as one
+    channel at a time, without the per-channel overhead)."""
+    blocks: dict[tuple, list[int]] = {}
+    for ch, _, side, rate in chans:
+        if ch in envs and side in side_cycles and side_cycles[side].filter(pl.col("valid")).height:
+            blocks.setdefault((side, float(rate), len(envs[ch])), []).append(ch)
+    metrics: dict[int, list[dict]] = {}
+    normalised: dict[int, np.ndarray] = {}
+    for (side, rate, _), chs in blocks.items():
+        block = np.stack([envs[ch] for ch in chs])
+        cdf = side_cycles[side]
+        for r in cyc.cycle_metrics(block, rate_hz=rate, cycles=cdf, channel_names=[str(ch) for ch in chs]).filter(
+                pl.col("valid")).iter_rows(named=True):
+            metrics.setdefault(int(r["channel"]), []).append(r)
+        stacked = cyc.normalise_cycles(block, rate_hz=rate, cycles=cdf)  # cycles x channels x points
+        for i, ch in enumerate(chs):
+            normalised[ch] = np.ascontiguousarray(stacked[:, i, :])
+            metrics.setdefault(ch, [])
+    return metrics, normalised
 
 
 def _gait_cycle_rows(chosen, annotated, stance_pct: tuple[float, float] = STANCE_PLAUSIBLE_PCT) -> list[dict]:
