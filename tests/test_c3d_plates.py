@@ -62,6 +62,7 @@ def test_a_plate_that_disagrees_with_ezc3d_is_copied_from_ezc3d(monkeypatch, cap
         return out
     monkeypatch.setattr(c3d_plates, "_vectorised", off_by_one_newton)
     monkeypatch.setattr(c3d_plates, "_VERIFIED", set())  # as in a fresh reader process
+    monkeypatch.setattr(c3d_plates, "_KNOWN", {})
     with caplog.at_level(logging.WARNING, logger=c3d_plates.__name__):
         mine = c3d_plates.platforms(ezc3d.c3d(path))
     for m, t in zip(mine, theirs):
@@ -76,6 +77,7 @@ def test_a_configuration_is_checked_once_per_process(monkeypatch):
     real = c3d_plates._matches_ezc3d
     monkeypatch.setattr(c3d_plates, "_matches_ezc3d", lambda pf, plate: checked.append(pf.type()) or real(pf, plate))
     monkeypatch.setattr(c3d_plates, "_VERIFIED", set())
+    monkeypatch.setattr(c3d_plates, "_KNOWN", {})
     for _ in range(2):
         c3d_plates.platforms(ezc3d.c3d(str(fixture("gaitalytics/treadmill_events.c3d"))))
     assert checked == [2, 2]  # two plates, checked on the first read only
@@ -93,3 +95,42 @@ def test_reader_plates_match_ezc3d_extraction():
         np.testing.assert_array_equal(np.isfinite(p.force_n), np.isfinite(t["force"]))
         np.testing.assert_allclose(np.nan_to_num(p.force_n), np.nan_to_num(t["force"]), rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(np.nan_to_num(p.free_moment_nmm), np.nan_to_num(t["Tz"][2]), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("rel", ["gaitalytics/treadmill_events.c3d", "btk/Gait.c3d", "btk/Res16bits.c3d"])
+def test_a_file_with_known_parameters_skips_ezc3d_plate_module_and_equals_it(rel, monkeypatch):
+    """After a file whose plates were all vectorised and checked, a file with the same plate parameters is
+    computed from the kept constants, without ezc3d's force-plate module (which extracts every frame in
+    C++), and still equals ezc3d's extraction on every frame; a file with other parameters goes through it."""
+    monkeypatch.setattr(c3d_plates, "_VERIFIED", set())
+    monkeypatch.setattr(c3d_plates, "_KNOWN", {})
+    path = str(fixture(rel))
+    theirs = ezc3d.c3d(path, extract_forceplat_data=True)["data"]["platform"]
+    c3d_plates.platforms(ezc3d.c3d(path))
+    assert len(c3d_plates._KNOWN) == 1
+
+    def refused(*a, **k):
+        raise AssertionError("ezc3d's force-plate module was used")
+    monkeypatch.setattr(swig, "ForcePlatforms", refused)
+    mine = c3d_plates.platforms(ezc3d.c3d(path))
+    assert len(mine) == len(theirs)
+    for m, t in zip(mine, theirs):
+        _assert_same(m, t)
+    with pytest.raises(AssertionError, match="force-plate module"):  # other parameters: not known
+        c3d_plates.platforms(ezc3d.c3d(str(fixture("c3dorg/sample01_Eb015vr.c3d"))))
+
+
+def test_parameters_key_follows_every_plate_parameter():
+    c = ezc3d.c3d(str(fixture("btk/Gait.c3d")))
+    shape = (28, 100)
+    base = c3d_plates._parameters_key(c, shape)
+    assert c3d_plates._parameters_key(c, shape) == base
+    assert c3d_plates._parameters_key(c, (29, 100)) != base and c3d_plates._parameters_key(c, (28, 0)) != base
+    for group, name in (("FORCE_PLATFORM", "ORIGIN"), ("FORCE_PLATFORM", "CAL_MATRIX"), ("FORCE_PLATFORM", "ZERO"),
+                        ("POINT", "UNITS"), ("ANALOG", "UNITS")):
+        entry = c["parameters"][group][name]
+        kept = entry["value"]
+        entry["value"] = ["m"] if isinstance(kept, list) and kept and isinstance(kept[0], str) else np.asarray(kept) + 1
+        assert c3d_plates._parameters_key(c, shape) != base, (group, name)
+        entry["value"] = kept
+    assert c3d_plates._parameters_key(c, shape) == base
