@@ -130,3 +130,39 @@ def test_a_site_turn_decides_files_done_before_it_from_one_read(lake):
     assert r["outcome"] == steps.INGESTED and r["trial_id"] == first["trial_id"]
     with steps.site_turn(lake, "real", "run-3"):
         assert steps.process_file(lake, "real", "small/a.c3d", "run-3")["outcome"] == steps.SKIPPED
+
+
+def test_a_trials_grf_read_once_equals_each_plate_read_alone(lake):
+    """The analysis reads a trial's ``grf`` in one scan (``events.trial_grf``): each plate's columns equal that
+    plate read alone, values, order and NULLs (a masked array only where the plate has NULLs)."""
+    import numpy as np
+
+    from warehouse.analysis import events
+
+    drop(lake, "real", {"tread/t.c3d": fixture("gaitalytics/treadmill_events.c3d"),
+                        "small/s.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    tids = [_ingest(lake, rel)["trial_id"] for rel in ("tread/t.c3d", "small/s.c3d")]
+    con = catalog.connect(lake)
+    try:
+        # a NULL on one plate only (what a reader leaves where the plate is unloaded)
+        catalog.write_atomically(lake, con, lambda c: c.execute(
+            "UPDATE grf SET cop_x_mm = NULL WHERE trial_id = ? AND plate = 1 AND sample_index < 5", [tids[0]]),
+            what="test")
+        n_plates = 0
+        for tid in tids:
+            once = events.trial_grf(con, tid)
+            plates = [r[0] for r in con.execute("SELECT DISTINCT plate FROM grf WHERE trial_id = ? ORDER BY 1",
+                                                [tid]).fetchall()]
+            assert sorted(once) == plates and plates
+            for p in plates:
+                alone = con.execute(f"SELECT {', '.join(events.GRF_COLUMNS)} FROM grf WHERE trial_id = ? AND "
+                                    "plate = ? ORDER BY sample_index", [tid, p]).fetchnumpy()
+                for col in events.GRF_COLUMNS:
+                    a, b = once[p][col], alone[col]
+                    assert np.ma.isMaskedArray(a) == np.ma.isMaskedArray(b), (tid, p, col)
+                    np.testing.assert_array_equal(np.ma.getmaskarray(a), np.ma.getmaskarray(b))
+                    np.testing.assert_array_equal(np.ma.filled(a, 0), np.ma.filled(b, 0))
+                n_plates += 1
+        assert n_plates >= 6 and np.ma.isMaskedArray(events.trial_grf(con, tids[0])[1]["cop_x_mm"])
+    finally:
+        con.close()

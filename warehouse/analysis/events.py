@@ -120,15 +120,36 @@ def kinematic_events(tracks: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- plates
-def _contacts(con, trial_id: str, terrain: str | None) -> tuple[list[dict], bool]:
+GRF_COLUMNS = ("time_s", "force_z_n", "cop_x_mm", "cop_y_mm")
+
+
+def trial_grf(con, trial_id: str) -> dict[int, dict[str, np.ndarray]]:
+    """``{plate: {column: samples}}`` of one trial's ``grf`` (:data:`GRF_COLUMNS`, in sample order): one
+    scan for the trial's plate contacts and its cycles' forces. A plate's column is a masked array only
+    where that plate has NULLs in it (as when each plate is read alone)."""
+    d = con.execute(f"SELECT plate, {', '.join(GRF_COLUMNS)} FROM grf WHERE trial_id = ? ORDER BY plate, "
+                    "sample_index", [trial_id]).fetchnumpy()
+    plates = np.asarray(d["plate"])
+    out = {}
+    for p in np.unique(plates):
+        rows = plates == p
+        out[int(p)] = {c: _as_read_alone(d[c][rows]) for c in GRF_COLUMNS}
+    return out
+
+
+def _as_read_alone(x):
+    return x if np.ma.isMaskedArray(x) and np.ma.getmaskarray(x).any() else np.ma.getdata(x)
+
+
+def _contacts(con, trial_id: str, terrain: str | None, grf: dict | None = None) -> tuple[list[dict], bool]:
     """Every plate contact (strike, off, plate, mean CoP in early stance, CoP travel); and whether the
-    plates are treadmill belts."""
+    plates are treadmill belts. ``grf``: the trial's :func:`trial_grf` (else read here)."""
     plates = con.execute("SELECT plate, rate_hz FROM force_plates WHERE trial_id = ? ORDER BY plate",
                          [trial_id]).fetchall()
     contacts, treadmill = [], terrain == "treadmill"
+    grf = trial_grf(con, trial_id) if grf is None and plates else (grf or {})
     for plate, rate in plates:
-        d = con.execute("SELECT force_z_n, cop_x_mm, cop_y_mm FROM grf WHERE trial_id = ? AND plate = ? "
-                        "ORDER BY sample_index", [trial_id, plate]).fetchnumpy()
+        d = grf.get(int(plate), {c: np.empty(0, np.float32) for c in GRF_COLUMNS})
         fz = np.nan_to_num(np.abs(d["force_z_n"].astype(np.float64)))
         if len(fz) < 10 or np.nanmax(fz) < 2 * gait.FORCE_THRESHOLD_N:
             continue
@@ -227,10 +248,10 @@ def _geometry_sides(contacts: list[dict], treadmill: bool) -> None:
 
 
 def plate_events(con, trial_id: str, terrain: str | None, annotated: pl.DataFrame,
-                 tracks: dict) -> tuple[list[dict], bool]:
+                 tracks: dict, grf: dict | None = None) -> tuple[list[dict], bool]:
     """Force-plate foot strikes / offs with their side (L, R or U) and the reason; and whether the
-    plates are treadmill belts."""
-    contacts, treadmill = _contacts(con, trial_id, terrain)
+    plates are treadmill belts. ``grf``: the trial's :func:`trial_grf` (else read here)."""
+    contacts, treadmill = _contacts(con, trial_id, terrain, grf)
     for c in contacts:
         c["side"], c["reason"] = "", ""
     _annotation_sides(contacts, annotated, treadmill)

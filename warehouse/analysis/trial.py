@@ -77,13 +77,15 @@ def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
     return out
 
 
-def _trial_events(con, trial_id: str, task, terrain) -> tuple[pl.DataFrame, list[dict], list[dict], dict, list]:
-    """(annotated, plate rows, kinematic rows, chosen events per side, plausibility findings)."""
+def _trial_events(con, trial_id: str, task, terrain, grf: dict | None = None
+                  ) -> tuple[pl.DataFrame, list[dict], list[dict], dict, list]:
+    """(annotated, plate rows, kinematic rows, chosen events per side, plausibility findings); ``grf``: the
+    trial's ``events.trial_grf``."""
     annotated = con.execute(
         "SELECT side, event, time_s FROM gait_events WHERE trial_id = ? AND source = 'annotated' ORDER BY time_s",
         [trial_id]).pl()
     tracks = ev.marker_tracks(con, trial_id)
-    plate, treadmill = ev.plate_events(con, trial_id, terrain, annotated, tracks)
+    plate, treadmill = ev.plate_events(con, trial_id, terrain, annotated, tracks, grf)
     kinematic = ev.kinematic_events(tracks) if task in ev.KINEMATIC_TASKS else []
     chosen, findings = ev.choose_events(annotated.filter(pl.col("side").is_in(vocab.SIDES)), plate, kinematic,
                                         treadmill=treadmill, point_rate_hz=tracks.get("rate"))
@@ -116,7 +118,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}
         subject, session, task, terrain, mains_hz = meta
-        annotated, plate, kinematic, chosen, findings = _trial_events(reads, trial_id, task, terrain)
+        grf = ev.trial_grf(reads, trial_id)  # read once: plate contacts and the cycles' forces
+        annotated, plate, kinematic, chosen, findings = _trial_events(reads, trial_id, task, terrain, grf)
         all_chans = reads.execute(
             "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
             "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.channel", [trial_id]).fetchall()
@@ -133,7 +136,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                                  mains_hz=mains_hz or DEFAULT_MAINS_HZ,
                                  handed=handed)
         cycles_rows = rows.pop("gait_cycles")
-        cycles_rows += _grf_per_cycle(reads, trial_id, chosen, plate)
+        cycles_rows += _grf_per_cycle(reads, trial_id, chosen, plate, grf)
         tables = {
             "gait_events": _events_table(trial_id, plate, kinematic),
             "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
@@ -389,11 +392,11 @@ def _cci_rows(norm_by_side, ids) -> list[dict]:
     return cci_rows
 
 
-def _grf_per_cycle(con, trial_id, chosen, plate) -> list[dict]:
+def _grf_per_cycle(con, trial_id, chosen, plate, grf: dict | None = None) -> list[dict]:
     """Stance peak force and impulse of every cycle whose strike is a plate contact of that side (within
     ``ANNOTATION_MATCH_S``, whatever source the cycle's events come from), from the plate's own strike
-    to its foot off."""
-    out, grf = [], None
+    to its foot off. ``grf``: the trial's ``events.trial_grf`` (else read when a cycle needs it)."""
+    out = []
     for side, (strikes, offs, source, _) in chosen.items():
         mine = [e for e in plate if e["side"] == side and e["event"] == "foot_strike"]
         for k in range(len(strikes) - 1):
@@ -405,23 +408,16 @@ def _grf_per_cycle(con, trial_id, chosen, plate) -> list[dict]:
                    and hit["time_s"] < e["time_s"] < strikes[k + 1]]
             if not off:
                 continue
-            if grf is None:  # the trial's vertical forces, read once (not one query per cycle)
-                grf = _plate_forces(con, trial_id)
-            t, fz_n = grf.get(hit["plate"], (np.empty(0), np.empty(0)))
+            if grf is None:  # the trial's forces, read once (not one query per cycle)
+                grf = ev.trial_grf(con, trial_id)
+            g = grf.get(hit["plate"])
+            t, fz_n = (g["time_s"], g["force_z_n"]) if g is not None else (np.empty(0), np.empty(0))
             keep = np.ma.filled((t >= hit["time_s"]) & (t <= min(off)), False)  # as SQL BETWEEN: NULL out
             if keep.sum() > 2:
                 fz = np.abs(fz_n[keep].astype(float))
                 out.append({"side": side, "cycle": k, "peak_force_z_n": float(fz.max()),
                             "impulse_z_ns": float(np.trapezoid(fz, t[keep]))})
     return out
-
-
-def _plate_forces(con, trial_id: str) -> dict:
-    """``{plate: (time_s, force_z_n)}`` of one trial, in sample order."""
-    d = con.execute("SELECT plate, time_s, force_z_n FROM grf WHERE trial_id = ? ORDER BY plate, sample_index",
-                    [trial_id]).fetchnumpy()
-    plates = np.asarray(d["plate"])
-    return {int(p): (d["time_s"][plates == p], d["force_z_n"][plates == p]) for p in np.unique(plates)}
 
 
 def _dedupe_cycles(trial_id: str, rows: list[dict]) -> pa.Table | None:
