@@ -85,6 +85,11 @@ def _check_band(band_hz: Sequence[float], rate_hz: float) -> tuple[float, float]
     return lo, hi
 
 
+def _check_segment(welch_segment_s: float) -> None:
+    if not np.isfinite(welch_segment_s) or welch_segment_s <= 0:
+        raise ValueError(f"welch_segment_s must be positive, got {welch_segment_s!r}")
+
+
 def _signal_1d(emg, name: str = "emg") -> np.ndarray:
     x = np.asarray(emg, dtype=float)
     if x.ndim != 1:
@@ -131,8 +136,7 @@ def band_psd(
     x = _signal_1d(emg)
     rate = _check_rate(rate_hz)
     lo, hi = _check_band(band_hz, rate)
-    if not np.isfinite(welch_segment_s) or welch_segment_s <= 0:
-        raise ValueError(f"welch_segment_s must be positive, got {welch_segment_s!r}")
+    _check_segment(welch_segment_s)
     if x.size < MIN_SEGMENT_SAMPLES:
         return np.empty(0), np.empty(0)
     nperseg = min(x.size, max(MIN_SEGMENT_SAMPLES, int(round(welch_segment_s * rate))))
@@ -284,7 +288,7 @@ def burst_frequencies(
     """
     x = _signal_1d(emg_mv)
     rate = _check_rate(rate_hz)
-    _check_band(band_hz, rate)
+    lo, hi = _check_band(band_hz, rate)
     b = np.asarray(bursts_s, dtype=float)
     if b.size == 0:
         b = np.empty((0, 2))
@@ -294,13 +298,12 @@ def burst_frequencies(
         raise ValueError("bursts_s contains non-finite times")
     if np.any(b[:, 1] < b[:, 0]):
         raise ValueError("bursts_s has an offset before its onset")
-    if not np.isfinite(welch_segment_s) or welch_segment_s <= 0:
-        raise ValueError(f"welch_segment_s must be positive, got {welch_segment_s!r}")
+    _check_segment(welch_segment_s)
     t = start_time_s + np.arange(x.size) / rate
     # samples with on <= t <= off (t rises): the same selection as a mask, without one per burst
     starts = np.searchsorted(t, b[:, 0], side="left")
     stops = np.maximum(np.searchsorted(t, b[:, 1], side="right"), starts)
-    freqs = _welch_segments(x, starts, stops, rate=rate, band_hz=band_hz, welch_segment_s=welch_segment_s)
+    freqs = _welch_segments(x, starts, stops, rate=rate, band=(lo, hi), welch_segment_s=welch_segment_s)
     rows = [(i, float(on), float(off), float((on + off) / 2), int(stops[i] - starts[i]), *freqs[i])
             for i, (on, off) in enumerate(b)]
     out = pl.DataFrame(rows, schema=_WINDOW_SCHEMA, orient="row")
@@ -308,12 +311,12 @@ def burst_frequencies(
 
 
 def _welch_segments(x: np.ndarray, starts: np.ndarray, stops: np.ndarray, *, rate: float,
-                    band_hz: Sequence[float], welch_segment_s: float) -> list[tuple[float, float]]:
+                    band: tuple[float, float], welch_segment_s: float) -> list[tuple[float, float]]:
     """(MNF, MDF) of each ``x[start:stop]``: :func:`spectral_frequencies` of every segment, with the Welch
     periodograms of all segments of one length computed together (one gather, one FFT) instead of one
     ``scipy.signal.welch`` call per segment. The same estimator: Hann window, ``WELCH_OVERLAP_FRACTION``
     overlap, full segments only, per-segment mean removed, one-sided density, mean over segments."""
-    lo, hi = _check_band(band_hz, rate)
+    lo, hi = band  # checked by the caller
     out = [(float("nan"), float("nan"))] * len(starts)
     lengths = stops - starts
     nper = np.minimum(lengths, max(MIN_SEGMENT_SAMPLES, int(round(welch_segment_s * rate))))

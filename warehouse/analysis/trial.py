@@ -180,7 +180,8 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     envs = {ch: known[ch] for ch in wanted if ch in known}
     envs.update(block_envelopes(samples, {ch: r for ch, r in wanted.items() if ch not in envs}, **ENVELOPE_PARAMS))
     side_cycles = {side: cyc.segment_cycles(v[0], foot_offs_s=v[1] if len(v[1]) else None) for side, v in chosen.items()}
-    metrics, normalised = _cycle_blocks(chans, envs, side_cycles)
+    side_valid = {side: cdf.filter(pl.col("valid")) for side, cdf in side_cycles.items()}
+    metrics, normalised = _cycle_blocks(chans, envs, side_cycles, side_valid)
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
@@ -190,8 +191,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
             continue
         cond = _conditioned(raw, rate, mains_hz)
         strikes = chosen[side][0]
-        cdf = side_cycles[side]
-        valid = cdf.filter(pl.col("valid"))
+        valid = side_valid[side]
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
                                                         side=side, ids=ids, baseline_window_ms=baseline_window_ms,
                                                         conditioned=cond)
@@ -213,14 +213,16 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
             "gait_cycles": cycle_rows}
 
 
-def _cycle_blocks(chans, envs: dict, side_cycles: dict) -> tuple[dict, dict]:
+def _cycle_blocks(chans, envs: dict, side_cycles: dict, side_valid: dict | None = None) -> tuple[dict, dict]:
     """Per channel with an envelope and a side with cycles: its valid cycles' metrics (rows of
     ``transforms.cycles.cycle_metrics``, in cycle order) and its time-normalised valid cycles. Computed once
     per block of channels sharing a side, a rate and a length (the same arithmetic row by row as one
     channel at a time, without the per-channel overhead)."""
+    if side_valid is None:
+        side_valid = {side: cdf.filter(pl.col("valid")) for side, cdf in side_cycles.items()}
     blocks: dict[tuple, list[int]] = {}
     for ch, _, side, rate in chans:
-        if ch in envs and side in side_cycles and side_cycles[side].filter(pl.col("valid")).height:
+        if ch in envs and side in side_cycles and side_valid[side].height:
             blocks.setdefault((side, float(rate), len(envs[ch])), []).append(ch)
     metrics: dict[int, list[dict]] = {}
     normalised: dict[int, np.ndarray] = {}
