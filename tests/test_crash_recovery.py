@@ -80,3 +80,36 @@ def test_kill_minus_nine_then_rerun_converges(expected, tmp_path, fault):
 def _env() -> dict:
     import os
     return {k: v for k, v in os.environ.items() if k != "MYOMAP_FAULTS"}
+
+
+def test_no_snapshot_holds_a_new_files_row_without_its_outcome(tmp_path):
+    """A new file's ``files`` row is written in the transaction of its outcome (its trial's commit, its
+    quarantine), not registered first: at every snapshot of the night, the files listed are exactly those
+    with their trial, or with their quarantine record. A kill between two transactions leaves both or neither."""
+    settings = get_settings(str(tmp_path / "lake"))
+    make_inbox(settings)
+    summary = run_night(settings.lake, quiet=True)
+    assert (summary["ingested"], summary["quarantined"]) == (SITES, SITES)
+    con = catalog.connect(settings, read_only=True)
+    try:
+        versions = [r[0] for r in con.execute(f"SELECT snapshot_id FROM {catalog.LAKE}.snapshots() ORDER BY 1")
+                    .fetchall()]
+    finally:
+        con.close()
+    listed_at = []
+    for v in versions:
+        con = catalog.connect(settings, as_of=str(v))
+        try:
+            if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'files'").fetchone()[0]:
+                assert not listed_at, f"snapshot {v}: no files table after files arrived"
+                continue  # before the lake's tables were created
+            files = set(con.execute("SELECT site_id, path, status FROM files").fetchall())
+            outcomes = {(s, p, "ingested") for s, p in con.execute(
+                "SELECT f.site_id, f.path FROM files f JOIN trials t USING (trial_id)").fetchall()}
+            outcomes |= {(s, p, "quarantined") for s, p in con.execute(  # whole files, not channels (path#label)
+                "SELECT site_id, path FROM quarantine WHERE resolved_at IS NULL AND NOT contains(path, '#')").fetchall()}
+        finally:
+            con.close()
+        assert files == outcomes, f"snapshot {v}: {files ^ outcomes}"
+        listed_at.append(len(files))
+    assert listed_at[-1] == 2 * SITES and sorted(listed_at) == listed_at  # the files arrived one by one

@@ -8,25 +8,22 @@ DuckLake transaction, so a killed run never leaves a partial trial.
 from __future__ import annotations
 
 import collections
-import copy
 import datetime as dt
 import hashlib
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import PurePosixPath
-
-import pyarrow as pa
 
 from schemas import contracts
 from warehouse import catalog, faults, zones
 from warehouse.ingest import inbox, limits, read_ahead, tables, validation
 from warehouse.ingest.harmonise import harmonise
-from warehouse.ingest.manifest import Manifest, ManifestError, parse_manifest
+from warehouse.ingest.manifest import ManifestError
 from warehouse.ingest.readers import companions_for, is_companion, read_any
 from warehouse.ingest.readers.base import ReaderError
+from warehouse.ingest.site_sync import SiteScan, load_manifest, sync_site  # noqa: F401 (steps' API)
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,138 +43,6 @@ class ContractViolation(Exception):
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-@dataclass
-class SiteScan:
-    site: str
-    files: list[str]
-    manifest_error: str | None = None
-    refused: list[dict] | None = None  # inbox entries refused at scan (names that are not UTF-8)
-
-
-# --------------------------------------------------------------------------- manifests
-def load_manifest(settings: Settings, site: str) -> Manifest:
-    """Read and parse ``inbox/<site>/manifest.yaml`` (never through a link, never past the size limit).
-
-    Raises
-    ------
-    ManifestError
-        ``manifest_missing``, ``manifest_not_a_file``, ``manifest_too_large``, ``manifest_encoding``
-        and the codes of :func:`~warehouse.ingest.manifest.parse_manifest`.
-    """
-    path = f"{zones.inbox(settings, site)}/manifest.yaml"
-    if not zones.exists(settings, path):
-        raise ManifestError("manifest_missing", f"Site '{site}' has no manifest.yaml: files are held until one "
-                            "claims them (`myomap manifest init {site}` scaffolds it).")
-    cap = settings.limits.manifest_bytes
-    try:
-        with zones.open_inbox_file(settings, path) as fh:
-            data = fh.read(cap + 1)
-    except zones.NotARegularFile as exc:
-        raise ManifestError("manifest_not_a_file", f"inbox/{site}/manifest.yaml is {exc.strerror}: it was not "
-                            "followed or read. Put the manifest file itself in the inbox.") from None
-    if len(data) > cap:
-        raise ManifestError("manifest_too_large", f"inbox/{site}/manifest.yaml is larger than {cap:,} bytes "
-                            "(MYOMAP_MAX_MANIFEST_BYTES): refused unread.")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError("manifest_encoding", f"inbox/{site}/manifest.yaml is not UTF-8 text (byte "
-                            f"{exc.start}): save it as UTF-8.") from None
-    lim = settings.limits
-    key = (text, site, lim.manifest_bytes, lim.yaml_aliases, lim.yaml_depth)  # what parsing depends on
-    with _MANIFESTS_LOCK:
-        parsed = _MANIFESTS.get(key)
-    if parsed is None:
-        parsed = parse_manifest(text, site=site, limits=lim)
-        with _MANIFESTS_LOCK:
-            if len(_MANIFESTS) >= 16:
-                _MANIFESTS.clear()
-            _MANIFESTS[key] = parsed
-    return copy.deepcopy(parsed)  # callers may change their copy
-
-
-#: Manifests parsed in this process, by text (YAML parsing is pure Python: once per night, not per file).
-_MANIFESTS: dict[tuple, Manifest] = {}
-_MANIFESTS_LOCK = threading.Lock()
-
-
-def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
-    """List a site's inbox (as data: nothing followed) and upsert its manifest's subjects and sessions."""
-    scan = inbox.scan(settings, site)
-    files, refused = scan.entries, [r.to_dict() for r in scan.refused]
-    try:
-        man = load_manifest(settings, site)
-    except ManifestError as exc:
-        return SiteScan(site, files, f"{exc.reason_code}: {exc.message}", refused)
-    subjects = pa.table({
-        "subject_id": [str(s["id"]) for s in man.subjects],
-        "site_id": [site] * len(man.subjects),
-        "sex": [s.get("sex") for s in man.subjects],
-        "mass_kg": pa.array([s.get("mass_kg") for s in man.subjects], pa.float64()),
-        "height_m": pa.array([s.get("height_m") for s in man.subjects], pa.float64()),
-    })
-    sessions = pa.table({
-        "session_id": [s.id for s in man.sessions],
-        "site_id": [site] * len(man.sessions),
-        "subject_id": [s.subject for s in man.sessions],
-        "session_date": pa.array([dt.date.fromisoformat(s.date) if s.date else None for s in man.sessions],
-                                 pa.date32()),
-        "condition": [s.condition for s in man.sessions],
-        "task": [s.task for s in man.sessions],
-        "terrain": [s.terrain for s in man.sessions],
-        "mains_hz": pa.array([man.mains_hz] * len(man.sessions), pa.float64()),
-    })
-
-    site_row = pa.table({
-        "site_id": [site], "mains_hz": pa.array([man.mains_hz], pa.float64()), "timezone": [man.timezone],
-        "embargo_until": pa.array([dt.date.fromisoformat(man.embargo_until) if man.embargo_until else None],
-                                  pa.date32()),
-        "consent": [",".join(map(str, man.consent)) if man.consent else None],
-    })
-
-    def body(con):
-        con.execute("DELETE FROM sites WHERE site_id = ?", [site])
-        con.execute("INSERT INTO sites BY NAME SELECT * FROM site_arrow")
-        con.execute("DELETE FROM subjects WHERE site_id = ?", [site])
-        con.execute("INSERT INTO subjects BY NAME SELECT * FROM subjects_arrow")
-        con.execute("DELETE FROM sessions WHERE site_id = ?", [site])
-        con.execute("INSERT INTO sessions BY NAME SELECT * FROM sessions_arrow")
-
-    con = catalog.connect(settings)
-    try:
-        con.register("subjects_arrow", subjects)
-        con.register("sessions_arrow", sessions)
-        con.register("site_arrow", site_row)
-        clash = con.execute(
-            "SELECT 'subject ' || subject_id || ' (site ' || site_id || ')' FROM subjects WHERE site_id <> ? AND "
-            "subject_id IN (SELECT subject_id FROM subjects_arrow) UNION ALL SELECT 'session ' || session_id || "
-            "' (site ' || site_id || ')' FROM sessions WHERE site_id <> ? AND session_id IN "
-            "(SELECT session_id FROM sessions_arrow)", [site, site]).fetchall()
-        if clash:
-            return SiteScan(site, files, "manifest_id_conflict: subject and session ids must be unique across the "
-                            f"consortium; already used by another site: {', '.join(r[0] for r in clash[:5])}. "
-                            "Prefix them with the site code.", refused)
-        current = con.execute("SELECT count(*) FROM subjects WHERE site_id = ?", [site]).fetchone()[0]
-        cur_s = con.execute("SELECT count(*) FROM sessions WHERE site_id = ?", [site]).fetchone()[0]
-        unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
-        if not unchanged:
-            catalog.write_atomically(settings, con, body, what=f"sync manifest {site}")
-    finally:
-        con.close()
-    return SiteScan(site, files, None, refused)
-
-
-def _same(con, site: str) -> bool:
-    """True when the stored subjects/sessions equal the manifest's (avoid empty snapshots)."""
-    a = con.execute("SELECT count(*) FROM (SELECT * FROM subjects WHERE site_id = ? EXCEPT "
-                    "SELECT * FROM subjects_arrow)", [site]).fetchone()[0]
-    b = con.execute("SELECT count(*) FROM (SELECT * FROM sessions WHERE site_id = ? EXCEPT "
-                    "SELECT * FROM sessions_arrow)", [site]).fetchone()[0]
-    c = con.execute("SELECT count(*) FROM (SELECT * FROM site_arrow EXCEPT "
-                    "SELECT * FROM sites WHERE site_id = ?)", [site]).fetchone()[0]
-    return a == 0 and b == 0 and c == 0
 
 
 # --------------------------------------------------------------------------- files
@@ -275,37 +140,61 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": mine[0]}
         raw = zones.store_raw(settings, src, sha, name)
         if not mine:
+            # a new file's row is written in the transaction of its outcome (its trial's commit, its
+            # quarantine, its hold): a killed run leaves the row and the outcome, or neither
+            seen["register"] = (sha, site, rel_path, size, now(), raw, run_id)
             other_ingested = [p for p, s in rows if s == "ingested" and p != rel_path]
-            status = "duplicate" if other_ingested else "held"
-            catalog.write_atomically(settings, con, lambda c: c.execute(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
-                [sha, site, rel_path, size, now(), status, raw, run_id]), what="register file")
-            if status == "duplicate":
+            if other_ingested:
+                _register(settings, con, seen, "duplicate")
                 return {"outcome": DUPLICATE, "sha256": sha, "trial_id": None,
                         "reason": f"same bytes as {other_ingested[0]}"}
+        # bytes never seen at the site have no quarantine rows there (those are written with a files row)
+        seen["fresh"] = not rows
         return _ingest_registered(settings, con, site, rel_path, run_id, seen, sha=sha, raw=raw)
     finally:
         con.close()
 
 
+#: A ``files`` row, all columns: :func:`_register`, a quarantine's or a trial's transaction.
+_INSERT_FILE = "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _file_row(register: tuple, status: str, session_id: str | None = None, trial_id: str | None = None) -> list:
+    """The ``files`` row of ``register`` = (sha256, site, path, size, received_at, raw_path, run_id)."""
+    return [*register[:5], status, session_id, trial_id, *register[5:]]
+
+
+def _register(settings, con, seen: dict, status: str) -> None:
+    """Write a new file's deferred ``files`` row (``seen["register"]``) with ``status``, if not written yet."""
+    register = seen.pop("register", None)
+    if register is not None:
+        catalog.write_atomically(settings, con, lambda c: c.execute(_INSERT_FILE, _file_row(register, status)),
+                                 what="register file")
+
+
 def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw) -> dict:
-    """Read, harmonise, validate and commit a registered file (or hold or quarantine it)."""
+    """Read, harmonise, validate and commit a file (or hold or quarantine it); a new file's ``files`` row
+    (``seen["register"]``) is written with its outcome."""
     name = PurePosixPath(rel_path).name
     parent = PurePosixPath(rel_path).parent
     siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
                 if PurePosixPath(f).parent == parent]
     if is_companion(name, siblings):
+        _register(settings, con, seen, "held")  # waits for the file it accompanies
         return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
     if seen.get("hold"):
+        _register(settings, con, seen, "held")
         return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": seen["hold"].split(":")[0]}
     try:
         man = load_manifest(settings, site)
     except ManifestError as exc:
+        _register(settings, con, seen, "held")
         return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
     session = man.session_for(rel_path)
     if session is None:
+        _register(settings, con, seen, "held")
         return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
-    trial_id = trial_id_for(con, site, session.id, rel_path, sha)
+    trial_id, known = _trial_id(con, site, session.id, rel_path, sha)
     companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                   for role, cname in companions_for(name, siblings).items()}
     try:
@@ -322,7 +211,8 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         if rec.duration_s <= 0:
             raise ReaderError("no_frames", "The file holds no samples.")
     except ReaderError as exc:
-        _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id)
+        _quarantine(settings, con, sha, site, rel_path, "read", exc.reason_code, exc.message, raw, run_id,
+                    register=seen.pop("register", None))
         _quarantine_companions(settings, con, site, rel_path, companions, exc.reason_code, run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": exc.reason_code}
     except faults.StorageError:
@@ -331,7 +221,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         log.exception("reader crashed on %s", rel_path)
         _quarantine(settings, con, sha, site, rel_path, "read", "reader_error",
                     f"The reader failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "report it with the file's sha256.", raw, run_id)
+                    "report it with the file's sha256.", raw, run_id, register=seen.pop("register", None))
         _quarantine_companions(settings, con, site, rel_path, companions, "reader_error", run_id)
         return {"outcome": QUARANTINED, "sha256": sha, "trial_id": None, "reason": "reader_error"}
     chans, chan_issues = harmonise(rec, man.channels_for(session), emg_context=man.emg_context(session),
@@ -341,6 +231,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
         _commit_trial(settings, con, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
                       session=session, rec=rec, chans=chans, chan_issues=chan_issues, raw=raw,
                       run_id=run_id, companion_shas=companion_shas, session_mains_hz=man.mains_hz,
+                      register=seen.pop("register", None), known=known, fresh=seen.get("fresh", False),
                       mass_kg=next((s.get("mass_kg") for s in man.subjects
                                     if str(s.get("id")) == session.subject), None))
     except ContractViolation:
@@ -393,17 +284,22 @@ def trial_id_for(con, site: str, session_id: str, rel_path: str, sha: str) -> st
     """``site:session:<opaque>``: the opaque part is the first 12 hex digits of the content hash of the
     first bytes ingested at this path (a corrected re-upload keeps its trial); no inbox path in it,
     which stays in ``files`` for the site's operators only."""
+    return _trial_id(con, site, session_id, rel_path, sha)[0]
+
+
+def _trial_id(con, site: str, session_id: str, rel_path: str, sha: str) -> tuple[str, bool]:
+    """(:func:`trial_id_for`, whether a ``files`` row already has that trial id: a corrected re-upload)."""
     prefix = f"{site}:{session_id}:"
     row = con.execute("SELECT trial_id FROM files WHERE site_id = ? AND path = ? AND starts_with(trial_id, ?) "
                       "ORDER BY received_at LIMIT 1", [site, rel_path, prefix]).fetchone()
     if row:
-        return row[0]
+        return row[0], True
     key = sha
     while True:  # the same first bytes at another path (once superseded there): another opaque part
         tid = prefix + key[:12]
         if not con.execute("SELECT 1 FROM files WHERE trial_id = ? AND NOT (site_id = ? AND path = ?) LIMIT 1",
                            [tid, site, rel_path]).fetchone():
-            return tid
+            return tid, False  # no row at this path has the prefix, none elsewhere has the id: no row has it
         key = hashlib.sha256(f"{key}\0{rel_path}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -445,7 +341,7 @@ def _refuse(settings, con, site: str, refusal: inbox.Refusal, run_id: str, seen:
     if row is not None and row[0] == "quarantined":
         return {"outcome": SKIPPED, "sha256": key, "trial_id": None, "reason": "quarantined"}
     _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message, None,
-                run_id, register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), run_id))
+                run_id, register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), None, run_id))
     return {"outcome": QUARANTINED, "sha256": key, "trial_id": None, "reason": refusal.reason_code}
 
 
@@ -453,7 +349,7 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
                 register: tuple | None = None):
     """Record a refusal: the JSON record in quarantine/, then the table rows in one transaction.
 
-    ``register`` (the ``files`` row of an entry never copied) is inserted in the same
+    ``register`` (the ``files`` row of a new file, :func:`_file_row`) is inserted in the same
     transaction, so that a killed run leaves either both rows or neither.
     """
     record = {"sha256": sha, "site_id": site, "path": rel_path, "stage": stage, "reason_code": code,
@@ -462,7 +358,7 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
 
     def body(c):
         if register:
-            c.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, 'quarantined', NULL, NULL, NULL, ?)", list(register))
+            c.execute(_INSERT_FILE, _file_row(register, "quarantined"))
         c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ? AND stage = ?",
                   [sha, site, rel_path, stage])
         c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, ? AS stage, "
@@ -475,17 +371,18 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
 
 
 def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec, chans, chan_issues, raw,
-                  run_id, companion_shas, session_mains_hz=None, mass_kg=None):
+                  run_id, companion_shas, session_mains_hz=None, mass_kg=None, register=None, known=True, fresh=False):
     """Validate the trial's batches against their contracts, then commit them in one transaction."""
     batches = tables.trial_batches(trial_id, site=site, session=session, sha=sha, rec=rec, chans=chans,
                                    ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg)
     val = _validate_or_quarantine(settings, con, batches, site=site, rel_path=rel_path, sha=sha,
-                                  trial_id=trial_id, raw=raw, run_id=run_id)
+                                  trial_id=trial_id, raw=raw, run_id=run_id, register=register)
     _write_trial(settings, con, batches, val, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
-                 session=session, chan_issues=chan_issues, raw=raw, run_id=run_id, companion_shas=companion_shas)
+                 session=session, chan_issues=chan_issues, raw=raw, run_id=run_id, companion_shas=companion_shas,
+                 register=register, known=known, fresh=fresh)
 
 
-def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, trial_id, raw, run_id):
+def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, trial_id, raw, run_id, register=None):
     """Check every non-empty batch against its contract; return the ``validations`` rows.
 
     Raises
@@ -505,7 +402,8 @@ def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, tria
         def record(c):
             _record_validations(c, val, run_id, trial_id)
         catalog.write_atomically(settings, con, record, what="record validations")
-        _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id)
+        _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id,
+                    register=register)
         raise ContractViolation(message)
 
     return val
@@ -528,12 +426,15 @@ REPLACED_ON_REINGEST = tuple(name for name, t in contracts.TABLES.items()
                              if "trial_id" in t.column_names and name not in ("files", "validations"))
 
 def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
-                 run_id, companion_shas):
-    """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction."""
+                 run_id, companion_shas, register=None, known=True, fresh=False):
+    """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction.
+
+    ``register``: the new file's ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a
+    ``files`` row already has the trial id (:func:`_trial_id`). ``fresh``: the site never had these bytes
+    (so no quarantine rows of them). Both were read in the site's turn, which only this night writes to."""
     def body(c):
         # a trial's rows are only ever written here, together with its files row: a trial id no file ever
         # had is new, and nothing keyed by it exists yet (no deletes: each scans a big table once compacted)
-        known = c.execute("SELECT count(*) FROM files WHERE trial_id = ?", [trial_id]).fetchone()[0]
         if known:  # a corrected re-upload: every row keyed by the trial is replaced, derived ones included
             for t in REPLACED_ON_REINGEST:
                 c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
@@ -543,11 +444,14 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
                 c.register("_arrow_in", tbl)
                 c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
                 c.unregister("_arrow_in")
-        c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
-                  "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+        if register is not None:
+            c.execute(_INSERT_FILE, _file_row(register, "ingested", session.id, trial_id))
+        else:
+            c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                      "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
         # quarantine rows of these bytes (a retried file, a channel set aside before): one look, then the updates
-        in_quarantine = c.execute("SELECT count(*) FROM quarantine WHERE sha256 = ? AND site_id = ?",
-                                  [sha, site]).fetchone()[0]
+        in_quarantine = not fresh and c.execute("SELECT count(*) FROM quarantine WHERE sha256 = ? AND site_id = ?",
+                                                [sha, site]).fetchone()[0]
         if in_quarantine:
             c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
                       "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
