@@ -112,7 +112,7 @@ def test_cached_step_response_gives_the_independent_crossing(fraction):
     assert emg_tx.lowpass_step_response.cache_info().hits == before + 1  # the table is not recomputed
 
 
-def test_warm_c3d_reader_reads_file_after_file_and_recovers():
+def test_warm_c3d_reader_reads_file_after_file_and_recovers(tmp_path):
     from conftest import fixture
 
     from warehouse.ingest.readers import c3d
@@ -130,11 +130,31 @@ def test_warm_c3d_reader_reads_file_after_file_and_recovers():
     c3d._WARM.proc.kill()  # a reader that died between files is replaced
     c3d._WARM.proc.join()
     assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz and c3d._WARM.proc.pid != pid
-    with pytest.raises(ReaderError) as err:  # too little address space: refused, and the process retired
-        c3d.read_c3d(path, memory_bytes=64 * 2**20)
-    assert err.value.reason_code in ("c3d_reader_memory", "c3d_unreadable", "c3d_reader_crashed")
+    long_c3d = tmp_path / "long.c3d"  # 16 EMG channels x 100 s at 2 kHz: 13 MB, decoded by ezc3d in ~0.2 GB
+    _write_long_c3d(long_c3d, channels=16, frames=200_000)
+    assert c3d.read_c3d(path, memory_bytes=256 * 2**20).analog_rate_hz == here.analog_rate_hz  # a small file fits
+    with pytest.raises(ReaderError) as err:  # too little address space for this one: refused, the process retired
+        c3d.read_c3d(long_c3d, memory_bytes=256 * 2**20)
+    assert err.value.reason_code == "c3d_reader_memory", err.value.message
     assert c3d._WARM.proc is None
+    assert len(c3d.read_c3d(long_c3d).analogs) == 16  # read whole without the cap
     assert c3d.read_c3d(path).analog_rate_hz == here.analog_rate_hz
+
+
+def _write_long_c3d(path, *, channels: int, frames: int) -> None:
+    """A valid C3D of ``channels`` analog channels x ``frames`` frames at 2 kHz (one marker at 100 Hz)."""
+    import ezc3d
+
+    c = ezc3d.c3d()
+    p = c["parameters"]
+    p["POINT"]["RATE"]["value"] = np.array([100.0])
+    p["POINT"]["LABELS"]["value"] = ["M1"]
+    p["ANALOG"]["RATE"]["value"] = np.array([2000.0])
+    p["ANALOG"]["LABELS"]["value"] = [f"EMG{i}" for i in range(channels)]
+    p["ANALOG"]["UNITS"]["value"] = ["V"] * channels
+    c["data"]["points"] = np.ones((4, 1, frames // 20))
+    c["data"]["analogs"] = np.random.default_rng(0).standard_normal((1, channels, frames)) * 1e-3
+    c.write(str(path))
 
 
 def test_block_envelopes_match_the_reference_channel_by_channel():

@@ -97,7 +97,10 @@ def _reader(memory_bytes: int | None):
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d"])
+        # everything a read imports, imported once in the server: a child forked from it imports nothing
+        # (each child used to import scipy for the ADC rails, ~1 s, and that import is what failed under a small
+        # memory cap, not the decoding)
+        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d", "transforms.qc_trial"])
     w = _WARM
     if getattr(w, "proc", None) is not None and (w.memory_bytes != memory_bytes or not w.proc.is_alive()
                                                  or w.files >= READER_FILES_PER_PROCESS or w.pid != os.getpid()):
