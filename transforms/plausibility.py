@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from scipy import fft as sp_fft
 from scipy import signal
 
 __all__ = [
@@ -265,40 +266,55 @@ def stride_period_from_force(plate_force_z_n, /, *, rate_hz: float,
     return float(np.median(intervals)) if intervals else math.nan
 
 
-def _envelope_period(x: np.ndarray, rate: float) -> tuple[float, float]:
-    """(period_s, autocorrelation at that lag) of one channel's envelope; NaNs if none."""
-    x = np.where(np.isfinite(x), x, np.nan)
-    if not np.isfinite(x).any():
-        return math.nan, math.nan
-    peak = float(np.nanmax(np.abs(x)))
-    if not peak > 0.0:
-        return math.nan, math.nan
-    x = x / peak  # scale-free: avoids overflow in the correlation
-    x = np.nan_to_num(x - np.nanmean(x))
-    env = np.abs(x)
-    cut = min(ENVELOPE_LOWPASS_HZ, 0.45 * rate)
-    sos = signal.butter(4, cut / (rate / 2.0), btype="low", output="sos")
-    if env.size <= 3 * (2 * sos.shape[0] + 1):
-        return math.nan, math.nan
-    env = signal.sosfiltfilt(sos, env)
-    env = env - env.mean()
-    n = env.size
-    ac = signal.correlate(env, env, mode="full", method="fft")[n - 1:]
-    if not ac[0] > 0.0:
-        return math.nan, math.nan
-    ac = ac / ac[0] * n / (n - np.arange(n))  # unbiased: normalise by the overlap length
+def _envelope_periods(arr: np.ndarray, rate: float) -> list[tuple[float, float]]:
+    """(period_s, autocorrelation at that lag) of each row's envelope (NaNs if none): the rows are filtered
+    and autocorrelated as one block (one filter design, one batch of FFTs: the power spectrum's inverse), each
+    row as if alone."""
+    nan = (math.nan, math.nan)
+    x = np.where(np.isfinite(arr), arr, np.nan)
+    finite = np.isfinite(x).any(axis=1)
+    peak = np.zeros(len(x))
+    peak[finite] = np.nanmax(np.abs(x[finite]), axis=1)
+    rows = np.flatnonzero(finite & (peak > 0.0))
+    out = [nan] * len(x)
+    n = x.shape[1]
+    sos = _envelope_sos(min(ENVELOPE_LOWPASS_HZ, 0.45 * rate) / (rate / 2.0))
+    if not rows.size or n <= 3 * (2 * sos.shape[0] + 1):
+        return out
+    x = x[rows] / peak[rows, None]  # scale-free: avoids overflow in the correlation
+    env = np.abs(np.nan_to_num(x - np.nanmean(x, axis=1, keepdims=True)))
+    env = signal.sosfiltfilt(sos, env, axis=-1)
+    env = env - env.mean(axis=1, keepdims=True)
+    nfft = sp_fft.next_fast_len(2 * n - 1, real=True)  # no circular wrap: the full linear autocorrelation
+    spec = sp_fft.rfft(env, nfft, axis=-1)
+    ac_all = sp_fft.irfft(spec.real ** 2 + spec.imag ** 2, nfft, axis=-1)[:, :n]  # lags 0 .. n-1
     lo, hi = max(1, int(ENVELOPE_MIN_LAG_S * rate)), n // 2
-    if hi <= lo + 2:
-        return math.nan, math.nan
-    peaks, _ = signal.find_peaks(ac[lo:hi], prominence=ENVELOPE_PEAK_PROMINENCE)
-    if peaks.size == 0:
-        return math.nan, math.nan
-    peaks = peaks + lo
-    best = peaks[np.argmax(ac[peaks])]
-    if not ac[best] > 0.0:
-        return math.nan, math.nan
-    first = min(p for p in peaks if ac[p] >= ENVELOPE_SUBHARMONIC_FRACTION * ac[best])
-    return first / rate, float(ac[first])
+    overlap = n / (n - np.arange(n))  # unbiased: normalise by the overlap length
+    for row, ac in zip(rows, ac_all):
+        if not ac[0] > 0.0 or hi <= lo + 2:
+            continue
+        ac = ac / ac[0] * overlap
+        peaks, _ = signal.find_peaks(ac[lo:hi], prominence=ENVELOPE_PEAK_PROMINENCE)
+        if peaks.size == 0:
+            continue
+        peaks = peaks + lo
+        best = peaks[np.argmax(ac[peaks])]
+        if not ac[best] > 0.0:
+            continue
+        first = min(p for p in peaks if ac[p] >= ENVELOPE_SUBHARMONIC_FRACTION * ac[best])
+        out[row] = (first / rate, float(ac[first]))
+    return out
+
+
+def _envelope_sos(cut_fraction: float) -> np.ndarray:
+    """4th-order Butterworth low-pass at ``cut_fraction`` of Nyquist, designed once per rate."""
+    sos = _SOS.get(cut_fraction)
+    if sos is None:
+        sos = _SOS[cut_fraction] = signal.butter(4, cut_fraction, btype="low", output="sos")
+    return sos
+
+
+_SOS: dict[float, np.ndarray] = {}
 
 
 def stride_period_from_emg(emg, /, *, rate_hz: float) -> float:
@@ -333,11 +349,7 @@ def stride_period_from_emg(emg, /, *, rate_hz: float) -> float:
     """
     rate = as_rate_hz(rate_hz)
     arr = plates_2d(emg, "emg")
-    est = []
-    for ch in arr:
-        p, r = _envelope_period(ch, rate)
-        if math.isfinite(p) and r >= ENVELOPE_MIN_AUTOCORR:
-            est.append(p)
+    est = [p for p, r in _envelope_periods(arr, rate) if math.isfinite(p) and r >= ENVELOPE_MIN_AUTOCORR]
     if not est or len(est) < math.ceil(arr.shape[0] / 2):
         return math.nan
     med = float(np.median(est))
