@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from transforms import emg as emg_tx
-from warehouse import catalog
+from warehouse import catalog, fresh_trials
 from warehouse.settings import Settings
 
 #: Envelopes are low-passed at 6 Hz; storing them at ~100 Hz keeps the shape exactly
@@ -98,12 +98,14 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
+    fresh = fresh_trials.source(settings, trial_id)  # the rows this process just committed, if it holds them
     try:
-        chans = reads.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
-                              "ORDER BY channel", [trial_id]).fetchall()
+        src = fresh if fresh is not None else reads
+        chans = src.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
+                            "ORDER BY channel", [trial_id]).fetchall()
         p_hash = ENVELOPE_HASH
         parts = []
-        samples = read_channels(reads, trial_id)
+        samples = read_channels(src, trial_id)
         envs = block_envelopes(samples, {ch: rate for ch, _, _, rate in chans if len(samples.get(ch, ())) >= 64},
                                **ENVELOPE_PARAMS)
         for ch, muscle, side, rate in chans:
@@ -140,4 +142,6 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
         _HANDOFF.item = ((settings.catalog, trial_id), (samples, envs))
         return 0 if table is None else table.num_rows
     finally:
+        if fresh is not None:
+            fresh.close()
         con.close()

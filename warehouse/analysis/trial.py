@@ -17,7 +17,7 @@ from transforms import cocontraction, gait, onsets_baseline, onsets_refine, spec
 from transforms import cycles as cyc
 from transforms import emg as emg_tx
 from transforms import onsets as ons
-from warehouse import catalog
+from warehouse import catalog, fresh_trials
 from warehouse.analysis import events as ev
 from warehouse.analysis.derived import (ENVELOPE_PARAMS, block_envelopes, has_run, mark_done, read_channels,
                                         take_handed_over)
@@ -112,15 +112,17 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
     handed = take_handed_over(settings, trial_id)  # this trial's EMG, if its envelope step just read it here
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
+    fresh = fresh_trials.source(settings, trial_id)  # the rows this process just committed, if it holds them
+    src = fresh if fresh is not None else reads  # the trial's own tables (sessions are read from the catalog)
     try:
         meta = reads.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
                            "LEFT JOIN sessions s USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}
         subject, session, task, terrain, mains_hz = meta
-        grf = ev.trial_grf(reads, trial_id)  # read once: plate contacts and the cycles' forces
-        annotated, plate, kinematic, chosen, findings = _trial_events(reads, trial_id, task, terrain, grf)
-        all_chans = reads.execute(
+        grf = ev.trial_grf(src, trial_id)  # read once: plate contacts and the cycles' forces
+        annotated, plate, kinematic, chosen, findings = _trial_events(src, trial_id, task, terrain, grf)
+        all_chans = src.execute(
             "SELECT c.channel, c.muscle, c.side, c.rate_hz, q.verdict, q.flags FROM emg_channels c LEFT JOIN "
             "channel_qc q USING (trial_id, channel) WHERE c.trial_id = ? ORDER BY c.channel", [trial_id]).fetchall()
         excluded = [{"trial_id": trial_id, "channel": ch, "muscle": m, "side": sd,
@@ -131,12 +133,12 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                      if v != "bad" and sd not in chosen]
         chans = [(ch, m, sd, r) for ch, m, sd, r, v, _ in all_chans if v != "bad"]
         window_ms = onsets_baseline.stride_baseline_window_ms(median_stride_s(chosen))
-        rows = _analyse_channels(reads, trial_id, subject, session, chans, chosen, annotated, window_ms,
+        rows = _analyse_channels(src, trial_id, subject, session, chans, chosen, annotated, window_ms,
                                  stance_pct=STANCE_PLAUSIBLE_RUN_PCT if task == "run" else STANCE_PLAUSIBLE_PCT,
                                  mains_hz=mains_hz or DEFAULT_MAINS_HZ,
                                  handed=handed)
         cycles_rows = rows.pop("gait_cycles")
-        cycles_rows += _grf_per_cycle(reads, trial_id, chosen, plate, grf)
+        cycles_rows += _grf_per_cycle(src, trial_id, chosen, plate, grf)
         tables = {
             "gait_events": _events_table(trial_id, plate, kinematic),
             "gait_cycles": _dedupe_cycles(trial_id, cycles_rows),
@@ -161,8 +163,11 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                     c.unregister("_a")
             mark_done(c, trial_id, "analysis", PARAMS_HASH, replace=ran)
         catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
+        fresh_trials.forget(settings, trial_id)  # the trial's last derivation has read them
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
     finally:
+        if fresh is not None:
+            fresh.close()
         con.close()
 
 

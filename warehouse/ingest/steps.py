@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from schemas import contracts
-from warehouse import catalog, faults, zones
+from warehouse import catalog, faults, fresh_trials, zones
 from warehouse.ingest import inbox, limits, read_ahead, tables, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import ManifestError
@@ -477,6 +477,8 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
                       [sha, site, p, code, message, now(), raw, run_id])
         faults.point("trial_commit", settings, engine="duckdb", path=f"{settings.zone('tables')}/...parquet")
 
+    fresh_trials.forget(settings, trial_id)  # rows of an earlier commit of the trial are no longer the lake's
     catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
+    fresh_trials.remember(settings, trial_id, batches)  # committed: its derivations read these, not the catalog
 
 

@@ -1,0 +1,106 @@
+"""A trial's derivations read the rows its ingest just committed from memory (warehouse.fresh_trials, issue 17):
+the same SQL over the inserted Arrow tables, typed as the lake stores them. Reading them so must give what
+reading the catalog gives: the same rows, the same derived tables; a re-upload's commit replaces them, and a
+commit that failed leaves nothing to read."""
+from __future__ import annotations
+
+import pytest
+from conftest import drop, fixture, lake_fingerprint
+from test_real_analysis import MANIFEST  # the two real files' sessions (and their channel map)
+
+from schemas.contracts import TABLES
+from warehouse import catalog, fresh_trials
+from warehouse.analysis import derived, trial
+from warehouse.ingest import steps
+from warehouse.settings import get_settings
+
+FILES = {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
+         "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}
+
+
+def _ingest(settings) -> list[str]:
+    drop(settings, "real", FILES, MANIFEST)
+    steps.sync_site(settings, "real", "run-1")
+    out = [steps.process_file(settings, "real", rel, "run-1") for rel in FILES]
+    assert [r["outcome"] for r in out] == [steps.INGESTED] * len(FILES)
+    return [r["trial_id"] for r in out]
+
+
+def _lake_rows(settings, name: str, trial_id: str):
+    con = catalog.connect(settings, read_only=True)
+    try:
+        cur = con.execute(f"SELECT * FROM {name} WHERE trial_id = ? ORDER BY ALL", [trial_id])
+        return [d[:2] for d in cur.description], cur.fetchall()
+    finally:
+        con.close()
+
+
+def test_the_rows_held_are_the_lakes_rows_of_the_trial_typed_as_stored(lake):
+    tids = _ingest(lake)
+    for tid in tids:
+        src = fresh_trials.source(lake, tid)
+        assert src is not None
+        try:
+            held = {r[0] for r in src.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT starts_with(view_name, '_in_')").fetchall()}
+            assert {"emg_samples", "emg_channels", "channel_qc", "grf", "markers", "gait_events", "trials"} <= held
+            for name in sorted(held):
+                cur = src.execute(f"SELECT * FROM {name} WHERE trial_id = ? ORDER BY ALL", [tid])
+                got = ([d[:2] for d in cur.description], cur.fetchall())
+                want = _lake_rows(lake, name, tid)
+                assert [c.name for c in TABLES[name].columns] == [d[0] for d in got[0]], name
+                assert got[0] == want[0], f"{name}: column types differ from the lake's"
+                assert repr(got[1]) == repr(want[1]), f"{name}: rows differ from the lake's"
+        finally:
+            src.close()
+
+
+def test_derivations_from_the_rows_held_equal_derivations_from_the_catalog(tmp_path, monkeypatch):
+    """Two lakes ingest the same files; one derives its trials from the rows held (as the night does, right
+    after each commit), the other from the catalog: every table is the same."""
+    lakes, reads = {}, {}
+    real_source = fresh_trials.source
+    for how in ("held", "catalog"):
+        settings = lakes[how] = get_settings(str(tmp_path / how / "lake"))
+        tids = _ingest(settings)
+        if how == "catalog":
+            for tid in tids:
+                fresh_trials.forget(settings, tid)
+        reads[how] = []
+        monkeypatch.setattr(fresh_trials, "source", lambda s, t, how=how: reads[how].append(
+            real_source(s, t) is not None) or real_source(s, t))
+        onsets = 0
+        for tid in tids:
+            assert derived.compute_envelopes(settings, tid) > 0
+            result = trial.analyse_trial(settings, tid)
+            assert not result.get("error") and result["gait_cycles"] > 0, result
+            onsets += result["activation_onsets"]
+            assert fresh_trials.source(settings, tid) is None  # the analysis, last to read them, let them go
+        assert onsets > 0
+    assert reads["held"] == [True, True, False] * len(FILES)  # envelopes, analysis, then none left
+    assert not any(reads["catalog"])
+    assert lake_fingerprint(lakes["held"]) == lake_fingerprint(lakes["catalog"])
+
+
+def test_a_recommit_replaces_the_rows_held_and_a_failed_commit_leaves_none(lake, monkeypatch):
+    tids = _ingest(lake)
+    small = tids[0]
+    drop(lake, "real", {"small/test_small.c3d": fixture("btk/1123x01EMG.c3d")}, None)  # new bytes, same path
+    monkeypatch.setenv("MYOMAP_FAULTS", "trial_commit=error")
+    with pytest.raises(RuntimeError):
+        steps.process_file(get_settings(lake.lake), "real", "small/test_small.c3d", "run-2")
+    assert fresh_trials.source(lake, small) is None  # the trial's commit failed: the earlier rows are not the lake's
+    monkeypatch.delenv("MYOMAP_FAULTS")
+    r = steps.process_file(get_settings(lake.lake), "real", "small/test_small.c3d", "run-3")
+    assert (r["outcome"], r["trial_id"]) == (steps.INGESTED, small)
+    src = fresh_trials.source(lake, small)
+    try:
+        got = src.execute("SELECT count(*), sum(emg_mv::DOUBLE) FROM emg_samples").fetchone()
+    finally:
+        src.close()
+    con = catalog.connect(lake, read_only=True)
+    try:
+        want = con.execute("SELECT count(*), sum(emg_mv::DOUBLE) FROM emg_samples WHERE trial_id = ?",
+                           [small]).fetchone()
+    finally:
+        con.close()
+    assert got == want and got[0] > 0
