@@ -66,19 +66,56 @@ def test_derivations_from_the_rows_held_equal_derivations_from_the_catalog(tmp_p
             for tid in tids:
                 fresh_trials.forget(settings, tid)
         reads[how] = []
-        monkeypatch.setattr(fresh_trials, "source", lambda s, t, how=how: reads[how].append(
-            real_source(s, t) is not None) or real_source(s, t))
+        monkeypatch.setattr(fresh_trials, "source", lambda s, t, how=how, **k: reads[how].append(
+            real_source(s, t, **k) is not None) or real_source(s, t, **k))
         onsets = 0
         for tid in tids:
             assert derived.compute_envelopes(settings, tid) > 0
             result = trial.analyse_trial(settings, tid)
             assert not result.get("error") and result["gait_cycles"] > 0, result
             onsets += result["activation_onsets"]
-            assert fresh_trials.source(settings, tid) is None  # the analysis, last to read them, let them go
+            after = fresh_trials._KEPT.get((settings.catalog, tid))  # analysed: what its session's synergies read
+            assert (after is not None) == (how == "held") and set(after or derived.SESSION_INPUTS) == set(
+                derived.SESSION_INPUTS)
         assert onsets > 0
-    assert reads["held"] == [True, True, False] * len(FILES)  # envelopes, analysis, then none left
+    assert reads["held"] == [True, True] * len(FILES)  # envelopes and analysis
     assert not any(reads["catalog"])
     assert lake_fingerprint(lakes["held"]) == lake_fingerprint(lakes["catalog"])
+
+
+def test_a_sessions_normalised_cycles_from_the_rows_held_equal_the_catalogs(lake, monkeypatch):
+    """Once its trials are analysed, a session's synergy input (``cohort.normalised_cycles``) is read from the
+    rows held, as from the catalog; ``factorise_ahead`` reads it so, then lets the trials go."""
+    import numpy as np
+
+    from warehouse.analysis import cohort
+
+    tids = _ingest(lake)
+    for tid in tids:
+        derived.compute_envelopes(lake, tid)
+        trial.analyse_trial(lake, tid)
+    compared = 0
+    for session, tid in zip(("R01-S1", "R02-S1"), tids):
+        held = fresh_trials.source(lake, [tid], needs=derived.SESSION_INPUTS)
+        con = catalog.connect(lake, read_only=True)
+        try:
+            got, want = cohort.normalised_cycles(held, session_id=session), cohort.normalised_cycles(
+                con, session_id=session)
+        finally:
+            held.close()
+            con.close()
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+            compared += want[k].size
+    assert compared > 1000
+    used = []
+    real = cohort.normalised_cycles
+    monkeypatch.setattr(cohort, "normalised_cycles", lambda con, **k: used.append(type(con).__name__) or real(con, **k))
+    cohort.factorise_ahead(lake, "R02-S1")
+    assert used == ["DuckDBPyConnection"] and fresh_trials.source(lake, tids[1]) is None
+    cohort.factorise_ahead(lake, "R02-S1")  # not held any more: from the catalog
+    assert used[-1] == "RetryingReads"
 
 
 def test_a_recommit_replaces_the_rows_held_and_a_failed_commit_leaves_none(lake, monkeypatch):

@@ -6,11 +6,14 @@ statement takes the process's turn at the catalog). The ingest already holds tho
 hands them here (:func:`remember`), and the trial's envelope and analysis steps run **the same SQL** over them
 in an in-memory DuckDB (:func:`source`), where each table of the trial is the Arrow table that was inserted.
 
-Only what was committed is kept: the ingest hands the rows over after its transaction committed, and replaces
-them when the trial is committed again (a corrected re-upload). Only the trial's own tables are here (a query
-touching another table, such as ``sessions``, goes to the catalog). At most :data:`KEPT_TRIALS` trials are
-kept; a trial derived later (another night, a retry, an evicted one) is read from the catalog, with the same
-result. Shared by ``warehouse.ingest`` (which fills it) and ``warehouse.analysis`` (which reads it).
+Only what was committed is kept: the ingest hands the rows over after its transaction committed, and drops
+them before the trial is committed again (a corrected re-upload); each derivation adds the rows it has just
+committed (:func:`add`). Only the trial's own tables are here (a query touching another table, such as
+``sessions``, goes to the catalog). Once analysed, a trial keeps only the small tables its session's synergies
+are computed from (:func:`settle`), until the session is factorised ahead of the cohort rebuild. At most
+:data:`KEPT_TRIALS` whole and :data:`KEPT_SETTLED` settled trials are kept; a trial derived later (another
+night, a retry, an evicted one) is read from the catalog, with the same result. Shared by
+``warehouse.ingest`` (which fills it) and ``warehouse.analysis`` (which reads it).
 """
 from __future__ import annotations
 
@@ -23,57 +26,108 @@ import pyarrow as pa
 from schemas import contracts
 from warehouse.settings import Settings
 
-#: Trials kept at most (the oldest is dropped first): the night's derivation threads take a trial within a
-#: few trials of its ingest; one trial's tables are ~20-40 MB of Arrow memory.
+#: Trials kept whole at most (the oldest is dropped first): the night's derivation threads take a trial
+#: within a few trials of its ingest; one trial's tables are ~20-40 MB of Arrow memory.
 KEPT_TRIALS = 6
+#: Trials kept at most once settled (:func:`settle`: the small tables its session's synergies read, < 2 MB).
+KEPT_SETTLED = 64
 
 _KEPT: collections.OrderedDict[tuple[str, str], dict[str, pa.Table]] = collections.OrderedDict()
+_SETTLED: set[tuple[str, str]] = set()
 _LOCK = threading.Lock()
 
 
-def remember(settings: Settings, trial_id: str, tables: dict[str, pa.Table]) -> None:
-    """Keep the rows the ingest has just committed for ``trial_id`` (table name -> the Arrow table inserted)."""
+def remember(settings: Settings, trial_id: str, tables: dict[str, pa.Table | None]) -> None:
+    """Keep the rows the ingest has just committed for ``trial_id`` (table name -> the Arrow table inserted;
+    None: no rows)."""
     key = (settings.catalog, trial_id)
     with _LOCK:
-        _KEPT.pop(key, None)
-        _KEPT[key] = {name: t for name, t in tables.items() if t is not None}
-        while len(_KEPT) > KEPT_TRIALS:
-            _KEPT.popitem(last=False)
+        _drop(key)
+        _KEPT[key] = {name: _rows(t) for name, t in tables.items()}
+        _evict()
+
+
+def add(settings: Settings, trial_id: str, tables: dict[str, pa.Table | None]) -> None:
+    """Add what a derivation of a held trial has just committed: each table's rows **of the trial, all of
+    them** (a derivation replaces its rows of the trial). Nothing when the trial is not held."""
+    with _LOCK:
+        held = _KEPT.get((settings.catalog, trial_id))
+        if held is not None:
+            held.update({name: _rows(t) for name, t in tables.items()})
+
+
+def settle(settings: Settings, trial_id: str, keep: tuple[str, ...]) -> None:
+    """The trial's derivations are done: keep only its tables in ``keep`` (for its session's synergies)."""
+    key = (settings.catalog, trial_id)
+    with _LOCK:
+        held = _KEPT.get(key)
+        if held is not None:
+            _KEPT[key] = {name: t for name, t in held.items() if name in keep}
+            _SETTLED.add(key)
+            _evict()
 
 
 def forget(settings: Settings, trial_id: str) -> None:
-    """Drop the trial's rows (its last derivation has read them, or its ingest did not commit)."""
+    """Drop the trial's rows (they were read for the last time, or the trial's next commit is under way)."""
     with _LOCK:
-        _KEPT.pop((settings.catalog, trial_id), None)
+        _drop((settings.catalog, trial_id))
 
 
-def source(settings: Settings, trial_id: str) -> duckdb.DuckDBPyConnection | None:
-    """An in-memory DuckDB connection where each table the trial was committed with is a view of the rows
-    inserted, typed as the lake stores them (other tables are absent, not empty), or None when this process
-    does not hold the trial. The caller closes it."""
+def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...] = ()
+           ) -> duckdb.DuckDBPyConnection | None:
+    """An in-memory DuckDB connection where each table held for the trial(s) is a view of their rows, typed
+    as the lake stores them (other tables are absent, not empty), or None unless this process holds every
+    trial with every table in ``needs`` (and, for several trials, each view is of the tables all of them
+    hold). The caller closes it."""
+    ids = [trial_ids] if isinstance(trial_ids, str) else list(trial_ids)
     with _LOCK:
-        tables = _KEPT.get((settings.catalog, trial_id))
-        if tables is not None:
-            _KEPT.move_to_end((settings.catalog, trial_id))
-    if tables is None:
-        return None
+        held = [_KEPT.get((settings.catalog, tid)) for tid in ids]
+        if not ids or any(h is None or not set(needs) <= set(h) for h in held):
+            return None
+        for tid in ids:
+            _KEPT.move_to_end((settings.catalog, tid))
+    names = set.intersection(*(set(h) for h in held))
     con = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False})
     try:
-        for name, t in tables.items():
-            con.register(f"_in_{name}", t)
-            con.execute(_view_sql(name, set(t.column_names)))
+        for name in sorted(names):
+            parts = []
+            for i, h in enumerate(held):
+                if h[name].num_columns:
+                    con.register(f"_in_{name}_{i}", h[name])
+                    parts.append(_select_sql(name, _q(f"_in_{name}_{i}"), set(h[name].column_names)))
+                else:  # no rows (a table with no columns cannot be registered)
+                    parts.append(_select_sql(name, "(SELECT 1 WHERE false)", set()))
+            con.execute(f"CREATE VIEW {_q(name)} AS " + " UNION ALL ".join(parts))
     except BaseException:
         con.close()
         raise
     return con
 
 
-def _view_sql(name: str, present: set[str]) -> str:
-    """A view of the inserted rows as the lake stores them: every column of the table's contract, cast to its
-    type (``INSERT ... BY NAME`` casts the same way; a column the rows lack is NULL)."""
+def _rows(t: pa.Table | None) -> pa.Table:
+    return t if t is not None else pa.table({})
+
+
+def _drop(key: tuple[str, str]) -> None:
+    _KEPT.pop(key, None)
+    _SETTLED.discard(key)
+
+
+def _evict() -> None:
+    """Drop the oldest whole trials beyond :data:`KEPT_TRIALS`, and the oldest settled ones beyond
+    :data:`KEPT_SETTLED` (under the lock)."""
+    for settled, limit in ((False, KEPT_TRIALS), (True, KEPT_SETTLED)):
+        keys = [k for k in _KEPT if (k in _SETTLED) == settled]
+        for key in keys[:max(0, len(keys) - limit)]:
+            _drop(key)
+
+
+def _select_sql(name: str, relation_sql: str, present: set[str]) -> str:
+    """The inserted rows as the lake stores them: every column of the table's contract, cast to its type
+    (``INSERT ... BY NAME`` casts the same way; a column the rows lack is NULL)."""
     cols = ", ".join(f'CAST({_q(c.name) if c.name in present else "NULL"} AS {c.dtype}) AS {_q(c.name)}'
                      for c in contracts.TABLES[name].columns)
-    return f"CREATE VIEW {_q(name)} AS SELECT {cols} FROM {_q('_in_' + name)}"
+    return f"SELECT {cols} FROM {relation_sql}"
 
 
 def _q(identifier: str) -> str:

@@ -21,8 +21,8 @@ from transforms import cycles as cyc
 from transforms import profiles
 from transforms import synergies as syn
 from transforms import variability as var
-from warehouse import catalog
-from warehouse.analysis.derived import mark_done
+from warehouse import catalog, fresh_trials
+from warehouse.analysis.derived import SESSION_INPUTS, mark_done
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -261,12 +261,23 @@ def _factorise(mat: np.ndarray):
 def factorise_ahead(settings: Settings, session_id: str) -> int:
     """Factorise the legs of one session whose trials are all analysed, ahead of the cohort rebuild that
     follows (kept in this process, by input hash, until that rebuild); returns how many. Reads beside the
-    night's other writers (:class:`warehouse.catalog.RetryingReads`)."""
+    night's other writers (:class:`warehouse.catalog.RetryingReads`), or, when this process holds every trial
+    of the session as committed (:mod:`warehouse.fresh_trials`), from those rows: the same SQL. Either way the
+    rebuild takes a result only for the input it reads from the catalog (its hash)."""
     con = catalog.connect(settings)
+    held = None
     try:
-        cyc_norm = normalised_cycles(catalog.RetryingReads(con, settings), session_id=session_id)
+        reads = catalog.RetryingReads(con, settings)
+        trials = [r[0] for r in reads.execute("SELECT trial_id FROM trials WHERE session_id = ? ORDER BY 1",
+                                              [session_id]).fetchall()]
+        held = fresh_trials.source(settings, trials, needs=SESSION_INPUTS)
+        cyc_norm = normalised_cycles(held if held is not None else reads, session_id=session_id)
     finally:
+        if held is not None:
+            held.close()
         con.close()
+    for tid in trials:  # the session's last reader of them
+        fresh_trials.forget(settings, tid)
     done = 0
     for _, _, _, _, mat, key in _legs(cyc_norm):
         with _AHEAD_LOCK:

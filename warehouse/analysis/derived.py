@@ -20,6 +20,11 @@ ENVELOPE_STORE_HZ = 100.0
 ENVELOPE_PARAMS = {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz": emg_tx.DEFAULT_LOWPASS_HZ,
                    "order": emg_tx.DEFAULT_ORDER}
 ENVELOPE_HASH = emg_tx.params_hash(**ENVELOPE_PARAMS)
+#: The tables the envelope step reads (from ``warehouse.fresh_trials`` when it holds them).
+ENVELOPE_INPUTS = ("emg_channels", "emg_samples")
+#: The per-trial tables a session's synergies are computed from (``cohort.normalised_cycles``): what an analysed
+#: trial keeps in ``warehouse.fresh_trials`` until its session is factorised ahead.
+SESSION_INPUTS = ("trials", "channel_qc", "emg_envelopes", "gait_cycles", "analysis_exclusions")
 
 
 def has_run(con, trial_id: str, step: str) -> bool:
@@ -98,7 +103,7 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
-    fresh = fresh_trials.source(settings, trial_id)  # the rows this process just committed, if it holds them
+    fresh = fresh_trials.source(settings, trial_id, needs=ENVELOPE_INPUTS)  # the rows just committed, if held
     try:
         src = fresh if fresh is not None else reads
         chans = src.execute("SELECT channel, muscle, side, rate_hz FROM emg_channels WHERE trial_id = ? "
@@ -140,6 +145,7 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
         _HANDOFF.item = None
         catalog.write_atomically(settings, con, body, what=f"envelopes {trial_id}")
         _HANDOFF.item = ((settings.catalog, trial_id), (samples, envs))
+        fresh_trials.add(settings, trial_id, {"emg_envelopes": table})
         return 0 if table is None else table.num_rows
     finally:
         if fresh is not None:

@@ -19,8 +19,8 @@ from transforms import emg as emg_tx
 from transforms import onsets as ons
 from warehouse import catalog, fresh_trials
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import (ENVELOPE_PARAMS, block_envelopes, has_run, mark_done, read_channels,
-                                        take_handed_over)
+from warehouse.analysis.derived import (ENVELOPE_PARAMS, SESSION_INPUTS, block_envelopes, has_run, mark_done,
+                                        read_channels, take_handed_over)
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz":
                               "annotation_match_s": ev.ANNOTATION_MATCH_S, "zeni": (
                                   gait.ZENI_MIN_INTERVAL_MS, gait.ZENI_MIN_PROMINENCE_MM)}}
 PARAMS_HASH = emg_tx.params_hash(**ANALYSIS_PARAMS)
+#: The trial's tables the analysis reads (from ``warehouse.fresh_trials`` when it holds them all).
+ANALYSIS_INPUTS = ("trials", "emg_channels", "emg_samples", "channel_qc", "gait_events", "markers", "grf",
+                   "force_plates")
 
 
 def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
@@ -112,7 +115,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
     handed = take_handed_over(settings, trial_id)  # this trial's EMG, if its envelope step just read it here
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
-    fresh = fresh_trials.source(settings, trial_id)  # the rows this process just committed, if it holds them
+    fresh = fresh_trials.source(settings, trial_id, needs=ANALYSIS_INPUTS)  # the rows just committed, if held
     src = fresh if fresh is not None else reads  # the trial's own tables (sessions are read from the catalog)
     try:
         meta = reads.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
@@ -163,7 +166,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                     c.unregister("_a")
             mark_done(c, trial_id, "analysis", PARAMS_HASH, replace=ran)
         catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
-        fresh_trials.forget(settings, trial_id)  # the trial's last derivation has read them
+        fresh_trials.add(settings, trial_id, {n: tables[n] for n in ("gait_cycles", "analysis_exclusions")})
+        fresh_trials.settle(settings, trial_id, SESSION_INPUTS)  # what its session's synergies read
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
     finally:
         if fresh is not None:
