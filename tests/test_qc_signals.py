@@ -494,3 +494,19 @@ def test_delsys_leading_zero_samples_are_a_dropout():
     r = channel_qc(emg, rate_hz=rate, unit="V")
     assert "dropouts" in r["flags"]
     assert r["longest_dropout_s"] == pytest.approx(lead / rate)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_amplitude_moments_equal_their_definitions(seed):
+    """rms_mv, dc_offset_mv and skewness against their definitions computed here (scipy.stats' biased skewness),
+    on real EMG and on a one-sided (exponential, skewness 2) channel; V stored, reported in mV."""
+    from scipy import stats
+
+    raw = emg_like(seed=seed) * 1e-3  # mV -> V
+    rng = np.random.default_rng(seed)
+    for x in (raw, rng.exponential(0.05, 200_000) - 0.01):
+        m = channel_qc(x, rate_hz=FS, unit="V")
+        assert m["dc_offset_mv"] == pytest.approx(1e3 * x.mean(), rel=1e-12)
+        assert m["rms_mv"] == pytest.approx(1e3 * x.std(), rel=1e-12)
+        assert m["skewness"] == pytest.approx(stats.skew(x), rel=1e-10)
+    assert m["skewness"] == pytest.approx(2.0, abs=0.05)  # the exponential's

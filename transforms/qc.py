@@ -347,7 +347,7 @@ def _measure_amplitude(ch: _Channel) -> None:
     ch.state = "varying"
     if rms_n > 1e-100:
         m["dc_to_rms"] = abs(mean_n) / rms_n
-        m["skewness"] = float(np.mean(ac_n**3) / rms_n**3)
+        m["skewness"] = float(np.mean(ac_n * ac_n * ac_n) / rms_n**3)  # x*x*x: pow() per sample costs ~60x
     else:  # non-constant but below floating-point resolution
         m["dc_to_rms"] = math.inf if mean_n != 0.0 else math.nan
     if math.isfinite(ch.to_mv):
