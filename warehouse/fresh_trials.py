@@ -87,7 +87,7 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
         for tid in ids:
             _KEPT.move_to_end((settings.catalog, tid))
     names = set.intersection(*(set(h) for h in held))
-    con = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False})
+    con = _cursor()
     try:
         for name in sorted(names):
             parts = []
@@ -97,11 +97,24 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
                     parts.append(_select_sql(name, _q(f"_in_{name}_{i}"), set(h[name].column_names)))
                 else:  # no rows (a table with no columns cannot be registered)
                     parts.append(_select_sql(name, "(SELECT 1 WHERE false)", set()))
-            con.execute(f"CREATE VIEW {_q(name)} AS " + " UNION ALL ".join(parts))
+            con.execute(f"CREATE TEMP VIEW {_q(name)} AS " + " UNION ALL ".join(parts))
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A connection of its own (its registrations and temporary views are its own) to this process's one
+    in-memory database: ~0.1 ms, where a new database costs ~13 ms."""
+    global _MEMORY
+    with _LOCK:
+        if _MEMORY is None:
+            _MEMORY = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False})
+        return _MEMORY.cursor()
+
+
+_MEMORY: duckdb.DuckDBPyConnection | None = None
 
 
 def _rows(t: pa.Table | None) -> pa.Table:
