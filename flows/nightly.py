@@ -316,14 +316,15 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
 def _derive_one(lake: str, tid: str, derive, analyse) -> tuple[str, int, dict]:
     """``(trial_id, envelope rows, analysis summary)`` of one trial; a failure of its envelopes is recorded,
     not raised (storage errors excepted: they stop the night)."""
-    try:
-        rows = derive(lake, tid)
-    except faults.StorageError:
-        raise
-    except Exception as exc:  # one trial's envelopes failing must not stop the night
-        logging.getLogger(__name__).exception("envelopes of %s failed", tid)
-        return tid, 0, {"trial_id": tid, "error": f"envelopes: {type(exc).__name__}: {exc}"}
-    return tid, rows, analyse(lake, tid)
+    with derived.analysis_follows(get_settings(lake), tid):  # the trial's envelopes commit with its analysis
+        try:
+            rows = derive(lake, tid)
+        except faults.StorageError:
+            raise
+        except Exception as exc:  # one trial's envelopes failing must not stop the night
+            logging.getLogger(__name__).exception("envelopes of %s failed", tid)
+            return tid, 0, {"trial_id": tid, "error": f"envelopes: {type(exc).__name__}: {exc}"}
+        return tid, rows, analyse(lake, tid)
 
 
 def _factorise_session(lake: str, session: str, trials: list[concurrent.futures.Future]) -> None:

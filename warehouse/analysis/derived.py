@@ -6,6 +6,8 @@ result in one transaction (delete + insert per trial, so re-running is idempoten
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pyarrow as pa
@@ -99,6 +101,63 @@ def take_handed_over(settings: Settings, trial_id: str) -> tuple[dict, dict] | N
     return item[1] if item is not None and item[0] == (settings.catalog, trial_id) else None
 
 
+def write_envelopes(c, trial_id: str, table: pa.Table | None, ran: bool) -> None:
+    """Replace the trial's ``emg_envelopes`` rows and record the step (inside the caller's transaction);
+    ``ran``: :func:`has_run` of the step."""
+    if ran:
+        c.execute("DELETE FROM emg_envelopes WHERE trial_id = ?", [trial_id])
+    if table is not None:
+        c.register("_env", table)
+        c.execute("INSERT INTO emg_envelopes BY NAME SELECT * FROM _env")
+        c.unregister("_env")
+    mark_done(c, trial_id, "envelopes", ENVELOPE_HASH, replace=ran)
+
+
+def commit_envelopes(settings: Settings, con, trial_id: str, table: pa.Table | None) -> None:
+    """The envelope step's transaction alone (then its rows are added to those held for the trial)."""
+    catalog.write_atomically(settings, con, lambda c: write_envelopes(c, trial_id, table,
+                                                                      has_run(c, trial_id, "envelopes")),
+                             what=f"envelopes {trial_id}")
+    fresh_trials.add(settings, trial_id, {"emg_envelopes": table})
+
+
+#: Per thread: the trial whose envelopes and analysis follow each other on this thread (:func:`analysis_follows`)
+#: and its envelope rows not committed yet (``pending``: a 1-tuple, the table or None).
+_JOINED = threading.local()
+
+
+@contextmanager
+def analysis_follows(settings: Settings, trial_id: str) -> Iterator[None]:
+    """Inside this block, on this thread, :func:`compute_envelopes` of ``trial_id`` leaves its rows for the
+    trial's analysis to commit in its own transaction (``warehouse.analysis.trial``: one transaction per trial,
+    not two). Rows the analysis did not commit (it failed, or was not run) are committed alone when the block
+    ends; not after a storage error (the night stops, and the next derives the trial again)."""
+    _JOINED.key, _JOINED.pending = (settings.catalog, trial_id), None
+    try:
+        yield
+    except BaseException:
+        _JOINED.key = _JOINED.pending = None
+        raise
+    pending, _JOINED.key, _JOINED.pending = _JOINED.pending, None, None
+    if pending is not None:
+        con = catalog.connect(settings)
+        try:
+            commit_envelopes(settings, con, trial_id, pending[0])
+        finally:
+            con.close()
+
+
+def pending_envelopes(settings: Settings, trial_id: str) -> tuple | None:
+    """``(table,)``: the trial's envelope rows left on this thread for its analysis's transaction, or None."""
+    return _JOINED.pending if getattr(_JOINED, "key", None) == (settings.catalog, trial_id) else None
+
+
+def envelopes_committed(settings: Settings, trial_id: str) -> None:
+    """The analysis has committed the pending envelope rows with its own (and added them to those held)."""
+    pending, _JOINED.pending = _JOINED.pending, None
+    fresh_trials.add(settings, trial_id, {"emg_envelopes": pending[0]})
+
+
 def compute_envelopes(settings: Settings, trial_id: str) -> int:
     """Linear envelope of every EMG channel of a trial into ``emg_envelopes``; returns rows written."""
     con = catalog.connect(settings)
@@ -132,20 +191,12 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
                 "params_hash": pa.array([p_hash] * len(kept), pa.string()),
             }))
         table = pa.concat_tables(parts) if parts else None
-
-        def body(c):
-            ran = has_run(c, trial_id, "envelopes")
-            if ran:
-                c.execute("DELETE FROM emg_envelopes WHERE trial_id = ?", [trial_id])
-            if table is not None:
-                c.register("_env", table)
-                c.execute("INSERT INTO emg_envelopes BY NAME SELECT * FROM _env")
-                c.unregister("_env")
-            mark_done(c, trial_id, "envelopes", p_hash, replace=ran)
         _HANDOFF.item = None
-        catalog.write_atomically(settings, con, body, what=f"envelopes {trial_id}")
+        if getattr(_JOINED, "key", None) == (settings.catalog, trial_id):  # the analysis that follows commits it
+            _JOINED.pending = (table,)
+        else:
+            commit_envelopes(settings, con, trial_id, table)
         _HANDOFF.item = ((settings.catalog, trial_id), (samples, envs))
-        fresh_trials.add(settings, trial_id, {"emg_envelopes": table})
         return 0 if table is None else table.num_rows
     finally:
         if fresh is not None:

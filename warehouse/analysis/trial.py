@@ -19,8 +19,9 @@ from transforms import emg as emg_tx
 from transforms import onsets as ons
 from warehouse import catalog, fresh_trials
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import (ENVELOPE_PARAMS, SESSION_INPUTS, block_envelopes, has_run, mark_done,
-                                        read_channels, take_handed_over)
+from warehouse.analysis.derived import (ENVELOPE_PARAMS, SESSION_INPUTS, block_envelopes, envelopes_committed,
+                                        mark_done, pending_envelopes, read_channels, take_handed_over,
+                                        write_envelopes)
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,14 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
             **rows,
         }
 
+        envelopes = pending_envelopes(settings, trial_id)  # this thread's envelope step left them to commit here
+
         def body(c):
-            ran = has_run(c, trial_id, "analysis")
+            done = {r[0] for r in c.execute("SELECT DISTINCT step FROM derivations WHERE trial_id = ? AND step IN "
+                                            "('envelopes', 'analysis')", [trial_id]).fetchall()}
+            if envelopes is not None:
+                write_envelopes(c, trial_id, envelopes[0], "envelopes" in done)
+            ran = "analysis" in done
             if ran:  # an earlier analysis of the trial (other parameters): its rows are replaced
                 c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
                 c.execute("DELETE FROM plausibility WHERE trial_id = ? AND code = 'treadmill_foot_off_disagrees'",
@@ -166,6 +173,8 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
                     c.unregister("_a")
             mark_done(c, trial_id, "analysis", PARAMS_HASH, replace=ran)
         catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
+        if envelopes is not None:
+            envelopes_committed(settings, trial_id)
         fresh_trials.add(settings, trial_id, {n: tables[n] for n in ("gait_cycles", "analysis_exclusions")})
         fresh_trials.settle(settings, trial_id, SESSION_INPUTS)  # what its session's synergies read
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
