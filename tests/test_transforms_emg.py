@@ -253,3 +253,25 @@ def test_cci_per_cycle_rows_and_pairs_table():
         cocontraction.cci_falconer_winter(np.array([1.0, -1.0]), np.array([1.0, 1.0]))
     with pytest.raises(ValueError, match="shape"):
         cocontraction.cci_falconer_winter(np.ones(3), np.ones(4))
+
+
+def test_butterworth_designs_are_scipys_designed_once_and_returned_as_copies():
+    """bandpass_sos / lowpass_sos / butter_sos give scipy.signal.butter's sections; a design is computed once per
+    parameter set (cached), and a caller changing its copy does not change the next caller's."""
+    from scipy import signal
+
+    from transforms import emg
+
+    np.testing.assert_array_equal(emg.bandpass_sos(rate_hz=2000.0, band_hz=(20.0, 450.0), order=4),
+                                  signal.butter(4, [20.0, 450.0], btype="bandpass", fs=2000.0, output="sos"))
+    np.testing.assert_array_equal(emg.lowpass_sos(rate_hz=1500.0, lowpass_hz=6.0, order=2),
+                                  signal.butter(2, 6.0, btype="lowpass", fs=1500.0, output="sos"))
+    np.testing.assert_array_equal(emg.butter_sos(order=4, cutoff_hz=30.0, btype="highpass", rate_hz=1000.0),
+                                  signal.butter(4, 30.0, btype="highpass", fs=1000.0, output="sos"))
+    before = emg._butter_design.cache_info()
+    first = emg.bandpass_sos(rate_hz=2000.0, band_hz=(20.0, 450.0), order=4)
+    first[:] = 0.0
+    again = emg.bandpass_sos(rate_hz=2000.0, band_hz=(20.0, 450.0), order=4)
+    after = emg._butter_design.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (2, 0)  # designed once, above
+    np.testing.assert_array_equal(again, signal.butter(4, [20.0, 450.0], btype="bandpass", fs=2000.0, output="sos"))

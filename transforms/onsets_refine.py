@@ -25,6 +25,8 @@ import numba
 import numpy as np
 from scipy import signal
 
+from transforms import emg as _emg
+
 #: How far before the coarse onset the true onset may lie, ms (the coarse detector's largest lag).
 REFINE_BACK_MS = 150.0
 #: How much of the burst after the coarse onset the fit sees, ms.
@@ -227,7 +229,7 @@ def causal_highpass(emg_mv, /, *, rate_hz: float, highpass_hz: float = REFINE_HI
         raise ValueError("emg_mv must be a finite 1-D array of at least 2 samples")
     if not (0 < highpass_hz < rate_hz / 2):
         raise ValueError(f"highpass_hz must be in (0, {rate_hz / 2}), got {highpass_hz!r}")
-    sos = signal.butter(4, highpass_hz, "highpass", fs=rate_hz, output="sos")
+    sos = _emg.butter_sos(order=4, cutoff_hz=highpass_hz, btype="highpass", rate_hz=rate_hz)
     return signal.sosfilt(sos, x - x.mean())
 
 
