@@ -6,6 +6,7 @@ Pure data and pure functions; no I/O. Site manifests may override the aliases
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -217,6 +218,13 @@ def resolve_label(label: str, overrides: dict | None = None) -> LabelResolution:
     if overrides and label in overrides:
         o = overrides[label] or {}
         return LabelResolution(label, o.get("muscle"), o.get("side"), 1.0)
+    return _resolve(label)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve(label: str) -> LabelResolution:
+    """:func:`resolve_label` from the vocabulary alone, once per label (a trial's channels repeat from file to
+    file, and the suggestions of an unmapped label cost ~10 ms of fuzzy matching)."""
     words = _normalise(label).split()
     side, rest = _split_side(words)
     key = " ".join(rest)

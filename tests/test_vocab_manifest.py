@@ -98,3 +98,20 @@ def test_ambiguous_abbreviations_are_suggestions_never_guesses(monkeypatch):
     assert vocab.abbreviation_matches(["gas", "lat"]) == ["gastrocnemius_lateralis", "biceps_femoris"]
     r = resolve_label("R Gast Lat")
     assert r.muscle is None and not r.resolved and r.suggestions[:2] == ("gastrocnemius_lateralis", "biceps_femoris")
+
+
+def test_resolved_labels_are_kept_per_label_and_overrides_still_win():
+    """A label is resolved from the vocabulary once (its fuzzy suggestions are the costly part), the kept result
+    equal to resolving it afresh; a manifest's override of the label still wins afterwards."""
+    from schemas import vocab
+
+    labels = ["Voltage.RTA", "L Tib Ant", "Force.Fx1", "EMG7", "R GM", "biceps femoris caput longu L", "xyzzy"]
+    for label in labels:
+        vocab.resolve_label(label)
+    before = vocab._resolve.cache_info()
+    for label in labels:
+        assert vocab.resolve_label(label) == vocab._resolve.__wrapped__(label)
+    assert vocab._resolve.cache_info().hits - before.hits == len(labels)
+    assert vocab.resolve_label("xyzzy").suggestions == vocab._resolve.__wrapped__("xyzzy").suggestions
+    over = vocab.resolve_label("EMG7", {"EMG7": {"muscle": "soleus", "side": "L"}})
+    assert (over.muscle, over.side, over.confidence) == ("soleus", "L", 1.0)
