@@ -16,7 +16,7 @@ import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables 
 from prefect import flow, task
 
 from warehouse import catalog, faults, lease, zones
-from warehouse.analysis import cohort, derived, trial
+from warehouse.analysis import cohort, commits, derived, trial
 from warehouse.ingest import read_ahead, steps
 from warehouse.ingest.readers import is_companion
 from warehouse.settings import get_settings
@@ -302,6 +302,9 @@ def run_derivations(lake: str | None = None, quiet: bool = False, *, derive=enve
         _echo(quiet, f"[analysis {i}/{len(todo)}] {tid}: {a.get('gait_cycles', 0)} cycles, "
                      f"{a.get('activation_onsets', 0)} onsets")
     out["trials_derived"] = len(todo)
+    failed = commits.flush(settings)  # the night's analyses still waiting in a batch: in the lake before the cohort
+    if failed:
+        out.setdefault("analysis_errors", {}).update(failed)
     if early is not None:
         early.wait_ahead()  # the sessions' synergies being factorised ahead: the rebuild takes them
     if todo or cohort.is_stale(settings):
@@ -361,16 +364,18 @@ class _Derivations:
     def for_night(cls, settings, *, derive, analyse, fan_out: bool = False, **_):
         """The night's derivation threads, or None where trials are derived one after the other (one
         worker) or fanned out to the flow's task runner. Queued trials are dropped and running ones
-        finished when the block ends (the night's lease is still held)."""
+        finished when the block ends (the night's lease is still held); their analyses commit in batches
+        (:func:`warehouse.analysis.commits.batched`), the last when the block ends."""
         workers = settings.derive_workers
         if fan_out or workers <= 1:
             yield None
             return
         early = cls(settings.lake, derive, analyse, workers)
-        try:
-            yield early
-        finally:
-            early._pool.shutdown(wait=True, cancel_futures=True)
+        with commits.batched(settings):  # the threads' analyses commit a few trials at a time
+            try:
+                yield early
+            finally:
+                early._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, tid: str, *, site: str | None = None) -> None:
         """Derive ``tid``; ``site``: the night's site whose files gave it (its session is then factorised

@@ -152,10 +152,10 @@ def pending_envelopes(settings: Settings, trial_id: str) -> tuple | None:
     return _JOINED.pending if getattr(_JOINED, "key", None) == (settings.catalog, trial_id) else None
 
 
-def envelopes_committed(settings: Settings, trial_id: str) -> None:
-    """The analysis has committed the pending envelope rows with its own (and added them to those held)."""
-    pending, _JOINED.pending = _JOINED.pending, None
-    fresh_trials.add(settings, trial_id, {"emg_envelopes": pending[0]})
+def envelopes_taken(settings: Settings, trial_id: str) -> None:
+    """The analysis has taken the pending envelope rows into its own commit (``warehouse.analysis.commits``,
+    which holds them for the trial)."""
+    _JOINED.pending = None
 
 
 def compute_envelopes(settings: Settings, trial_id: str) -> int:

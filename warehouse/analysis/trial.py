@@ -18,10 +18,16 @@ from transforms import cycles as cyc
 from transforms import emg as emg_tx
 from transforms import onsets as ons
 from warehouse import catalog, fresh_trials
+from warehouse.analysis import commits
 from warehouse.analysis import events as ev
-from warehouse.analysis.derived import (ENVELOPE_PARAMS, SESSION_INPUTS, block_envelopes, envelopes_committed,
-                                        mark_done, pending_envelopes, read_channels, take_handed_over,
-                                        write_envelopes)
+from warehouse.analysis.derived import (
+    ENVELOPE_PARAMS,
+    block_envelopes,
+    envelopes_taken,
+    pending_envelopes,
+    read_channels,
+    take_handed_over,
+)
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,31 +158,10 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
         }
 
         envelopes = pending_envelopes(settings, trial_id)  # this thread's envelope step left them to commit here
-
-        def body(c):
-            done = {r[0] for r in c.execute("SELECT DISTINCT step FROM derivations WHERE trial_id = ? AND step IN "
-                                            "('envelopes', 'analysis')", [trial_id]).fetchall()}
-            if envelopes is not None:
-                write_envelopes(c, trial_id, envelopes[0], "envelopes" in done)
-            ran = "analysis" in done
-            if ran:  # an earlier analysis of the trial (other parameters): its rows are replaced
-                c.execute("DELETE FROM gait_events WHERE trial_id = ? AND source <> 'annotated'", [trial_id])
-                c.execute("DELETE FROM plausibility WHERE trial_id = ? AND code = 'treadmill_foot_off_disagrees'",
-                          [trial_id])
-                for name in ("gait_cycles", "activation_onsets", "emg_cycle_metrics", "co_contraction",
-                             "emg_spectra", "analysis_exclusions"):
-                    c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [trial_id])
-            for name, tbl in tables.items():
-                if tbl is not None and tbl.num_rows:
-                    c.register("_a", tbl)
-                    c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _a")
-                    c.unregister("_a")
-            mark_done(c, trial_id, "analysis", PARAMS_HASH, replace=ran)
-        catalog.write_atomically(settings, con, body, what=f"analysis {trial_id}")
+        # alone, or in the night's batch (warehouse.analysis.commits); either way the rows are then held
+        commits.commit(settings, con, commits.Analysis(trial_id, tables, envelopes, PARAMS_HASH))
         if envelopes is not None:
-            envelopes_committed(settings, trial_id)
-        fresh_trials.add(settings, trial_id, {n: tables[n] for n in ("gait_cycles", "analysis_exclusions")})
-        fresh_trials.settle(settings, trial_id, SESSION_INPUTS)  # what its session's synergies read
+            envelopes_taken(settings, trial_id)
         return {"trial_id": trial_id, **{k: (v.num_rows if v is not None else 0) for k, v in tables.items()}}
     finally:
         if fresh is not None:
