@@ -247,3 +247,27 @@ def test_qc_rms_equals_the_rms_of_the_stored_millivolts(night):
         assert rms == pytest.approx(ref, rel=1e-5), label
         assert rms == pytest.approx(float(np.std(volts)) * 1000.0, rel=1e-5), label
         assert basis == "amplifier_output"
+
+
+def test_a_companion_set_aside_with_its_quarantined_file_is_ingested_with_the_fixed_file(tmp_path):
+    """A Motion Analysis TRC whose bytes are broken is quarantined, and its ANC (read only with it) is set
+    aside as ``companion_of_quarantined``. The next night the site's fixed TRC is ingested with that ANC: the
+    ANC's file row is ingested with the trial and its quarantine record resolved."""
+    from warehouse.settings import get_settings
+
+    lake = get_settings(str(tmp_path / "lake"))
+    raw = "btk/motion_analysis_raw/"
+    manifest = MANIFEST.replace("site: gaita", "site: ma").replace('"*.c3d"', '"*.trc"')
+    inbox = drop(lake, "ma", {"Gait.anc": fixture(raw + "Gait.anc"), "Forcepla.cal": fixture(raw + "Forcepla.cal")},
+                 manifest)
+    (inbox / "Gait.trc").write_text("PathFileType\t4\tnot a marker file\n")
+    run_night(lake.lake, quiet=True)
+    quarantined = dict(q(lake, "SELECT path, reason_code FROM quarantine WHERE resolved_at IS NULL"))
+    assert quarantined.get("Gait.anc") == "companion_of_quarantined" and "Gait.trc" in quarantined
+
+    drop(lake, "ma", {"Gait.trc": fixture(raw + "Gait.trc")}, None)  # the site fixes its file
+    summary = run_night(lake.lake, quiet=True)
+    assert summary["ingested"] == 1, summary
+    (tid,), = q(lake, "SELECT trial_id FROM trials")
+    assert q(lake, "SELECT status, trial_id FROM files WHERE path = 'Gait.anc'") == [("ingested", tid)]
+    assert q(lake, "SELECT resolved_at IS NOT NULL FROM quarantine WHERE path = 'Gait.anc'") == [(True,)]
