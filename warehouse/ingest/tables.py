@@ -237,6 +237,14 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         "frame_rotation": [json.dumps(frame["rotation"]) if frame.get("rotation") else None],
         "vertical_axis_file": [frame.get("vertical_axis_file")], "frame_source": [frame.get("source")],
     })
+    offsets = []
+    for p in rec.plates:  # remove each plate's unloaded offset once, before anything uses the forces
+        off = plate_offsets(p.force_n) if p.force_n.size else np.zeros(3)
+        p.force_n = p.force_n - off[:, None] if p.force_n.size else p.force_n
+        offsets.append(float(off[2]))
+    from warehouse.ingest import check_worker
+
+    checks = check_worker.start(trial_id, rec, chans, mains_hz, mass_kg)  # QC, plausibility: the other core
     channels = pa.table({
         "trial_id": [trial_id] * len(chans),
         "channel": pa.array(range(len(chans)), pa.int16()),
@@ -250,11 +258,6 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         "amplitude_basis": [c.get("amplitude_basis") for c in chans],
     })
     samples = emg_samples_table(trial_id, [c["data_mv"] for c in chans])
-    offsets = []
-    for p in rec.plates:  # remove each plate's unloaded offset once, before anything uses the forces
-        off = plate_offsets(p.force_n) if p.force_n.size else np.zeros(3)
-        p.force_n = p.force_n - off[:, None] if p.force_n.size else p.force_n
-        offsets.append(float(off[2]))
     plates = pa.table({
         "trial_id": [trial_id] * len(rec.plates),
         "plate": pa.array([p.plate for p in rec.plates], pa.int16()),
@@ -267,15 +270,13 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
     grf = grf_table(trial_id, rec)
     markers = markers_table(trial_id, rec)
     us_series, us_meas, us_metrics = ultrasound_tables(trial_id, rec)
-    qc_tbl = qc_table(trial_id, chans, mains_hz)
-    verdicts = qc_tbl.column("verdict").to_pylist() if "verdict" in qc_tbl.column_names else None
-    plaus = plausibility_table(trial_id, rec, chans, mass_kg, verdicts)
     events = pa.table({
         "trial_id": [trial_id] * len(rec.events), "side": [e.side for e in rec.events],
         "event": [e.event for e in rec.events], "time_s": pa.array([e.time_s for e in rec.events], pa.float64()),
         "source": [e.source for e in rec.events], "plate": pa.array([None] * len(rec.events), pa.int16()),
         "reason": [None if e.side != "U" else "the event's label and context name no side" for e in rec.events],
     })
+    qc_tbl, plaus = checks.result()
     return {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
             "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus,
             "ultrasound_series": us_series, "ultrasound_measurements": us_meas, "ultrasound_metrics": us_metrics}

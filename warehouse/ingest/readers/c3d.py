@@ -51,6 +51,7 @@ def _param(params: dict, group: str, name: str, default=None):
 C3D_READ_TIMEOUT_S = 120.0
 READER_FILES_PER_PROCESS = 200
 _CTX = None
+_CTX_LOCK = threading.Lock()
 _WARM = threading.local()  # this thread's reader: .proc, .conn, .memory_bytes, .files
 #: Largest peak resident memory (kB) a reader child reported in this process (bench/hostile_inbox.py).
 reader_peak_rss_kb = 0
@@ -90,24 +91,34 @@ def _serve(conn, memory_bytes: int | None = None) -> None:
         conn.send(_read_reply(path, memory_bytes))
 
 
-def _reader(memory_bytes: int | None):
-    """This thread's warm reader process (started on first use or after it was retired)."""
+def forkserver_context():
+    """The ingest's worker processes' context (the C3D reader, ``warehouse.ingest.check_worker``): children
+    forked from one server that has imported everything they run, so a child imports nothing (each child
+    used to import scipy for the ADC rails, ~1 s, and that import is what failed under a small memory cap,
+    not the decoding)."""
     import multiprocessing as mp
 
     global _CTX
-    if _CTX is None:
-        _CTX = mp.get_context("forkserver")
-        # everything a read imports, imported once in the server: a child forked from it imports nothing
-        # (each child used to import scipy for the ADC rails, ~1 s, and that import is what failed under a small
-        # memory cap, not the decoding)
-        _CTX.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d", "transforms.qc_trial"])
+    with _CTX_LOCK:
+        if _CTX is None:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d", "transforms.qc_trial",
+                                        "warehouse.ingest.tables", "transforms.plausibility",
+                                        "transforms.plausibility_events", "transforms.plausibility_markers"])
+            _CTX = ctx
+    return _CTX
+
+
+def _reader(memory_bytes: int | None):
+    """This thread's warm reader process (started on first use or after it was retired)."""
+    ctx = forkserver_context()
     w = _WARM
     if getattr(w, "proc", None) is not None and (w.memory_bytes != memory_bytes or not w.proc.is_alive()
                                                  or w.files >= READER_FILES_PER_PROCESS or w.pid != os.getpid()):
         _retire()
     if getattr(w, "proc", None) is None:
-        w.conn, child = _CTX.Pipe()
-        w.proc = _CTX.Process(target=_serve, args=(child, memory_bytes), daemon=True)
+        w.conn, child = ctx.Pipe()
+        w.proc = ctx.Process(target=_serve, args=(child, memory_bytes), daemon=True)
         w.proc.start()
         child.close()
         w.memory_bytes, w.files, w.pid = memory_bytes, 0, os.getpid()
