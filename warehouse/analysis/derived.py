@@ -129,9 +129,10 @@ _JOINED = threading.local()
 @contextmanager
 def analysis_follows(settings: Settings, trial_id: str) -> Iterator[None]:
     """Inside this block, on this thread, :func:`compute_envelopes` of ``trial_id`` leaves its rows for the
-    trial's analysis to commit in its own transaction (``warehouse.analysis.trial``: one transaction per trial,
-    not two). Rows the analysis did not commit (it failed, or was not run) are committed alone when the block
-    ends; not after a storage error (the night stops, and the next derives the trial again)."""
+    trial's analysis to commit with its own (``warehouse.analysis.commits``: in its transaction, or its batch's;
+    one transaction per trial, not two). Rows the analysis did not take (it failed, or was not run) are
+    committed alone when the block ends; not after a storage error (the night stops, and the next derives the
+    trial again)."""
     _JOINED.key, _JOINED.pending = (settings.catalog, trial_id), None
     try:
         yield
