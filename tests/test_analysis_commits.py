@@ -6,24 +6,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from conftest import drop, fixture, lake_fingerprint
-from test_real_analysis import MANIFEST  # the two real files' sessions (and their channel map)
+from conftest import lake_fingerprint
+from test_fresh_trials import _ingest  # the two real files ingested (their trials' ids)
 
 from warehouse import catalog, fresh_trials
 from warehouse.analysis import commits, derived, trial
-from warehouse.ingest import steps
 from warehouse.settings import get_settings
-
-FILES = {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
-         "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}
-
-
-def _ingest(settings) -> list[str]:
-    drop(settings, "real", FILES, MANIFEST)
-    steps.sync_site(settings, "real", "run-1")
-    out = [steps.process_file(settings, "real", rel, "run-1") for rel in FILES]
-    assert [r["outcome"] for r in out] == [steps.INGESTED] * len(FILES)
-    return [r["trial_id"] for r in out]
 
 
 def _derive(settings, tid) -> dict:

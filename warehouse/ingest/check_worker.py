@@ -4,7 +4,7 @@ They are the ingest's heaviest Python (a per-channel loop of small numpy steps):
 they ran beside the derivation threads and waited for the interpreter lock, ~0.5 s of wall time per trial for
 ~0.17 s of CPU, on the night's critical path. In a process of their own they run on the other core while the
 ingest builds the trial's other tables. The worker is forked from the ingest's forkserver (everything it runs
-already imported: :func:`warehouse.ingest.readers.c3d.forkserver_context`) and stays warm.
+already imported: :mod:`warehouse.ingest.warm_process`) and stays warm, one per thread, as the C3D reader.
 
 The same functions on the same values (pickled exactly): the same tables. If the worker cannot be used (it
 died, the arguments do not pickle), the checks run here, as before; nothing is lost.
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pickle
 import threading
 
 import pyarrow as pa
 
-from warehouse.ingest import tables
+from warehouse.ingest import tables, warm_process
 from warehouse.ingest.readers.base import Recording
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,8 @@ _WARM = threading.local()  # this thread's worker: .proc, .conn, .pid, .sent (jo
 
 
 def checks(trial_id: str, rec: Recording, chans: list[dict], mains_hz: float | None, mass_kg) -> tuple[pa.Table, pa.Table]:
-    """``(channel_qc, plausibility)`` of one trial: QC of every EMG channel, then the cross-stream plausibility
-    (whose EMG stride period uses only the channels QC did not mark bad)."""
-    qc = tables.qc_table(trial_id, chans, mains_hz)
-    verdicts = qc.column("verdict").to_pylist() if "verdict" in qc.column_names else None
-    return qc, tables.plausibility_table(trial_id, rec, chans, mass_kg, verdicts)
+    """:func:`warehouse.ingest.tables.trial_checks`, in this process."""
+    return tables.trial_checks(trial_id, rec, chans, mains_hz, mass_kg)
 
 
 def _serve(conn) -> None:
@@ -105,31 +101,15 @@ def start(trial_id: str, rec: Recording, chans: list[dict], mains_hz: float | No
 
 def _worker():
     """This thread's warm worker's pipe (started on first use, or after it died or was retired)."""
-    from warehouse.ingest.readers.c3d import forkserver_context
-
     w = _WARM
-    if getattr(w, "proc", None) is not None and (not w.proc.is_alive() or w.pid != os.getpid()):
+    if getattr(w, "proc", None) is not None and not warm_process.usable(w):
         _retire()
     if getattr(w, "proc", None) is None:
-        ctx = forkserver_context()
-        w.conn, child = ctx.Pipe()
-        w.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="myomap-checks")
-        w.proc.start()
-        child.close()
-        w.pid, w.sent = os.getpid(), 0
+        warm_process.start(w, _serve, name="myomap-checks")
+        w.sent = 0
     return w.conn
 
 
 def _retire(kill: bool = False) -> None:
     """Stop this thread's worker (killed when it may be stuck)."""
-    w = _WARM
-    proc, conn, w.proc = getattr(w, "proc", None), getattr(w, "conn", None), None
-    if proc is None or getattr(w, "pid", None) != os.getpid():
-        return
-    if kill:
-        proc.kill()
-    conn.close()  # a live worker sees EOF and exits
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join(5)
+    warm_process.retire(_WARM, kill)

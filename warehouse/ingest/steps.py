@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 
 from schemas import contracts
 from warehouse import catalog, faults, fresh_trials, zones
-from warehouse.ingest import inbox, limits, read_ahead, tables, validation
+from warehouse.ingest import check_worker, inbox, limits, read_ahead, tables, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import ManifestError
 from warehouse.ingest.readers import companions_for, is_companion, read_any
@@ -374,7 +374,8 @@ def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec,
                   run_id, companion_shas, session_mains_hz=None, mass_kg=None, register=None, known=True, fresh=False):
     """Validate the trial's batches against their contracts, then commit them in one transaction."""
     batches = tables.trial_batches(trial_id, site=site, session=session, sha=sha, rec=rec, chans=chans,
-                                   ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg)
+                                   ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg,
+                                   start_checks=check_worker.start)  # QC and plausibility on the other core
     val = _validate_or_quarantine(settings, con, batches, site=site, rel_path=rel_path, sha=sha,
                                   trial_id=trial_id, raw=raw, run_id=run_id, register=register)
     _write_trial(settings, con, batches, val, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,

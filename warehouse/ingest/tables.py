@@ -219,9 +219,30 @@ def grf_table(trial_id: str, rec: Recording) -> pa.Table:
     return pa.concat_tables(parts)
 
 
+def trial_checks(trial_id: str, rec: Recording, chans: list[dict], mains_hz: float | None,
+                 mass_kg) -> tuple[pa.Table, pa.Table]:
+    """``(channel_qc, plausibility)`` of one trial: QC of every EMG channel, then the cross-stream plausibility
+    (whose EMG stride period uses only the channels QC did not mark bad)."""
+    qc = qc_table(trial_id, chans, mains_hz)
+    verdicts = qc.column("verdict").to_pylist() if "verdict" in qc.column_names else None
+    return qc, plausibility_table(trial_id, rec, chans, mass_kg, verdicts)
+
+
+class _Checked:
+    def __init__(self, tables: tuple[pa.Table, pa.Table]):
+        self._tables = tables
+
+    def result(self) -> tuple[pa.Table, pa.Table]:
+        return self._tables
+
+
 def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording, chans: list[dict],
-                  ingested_at, mains_hz: float | None, mass_kg) -> dict[str, pa.Table]:
-    """Every table row one trial lands as, by table name (plate offsets are removed from ``rec`` here)."""
+                  ingested_at, mains_hz: float | None, mass_kg, start_checks=None) -> dict[str, pa.Table]:
+    """Every table row one trial lands as, by table name (plate offsets are removed from ``rec`` here).
+
+    ``start_checks(trial_id, rec, chans, mains_hz, mass_kg)`` begins :func:`trial_checks` elsewhere (the ingest's
+    ``warehouse.ingest.check_worker.start``) and returns what gives them by ``result()``, collected once the other
+    tables are built; None: they run here."""
     n_markers = len(rec.marker_labels)
     frame = rec.frame or {}
     trial = pa.table({
@@ -242,9 +263,8 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         off = plate_offsets(p.force_n) if p.force_n.size else np.zeros(3)
         p.force_n = p.force_n - off[:, None] if p.force_n.size else p.force_n
         offsets.append(float(off[2]))
-    from warehouse.ingest import check_worker
-
-    checks = check_worker.start(trial_id, rec, chans, mains_hz, mass_kg)  # QC, plausibility: the other core
+    args = (trial_id, rec, chans, mains_hz, mass_kg)
+    checks = start_checks(*args) if start_checks is not None else _Checked(trial_checks(*args))
     channels = pa.table({
         "trial_id": [trial_id] * len(chans),
         "channel": pa.array(range(len(chans)), pa.int16()),

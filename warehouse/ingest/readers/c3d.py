@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from schemas import vocab
+from warehouse.ingest import warm_process
 from warehouse.ingest.readers.base import (
     AnalogChannel,
     Event,
@@ -50,8 +50,6 @@ def _param(params: dict, group: str, name: str, default=None):
 #: replaced after a crash, a stall, any refusal, or ``READER_FILES_PER_PROCESS`` files.
 C3D_READ_TIMEOUT_S = 120.0
 READER_FILES_PER_PROCESS = 200
-_CTX = None
-_CTX_LOCK = threading.Lock()
 _WARM = threading.local()  # this thread's reader: .proc, .conn, .memory_bytes, .files
 #: Largest peak resident memory (kB) a reader child reported in this process (bench/hostile_inbox.py).
 reader_peak_rss_kb = 0
@@ -91,54 +89,22 @@ def _serve(conn, memory_bytes: int | None = None) -> None:
         conn.send(_read_reply(path, memory_bytes))
 
 
-def forkserver_context():
-    """The ingest's worker processes' context (the C3D reader, ``warehouse.ingest.check_worker``): children
-    forked from one server that has imported everything they run, so a child imports nothing (each child
-    used to import scipy for the ADC rails, ~1 s, and that import is what failed under a small memory cap,
-    not the decoding)."""
-    import multiprocessing as mp
-
-    global _CTX
-    with _CTX_LOCK:
-        if _CTX is None:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["numpy", "ezc3d", "warehouse.ingest.readers.c3d", "transforms.qc_trial",
-                                        "warehouse.ingest.tables", "transforms.plausibility",
-                                        "transforms.plausibility_events", "transforms.plausibility_markers"])
-            _CTX = ctx
-    return _CTX
-
-
 def _reader(memory_bytes: int | None):
     """This thread's warm reader process (started on first use or after it was retired)."""
-    ctx = forkserver_context()
     w = _WARM
-    if getattr(w, "proc", None) is not None and (w.memory_bytes != memory_bytes or not w.proc.is_alive()
-                                                 or w.files >= READER_FILES_PER_PROCESS or w.pid != os.getpid()):
+    if getattr(w, "proc", None) is not None and (w.memory_bytes != memory_bytes or not warm_process.usable(w)
+                                                 or w.files >= READER_FILES_PER_PROCESS):
         _retire()
     if getattr(w, "proc", None) is None:
-        w.conn, child = ctx.Pipe()
-        w.proc = ctx.Process(target=_serve, args=(child, memory_bytes), daemon=True)
-        w.proc.start()
-        child.close()
-        w.memory_bytes, w.files, w.pid = memory_bytes, 0, os.getpid()
+        warm_process.start(w, _serve, memory_bytes)
+        w.memory_bytes, w.files = memory_bytes, 0
     w.files += 1
     return w
 
 
 def _retire(kill: bool = False) -> None:
     """Stop this thread's reader process (killed when it may be stuck)."""
-    w = _WARM
-    proc, conn, w.proc = getattr(w, "proc", None), getattr(w, "conn", None), None
-    if proc is None or getattr(w, "pid", None) != os.getpid():
-        return
-    if kill:
-        proc.kill()
-    conn.close()  # a live reader sees EOF and exits
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join(5)
+    warm_process.retire(_WARM, kill)
 
 
 def read_c3d(path: Path, *, companions: dict | None = None, isolate: bool = True,
