@@ -163,6 +163,17 @@ def _cpu_s() -> float:
                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
+def _machine_cpu_s() -> float | None:
+    """CPU seconds (user + nice + system) the whole machine has used so far (``/proc/stat``; None elsewhere):
+    the night's worker processes too (the C3D readers and the trial checks are forked from a forkserver, so they
+    are not this process's children), and anything else running."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]
+    except OSError:
+        return None
+    return sum(int(f) for f in fields) / os.sysconf("SC_CLK_TCK")
+
+
 def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
     from flows.nightly import run_night
     from warehouse.demo import generate_consortium
@@ -195,9 +206,10 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
             import cProfile
             prof = cProfile.Profile()
             prof.enable()
-        t, cpu0 = time.perf_counter(), _cpu_s()
+        t, cpu0, machine0 = time.perf_counter(), _cpu_s(), _machine_cpu_s()
         s = run_night(str(lake), quiet=True, **stages.kwargs())
         full, cpu = time.perf_counter() - t, _cpu_s() - cpu0
+        machine = None if machine0 is None else _machine_cpu_s() - machine0
         if prof:
             prof.disable()
             prof.dump_stats(profile)
@@ -225,8 +237,11 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
               f"{stages.wall('envelopes', 'analysis'):.1f} s")
         print(f"throughput: {n / full:.2f} trials/s, {full / n:.2f} s/trial, "
               f"{figs['emg_samples'] / full / 1e3:,.0f} k EMG samples/s ({figs['emg_samples'] / 1e6:.1f} M samples)")
-        print(f"CPU: {cpu:.1f} s (this process and its reader children) in {full:.1f} s of wall time: "
+        print(f"CPU: {cpu:.1f} s (this process and its reaped children) in {full:.1f} s of wall time: "
               f"{cpu / full:.2f} of {os.cpu_count()} cores busy on average")
+        if machine is not None:
+            print(f"machine CPU during the night (every process: the night's workers too): {machine:.1f} s, "
+                  f"{machine / full:.2f} of {os.cpu_count()} cores")
         print(f"no-op night: {noop:.1f} s")
         nonempty = {k: v for k, v in figs["files"].items() if v}
         print(f"active Parquet files: {sum(nonempty.values())} in {len(nonempty)} tables, at most "
