@@ -66,3 +66,27 @@ def test_a_dead_worker_or_unpicklable_arguments_are_checked_here(trial):
     pending = check_worker.start("t2", rec, odd, 60.0, None)
     assert pending._conn is None
     _same(pending.result(), here)
+
+
+def test_a_worker_that_could_not_start_is_not_kept(trial, monkeypatch):
+    """A worker process that fails to start leaves nothing behind (the next use starts one afresh) and the checks
+    run here meanwhile."""
+    from warehouse.ingest import warm_process
+
+    rec, chans = trial
+    here = check_worker.checks("t3", rec, chans, 50.0, None)
+    check_worker._retire()
+    ctx = warm_process.context()
+    real = ctx.Process
+
+    class CannotStart(real):
+        def start(self):
+            raise OSError("no more processes")
+
+    monkeypatch.setattr(ctx, "Process", CannotStart)
+    pending = check_worker.start("t3", rec, chans, 50.0, None)
+    assert pending._conn is None and getattr(check_worker._WARM, "proc", None) is None
+    _same(pending.result(), here)
+    monkeypatch.setattr(ctx, "Process", real)
+    _same(check_worker.start("t3", rec, chans, 50.0, None).result(), here)
+    assert check_worker._WARM.proc.is_alive()

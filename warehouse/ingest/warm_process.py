@@ -36,11 +36,16 @@ def start(w: threading.local, serve, *args, name: str | None = None) -> None:
     """Start a worker running ``serve(conn, *args)``, kept in ``w`` (this thread's): ``w.proc``, ``w.conn`` (the
     parent's end of the pipe) and ``w.pid`` (the process that started it: a forked child never uses it)."""
     ctx = context()
-    w.conn, child = ctx.Pipe()
-    w.proc = ctx.Process(target=serve, args=(child, *args), daemon=True, name=name)
-    w.proc.start()
-    child.close()
-    w.pid = os.getpid()
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=serve, args=(child, *args), daemon=True, name=name)
+    try:
+        proc.start()
+    except BaseException:
+        conn.close()
+        raise
+    finally:
+        child.close()
+    w.conn, w.proc, w.pid = conn, proc, os.getpid()  # only a started worker is kept
 
 
 def usable(w: threading.local) -> bool:
