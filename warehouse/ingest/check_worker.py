@@ -29,9 +29,8 @@ CHECK_TIMEOUT_S = 300.0
 _WARM = threading.local()  # this thread's worker: .proc, .conn, .pid, .sent (jobs sent so far)
 
 
-def checks(trial_id: str, rec: Recording, chans: list[dict], mains_hz: float | None, mass_kg) -> tuple[pa.Table, pa.Table]:
-    """:func:`warehouse.ingest.tables.trial_checks`, in this process."""
-    return tables.trial_checks(trial_id, rec, chans, mains_hz, mass_kg)
+#: The checks themselves (the worker runs them; so does this process when the worker cannot).
+checks = tables.trial_checks
 
 
 def _serve(conn) -> None:
