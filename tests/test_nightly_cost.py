@@ -3,6 +3,7 @@ checks find exactly what the GX suite finds; one pooled catalog instance per nig
 every snapshot readable; the onset bias table is computed once per filter."""
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -62,12 +63,16 @@ def test_one_instance_per_thread_inside_pooled(tmp_path):
         b = catalog.connect(settings)
         assert b.execute("SELECT current_database()").fetchone()[0] == catalog.LAKE
         assert b.execute("SELECT count(*) FROM memory.main.marker").fetchone()[0] == 1  # same instance
+        threads = "SELECT current_setting('threads')"
+        assert b.execute(threads).fetchone()[0] == catalog.NIGHT_DUCKDB_THREADS == 1  # the night's instances
         ro = catalog.connect(settings, read_only=True)  # read-only sessions are never pooled (they get hardened)
         with pytest.raises(Exception):
             ro.execute("SELECT * FROM memory.main.marker")
         ro.close()
         b.close()
-    c = catalog.connect(settings)  # outside the block: a fresh instance, as before
+    c = catalog.connect(settings)  # outside the block: a fresh instance, as before, with every core
+    assert c.execute("SELECT current_setting('threads')").fetchone()[0] == duckdb.connect().execute(
+        "SELECT current_setting('threads')").fetchone()[0]
     with pytest.raises(Exception):
         c.execute("SELECT * FROM memory.main.marker")
     c.close()
