@@ -34,7 +34,7 @@ PARQUET_OPTIONS = {"parquet_compression": "zstd", "parquet_version": "2",
 
 #: DuckDB threads of each instance the night pools (:func:`pooled`). The night already runs 3-4 threads (ingest,
 #: read-ahead, derivations) that keep both cores busy; a DuckDB instance's own worker thread beside each only
-#: added scheduling (measured 7 Dec, 26 trials, 4 alternated pairs: night -7 %, the machine's CPU -11 % with
+#: added scheduling (measured 7 Dec, 26 trials, 4 alternated pairs: night -8 %, the machine's CPU -12 % with
 #: 1). Connections outside the night (the CLI, members' SQL) keep DuckDB's default: every core.
 NIGHT_DUCKDB_THREADS = 1
 
