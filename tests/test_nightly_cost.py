@@ -199,3 +199,40 @@ def test_cycle_metrics_by_block_equal_channel_by_channel():
         assert pl.DataFrame(metrics[ch]).equals(one.filter(pl.col("valid")))
         ref = cyc.normalise_cycles(envs[ch], rate_hz=rate, cycles=side_cycles[side])
         assert normalised[ch].shape == ref.shape and np.array_equal(normalised[ch], ref)
+
+
+def test_cohort_normalises_a_trials_channels_by_block_as_one_at_a_time():
+    """The cohort's normalised cycles (``cohort._add_normalised``): one lookup of the cycles per trial and side,
+    one normalisation per block of channels of equal rate and length: the same arrays, bit for bit, in the
+    same order, as each channel alone; a channel too short for a cycle loses only that cycle."""
+    import polars as pl
+
+    from transforms import cycles as cyc
+    from warehouse.analysis.cohort import _add_normalised
+
+    rng = np.random.default_rng(7)
+    rate = 100.0
+    lengths = {("t1", 0): 1200, ("t1", 1): 1200, ("t1", 2): 400, ("t2", 0): 1000, ("t2", 1): 1000}
+    muscles = {0: ("ta", "L"), 1: ("sol", "L"), 2: ("gm", "L")}
+    rows = [{"trial_id": t, "subject_id": "s", "session_id": "x", "muscle": muscles[ch][0], "side": "L",
+             "rate_hz": rate, "envelope_mv": float(v)}
+            for (t, ch), n in lengths.items() for v in rng.random(n)]
+    env = pl.DataFrame(rows)
+    cycles = {t: cyc.segment_cycles(s) for t, s in (("t1", [0.5, 1.6, 2.7, 3.8, 4.9]), ("t2", [1.0, 2.1, 3.2]))}
+    cyc_df = pl.concat([c.with_columns(trial_id=pl.lit(t), side=pl.lit("L")) for t, c in cycles.items()]).filter(
+        pl.col("valid"))
+    out: dict = {}
+    _add_normalised(out, env, cyc_df)
+    expected: dict = {}
+    for (t, ch), n in lengths.items():
+        x = env.filter((pl.col("trial_id") == t) & (pl.col("muscle") == muscles[ch][0]))["envelope_mv"].to_numpy()
+        c = cycles[t].filter(pl.col("valid") & (pl.col("end_s") < (n - 1) / rate))
+        assert c.height
+        expected.setdefault(("s", "x", muscles[ch][0], "L"), []).append(cyc.normalise_cycles(x, rate_hz=rate, cycles=c))
+    assert sorted(out) == sorted(expected)
+    for key, arrs in expected.items():
+        assert len(out[key]) == len(arrs)
+        for got, ref in zip(out[key], arrs):
+            assert got.shape == ref.shape and np.array_equal(got, ref)
+    assert [a.shape[0] for a in out[("s", "x", "ta", "L")]] == [4, 2]
+    assert out[("s", "x", "gm", "L")][0].shape[0] == 3  # 4 s of gm: the cycle ending at 4.9 s is left out

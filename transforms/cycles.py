@@ -239,6 +239,12 @@ def normalise_stance_swing(
     return _interp_at(a, t, float(rate_hz))
 
 
+def _row_means(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Each row's mean over the columns ``keep``, as ``a[i, keep].mean()`` bit for bit (a boolean index along
+    the columns returns a column-major copy, whose row sums numpy would not add pairwise)."""
+    return np.ascontiguousarray(a[:, keep]).mean(axis=1)
+
+
 def cycle_metrics(
     envelope,
     /,
@@ -283,27 +289,31 @@ def cycle_metrics(
         a, b, fo = r["start_s"], r["end_s"], r["foot_off_s"]
         norm = time_normalise(env2, rate_hz=rate, start_s=a, end_s=b)
         grid = np.linspace(a, b, 4001)
-        fine = _interp_at(env2, grid, rate)
+        fine = np.ascontiguousarray(_interp_at(env2, grid, rate))  # rows summed pairwise, as 1-D
         pct = (grid - a) / (b - a) * 100.0
         i0, i1 = int(math.ceil(a * rate)), int(math.floor(b * rate))
+        # every channel at once (each row's reductions are the 1-D ones: the same arithmetic)
+        seg_t = np.concatenate([[a], np.arange(i0, i1 + 1) / rate, [b]])
+        seg_v = np.concatenate([fine[:, :1], env2[:, i0 : i1 + 1], fine[:, -1:]], axis=1)
+        peak, peak_at = norm.max(axis=1), np.argmax(norm, axis=1)
+        iemg = np.trapezoid(seg_v, seg_t, axis=1)
+        mean_cycle = fine.mean(axis=1)
+        mean_lr = _row_means(fine, pct <= loading_response_end_pct)
+        stance = swing = None
+        if fo is not None:
+            stance, swing = _row_means(fine, grid <= fo), _row_means(fine, grid >= fo)
         for c, name in enumerate(names):
-            seg_t = np.concatenate([[a], np.arange(i0, i1 + 1) / rate, [b]])
-            seg_v = np.concatenate([[fine[c, 0]], env2[c, i0 : i1 + 1], [fine[c, -1]]])
-            row = {
+            rows.append({
                 **base,
                 "channel": name,
-                "peak": float(norm[c].max()),
-                "peak_pct": float(np.argmax(norm[c])) * 100.0 / (norm.shape[-1] - 1),
-                "iemg": float(np.trapezoid(seg_v, seg_t)),
-                "mean_cycle": float(fine[c].mean()),
-                "mean_loading_response": float(fine[c, pct <= loading_response_end_pct].mean()),
-                "mean_stance": None,
-                "mean_swing": None,
-            }
-            if fo is not None:
-                row["mean_stance"] = float(fine[c, grid <= fo].mean())
-                row["mean_swing"] = float(fine[c, grid >= fo].mean())
-            rows.append(row)
+                "peak": float(peak[c]),
+                "peak_pct": float(peak_at[c]) * 100.0 / (norm.shape[-1] - 1),
+                "iemg": float(iemg[c]),
+                "mean_cycle": float(mean_cycle[c]),
+                "mean_loading_response": float(mean_lr[c]),
+                "mean_stance": None if stance is None else float(stance[c]),
+                "mean_swing": None if swing is None else float(swing[c]),
+            })
     schema = {
         "cycle": pl.Int64, "valid": pl.Boolean, "reason": pl.Utf8, "channel": pl.Utf8,
         "peak": pl.Float64, "peak_pct": pl.Float64, "iemg": pl.Float64, "mean_cycle": pl.Float64,

@@ -83,22 +83,28 @@ def normalised_cycles(con, *, session_id: str | None = None) -> dict[tuple[str, 
 
 
 def _add_normalised(out: dict, env: pl.DataFrame, cyc_df: pl.DataFrame) -> None:
+    """Append to ``out`` the time-normalised valid cycles of each channel of ``env``. The cycles are looked up
+    once per trial and side, and normalised once per block of a trial's channels sharing a side, a rate and
+    a length (the same arithmetic row by row as channel by channel, as ``warehouse.analysis.trial``)."""
+    cycles_of = cyc_df.partition_by("trial_id", "side", as_dict=True, include_key=False)
+    blocks: dict[tuple, list] = {}
     for (tid, subj, sess, muscle, side), g in env.group_by(
             ["trial_id", "subject_id", "session_id", "muscle", "side"], maintain_order=True):
-        c = cyc_df.filter((pl.col("trial_id") == tid) & (pl.col("side") == side)).drop("trial_id", "side")
-        if c.is_empty():
+        if (tid, side) not in cycles_of:
             continue
         x = g["envelope_mv"].to_numpy().astype(np.float64)
-        rate = float(g["rate_hz"][0])
-        c = c.filter(pl.col("end_s") < (len(x) - 1) / rate)
+        blocks.setdefault((tid, side, float(g["rate_hz"][0]), len(x)), []).append(((subj, sess, muscle, side), x))
+    for (tid, side, rate, n), members in blocks.items():
+        c = cycles_of[(tid, side)].filter(pl.col("end_s") < (n - 1) / rate)
         if c.is_empty():
             continue
         try:
-            arr = cyc.normalise_cycles(x, rate_hz=rate, cycles=c)
+            arr = cyc.normalise_cycles(np.stack([x for _, x in members]), rate_hz=rate, cycles=c)
         except ValueError as exc:
-            log.info("%s %s %s: %s", tid, muscle, side, exc)
+            log.info("%s %s %s: %s", tid, [k[2] for k, _ in members], side, exc)
             continue
-        out.setdefault((subj, sess, muscle, side), []).append(np.atleast_2d(arr))
+        for i, (key, _) in enumerate(members):  # cycles x channels x points
+            out.setdefault(key, []).append(np.atleast_2d(arr[:, i, :]))
 
 
 def build_cohort_tables(con) -> dict[str, pl.DataFrame]:
