@@ -172,7 +172,8 @@ def _compact(settings) -> dict:
     try:
         con = catalog.connect(settings)
         try:
-            return catalog.compact(settings, con)
+            with catalog.every_core(con):  # the night's last step: nothing else runs
+                return catalog.compact(settings, con)
         finally:
             con.close()
     except faults.StorageError:

@@ -3,6 +3,8 @@ checks find exactly what the GX suite finds; one pooled catalog instance per nig
 every snapshot readable; the onset bias table is computed once per filter."""
 from __future__ import annotations
 
+import os
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,7 @@ from test_validation import channels, with_nulls
 from schemas.contracts import TABLES
 from transforms import emg as emg_tx
 from transforms import onsets as ons
-from warehouse import catalog
+from warehouse import catalog, fresh_trials
 from warehouse.ingest import validation as v
 from warehouse.settings import get_settings
 
@@ -65,6 +67,12 @@ def test_one_instance_per_thread_inside_pooled(tmp_path):
         assert b.execute("SELECT count(*) FROM memory.main.marker").fetchone()[0] == 1  # same instance
         threads = "SELECT current_setting('threads')"
         assert b.execute(threads).fetchone()[0] == catalog.NIGHT_DUCKDB_THREADS == 1  # the night's instances
+        with catalog.every_core(b):  # the night's last steps, alone: every core
+            assert b.execute(threads).fetchone()[0] == os.cpu_count()
+        assert b.execute(threads).fetchone()[0] == 1
+        fresh = fresh_trials._cursor()  # the night's reads of the trials it just committed
+        assert fresh.execute(threads).fetchone()[0] == 1
+        fresh.close()
         ro = catalog.connect(settings, read_only=True)  # read-only sessions are never pooled (they get hardened)
         with pytest.raises(Exception):
             ro.execute("SELECT * FROM memory.main.marker")

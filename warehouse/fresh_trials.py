@@ -110,7 +110,10 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     global _MEMORY
     with _LOCK:
         if _MEMORY is None:
-            _MEMORY = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False})
+            # one DuckDB thread: the night's threads read small trials here side by side (as the catalog's
+            # instances: warehouse.catalog.NIGHT_DUCKDB_THREADS); a worker thread beside each only cost CPU
+            _MEMORY = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False,
+                                             "threads": 1})
         return _MEMORY.cursor()
 
 

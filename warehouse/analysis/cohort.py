@@ -476,7 +476,8 @@ def rebuild(settings: Settings) -> dict:
     con = catalog.connect(settings)
     try:
         key = _inputs_key(con)  # read before the tables: a later analysis can only make them look stale
-        tables = build_cohort_tables(con)
+        with catalog.every_core(con):  # after the night's trials: the rebuild's reads run alone
+            tables = build_cohort_tables(con)
 
         def body(c):
             for name in COHORT_TABLES:
