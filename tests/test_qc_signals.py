@@ -136,6 +136,26 @@ def test_clipping_fraction_property(frac_of_peak, seed):
     assert r["clipping_frac"] == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("lsb_of_sd", [0.002, 0.02, 0.4])
+@pytest.mark.parametrize("quiet_first", [False, True])
+def test_inferred_rails_need_64_levels_counted_over_the_whole_channel(clean, lsb_of_sd, quiet_first):
+    """Rails are inferred from the channel's distinct levels (at least ``CLIPPING_INFER_MIN_LEVELS``): counted
+    over the whole channel, also when its first seconds are a flat, coarsely quantised rest. The expected
+    fraction comes from the samples at the clip levels, counted here."""
+    lsb = lsb_of_sd * clean.std()
+    x = np.round(clean / lsb) * lsb
+    if quiet_first:  # 5 s of rest at the ADC's last bits: a handful of levels before the bursts
+        x = np.concatenate([np.round(np.random.default_rng(1).normal(0, 1.2, int(5 * FS))) * lsb, x])
+    rail = np.floor(np.quantile(np.abs(x), 0.97) / lsb) * lsb
+    xc = np.clip(x, -rail, rail)
+    levels = np.unique(xc).size
+    expected = np.count_nonzero(np.abs(xc) >= rail) / xc.size if levels >= qc.CLIPPING_INFER_MIN_LEVELS else 0.0
+    assert (levels >= qc.CLIPPING_INFER_MIN_LEVELS) == (lsb_of_sd < 0.4)  # steps of 0.4 SD: too coarse
+    assert channel_qc(xc, rate_hz=FS)["clipping_frac"] == pytest.approx(expected, abs=1e-12)
+    if quiet_first:
+        assert np.unique(xc[:4096]).size < qc.CLIPPING_INFER_MIN_LEVELS  # the rest alone would not show it
+
+
 def test_isolated_extremes_are_not_inferred_rails(clean):
     # no adc_range: a continuous signal has unique extremes -> no clipping
     assert channel_qc(clean, rate_hz=FS)["clipping_frac"] == 0.0
