@@ -52,6 +52,12 @@ def test_the_rows_held_are_the_lakes_rows_of_the_trial_typed_as_stored(lake):
                 assert repr(got[1]) == repr(want[1]), f"{name}: rows differ from the lake's"
         finally:
             src.close()
+        views = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT starts_with(view_name, '_in_')"
+        src = fresh_trials.source(lake, tid, needs=derived.ENVELOPE_INPUTS)  # what a step reads: those only
+        try:
+            assert sorted(r[0] for r in src.execute(views).fetchall()) == sorted(derived.ENVELOPE_INPUTS)
+        finally:
+            src.close()
 
 
 def test_derivations_from_the_rows_held_equal_derivations_from_the_catalog(tmp_path, monkeypatch):

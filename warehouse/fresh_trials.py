@@ -75,10 +75,11 @@ def forget(settings: Settings, trial_id: str) -> None:
 
 def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...] = ()
            ) -> duckdb.DuckDBPyConnection | None:
-    """An in-memory DuckDB connection where each table held for the trial(s) is a view of their rows, typed
-    as the lake stores them (other tables are absent, not empty), or None unless this process holds every
-    trial with every table in ``needs`` (and, for several trials, each view is of the tables all of them
-    hold). The caller closes it."""
+    """An in-memory DuckDB connection where each table in ``needs`` (each table held, without ``needs``) is a
+    view of the trial(s)' rows, typed as the lake stores them (other tables are absent, not empty), or None
+    unless this process holds every trial with every table in ``needs`` (and, for several trials, each view is
+    of the tables all of them hold). A view costs a statement: a step names what it reads. The caller closes
+    it."""
     ids = [trial_ids] if isinstance(trial_ids, str) else list(trial_ids)
     with _LOCK:
         held = [_KEPT.get((settings.catalog, tid)) for tid in ids]
@@ -87,6 +88,8 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
         for tid in ids:
             _KEPT.move_to_end((settings.catalog, tid))
     names = set.intersection(*(set(h) for h in held))
+    if needs:
+        names &= set(needs)
     con = _cursor()
     try:
         for name in sorted(names):
