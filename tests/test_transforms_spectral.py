@@ -165,3 +165,26 @@ def test_band_validation_and_psd_restriction():
     with pytest.raises(ValueError, match="NaN"):
         median_frequency(np.r_[x, np.nan], rate_hz=FS)
     assert math.isnan(median_frequency(x[:10], rate_hz=FS))
+
+
+def test_the_analysis_burst_spectra_row_from_tones_of_known_frequency():
+    """The night's ``emg_spectra`` row of a channel (``warehouse.analysis.trial._burst_spectra``): bursts of
+    pure tones whose frequency falls by 5 Hz from burst to burst, 1.5 s apart: mean MDF and MNF are the tones'
+    mean frequency, the MDF slope -5 / 1.5 Hz/s; a burst under 0.1 s is not analysed, a silent one has no
+    spectrum (neither counts)."""
+    from warehouse.analysis.trial import _burst_spectra
+
+    fs = 2000.0
+    x = np.zeros(int(12 * fs))
+    freqs = [120.0 - 5.0 * k for k in range(6)]
+    on = np.array([1.0 + 1.5 * k for k in range(6)] + [10.0, 11.0])
+    off = on + np.r_[[0.5] * 6, 0.05, 0.5]  # a 50 ms burst; then 0.5 s of silence at 11 s
+    for k, f in enumerate(freqs):
+        i0, i1 = int(on[k] * fs), int(off[k] * fs)
+        x[i0:i1] = np.sin(2 * np.pi * f * np.arange(i1 - i0) / fs)
+    (row,) = _burst_spectra(x, fs, on, off, trial_id="t", ch=3, muscle="soleus", side="L")
+    assert row["n_bursts"] == 6 and (row["channel"], row["muscle"], row["side"]) == (3, "soleus", "L")
+    assert row["mdf_hz"] == pytest.approx(np.mean(freqs), abs=4.0)  # Welch bins of 4 Hz (0.25 s segments)
+    assert row["mnf_hz"] == pytest.approx(np.mean(freqs), abs=4.0)
+    assert row["mdf_slope_hz_per_s"] == pytest.approx(-5.0 / 1.5, rel=0.15)
+    assert _burst_spectra(x, fs, on[6:7], off[6:7], trial_id="t", ch=3, muscle="soleus", side="L") == []

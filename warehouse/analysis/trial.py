@@ -368,14 +368,16 @@ def _burst_spectra(raw, rate, default_on, default_off, *, trial_id, ch, muscle, 
         return []
     try:
         fr = spectral.burst_frequencies(raw, rate_hz=rate, bursts_s=bursts)
-        fr = fr.drop_nulls("mdf_hz") if "mdf_hz" in fr.columns else fr
-        if not fr.height:
+        mdf, mnf, centre = (fr[c].to_numpy() for c in ("mdf_hz", "mnf_hz", "centre_s"))  # nulls are NaN
+        keep = ~np.isnan(mdf)  # bursts too short for a spectrum have none
+        n = int(keep.sum())
+        if not n:
             return []
-        slope = (spectral.frequency_slope(fr["centre_s"].to_numpy(), fr["mdf_hz"].to_numpy())
-                 if fr.height >= 3 else {"slope_hz_per_s": None})
+        slope = (spectral.frequency_slope(centre[keep], mdf[keep]) if n >= 3 else {"slope_hz_per_s": None})
         return [{"trial_id": trial_id, "channel": ch, "muscle": muscle, "side": side,
-                 "mdf_hz": float(fr["mdf_hz"].mean()), "mnf_hz": float(fr["mnf_hz"].mean()),
-                 "mdf_slope_hz_per_s": slope["slope_hz_per_s"], "n_bursts": fr.height,
+                 "mdf_hz": float(pl.Series(mdf[keep]).mean()),
+                 "mnf_hz": float(pl.Series(mnf[keep], nan_to_null=True).mean()),
+                 "mdf_slope_hz_per_s": slope["slope_hz_per_s"], "n_bursts": n,
                  "params_hash": PARAMS_HASH}]
     except ValueError as exc:
         log.info("%s ch%s spectra: %s", trial_id, ch, exc)
