@@ -366,9 +366,7 @@ def _rail_fraction(x: np.ndarray, adc_range) -> tuple[float, str]:
         tol = ADC_RAIL_TOLERANCE_FRACTION * (hi - lo)
         return float(np.count_nonzero((fin <= lo + tol) | (fin >= hi - tol)) / n), "adc_range"
     lo, hi = float(fin.min()), float(fin.max())
-    if lo == hi:
-        return 0.0, "inferred"
-    if not _has_levels(fin, CLIPPING_INFER_MIN_LEVELS):
+    if lo == hi or not _has_levels(fin, CLIPPING_INFER_MIN_LEVELS):
         return 0.0, "inferred"
     count = 0
     for rail, n_next in ((lo, np.count_nonzero(fin == fin[fin > lo].min())),
@@ -382,9 +380,8 @@ def _rail_fraction(x: np.ndarray, adc_range) -> tuple[float, str]:
 
 
 def _has_levels(fin: np.ndarray, k: int) -> bool:
-    """Whether ``fin`` holds at least ``k`` distinct values: its first samples usually show it (a part has no
-    more distinct values than the whole), else all of them are counted. The whole channel's sort (``np.unique``)
-    was the channel QC's largest cost."""
+    """Whether ``fin`` has >= ``k`` distinct values: its start usually shows it (no part has more than the
+    whole), else the whole is counted (sorting every channel was the channel QC's largest cost)."""
     return np.unique(fin[:4096]).size >= k or np.unique(fin).size >= k
 
 
