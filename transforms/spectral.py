@@ -399,16 +399,11 @@ def sliding_window_frequencies(
     n_step = max(1, int(round(step_s * rate)))
     if n_win < 1:
         raise ValueError("window_s is shorter than one sample")
-    rows = []
-    for i, s0 in enumerate(range(0, x.size - n_win + 1, n_step)):
-        mnf, mdf = spectral_frequencies(
-            x[s0 : s0 + n_win], rate_hz=rate, band_hz=band_hz, welch_segment_s=welch_segment_s
-        )
-        t0 = start_time_s + s0 / rate
-        t1 = t0 + n_win / rate
-        rows.append((i, t0, t1, (t0 + t1) / 2.0, n_win, mnf, mdf))
-    out = pl.DataFrame(rows, schema=_WINDOW_SCHEMA, orient="row")
-    return out.with_columns(pl.col("mnf_hz").fill_nan(None), pl.col("mdf_hz").fill_nan(None))
+    s0 = np.arange(0, x.size - n_win + 1, n_step)
+    freqs = [spectral_frequencies(x[i : i + n_win], rate_hz=rate, band_hz=band_hz, welch_segment_s=welch_segment_s)
+             for i in s0]
+    t0 = start_time_s + s0 / rate
+    return _windows_frame(t0, t0 + n_win / rate, np.full(s0.size, n_win), freqs)
 
 
 def frequency_slope(times_s, freqs_hz, /) -> dict[str, float | int]:

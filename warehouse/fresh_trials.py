@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas import contracts
+from warehouse import catalog
 from warehouse.settings import Settings
 
 #: Trials kept whole at most (the oldest is dropped first): the night's derivation threads take a trial
@@ -113,10 +114,9 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     global _MEMORY
     with _LOCK:
         if _MEMORY is None:
-            # one DuckDB thread: the night's threads read small trials here side by side (as the catalog's
-            # instances: warehouse.catalog.NIGHT_DUCKDB_THREADS); a worker thread beside each only cost CPU
+            # the night's threads read small trials here side by side, as from the catalog's night instances
             _MEMORY = duckdb.connect(config={"allow_unsigned_extensions": False, "enable_external_access": False,
-                                             "threads": 1})
+                                             "threads": catalog.NIGHT_DUCKDB_THREADS})
         return _MEMORY.cursor()
 
 
