@@ -210,3 +210,35 @@ def test_asymmetry_statistic_fits_the_metric(demo):
     units = dict(q(con, "SELECT metric, min(unit) FROM asymmetry GROUP BY 1"))
     assert units["peak"] == "mV" and units["onset_ms"] == "ms" and units["stance_time_s"] == "s"
     assert q(con, "SELECT count(si_pct) > 0 FROM asymmetry WHERE metric = 'stance_time_s'") == [(True,)]
+
+
+def test_session_and_scope_onset_summaries_equal_their_rows_recomputed_in_sql(demo):
+    """Each ``variability`` envelope row's onset SD is the SD of exactly its session x muscle x side's first-burst
+    onsets, and each ``activation_map`` scope's mean onset the mean over exactly that scope's onsets: recomputed
+    here in SQL from ``activation_onsets`` (the rebuild looks each key's rows up once, not by a filter per key)."""
+    from warehouse.analysis.cohort import TIMING_FILTER
+
+    _, _, con = demo
+    timing = "a." + TIMING_FILTER.replace(" AND ", " AND a.")
+    got = q(con, f"""
+        SELECT v.onset_sd_ms, (SELECT stddev_samp(a.onset_ms) FROM activation_onsets a WHERE a.session_id = v.session_id
+               AND a.muscle = v.muscle AND a.side = v.side AND {timing}) AS sql_sd,
+               (SELECT count(a.onset_ms) FROM activation_onsets a WHERE a.session_id = v.session_id
+               AND a.muscle = v.muscle AND a.side = v.side AND {timing}) AS n
+        FROM variability v WHERE v.metric = 'envelope'""")
+    assert len(got) > 100 and sum(1 for _, _, n in got if n >= 2) > 100
+    for sd, sql_sd, n in got:
+        assert (sd is None) if n < 2 else sd == pytest.approx(sql_sd, rel=1e-9)
+    col = {"session": "s.session_id", "subject": "s.subject_id", "condition": "s.condition", "cohort": "'all'"}
+    for scope, expr in col.items():
+        rows = q(con, f"""
+            SELECT m.scope_id, m.muscle, m.side, any_value(m.onset_mean_pct), any_value(m.offset_mean_pct),
+                   (SELECT avg(a.onset_pct) FROM activation_onsets a JOIN sessions s USING (session_id)
+                    WHERE {expr} = m.scope_id AND a.muscle = m.muscle AND a.side = m.side AND {timing}),
+                   (SELECT avg(a.offset_pct) FROM activation_onsets a JOIN sessions s USING (session_id)
+                    WHERE {expr} = m.scope_id AND a.muscle = m.muscle AND a.side = m.side AND {timing})
+            FROM activation_map m WHERE m.scope = ? GROUP BY ALL""", [scope])
+        assert rows and all(r[3] is not None for r in rows), scope
+        for _, _, _, on, off, sql_on, sql_off in rows:
+            assert on == pytest.approx(sql_on, rel=1e-9) and (off is None) == (sql_off is None)
+            assert off is None or off == pytest.approx(sql_off, rel=1e-9)

@@ -107,25 +107,23 @@ def activation_profile(envelopes: Mapping[tuple[str, str], object], /) -> pl.Dat
         On an empty mapping, a bad key or side, or a wrong array shape.
     """
     data = _clean(envelopes)
-    pct = np.arange(N_POINTS, dtype=np.int64)
-    frames = []
-    for (muscle, side), arr in data.items():
+    keys = list(data)
+    means, sds, counts = [], [], []
+    for key in keys:  # one frame of every key's columns (a frame per key cost ~0.2 ms each)
+        arr = data[key]
         n = arr.shape[0]
-        mean = arr.mean(axis=0) if n else np.full(N_POINTS, np.nan)
-        sd = arr.std(axis=0, ddof=1) if n >= 2 else np.full(N_POINTS, np.nan)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "muscle": [muscle] * N_POINTS,
-                    "side": [side] * N_POINTS,
-                    "pct": pct,
-                    "envelope_mean": mean,
-                    "envelope_sd": sd,
-                    "n_cycles": np.full(N_POINTS, n, dtype=np.int64),
-                }
-            )
-        )
-    out = pl.concat(frames).with_columns(pl.col("envelope_mean").fill_nan(None), pl.col("envelope_sd").fill_nan(None))
+        means.append(arr.mean(axis=0) if n else np.full(N_POINTS, np.nan))
+        sds.append(arr.std(axis=0, ddof=1) if n >= 2 else np.full(N_POINTS, np.nan))
+        counts.append(n)
+    out = pl.DataFrame({
+        "muscle": [m for m, _ in keys for _ in range(N_POINTS)],
+        "side": [s for _, s in keys for _ in range(N_POINTS)],
+        "pct": np.tile(np.arange(N_POINTS, dtype=np.int64), len(keys)),
+        "envelope_mean": np.concatenate(means),
+        "envelope_sd": np.concatenate(sds),
+        "n_cycles": np.repeat(np.asarray(counts, dtype=np.int64), N_POINTS),
+    }, schema_overrides={"muscle": pl.String, "side": pl.String})
+    out = out.with_columns(pl.col("envelope_mean").fill_nan(None), pl.col("envelope_sd").fill_nan(None))
     return out.sort("muscle", "side", "pct")
 
 

@@ -164,9 +164,10 @@ def _variability(con, cyc_norm, sessions: pl.DataFrame) -> pl.DataFrame | None:
     onsets = _q(con, f"SELECT subject_id, session_id, muscle, side, onset_ms FROM activation_onsets "
                      f"WHERE {TIMING_FILTER}")
     cond = dict(zip(sessions["session_id"], sessions["condition"]))
+    onsets_of = _rows_by(onsets, ["session_id", "muscle", "side"])
     vrows = []
     for (subj, sess, muscle, side), arr in cyc_norm.items():
-        o = onsets.filter((pl.col("session_id") == sess) & (pl.col("muscle") == muscle) & (pl.col("side") == side))
+        o = onsets_of.get((sess, muscle, side), onsets.clear())
         vrows.append({"subject_id": subj, "session_id": sess, "condition": cond.get(sess), "muscle": muscle,
                       "side": side, "metric": "envelope", "cv_pct": _safe(var.winter_cv, arr),
                       "variance_ratio": _safe(var.variance_ratio, arr),
@@ -422,16 +423,23 @@ def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:
     on = _q(con, f"SELECT a.session_id, s.subject_id, s.condition, a.muscle, a.side, a.onset_pct, a.offset_pct "
                  f"FROM activation_onsets a JOIN sessions s USING (session_id) WHERE a.{TIMING_FILTER.replace(' AND ', ' AND a.')} "
                  "ORDER BY ALL")  # sums in one order whatever order the rows were committed in
+    of_scope = {scope: _rows_by(on, [col]) for scope, col in
+                (("session", "session_id"), ("subject", "subject_id"), ("condition", "condition"))}
     frames = []
     for (scope, sid), d in sorted(scoped.items()):
         prof = amap.activation_profile({k: np.vstack(v) for k, v in d.items()})
-        col = {"session": "session_id", "subject": "subject_id", "condition": "condition"}.get(scope)
-        o = on.filter(pl.col(col) == sid) if col else on
+        o = of_scope[scope].get((sid,), on.clear()) if scope in of_scope else on
         o = o.group_by("muscle", "side").agg(onset_mean_pct=pl.col("onset_pct").mean(),
                                               offset_mean_pct=pl.col("offset_pct").mean())
         frames.append(prof.join(o, on=["muscle", "side"], how="left").with_columns(
             scope=pl.lit(scope), scope_id=pl.lit(sid)))
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+def _rows_by(df: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
+    """``df``'s rows by the values of ``keys`` (rows in their order; keys with a null left out, as an equality
+    filter leaves them): one pass, where a filter per key would scan the frame once per key (quadratic in
+    the lake's size)."""
+    return df.drop_nulls(keys).partition_by(keys, as_dict=True, maintain_order=True)
 
 
 def _safe(fn, x):
