@@ -223,9 +223,9 @@ def test_cohort_normalises_a_trials_channels_by_block_as_one_at_a_time():
     lengths = {("t1", 0): 1200, ("t1", 1): 1200, ("t1", 2): 400, ("t2", 0): 1000, ("t2", 1): 1000}
     muscles = {0: ("ta", "L"), 1: ("sol", "L"), 2: ("gm", "L")}
     rows = [{"trial_id": t, "subject_id": "s", "session_id": "x", "muscle": muscles[ch][0], "side": "L",
-             "rate_hz": rate, "envelope_mv": float(v)}
-            for (t, ch), n in lengths.items() for v in rng.random(n)]
-    env = pl.DataFrame(rows)
+             "rate_hz": rate, "envelope_mv": rng.random(n).astype(np.float32).tolist()}  # one row per channel
+            for (t, ch), n in lengths.items()]
+    env = pl.DataFrame(rows, schema_overrides={"envelope_mv": pl.List(pl.Float32)})
     cycles = {t: cyc.segment_cycles(s) for t, s in (("t1", [0.5, 1.6, 2.7, 3.8, 4.9]), ("t2", [1.0, 2.1, 3.2]))}
     cyc_df = pl.concat([c.with_columns(trial_id=pl.lit(t), side=pl.lit("L")) for t, c in cycles.items()]).filter(
         pl.col("valid"))
@@ -233,7 +233,8 @@ def test_cohort_normalises_a_trials_channels_by_block_as_one_at_a_time():
     _add_normalised(out, env, cyc_df)
     expected: dict = {}
     for (t, ch), n in lengths.items():
-        x = env.filter((pl.col("trial_id") == t) & (pl.col("muscle") == muscles[ch][0]))["envelope_mv"].to_numpy()
+        x = np.asarray(env.filter((pl.col("trial_id") == t) & (pl.col("muscle") == muscles[ch][0]))["envelope_mv"][0],
+                       dtype=np.float64)
         c = cycles[t].filter(pl.col("valid") & (pl.col("end_s") < (n - 1) / rate))
         assert c.height
         expected.setdefault(("s", "x", muscles[ch][0], "L"), []).append(cyc.normalise_cycles(x, rate_hz=rate, cycles=c))

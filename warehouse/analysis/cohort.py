@@ -74,10 +74,12 @@ def normalised_cycles(con, *, session_id: str | None = None) -> dict[tuple[str, 
     out: dict[tuple, list] = {}
     for i in range(0, len(trials), ENVELOPE_CHUNK_TRIALS):
         chunk = trials[i:i + ENVELOPE_CHUNK_TRIALS]
-        env = _q(con, "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
-                      f"FROM emg_envelopes e JOIN trials t USING (trial_id) WHERE {GOOD_CHANNEL.format(a='e')} "
-                      f"AND e.trial_id IN ({', '.join('?' * len(chunk))}) ORDER BY e.trial_id, e.channel, "
-                      "e.sample_index", chunk)
+        env = _q(con, "WITH e AS (SELECT trial_id, channel, muscle, side, rate_hz, list(envelope_mv ORDER BY "
+                      "sample_index) AS envelope_mv FROM emg_envelopes WHERE trial_id IN "
+                      f"({', '.join('?' * len(chunk))}) GROUP BY ALL) "
+                      "SELECT e.trial_id, t.subject_id, t.session_id, e.muscle, e.side, e.rate_hz, e.envelope_mv "
+                      f"FROM e JOIN trials t USING (trial_id) WHERE {GOOD_CHANNEL.format(a='e')} "
+                      "ORDER BY e.trial_id, e.channel", chunk)  # a channel's samples as one list: no row per sample
         _add_normalised(out, env, cyc_df)
     return {k: np.vstack(v) for k, v in out.items()}
 
@@ -92,7 +94,7 @@ def _add_normalised(out: dict, env: pl.DataFrame, cyc_df: pl.DataFrame) -> None:
             ["trial_id", "subject_id", "session_id", "muscle", "side"], maintain_order=True):
         if (tid, side) not in cycles_of:
             continue
-        x = g["envelope_mv"].to_numpy().astype(np.float64)
+        x = g["envelope_mv"].explode().to_numpy().astype(np.float64)  # the channel's (channels': in order) samples
         blocks.setdefault((tid, side, float(g["rate_hz"][0]), len(x)), []).append(((subj, sess, muscle, side), x))
     for (tid, side, rate, n), members in blocks.items():
         c = cycles_of[(tid, side)].filter(pl.col("end_s") < (n - 1) / rate)
@@ -434,6 +436,7 @@ def _activation_maps(cyc_norm, sessions: pl.DataFrame, con) -> pl.DataFrame:
         frames.append(prof.join(o, on=["muscle", "side"], how="left").with_columns(
             scope=pl.lit(scope), scope_id=pl.lit(sid)))
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
 
 def _rows_by(df: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
     """``df``'s rows by the values of ``keys`` (rows in their order; keys with a null left out, as an equality
