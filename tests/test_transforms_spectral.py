@@ -188,3 +188,26 @@ def test_the_analysis_burst_spectra_row_from_tones_of_known_frequency():
     assert row["mnf_hz"] == pytest.approx(np.mean(freqs), abs=4.0)
     assert row["mdf_slope_hz_per_s"] == pytest.approx(-5.0 / 1.5, rel=0.15)
     assert _burst_spectra(x, fs, on[6:7], off[6:7], trial_id="t", ch=3, muscle="soleus", side="L") == []
+
+
+@pytest.mark.parametrize("n, nperseg, noverlap, rate", [(24000, 300, 150, 1200.0), (40000, 500, 250, 2000.0),
+                                                        (1001, 101, 50, 1000.0), (600, 600, 300, 2000.0),
+                                                        (12345, 257, 128, 1500.0), (5000, 64, 0, 500.0)])
+def test_welch_psd_is_scipys_welch_bit_for_bit(n, nperseg, noverlap, rate):
+    """``spectral.welch_psd`` (every segment in one array operation; used by channel QC and ``band_psd``) returns
+    exactly what ``scipy.signal.welch`` returns with the same Hann window, detrending and scaling: even and odd
+    segments, no overlap, a single segment."""
+    from scipy import signal
+
+    from transforms.spectral import welch_psd
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n) * 0.3 + np.sin(2 * np.pi * 87.0 * np.arange(n) / rate) + 5.0
+    f_ref, p_ref = signal.welch(x, fs=rate, window="hann", nperseg=nperseg, noverlap=noverlap, detrend="constant",
+                                scaling="density")
+    f, p = welch_psd(x, rate_hz=rate, nperseg=nperseg, noverlap=noverlap)
+    assert np.array_equal(f, f_ref) and np.array_equal(p, p_ref)
+    with pytest.raises(ValueError):
+        welch_psd(x[: nperseg - 1], rate_hz=rate, nperseg=nperseg, noverlap=noverlap)
+    with pytest.raises(ValueError):
+        welch_psd(x, rate_hz=rate, nperseg=nperseg, noverlap=nperseg)

@@ -72,7 +72,8 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import signal
+
+from transforms.spectral import welch_psd
 
 __all__ = [
     "QC_VERSION", "EMG_BAND_HZ", "NYQUIST_FRACTION", "WELCH_SEGMENT_S", "MIN_SPECTRAL_DURATION_S",
@@ -415,8 +416,7 @@ def _measure_spectrum(ch: _Channel) -> None:
         return
     xi = _fill_nan(ch.x) / ch.scale  # spectral ratios are scale-free
     nper = min(n, max(8, int(round(WELCH_SEGMENT_S * rate))))
-    f, p = signal.welch(xi, fs=rate, window="hann", nperseg=nper, noverlap=nper // 2,
-                        detrend="constant", scaling="density")
+    f, p = welch_psd(xi, rate_hz=rate, nperseg=nper, noverlap=nper // 2)  # scipy.signal.welch's, bit for bit
     lo_b, hi_b = EMG_BAND_HZ[0], min(EMG_BAND_HZ[1], NYQUIST_FRACTION * rate / 2.0)
     full = f > 0.0
     ch.mdf_full = _median_freq(f[full], p[full])
