@@ -245,3 +245,25 @@ def test_cohort_normalises_a_trials_channels_by_block_as_one_at_a_time():
             assert got.shape == ref.shape and np.array_equal(got, ref)
     assert [a.shape[0] for a in out[("s", "x", "ta", "L")]] == [4, 2]
     assert out[("s", "x", "gm", "L")][0].shape[0] == 3  # 4 s of gm: the cycle ending at 4.9 s is left out
+
+
+def test_trial_conditions_its_channels_as_blocks_bit_for_bit_as_one_at_a_time():
+    """The analysis conditions a trial's channels (DC, mains comb, band-pass: what the double threshold and the
+    burst spectra read) as blocks of one rate and length (``trial._conditioned_channels``): each channel the same
+    array, bit for bit, as conditioned alone; channels of another rate or length in their own block."""
+    import polars as pl
+
+    from conftest import fixture
+    from warehouse.analysis import trial
+
+    real = pl.read_csv(fixture("synergies/derived/ID0012_TW_01_raw_emg.csv")).drop("time").to_numpy().T[:5, :8000]
+    rng = np.random.default_rng(3)
+    samples = {i: row.astype(np.float32) for i, row in enumerate(real)}
+    samples.update({10: rng.standard_normal(3000).astype(np.float32), 11: rng.standard_normal(3000).astype(np.float32),
+                    12: rng.standard_normal(2999).astype(np.float32)})
+    chans = [(i, 2000.0) for i in range(5)] + [(10, 1000.0), (11, 1000.0), (12, 1000.0)]
+    for mains in (50.0, 60.0):
+        got = trial._conditioned_channels(samples, chans, mains)
+        assert sorted(got) == sorted(ch for ch, _ in chans)
+        for ch, rate in chans:
+            np.testing.assert_array_equal(got[ch], trial._conditioned(samples[ch].astype(np.float64), rate, mains))

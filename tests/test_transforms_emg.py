@@ -279,8 +279,9 @@ def test_butterworth_designs_are_scipys_designed_once_and_returned_as_copies():
 
 def test_zero_phase_is_scipys_sosfiltfilt_with_initial_conditions_computed_once(monkeypatch):
     """zero_phase (what bandpass / lowpass / notch filter with) equals scipy.signal.sosfiltfilt's default
-    call bit for bit (real EMG and generated 1-D / 2-D records, down to one sample longer than the padding),
-    and scipy.signal.sosfilt_zi runs once per design, not once per call."""
+    call bit for bit (real EMG and generated 1-D / 2-D records, down to one sample longer than the padding;
+    2-D records through the side-by-side kernel ``emg_kernels.zero_phase_block``), and
+    scipy.signal.sosfilt_zi runs once per design, not once per call."""
     from scipy import signal
 
     from transforms import emg
@@ -295,15 +296,19 @@ def test_zero_phase_is_scipys_sosfiltfilt_with_initial_conditions_computed_once(
                emg.lowpass_sos(rate_hz=1500.0, lowpass_hz=6.0, order=2),
                emg.butter_sos(order=4, cutoff_hz=30.0, btype="highpass", rate_hz=1000.0),
                emg._notch_sos(2000.0, 50.0, 18, 30.0).copy()]
-    calls = []
-    real_zi = signal.sosfilt_zi
+    calls, blocks = [], []
+    real_zi, real_block = signal.sosfilt_zi, emg.zero_phase_block
     monkeypatch.setattr(emg.signal, "sosfilt_zi", lambda sos: calls.append(1) or real_zi(sos))
+    monkeypatch.setattr(emg, "zero_phase_block", lambda x, *a: blocks.append(x.shape[0]) or real_block(x, *a))
     emg._sos_zi.cache_clear()
     for sos in designs:
         edge = emg.sosfiltfilt_padlen(sos)
-        for x in (real, rng.standard_normal((3, 4000)), rng.standard_normal(edge + 1), np.cumsum(rng.standard_normal(900))):
+        # 2-D: channels filtered side by side, FAST_BLOCK_CHANNELS at a time (11 = a full block and 3 more)
+        for x in (real, rng.standard_normal((3, 4000)), rng.standard_normal((11, 2500)) * 1e3 + 40.0,
+                  rng.standard_normal((2, edge + 1)), rng.standard_normal(edge + 1), np.cumsum(rng.standard_normal(900))):
             np.testing.assert_array_equal(emg.zero_phase(sos, x), signal.sosfiltfilt(sos, x, axis=-1))
     assert len(calls) == len(designs)
+    assert blocks == [4, 3, emg.FAST_BLOCK_CHANNELS, 11 - emg.FAST_BLOCK_CHANNELS, 2] * len(designs)
     x = rng.standard_normal(3000)
     np.testing.assert_array_equal(emg.notch(x, rate_hz=2000.0, mains_hz=50.0),
                                   signal.sosfiltfilt(emg._notch_sos(2000.0, 50.0, 19, emg.DEFAULT_NOTCH_QUALITY), x))

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from scipy import signal
 
-from transforms.emg_kernels import envelope_kernel
+from transforms.emg_kernels import envelope_kernel, zero_phase_block
 
 __all__ = [
     "PIPELINE_VERSION", "DEFAULT_BAND_HZ", "DEFAULT_LOWPASS_HZ", "DEFAULT_ORDER",
@@ -207,9 +207,18 @@ def zero_phase(sos: np.ndarray, x: np.ndarray, /) -> np.ndarray:
     :func:`sosfiltfilt_padlen` samples), the same operations in the same order, except that the
     sections' steady-state initial conditions (``sosfilt_zi``) are computed once per design: scipy
     computes them again on every call, which cost ~40 % of a channel's band-pass. ``x`` is float64,
-    1-D or channels x samples, longer than the padding (callers check).
+    1-D or channels x samples, longer than the padding (callers check). Several channels are filtered
+    ``FAST_BLOCK_CHANNELS`` at a time side by side (``emg_kernels.zero_phase_block``: scipy's operations in
+    scipy's order, the same result bit for bit).
     """
     edge = sosfiltfilt_padlen(sos)
+    if x.ndim == 2 and x.shape[0] > 1:  # channels side by side in the vector lanes: 3-4x faster, the same bits
+        out = np.empty(x.shape)
+        zi = np.ascontiguousarray(_sos_zi(sos.tobytes()))
+        for c0 in range(0, x.shape[0], FAST_BLOCK_CHANNELS):
+            rows = slice(c0, c0 + FAST_BLOCK_CHANNELS)
+            zero_phase_block(np.ascontiguousarray(x[rows], dtype=np.float64), sos, zi, edge, out[rows])
+        return out
     left, right = x[..., :1], x[..., -1:]
     ext = np.concatenate((2 * left - x[..., edge:0:-1], x, 2 * right - x[..., -2:-(edge + 2):-1]), axis=-1)
     zi = _sos_zi(sos.tobytes()).reshape((sos.shape[0],) + (1,) * (x.ndim - 1) + (2,))

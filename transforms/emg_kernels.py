@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["sos_pass", "envelope_block", "envelope_kernel"]
+__all__ = ["sos_pass", "envelope_block", "envelope_kernel", "sosfilt_exact_pass", "zero_phase_block"]
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -118,3 +118,64 @@ def envelope_kernel(x, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, block, out):
         c0 = blk * block
         w = min(n_ch, c0 + block) - c0
         envelope_block(x, c0, w, bp, zi_bp, pad_bp, lp, zi_lp, pad_lp, out)
+
+
+@numba.njit(cache=True)
+def sosfilt_exact_pass(buf, off, n, w, sos, zi, z, backward):  # pragma: no cover - numba
+    """In-place ``scipy.signal.sosfilt`` of rows ``off .. off+n-1`` of an interleaved block (as
+    :func:`sos_pass`), forward or time-reversed, initial state ``zi * (first row met)``, with scipy's
+    operations in scipy's order and no fused multiply-add: bit for bit scipy's result on each channel. The
+    channel loop is innermost: one channel's recursion is a chain of dependent operations, ``w`` channels
+    side by side fill the vector lanes (scipy filters one channel after the other)."""
+    n_sec = sos.shape[0]
+    start = off + n - 1 if backward else off
+    step = -1 if backward else 1
+    for s in range(n_sec):
+        for c in range(w):
+            z[(2 * s) * w + c] = zi[s, 0] * buf[start * w + c]
+            z[(2 * s + 1) * w + c] = zi[s, 1] * buf[start * w + c]
+    uw = np.uint64(w)
+    for k in range(n):
+        base = np.uint64(start + k * step) * uw
+        for s in range(n_sec):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            zb0 = (2 * s) * w
+            zb1 = zb0 + w
+            for c in range(w):
+                i = base + np.uint64(c)
+                v = buf[i]
+                y = b0 * v + z[zb0 + c]
+                z[zb0 + c] = b1 * v - a1 * y + z[zb1 + c]
+                z[zb1 + c] = b2 * v - a2 * y
+                buf[i] = y
+
+
+@numba.njit(cache=True)
+def zero_phase_block(x, sos, zi, pad, out):  # pragma: no cover - numba
+    """``scipy.signal.sosfiltfilt(sos, x, axis=-1)`` (odd extension of ``pad`` samples, ``sosfilt_zi``
+    states scaled by each pass's first sample) of every row of ``x`` (channels x samples, float64, longer
+    than ``pad``), bit for bit, the rows filtered side by side (:func:`sosfilt_exact_pass`); into ``out``."""
+    n_ch, n = x.shape
+    w = n_ch
+    length = n + 2 * pad
+    buf = np.empty(length * w)
+    z = np.empty(sos.shape[0] * 2 * w)
+    for c in range(w):
+        xc = x[c]
+        first = xc[0]
+        last = xc[n - 1]
+        for i in range(n):
+            buf[(pad + i) * w + c] = xc[i]
+        for i in range(pad):
+            buf[(pad - 1 - i) * w + c] = 2 * first - xc[i + 1]
+            buf[(pad + n + i) * w + c] = 2 * last - xc[n - 2 - i]
+    sosfilt_exact_pass(buf, 0, length, w, sos, zi, z, False)
+    sosfilt_exact_pass(buf, 0, length, w, sos, zi, z, True)
+    for c in range(w):
+        oc = out[c]
+        for i in range(n):
+            oc[i] = buf[(pad + i) * w + c]

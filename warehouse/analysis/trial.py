@@ -185,6 +185,8 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     side_cycles = {side: cyc.segment_cycles(v[0], foot_offs_s=v[1] if len(v[1]) else None) for side, v in chosen.items()}
     side_valid = {side: cdf.filter(pl.col("valid")) for side, cdf in side_cycles.items()}
     metrics, normalised = _cycle_blocks(chans, envs, side_cycles, side_valid)
+    timed = [(ch, rate) for ch, _, side, rate in chans if side in chosen and len(samples.get(ch, ())) >= int(rate)]
+    conditioned = _conditioned_channels(samples, timed, mains_hz)
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
@@ -192,7 +194,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         env = envs[ch]
         if side not in chosen:
             continue
-        cond = _conditioned(raw, rate, mains_hz)
+        cond = conditioned[ch]
         strikes = chosen[side][0]
         valid = side_valid[side]
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
@@ -272,6 +274,20 @@ def _conditioned(raw, rate, mains_hz) -> np.ndarray:
     what the double threshold and the burst spectra see (``CONDITIONING``)."""
     return emg_tx.condition(raw, rate_hz=rate, mains_hz=mains_hz if mains_hz < 0.45 * rate else None,
                             band_hz=emg_tx.DEFAULT_BAND_HZ, order=emg_tx.DEFAULT_ORDER)
+
+
+def _conditioned_channels(samples: dict, chans: list[tuple], mains_hz) -> dict:
+    """``{channel: _conditioned(its float64 samples)}`` of the ``(channel, rate)`` pairs: channels of one rate and
+    length conditioned as one block (``emg.zero_phase`` filters them side by side; each row the same bits as
+    alone)."""
+    groups: dict[tuple, list] = {}
+    for ch, rate in chans:
+        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
+    out = {}
+    for (rate, _), chs in groups.items():
+        block = _conditioned(np.stack([samples[ch] for ch in chs]).astype(np.float64), rate, mains_hz)
+        out.update(zip(chs, block))
+    return out
 
 
 def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None, found=None):
