@@ -249,8 +249,9 @@ def test_cohort_normalises_a_trials_channels_by_block_as_one_at_a_time():
 
 def test_trial_conditions_its_channels_as_blocks_bit_for_bit_as_one_at_a_time():
     """The analysis conditions a trial's channels (DC, mains comb, band-pass: what the double threshold and the
-    burst spectra read) as blocks of one rate and length (``trial._conditioned_channels``): each channel the same
-    array, bit for bit, as conditioned alone; channels of another rate or length in their own block."""
+    burst spectra read) and detects their TKEO bursts as blocks of one rate and length
+    (``trial._conditioned_channels``, ``trial._tkeo_channels``): each channel the same array and bursts, bit for
+    bit, as alone; channels of another rate or length in their own block."""
     import polars as pl
 
     from conftest import fixture
@@ -267,3 +268,11 @@ def test_trial_conditions_its_channels_as_blocks_bit_for_bit_as_one_at_a_time():
         assert sorted(got) == sorted(ch for ch, _ in chans)
         for ch, rate in chans:
             np.testing.assert_array_equal(got[ch], trial._conditioned(samples[ch].astype(np.float64), rate, mains))
+    # the TKEO bursts likewise; a block the detector refuses (too short to filter) is left to the channel loop
+    samples[13] = rng.standard_normal(20).astype(np.float32)
+    bursts = trial._tkeo_channels(samples, chans + [(13, 1000.0)], 400.0)
+    assert sorted(bursts) == sorted(ch for ch, _ in chans)
+    for ch, rate in chans:
+        alone = ons.onsets_tkeo(samples[ch].astype(np.float64), rate_hz=rate, baseline_window_ms=400.0)
+        np.testing.assert_array_equal(bursts[ch][0], alone[0])
+        np.testing.assert_array_equal(bursts[ch][1], alone[1])

@@ -159,6 +159,42 @@ def test_2d_parallel_detector_equals_1d():
         np.testing.assert_array_equal(many[c][1], off)
 
 
+def test_tkeo_on_a_channel_block_equals_each_channel_alone_and_an_independent_detector_signal():
+    """``onsets_tkeo_2d`` (a trial's channels filtered side by side) gives each row exactly the bursts of
+    ``onsets_tkeo`` on that row alone, and of the detector signal rebuilt here with scipy (zero-phase band-pass,
+    Teager-Kaiser energy, rectification, zero-phase low-pass) through the same threshold rule."""
+    from scipy import signal
+
+    rng = np.random.default_rng(11)
+    block = np.stack([synthetic_bursts(rng, snr)[0] * 0.05 + 0.3 for snr in (6.0, 10.0, 15.0, 20.0, 25.0, 8.0,
+                                                                                 12.0, 18.0, 30.0, 9.0)])
+    many = onsets.onsets_tkeo_2d(block, rate_hz=FS)
+    assert len(many) == len(block) and all(len(on) >= 4 for on, _ in many)
+    band = signal.butter(emg.DEFAULT_ORDER, onsets.TKEO_BAND_HZ, btype="bandpass", fs=FS, output="sos")
+    low = signal.butter(emg.DEFAULT_ORDER, onsets.TKEO_LOWPASS_HZ, btype="lowpass", fs=FS, output="sos")
+    m = int(round(onsets.TKEO_WINDOW_MS * 1e-3 * FS))
+    r0 = int(round(onsets.TKEO_MIN_ABOVE_MS * 1e-3 * FS))
+    n_off = int(round(onsets.DEFAULT_MIN_DURATION_MS * 1e-3 * FS))
+    for row, (on, off) in zip(block, many):
+        alone = onsets.onsets_tkeo(row, rate_hz=FS)
+        np.testing.assert_array_equal(on, alone[0])
+        np.testing.assert_array_equal(off, alone[1])
+        bp = signal.sosfiltfilt(band, row - row.mean())
+        te = np.r_[0.0, bp[1:-1] ** 2 - bp[:-2] * bp[2:], 0.0]
+        te[0], te[-1] = te[1], te[-2]
+        d = signal.sosfiltfilt(low, np.abs(te))
+        ref = onsets._bursts(d, onsets._threshold(d, FS, onsets.TKEO_K_SD, None, onsets.DEFAULT_BASELINE_WINDOW_MS),
+                             m, r0, n_off, n_off)
+        np.testing.assert_array_equal(on, ref[0])
+        np.testing.assert_array_equal(off, ref[1])
+    with pytest.raises(ValueError):
+        onsets.onsets_tkeo_2d(block[0], rate_hz=FS)  # 1-D: not a block
+    bad = block.copy()
+    bad[3, 100] = np.nan
+    with pytest.raises(ValueError):
+        onsets.onsets_tkeo_2d(bad, rate_hz=FS)
+
+
 def test_lowpass_step_crossing_is_symmetric_and_monotonic():
     half = onsets.lowpass_step_crossing_ms(0.5, rate_hz=FS)
     assert abs(half) <= 0.5 / FS * 1e3 + 1e-9  # zero-phase: 50 % at the step (+- half a sample)

@@ -187,6 +187,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
     metrics, normalised = _cycle_blocks(chans, envs, side_cycles, side_valid)
     timed = [(ch, rate) for ch, _, side, rate in chans if side in chosen and len(samples.get(ch, ())) >= int(rate)]
     conditioned = _conditioned_channels(samples, timed, mains_hz)
+    tkeo_bursts = _tkeo_channels(samples, timed, baseline_window_ms)
     for ch, muscle, side, rate in chans:
         raw = samples.get(ch, np.empty(0, np.float32)).astype(np.float64)
         if len(raw) < int(rate):  # under a second: nothing to time
@@ -199,7 +200,7 @@ def _analyse_channels(con, trial_id, subject, session, chans, chosen, annotated=
         valid = side_valid[side]
         rows, default_on, default_off = _channel_onsets(raw, env, rate, strikes, valid, ch=ch, muscle=muscle,
                                                         side=side, ids=ids, baseline_window_ms=baseline_window_ms,
-                                                        conditioned=cond)
+                                                        conditioned=cond, tkeo_bursts=tkeo_bursts.get(ch))
         onset_rows += rows
         # per-cycle metrics
         if valid.height:
@@ -290,15 +291,36 @@ def _conditioned_channels(samples: dict, chans: list[tuple], mains_hz) -> dict:
     return out
 
 
+def _tkeo_channels(samples: dict, chans: list[tuple], baseline_window_ms: float) -> dict:
+    """``{channel: (onsets, offsets)}`` of the TKEO detector on the ``(channel, rate)`` pairs' raw EMG, channels of
+    one rate and length as one block (``onsets.onsets_tkeo_2d``: each the same bursts as detected alone). A block
+    the detector refuses is left out: its channels are detected one by one (and their errors logged) as before."""
+    groups: dict[tuple, list] = {}
+    for ch, rate in chans:
+        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
+    out = {}
+    for (rate, _), chs in groups.items():
+        try:
+            out.update(zip(chs, ons.onsets_tkeo_2d(np.stack([samples[ch] for ch in chs]).astype(np.float64),
+                                                   rate_hz=rate, baseline_window_ms=baseline_window_ms,
+                                                   **ONSET_METHOD_PARAMS["tkeo"])))
+        except ValueError:
+            continue
+    return out
+
+
 def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None, found=None):
     """(onsets, offsets, start_censored, end_censored): samples, and the bursts cut by the record's edges.
     Hodges-Bui reads the envelope, TKEO the raw EMG (it band-passes itself), the double threshold the
     conditioned EMG. ``found`` (method -> bursts) lets the refined TKEO start from the TKEO bursts already
-    detected on the same channel instead of detecting them again (the same computation)."""
+    detected on the same channel instead of detecting them again (the same computation), and holds the TKEO
+    bursts when the trial's block detected them (``_tkeo_channels``)."""
     sig = env if method == "hodges_bui" else (
         conditioned if method == "double_threshold" and conditioned is not None else raw)
     if method == "tkeo_refined" and found is not None and "tkeo" in found and not ONSET_METHOD_PARAMS[method]:
         on, off = onsets_refine.refine_bursts(raw, *found["tkeo"], rate_hz=rate, baseline_window_ms=baseline_window_ms)
+    elif method == "tkeo" and found is not None and "tkeo" in found:  # detected with its trial's block
+        on, off = found["tkeo"]
     else:
         on, off = ons.detect_onsets(sig, rate_hz=rate, method=method, baseline_window_ms=baseline_window_ms,
                                     **ONSET_METHOD_PARAMS[method])
@@ -309,7 +331,7 @@ def _detect(method, raw, env, rate, baseline_window_ms, conditioned=None, found=
 
 def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
                     baseline_window_ms: float = ons.DEFAULT_BASELINE_WINDOW_MS,
-                    conditioned=None) -> tuple[list[dict], object, object]:
+                    conditioned=None, tkeo_bursts=None) -> tuple[list[dict], object, object]:
     """Onsets of one channel by every method, relative to the valid cycles; and the default method's
     complete bursts' onsets and offsets in s (None when it found none).
 
@@ -320,7 +342,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     rows = []
     default_on = default_off = None
     ok_cycles = set(valid["cycle"].to_list())
-    found: dict = {}
+    found: dict = {} if tkeo_bursts is None else {"tkeo": tkeo_bursts}
     for method in ons.ONSET_METHODS:
         try:
             on, off, start_cut, end_cut = _detect(method, raw, env, rate, baseline_window_ms, conditioned, found)
