@@ -125,6 +125,36 @@ def test_cached_step_response_gives_the_independent_crossing(fraction):
     assert emg_tx.lowpass_step_response.cache_info().hits == before + 1  # the table is not recomputed
 
 
+def test_step_crossings_of_many_fractions_at_once_equal_each_alone_and_the_bias_correction_per_onset():
+    """``onsets.lowpass_step_crossings_ms`` (every fraction against one search table) gives each fraction exactly
+    ``lowpass_step_crossing_ms`` (tested above against an independently filtered step); the analysis's bias
+    correction (``trial._bias_corrected``: the onsets' plateau windows as one array) gives each onset exactly the
+    per-onset computation written out here, windows cut by the record's end and onsets past it included."""
+    from warehouse.analysis import trial
+
+    rng = np.random.default_rng(5)
+    for rate in (2000.0, 1500.0, 100.0):
+        f = np.r_[rng.uniform(1e-6, 1 - 1e-6, 500), 0.5, np.nextafter(0.5, 0), np.nextafter(0.5, 1), 1e-9, 0.25]
+        want = [ons.lowpass_step_crossing_ms(x, rate_hz=rate) for x in f]
+        assert ons.lowpass_step_crossings_ms(f, rate_hz=rate).tolist() == want
+    with pytest.raises(ValueError):
+        ons.lowpass_step_crossings_ms([0.2, 1.0], rate_hz=2000.0)
+    rate = 1000.0
+    env = np.abs(np.cumsum(rng.standard_normal(3000))) * 0.01 + 0.02
+    on_idx = np.r_[rng.integers(0, 2700, 40), 2800, 2890, 2999, 3050]  # the last ones: windows cut or empty
+    thr, base = 0.1, 0.02
+    a, b = int(trial.PLATEAU_WINDOW_MS[0] * rate / 1000), int(trial.PLATEAU_WINDOW_MS[1] * rate / 1000)
+    want = []
+    for i in on_idx:
+        seg = env[i + a: i + b]
+        plateau = float(np.median(seg)) if len(seg) else float("nan")
+        frac = (thr - base) / (plateau - base) if plateau > thr else float("nan")
+        corr = ons.lowpass_step_crossing_ms(frac, rate_hz=rate) if 0 < frac < 1 else 0.0
+        want.append(i / rate - corr / 1000.0)
+    got = trial._bias_corrected(env, on_idx, rate, thr, base)
+    assert got.tolist() == want and sum(w != i / rate for w, i in zip(want, on_idx)) > 20
+
+
 def test_warm_c3d_reader_reads_file_after_file_and_recovers(tmp_path):
     from conftest import fixture
 

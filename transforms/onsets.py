@@ -26,6 +26,7 @@ which ``tkeo_refined`` removes; hence ``DEFAULT_ONSET_METHOD`` = ``tkeo_refined`
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -40,7 +41,7 @@ __all__ = [
     "TKEO_MIN_ABOVE_MS", "DOUBLE_THRESHOLD_K_SD", "DOUBLE_THRESHOLD_WINDOW_MS",
     "DOUBLE_THRESHOLD_MIN_ABOVE_MS", "tkeo", "baseline_stats", "onsets_hodges_bui", "onsets_tkeo",
     "onsets_double_threshold", "onsets_tkeo_refined", "detect_onsets", "onsets_hodges_bui_2d",
-    "envelope_onsets_fast", "lowpass_step_crossing_ms"]
+    "envelope_onsets_fast", "lowpass_step_crossing_ms", "lowpass_step_crossings_ms", "onsets_tkeo_2d"]
 
 #: Default detector of the pipeline and :func:`detect_onsets`: the only one within 5 ms median bias
 #: for step and 20-100 ms ramp onsets at >= 10 dB (bench/onset_bias.py; docs/methods_timing.md).
@@ -472,3 +473,38 @@ def lowpass_step_crossing_ms(
     j = int(np.flatnonzero(y[:k_ref] < fraction)[-1])
     frac = (fraction - y[j]) / (y[j + 1] - y[j])
     return float((j + frac - half) / rate * 1e3)
+
+
+def lowpass_step_crossings_ms(fractions, /, *, rate_hz: float, lowpass_hz: float = _emg.DEFAULT_LOWPASS_HZ,
+                              order: int = _emg.DEFAULT_ORDER) -> np.ndarray:
+    """:func:`lowpass_step_crossing_ms` of each fraction (ms), the same numbers, the step response searched
+    once for all of them: its first sample at or above a level is where its running maximum reaches it, and the
+    last sample below ``f`` before the 50 % crossing where the minimum of the samples after it up to there does.
+
+    Raises
+    ------
+    ValueError
+        If a fraction is not in (0, 1) or the filter is invalid.
+    """
+    f = np.asarray(fractions, dtype=np.float64).reshape(-1)
+    if not np.all((f > 0.0) & (f < 1.0)):
+        raise ValueError("fractions must be in (0, 1)")
+    rate = _rate(rate_hz)
+    y, half = _emg.lowpass_step_response(rate_hz=rate, lowpass_hz=float(lowpass_hz), order=int(order))
+    running_max, suffix_min = _step_search_tables(y.tobytes())
+    k_ref = np.searchsorted(running_max, np.maximum(f, 0.5), side="left")  # first y >= max(f, 50 %)
+    # below 50 %: the last sample under f before the 50 % crossing; above: every sample before k_ref is under f
+    j = np.where(f < 0.5, np.searchsorted(suffix_min, f, side="left") - 1, k_ref - 1)
+    frac = (f - y[j]) / (y[j + 1] - y[j])
+    return (j + frac - half) / rate * 1e3
+
+
+@functools.lru_cache(maxsize=8)
+def _step_search_tables(y_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(running maximum of the step response, suffix minima of its samples before the first >= 0.5):
+    the non-decreasing arrays :func:`lowpass_step_crossings_ms` searches."""
+    y = np.frombuffer(y_bytes, dtype=np.float64)
+    running_max = np.maximum.accumulate(y)
+    k50 = int(np.searchsorted(running_max, 0.5, side="left"))
+    suffix_min = np.minimum.accumulate(y[:k50][::-1])[::-1].copy()
+    return running_max, suffix_min

@@ -75,16 +75,25 @@ ANALYSIS_INPUTS = ("trials", "emg_channels", "emg_samples", "channel_qc", "gait_
 
 
 def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
-    """Onset times (s) with the documented low-pass bias of threshold detection removed."""
-    out = np.empty(len(on_idx))
+    """Onset times (s) with the documented low-pass bias of threshold detection removed: each onset's plateau
+    is the median envelope ``PLATEAU_WINDOW_MS`` after it (the onsets' full windows as one array), the
+    crossing of its threshold fraction from ``onsets.lowpass_step_crossings_ms`` (all fractions at once)."""
+    on_idx = np.asarray(on_idx, dtype=np.int64)
     a, b = (int(PLATEAU_WINDOW_MS[0] * rate / 1000), int(PLATEAU_WINDOW_MS[1] * rate / 1000))
-    for k, i in enumerate(on_idx):
-        seg = env[i + a: i + b]
-        plateau = float(np.median(seg)) if len(seg) else float("nan")
-        frac = (thr - base) / (plateau - base) if plateau > thr else float("nan")
-        corr = ons.lowpass_step_crossing_ms(frac, rate_hz=rate) if 0 < frac < 1 else 0.0
-        out[k] = i / rate - corr / 1000.0
-    return out
+    plateau = np.full(len(on_idx), np.nan)
+    full = on_idx + b <= len(env) if b > a else np.zeros(len(on_idx), bool)
+    if full.any():
+        plateau[full] = np.median(env[on_idx[full, None] + np.arange(a, b)], axis=1)
+    for k in np.flatnonzero(~full):  # a window cut by the record's end (or empty)
+        seg = env[on_idx[k] + a: on_idx[k] + b]
+        plateau[k] = float(np.median(seg)) if len(seg) else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(plateau > thr, (thr - base) / (plateau - base), np.nan)
+    ok = (frac > 0) & (frac < 1)
+    corr = np.zeros(len(on_idx))
+    if ok.any():
+        corr[ok] = ons.lowpass_step_crossings_ms(frac[ok], rate_hz=rate)
+    return on_idx / rate - corr / 1000.0
 
 
 def _trial_events(con, trial_id: str, task, terrain, grf: dict | None = None
