@@ -347,3 +347,53 @@ def test_sniffers_recognise_each_fixture_and_nothing_else():
             found.add("nexus")
         assert found == ({kind} if kind else set()), rel
     assert channels_tsv_for(fixture("delsys/trigno_emg.edf")) == fixture("delsys/trigno_emg_channels.tsv")
+
+
+def _delsys_variants(src: bytes) -> dict[str, bytes]:
+    lf = src.replace(b"\r\n", b"\n")
+    i = lf.index(b"\n", lf.index(b"X[s]")) + 1  # the first data row
+    rows = lf[i:].split(b"\n")
+    return {
+        "as_exported": src, "lf": lf, "crlf": lf.replace(b"\n", b"\r\n"), "no_final_newline": lf.rstrip(b"\n"),
+        "not_ascii": lf[:i] + lf[i:i + 200].replace(b"0", "µ".encode(), 1) + lf[i + 200:],
+        "lone_cr": lf[:i + 300] + b"\r" + lf[i + 300:], "vertical_tab": lf[:i + 500] + b"\x0b" + lf[i + 500:],
+        "ragged": lf[:i] + b"\n".join(r if k % 7 != 3 else r + b",9,9" for k, r in enumerate(rows)),
+        "short_first_row": lf[:i] + b"\n".join([rows[0].rsplit(b",", 3)[0]] + rows[1:]),
+        "quoted_first_row": lf[:i] + b'"1,2",' + lf[i:], "spaces": lf[:i] + lf[i:].replace(b",", b" , "),
+        "nan_text": lf[:i] + lf[i:].replace(b"0.000", b"nan", 5), "junk_row": lf + b"\nthe end,\n",
+        "no_rows": lf[:i], "blank_lines": lf[:i] + b"\n".join(r if k % 50 else b"\n" + r for k, r in enumerate(rows)),
+    }
+
+
+def test_delsys_rows_read_from_bytes_equal_the_text_path(tmp_path, monkeypatch):
+    """A plain ASCII EMGworks export's rows are parsed from its bytes, value columns only
+    (``delsys._value_columns_bytes``); anything else (other line breaks, non-ASCII bytes, a first row without
+    the header's columns) through the text path. Both give the same channels, samples (NaN where written), notes
+    and refusals, on the real export and on damaged variants of it."""
+    from warehouse.ingest.readers import delsys
+
+    used = []
+    real_bytes = delsys._value_columns_bytes
+    monkeypatch.setattr(delsys, "_value_columns_bytes", lambda *a: used.append(1) or real_bytes(*a))
+
+    def read(path):
+        try:
+            rec = read_delsys_csv(path)
+        except ReaderError as exc:
+            return exc.reason_code
+        return [(a.label, a.unit, a.rate_hz, a.data.dtype, a.data.tobytes()) for a in rec.analogs], rec.notes
+
+    variants = _delsys_variants(fixture("delsys/truncated_trigno_sample.csv").read_bytes())
+    plain = {"as_exported", "lf", "crlf", "no_final_newline", "ragged", "spaces", "nan_text", "junk_row"}
+    for name, data in variants.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(data)
+        used.clear()
+        fast = read(path)
+        assert bool(used) == (name in plain), name
+        with monkeypatch.context() as m:
+            m.setattr(delsys, "_plain_rows", lambda raw: None)
+            assert read(path) == fast, name
+        if name in plain:
+            assert len(fast[0]) == 14 and any("truncated" in n for n in fast[1])
+    assert read(tmp_path / "no_rows.csv") == read(tmp_path / "blank_lines.csv") == "delsys_rows"
