@@ -306,3 +306,26 @@ def test_trial_conditions_its_channels_as_blocks_bit_for_bit_as_one_at_a_time():
         alone = ons.onsets_tkeo(samples[ch].astype(np.float64), rate_hz=rate, baseline_window_ms=400.0)
         np.testing.assert_array_equal(bursts[ch][0], alone[0])
         np.testing.assert_array_equal(bursts[ch][1], alone[1])
+
+
+def test_read_channels_sorts_only_rows_out_of_order():
+    """``derived.read_channels`` reads a trial's samples without an ORDER BY (the rows the ingest committed are in
+    order) and sorts them by (channel, sample_index) itself when they are not: shuffled rows, as a scan of
+    several files may return them, give the same channels."""
+    import duckdb
+
+    from warehouse.analysis import derived
+    from warehouse.ingest import tables
+
+    rng = np.random.default_rng(2)
+    chans = [rng.standard_normal(n).astype(np.float32) for n in (500, 500, 300)]
+    t = tables.emg_samples_table("t", chans)
+    con = duckdb.connect()
+    try:
+        for rows in (t, t.take(rng.permutation(t.num_rows))):
+            con.register("emg_samples", rows)
+            got = derived.read_channels(con, "t")
+            assert sorted(got) == [0, 1, 2] and all(np.array_equal(got[i], chans[i]) for i in range(3))
+            con.unregister("emg_samples")
+    finally:
+        con.close()
