@@ -329,3 +329,15 @@ def test_read_channels_sorts_only_rows_out_of_order():
             con.unregister("emg_samples")
     finally:
         con.close()
+
+
+def test_a_trials_id_column_is_built_by_repetition_as_a_plain_string_column():
+    """The ingest's long tables repeat the trial id on every row (``tables.repeated``: ``pa.repeat``, not a Python
+    list or a decoded dictionary): the same plain ``string`` column, of every length including none."""
+    from warehouse.ingest import tables
+
+    for n in (0, 1, 5, 70_000):
+        col = tables.repeated("lyon:LYO01-S1:0e75d4d494fd", n)
+        assert col.type == pa.string() and col.equals(pa.array(["lyon:LYO01-S1:0e75d4d494fd"] * n, pa.string()))
+    t = tables.emg_samples_table("t1", [np.zeros(3, np.float32), np.ones(2, np.float32)])
+    assert t.column("trial_id").type == pa.string() and t.column("trial_id").to_pylist() == ["t1"] * 5

@@ -185,10 +185,10 @@ def compute_envelopes(settings: Settings, trial_id: str) -> int:
             kept = env[::step]
             idx = np.arange(len(kept), dtype=np.int32)
             parts.append(pa.table({
-                "trial_id": pa.array([trial_id] * len(kept), pa.string()),
+                "trial_id": pa.repeat(pa.scalar(trial_id, pa.string()), len(kept)),
                 "channel": pa.array(np.full(len(kept), ch, np.int16)),
-                "muscle": pa.array([muscle] * len(kept), pa.string()),
-                "side": pa.array([side] * len(kept), pa.string()),
+                "muscle": pa.repeat(pa.scalar(muscle, pa.string()), len(kept)),
+                "side": pa.repeat(pa.scalar(side, pa.string()), len(kept)),
                 "sample_index": pa.array(idx),
                 "time_s": pa.array(idx * step / rate),
                 "envelope_mv": pa.array(kept.astype(np.float32)),
