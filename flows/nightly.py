@@ -17,7 +17,7 @@ from prefect import flow, task
 
 from warehouse import catalog, faults, lease, zones
 from warehouse.analysis import cohort, commits, derived, trial
-from warehouse.ingest import read_ahead, steps
+from warehouse.ingest import read_ahead, steps, warm_process
 from warehouse.ingest.readers import is_companion
 from warehouse.settings import get_settings
 
@@ -142,6 +142,7 @@ def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: di
                "errors": 0, "manifest_errors": {}, "quarantine_reasons": {}, "site_outcomes": {},
                "status": "completed", "message": None}
     try:
+        warm_process.start_server()  # the readers' forkserver imports while the inboxes are scanned
         summary["sites"] = sites = [site] if site else zones.list_sites(settings)
         with _Derivations.for_night(settings, **derivation) as early:  # each trial derived once it is ingested
             for s in sites:

@@ -341,3 +341,27 @@ def test_a_trials_id_column_is_built_by_repetition_as_a_plain_string_column():
         assert col.type == pa.string() and col.equals(pa.array(["lyon:LYO01-S1:0e75d4d494fd"] * n, pa.string()))
     t = tables.emg_samples_table("t1", [np.zeros(3, np.float32), np.ones(2, np.float32)])
     assert t.column("trial_id").type == pa.string() and t.column("trial_id").to_pylist() == ["t1"] * 5
+
+
+def test_the_night_starts_the_readers_forkserver_before_it_scans(lake, monkeypatch):
+    """The readers' forkserver imports everything its workers run (~1 s of a core): the night starts it
+    (``warm_process.start_server``, which does not wait for it) before scanning the inboxes, so that the import
+    runs beside the scans, not while the first file waits for its reader. Its first file is then read as ever."""
+    from conftest import drop, fixture
+
+    from flows import nightly
+    from warehouse.ingest import warm_process
+
+    order = []
+    real_start = warm_process.start_server
+    monkeypatch.setattr(warm_process, "start_server", lambda: order.append("forkserver") or real_start())
+
+    def scan(lake_path, site, run_id):
+        order.append("scan")
+        return nightly.scan_site.fn(lake_path, site, run_id)
+
+    drop(lake, "g1", {"emg.c3d": fixture("btk/1123x01EMG.c3d")},
+         "subjects: [{id: G01, mass_kg: 70}]\nsessions:\n  - {id: G01-S1, subject: G01, condition: fresh, task: walk, "
+         "files: ['*.c3d']}\n")
+    s = nightly.run_night(lake.lake, quiet=True, scan=scan)
+    assert order[:2] == ["forkserver", "scan"] and s["ingested"] == 1

@@ -32,6 +32,15 @@ def context():
     return _CTX
 
 
+def start_server() -> None:
+    """Start the forkserver now, without waiting for it: it imports :data:`PRELOAD` (~1 s of one core) while the
+    night takes its lease and scans the inboxes, instead of while the first file waits for its reader."""
+    from multiprocessing import forkserver
+
+    context()
+    forkserver.ensure_running()
+
+
 def start(w: threading.local, serve, *args, name: str | None = None) -> None:
     """Start a worker running ``serve(conn, *args)``, kept in ``w`` (this thread's): ``w.proc``, ``w.conn`` (the
     parent's end of the pipe) and ``w.pid`` (the process that started it: a forked child never uses it)."""
