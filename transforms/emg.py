@@ -66,7 +66,7 @@ DEFAULT_MOVING_RMS_WINDOW_MS = 100.0
 NORMALISATION_METHODS = ("reference", "peak", "mean")
 #: Length of the hexadecimal digest returned by :func:`params_hash` (64 bits).
 PARAMS_HASH_LENGTH = 16
-#: Channels per interleaved block in :func:`envelope_fast` (8 float64 = one AVX-512 vector).
+#: Channels per interleaved block in :func:`envelope_fast` and :func:`zero_phase` (8 float64 = one AVX-512 vector).
 FAST_BLOCK_CHANNELS = 8
 
 
