@@ -14,6 +14,15 @@ import numpy as np
 __all__ = ["sos_pass", "envelope_block", "envelope_kernel", "sosfilt_exact_pass", "zero_phase_block"]
 
 
+@numba.njit(cache=True, inline="always")
+def _initial_state(buf, start, w, zi, z, n_sec):  # pragma: no cover - numba
+    """Each section's state ``zi * (the first row a pass meets)``, channel by channel (``sosfiltfilt``'s)."""
+    for s in range(n_sec):
+        for c in range(w):
+            z[(2 * s) * w + c] = zi[s, 0] * buf[start * w + c]
+            z[(2 * s + 1) * w + c] = zi[s, 1] * buf[start * w + c]
+
+
 @numba.njit(cache=True, fastmath={"contract"})
 def sos_pass(buf, off, n, w, sos, zi, z, backward, rectify):
     """In-place ``sosfilt`` of rows ``off .. off+n-1`` of an interleaved block, forward
@@ -31,10 +40,7 @@ def sos_pass(buf, off, n, w, sos, zi, z, backward, rectify):
     n_sec = sos.shape[0]
     start = off + n - 1 if backward else off
     step = -1 if backward else 1
-    for s in range(n_sec):
-        for c in range(w):
-            z[(2 * s) * w + c] = zi[s, 0] * buf[start * w + c]
-            z[(2 * s + 1) * w + c] = zi[s, 1] * buf[start * w + c]
+    _initial_state(buf, start, w, zi, z, n_sec)
     uw = np.uint64(w)
     for k in range(n):
         base = np.uint64(start + k * step) * uw
@@ -126,14 +132,12 @@ def sosfilt_exact_pass(buf, off, n, w, sos, zi, z, backward):  # pragma: no cove
     :func:`sos_pass`), forward or time-reversed, initial state ``zi * (first row met)``, with scipy's
     operations in scipy's order and no fused multiply-add: bit for bit scipy's result on each channel. The
     channel loop is innermost: one channel's recursion is a chain of dependent operations, ``w`` channels
-    side by side fill the vector lanes (scipy filters one channel after the other)."""
+    side by side fill the vector lanes (scipy filters one channel after the other). A pass of its own beside
+    :func:`sos_pass`: numba sets fast-math per function, and that pass fuses multiply-adds in another order."""
     n_sec = sos.shape[0]
     start = off + n - 1 if backward else off
     step = -1 if backward else 1
-    for s in range(n_sec):
-        for c in range(w):
-            z[(2 * s) * w + c] = zi[s, 0] * buf[start * w + c]
-            z[(2 * s + 1) * w + c] = zi[s, 1] * buf[start * w + c]
+    _initial_state(buf, start, w, zi, z, n_sec)
     uw = np.uint64(w)
     for k in range(n):
         base = np.uint64(start + k * step) * uw

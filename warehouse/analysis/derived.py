@@ -79,14 +79,20 @@ def read_channels(con, trial_id: str) -> dict[int, np.ndarray]:
     return {int(c[0]): v for c, v in zip(np.split(ch, cut), np.split(x, cut))}
 
 
+def channel_blocks(samples: dict, chans) -> list[tuple[float, list]]:
+    """``(rate, channels)`` of the ``(channel, rate)`` pairs ``chans``: channels of one rate and length together
+    (one array for the block kernels), in order of first appearance."""
+    groups: dict[tuple, list] = {}
+    for ch, rate in chans:
+        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
+    return [(rate, chs) for (rate, _), chs in groups.items()]
+
+
 def block_envelopes(samples: dict[int, np.ndarray], rates: dict[int, float], **params) -> dict[int, np.ndarray]:
     """Linear envelopes (float64) of the channels in ``rates``: the fused kernel runs once per block of
     channels sharing a rate and a length (a trial's EMG is usually one block), not channel by channel."""
-    groups: dict[tuple, list[int]] = {}
-    for ch, rate in rates.items():
-        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
     out = {}
-    for (rate, _), chs in groups.items():
+    for rate, chs in channel_blocks(samples, rates.items()):
         block = np.stack([samples[ch].astype(np.float64) for ch in chs])
         out.update(zip(chs, emg_tx.envelope_fast(block, rate_hz=rate, **params)))
     return out

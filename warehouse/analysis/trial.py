@@ -23,6 +23,7 @@ from warehouse.analysis import events as ev
 from warehouse.analysis.derived import (
     ENVELOPE_PARAMS,
     block_envelopes,
+    channel_blocks,
     envelopes_taken,
     pending_envelopes,
     read_channels,
@@ -286,20 +287,12 @@ def _conditioned(raw, rate, mains_hz) -> np.ndarray:
                             band_hz=emg_tx.DEFAULT_BAND_HZ, order=emg_tx.DEFAULT_ORDER)
 
 
-def _blocks(samples: dict, chans: list[tuple]) -> list[tuple[float, list]]:
-    """``(rate, channels)`` of the ``(channel, rate)`` pairs, channels of one rate and length together, in order."""
-    groups: dict[tuple, list] = {}
-    for ch, rate in chans:
-        groups.setdefault((float(rate), len(samples[ch])), []).append(ch)
-    return [(rate, chs) for (rate, _), chs in groups.items()]
-
-
 def _conditioned_channels(samples: dict, chans: list[tuple], mains_hz) -> dict:
     """``{channel: _conditioned(its float64 samples)}`` of the ``(channel, rate)`` pairs: channels of one rate and
     length conditioned as one block (``emg.zero_phase`` filters them side by side; each row the same bits as
     alone)."""
     out = {}
-    for rate, chs in _blocks(samples, chans):
+    for rate, chs in channel_blocks(samples, chans):
         block = _conditioned(np.stack([samples[ch] for ch in chs]).astype(np.float64), rate, mains_hz)
         out.update(zip(chs, block))
     return out
@@ -310,7 +303,7 @@ def _tkeo_channels(samples: dict, chans: list[tuple], baseline_window_ms: float)
     one rate and length as one block (``onsets.onsets_tkeo_2d``: each the same bursts as detected alone). A block
     the detector refuses is left out: its channels are detected one by one (and their errors logged) as before."""
     out = {}
-    for rate, chs in _blocks(samples, chans):
+    for rate, chs in channel_blocks(samples, chans):
         try:
             out.update(zip(chs, ons.onsets_tkeo_2d(np.stack([samples[ch] for ch in chs]).astype(np.float64),
                                                    rate_hz=rate, baseline_window_ms=baseline_window_ms,
