@@ -103,6 +103,39 @@ def test_compiled_fit_scores_the_same_likelihood_as_every_bin_summed(m, bin_rate
     assert agree >= 58
 
 
+@pytest.mark.parametrize("kind", ["rest", "slow_low_snr", "burst_in_window"])
+def test_candidates_skipped_by_the_bound_could_not_have_won(kind):
+    """The kernel skips the candidates whose lower bound is above the best score so far. Windows where many
+    candidates score alike (rest only; slow ramps at ~0 dB; a window that starts inside a burst, so its
+    rest levels differ most): every onset is the exhaustive reference's, or ties its score to 1e-9, and the
+    kernel's own with nothing skipped (a margin of 1e300) or with a looser or tighter bound (0, 64 pieces)."""
+    rng = np.random.default_rng({"rest": 3, "slow_low_snr": 4, "burst_in_window": 5}[kind])
+    agree = 0
+    for _ in range(40):
+        n, coarse, m = 210, int(rng.integers(12, 150)), int(rng.choice([1, 2]))
+        tt = np.arange(n)
+        if kind == "rest":
+            gain = np.zeros(n)
+        elif kind == "slow_low_snr":
+            true = coarse - int(rng.integers(0, 40))
+            gain = rng.uniform(0.5, 2.0) * np.clip((tt - true) / rng.choice([75.0, 100.0, 130.0]), 0, 1) ** 2
+        else:
+            gain = 30.0 * (tt < int(rng.integers(5, 40))) + 20.0 * np.clip((tt - coarse + 20) / 35.0, 0, 1) ** 2
+        e = (1.0 + gain) * rng.chisquare(m, n)
+        ref, best, scores = _grid_nll_argmin(e, coarse, m, 1.0, 1000.0)
+        got = onsets_refine._fit(e, coarse, m, 1.0, 1000.0)
+        col = scores[:, got - min(onsets_refine.MIN_REST_BINS, coarse)]
+        assert got == ref or abs(col.min() - best) <= 1e-9 * abs(best)
+        agree += got == ref
+        args = (e, coarse, m, 1.0, 1000.0, onsets_refine._RAMPS_MS, onsets_refine._AMPLITUDES,
+                onsets_refine.MIN_REST_BINS, onsets_refine.LATE_BINS, float(onsets_refine.REST_PRIOR_BINS),
+                onsets_refine.LOG_PRODUCT_MAX)
+        assert onsets_refine._fit_kernel(*args, onsets_refine.BOUND_PIECES, 1e300) == got
+        assert onsets_refine._fit_kernel(*args, 0, onsets_refine.BOUND_MARGIN) == got
+        assert onsets_refine._fit_kernel(*args, 64, onsets_refine.BOUND_MARGIN) == got
+    assert agree >= 38
+
+
 def _short_strides(seed: int, *, ramp_ms=100.0, snr_db=10.0, stride_s=0.7, seconds=14.0):
     """Tibialis anterior on short strides: a swing burst ending 15 % of the stride before the strike, then
     the loading-response burst rising over ``ramp_ms`` from 40 ms before it (~65 ms of rest between)."""

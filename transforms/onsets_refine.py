@@ -57,6 +57,11 @@ AFTER_OFFSET_GUARD_MS = 15.0
 #: under ``e**LOG_PRODUCT_MAX`` (each factor is at most ``1 + c / (noise_var / 2)``): arithmetic only, the
 #: same likelihood to ~1e-15; one log per bin was half of the refinement's time.
 LOG_PRODUCT_MAX = 600.0
+#: Pieces of the ramp in the lower bound that skips candidates which cannot win (:func:`_fit_kernel`): more
+#: pieces bound tighter but cost more; the onsets are the same with any number.
+BOUND_PIECES = 8
+#: Relative amount the bound is lowered by before it skips a candidate: far above its rounding error.
+BOUND_MARGIN = 1e-9
 
 
 def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, noise_var: float,
@@ -101,19 +106,31 @@ def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, n
     nb = x.size // m
     energy = (x[: nb * m] ** 2).reshape(nb, m).sum(axis=1)
     back, ahead = int(back_ms / BIN_MS), int(ahead_ms / BIN_MS)
+    ib = on // m  # each fit's window of bins: [lo, hi), the coarse onset at ib
+    lo = np.maximum(ib - back, 0)
+    hi = np.minimum(ib + ahead, nb)
+    if off is not None:
+        if on.size > 1:
+            lo[1:] = np.maximum(lo[1:], off[:-1] // m + 1 + int(AFTER_OFFSET_GUARD_MS / BIN_MS))
+        hi = np.minimum(hi, np.maximum(ib + 5, off // m))
+    fit = (hi - ib >= 5) & (ib - lo >= 2)
     out = on.copy()
-    for k, i in enumerate(on):
-        ib = int(i) // m
-        lo = max(0, ib - back)
-        if k > 0 and off is not None:
-            lo = max(lo, int(off[k - 1]) // m + 1 + int(AFTER_OFFSET_GUARD_MS / BIN_MS))
-        hi = min(nb, ib + ahead)
-        if off is not None:
-            hi = min(hi, max(ib + 5, int(off[k]) // m))
-        if hi - ib < 5 or ib - lo < 2:
-            continue
-        t0 = _fit(energy[lo:hi], ib - lo, m, noise_var, rate_hz / m)
-        out[k] = (lo + t0) * m
+    if fit.any():
+        t0 = _fit_windows(energy, lo[fit], hi[fit], ib[fit], m, float(noise_var), rate_hz / m, _RAMPS_MS,
+                          _AMPLITUDES, MIN_REST_BINS, LATE_BINS, float(REST_PRIOR_BINS), LOG_PRODUCT_MAX,
+                          BOUND_PIECES, BOUND_MARGIN)
+        out[fit] = (lo[fit] + t0) * m
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_windows(energy, lo, hi, ib, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late, prior_bins,
+                 log_product_max, bound_pieces, bound_margin):  # pragma: no cover
+    """:func:`_fit_kernel` on each window ``energy[lo:hi]`` (coarse onset ``ib``): onsets in bins from ``lo``."""
+    out = np.empty(lo.size, dtype=np.int64)
+    for k in range(lo.size):
+        out[k] = _fit_kernel(energy[lo[k]:hi[k]], ib[k] - lo[k], m, noise_var, bin_rate_hz, ramps_ms, amps,
+                             min_rest, late, prior_bins, log_product_max, bound_pieces, bound_margin)
     return out
 
 
@@ -126,7 +143,7 @@ def _fit(e: np.ndarray, coarse: int, m: int, noise_var: float, bin_rate_hz: floa
     negative log-likelihood in (ramp, plateau, onset) order wins."""
     return int(_fit_kernel(np.ascontiguousarray(e, dtype=np.float64), int(coarse), int(m), float(noise_var),
                            float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS,
-                           float(REST_PRIOR_BINS), LOG_PRODUCT_MAX))
+                           float(REST_PRIOR_BINS), LOG_PRODUCT_MAX, BOUND_PIECES, BOUND_MARGIN))
 
 
 _RAMPS_MS = np.asarray(RAMP_GRID_MS, dtype=np.float64)
@@ -135,21 +152,34 @@ _AMPLITUDES = np.asarray(AMPLITUDE_GRID, dtype=np.float64)
 
 @numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
 def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, late, prior_bins,
-                log_product_max):  # pragma: no cover
+                log_product_max, bound_pieces, bound_margin):  # pragma: no cover
     """The grid of :func:`_fit`, scored in closed form where the model is flat: before the onset
     (``rest``) and after the ramp (``rest + A^2``) by cumulative sums, so only the ramp's own bins are
     summed one by one (the same likelihood as summing every bin). For each (ramp, plateau) the ramp's
     bins are the outer loop and the candidate onsets the inner one: independent lanes the compiler
-    vectorises (``error_model="numpy"``: no per-division zero check; every divisor here is > 0)."""
+    vectorises (``error_model="numpy"``: no per-division zero check; every divisor here is > 0).
+
+    Candidates that cannot win are not summed: before a (ramp, plateau)'s ramp bins, a lower bound of
+    each candidate's score is taken, in which the ramp's bins cost (a) in their energy terms
+    ``e / ((rest + c g^2) m)``, ``g`` at the end of each of ``bound_pieces`` pieces of the ramp (``g``
+    only grows along it), and (b) in their logs ``log(1 + c g^2 / rest)``, at least
+    ``log(rmin + c g^2) - log(rest)`` (``rmin``: the window's smallest rest level) and in all at least 0.
+    A candidate whose bound, lowered by ``bound_margin`` of itself (rounding), is not below the best
+    score so far would not have been taken (only a lower score replaces the best), so the scores of the
+    others, computed as before, pick the same onset."""
     n = e.size
     first = min(min_rest, coarse)
-    cum = np.empty(n + 1)
+    nrmax = 0
+    for ramp_ms in ramps_ms:
+        nrmax = max(nrmax, int(math.ceil(ramp_ms * 1e-3 * bin_rate_hz)))
+    cum = np.empty(n + 1 + nrmax)  # cumulative energies, then cum[n] again: a ramp may run past the window
     cum[0] = 0.0
     for i in range(n):
         cum[i + 1] = cum[i] + e[i]
+    cum[n + 1:] = cum[n]
     excess = max((cum[n] - cum[coarse]) / (n - coarse) / m - noise_var, noise_var * 0.1)
     last = min(n - 5, coarse + late)
-    best, best_t0 = np.inf, coarse
+    best, best_t0, have_best = 0.0, coarse, False
     ns = last + 1 - first  # candidate onsets s = first + j
     if ns <= 0:
         return coarse
@@ -159,6 +189,14 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
         s = first + j
         rest[j] = max((cum[s] + noise_var * m * prior_bins) / ((s + prior_bins) * m), 0.5 * noise_var)
         lrest[j] = math.log(rest[j])
+    rmin = rest.min()
+    lrmin = math.log(rmin)
+    lvf = np.empty((amps.size, ns))  # log(rest + A^2) of each plateau and candidate
+    for ai in range(amps.size):
+        for j in range(ns):
+            lvf[ai, j] = math.log(rest[j] + amps[ai] * excess)
+    bound = np.empty(ns)
+    tlog = np.empty(nrmax + 1)
     q = np.empty(ns)
     ramp_e = np.empty(ns)  # sum over the ramp's bins of e / (1 + q g^2)
     ramp_log = np.empty(ns)  # sum over the ramp's bins of log(1 + q g^2), as logs of products
@@ -167,36 +205,78 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
     for ramp_ms in ramps_ms:
         r = ramp_ms * 1e-3 * bin_rate_hz
         nr = 0 if r <= 0 else int(math.ceil(r))  # bins inside the ramp (g < 1)
-        for a in amps:
-            c = a * excess
+        for ai in range(amps.size):
+            c = amps[ai] * excess
+            lv = lvf[ai]
             # log(rest + c g^2) = log(rest) + log(1 + (c / rest) g^2); rest >= noise_var / 2 bounds each factor
             group = max(1, int(log_product_max / math.log1p(c / (0.5 * noise_var))))
-            for j in range(ns):
-                q[j] = c / rest[j]
-                ramp_e[j] = 0.0
-                ramp_log[j] = 0.0
-                prod[j] = 1.0
+            jlo, jhi = 0, ns
+            if nr > 0 and have_best:
+                # tlog[k] <= sum of log(1 + (c / rmin) g^2) over the ramp's first k bins: a log of each product
+                # of up to `group` factors (the terms are >= 0: between logs, the last one's sum)
+                qmin = c / rmin
+                tlog[0] = 0.0
+                acc, pr = 0.0, 1.0
+                blk = min(group, 8)
+                for d in range(nr):
+                    g = d / r
+                    pr *= 1.0 + qmin * g * g
+                    if (d + 1) % blk == 0 or d + 1 == nr:
+                        acc += math.log(pr)
+                        pr = 1.0
+                    tlog[d + 1] = acc
+                for j in range(ns):
+                    s = first + j
+                    k = min(nr, n - s)
+                    bound[j] = ((s + k) * lrest[j] + cum[s] / (rest[j] * m) + (n - s - k) * lv[j]
+                                + (cum[n] - cum[s + k]) / ((rest[j] + c) * m)
+                                + max(tlog[k] + k * (lrmin - lrest[j]), 0.0))
+                d0 = 0
+                for p in range(bound_pieces):
+                    d1 = (nr * (p + 1)) // bound_pieces
+                    if d1 > d0:
+                        g = (d1 - 1) / r
+                        cg = c * g * g
+                        c1, c0 = cum[first + d1:], cum[first + d0:]
+                        for j in range(ns):
+                            bound[j] += (c1[j] - c0[j]) / ((rest[j] + cg) * m)
+                    d0 = d1
+                for j in range(ns):
+                    bound[j] -= bound_margin * abs(bound[j])
+                while jlo < ns and bound[jlo] >= best:
+                    jlo += 1
+                while jhi > jlo and bound[jhi - 1] >= best:
+                    jhi -= 1
+                if jhi == jlo:
+                    continue
+            w = jhi - jlo  # the candidates summed: views from jlo (indices from 0 keep the loops vectorised)
+            qv, rev, rlv, pv, rv = q[jlo:jhi], ramp_e[jlo:jhi], ramp_log[jlo:jhi], prod[jlo:jhi], rest[jlo:jhi]
+            for j in range(w):
+                qv[j] = c / rv[j]
+                rev[j] = 0.0
+                rlv[j] = 0.0
+                pv[j] = 1.0
             for d in range(nr):
                 g2 = (d / r) ** 2
-                ed = es[d:]
-                for j in range(min(ns, n - d - first)):  # candidates whose ramp still has bin d
-                    u = 1.0 + q[j] * g2
-                    ramp_e[j] += ed[j] / u
-                    prod[j] *= u
+                ed = es[d + jlo:]
+                for j in range(min(w, n - d - first - jlo)):  # candidates whose ramp still has bin d
+                    u = 1.0 + qv[j] * g2
+                    rev[j] += ed[j] / u
+                    pv[j] *= u
                 if (d + 1) % group == 0:
-                    for j in range(ns):
-                        ramp_log[j] += math.log(prod[j])
-                        prod[j] = 1.0
-            for j in range(ns):
+                    for j in range(w):
+                        rlv[j] += math.log(pv[j])
+                        pv[j] = 1.0
+            for j in range(jlo, jhi):
                 s = first + j
                 k = min(nr, n - s)
                 rm = rest[j] * m
                 nll = (s + k) * lrest[j] + cum[s] / rm + ramp_e[j] / rm + ramp_log[j] + math.log(prod[j])
                 if n - s - k > 0:
                     vf = rest[j] + c
-                    nll += (n - s - k) * math.log(vf) + (cum[n] - cum[s + k]) / (vf * m)
-                if nll < best:
-                    best, best_t0 = nll, s
+                    nll += (n - s - k) * lv[j] + (cum[n] - cum[s + k]) / (vf * m)
+                if not have_best or nll < best:
+                    best, best_t0, have_best = nll, s, True
     return best_t0
 
 
