@@ -166,3 +166,16 @@ def test_nmf_is_scikit_learns_coordinate_descent_best_of_restarts(k):
     peak = w_ref.max(axis=0)
     order = np.argsort(np.argmax(h_ref * peak[:, None], axis=1), kind="stable")
     np.testing.assert_allclose(w, (w_ref / peak)[:, order], atol=1e-8)
+
+
+def test_violation_is_the_projected_gradient_sum():
+    """The stopping test's violation, summed in vector lanes, is the definition's sum (exactly rounded here
+    with math.fsum) to rounding: |g| where the factor is positive, |min(0, g)| where it is 0."""
+    import math
+
+    rng = np.random.default_rng(8)
+    for p in (1, 7, 8, 1717):
+        g = rng.standard_normal(p + 3) * 10 ** rng.uniform(-3, 3, p + 3)
+        ft = np.where(rng.uniform(size=p + 3) < 0.3, 0.0, rng.uniform(size=p + 3))
+        ref = math.fsum(abs(min(0.0, x)) if f == 0 else abs(x) for x, f in zip(g[:p], ft[:p]))
+        assert syn._violation(g, ft, p) == pytest.approx(ref, rel=1e-13)
