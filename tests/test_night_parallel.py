@@ -132,6 +132,53 @@ def test_a_site_turn_decides_files_done_before_it_from_one_read(lake):
         assert steps.process_file(lake, "real", "small/a.c3d", "run-3")["outcome"] == steps.SKIPPED
 
 
+def test_a_turn_answers_a_new_files_lookups_and_asks_where_rows_may_exist(lake, monkeypatch):
+    """Inside a night's turn at a site, a new file's lookups of ``files`` (rows with its bytes, its path's
+    trial, rows with its trial id) that can only find nothing are answered from the turn's one read, without
+    a query. Rows the turn may have written since, and rows the site had, are still asked for: the same bytes
+    at a second path in one turn are a duplicate; a corrected re-upload keeps its trial; the replaced bytes
+    dropped at a new path get another trial id than the trial they first had (a trial id the site has)."""
+    asked = []
+    real = catalog.RetryingReads.execute
+    monkeypatch.setattr(catalog.RetryingReads, "execute",
+                        lambda self, sql, params=None: (asked.append(sql), real(self, sql, params))[1])
+    lookups = ("FROM files WHERE sha256 = ?", "starts_with(trial_id", "FROM files WHERE trial_id = ?")
+
+    def looked_up():
+        out = [k for k in lookups for sql in asked if k in sql]
+        asked.clear()
+        return out
+
+    small, tread = fixture("gaitalytics/test_small.c3d"), fixture("gaitalytics/treadmill_events.c3d")
+    inbox = drop(lake, "real", {"small/a.c3d": small}, MANIFEST)
+    with catalog.pooled():
+        with steps.site_turn(lake, "real", "run-1"):
+            asked.clear()
+            first = steps.process_file(lake, "real", "small/a.c3d", "run-1")
+            assert first["outcome"] == steps.INGESTED and looked_up() == []
+            shutil.copyfile(small, inbox / "small" / "b.c3d")  # the same bytes again, in the same turn
+            second = steps.process_file(lake, "real", "small/b.c3d", "run-1")
+            assert (second["outcome"], second["reason"]) == (steps.DUPLICATE, "same bytes as small/a.c3d")
+        shutil.copyfile(tread, inbox / "small" / "a.c3d")  # a corrected re-upload
+        shutil.copyfile(small, inbox / "small" / "c.c3d")  # the replaced bytes, at a new path
+        with steps.site_turn(lake, "real", "run-2"):
+            asked.clear()
+            again = steps.process_file(lake, "real", "small/a.c3d", "run-2")
+            assert again["outcome"] == steps.INGESTED and again["trial_id"] == first["trial_id"]
+            assert "starts_with(trial_id" in looked_up()  # the path had rows: asked
+            moved = steps.process_file(lake, "real", "small/c.c3d", "run-2")
+            assert moved["outcome"] == steps.INGESTED and "FROM files WHERE trial_id = ?" in looked_up()
+    assert moved["trial_id"] != first["trial_id"] and moved["trial_id"].startswith("real:R01-S1:")
+    con = catalog.connect(lake, read_only=True)
+    try:
+        assert con.execute("SELECT path, status FROM files ORDER BY path, status").fetchall() == [
+            ("small/a.c3d", "ingested"), ("small/a.c3d", "superseded"), ("small/b.c3d", "duplicate"),
+            ("small/c.c3d", "ingested")]
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 2
+    finally:
+        con.close()
+
+
 def test_a_trials_grf_read_once_equals_each_plate_read_alone(lake):
     """The analysis reads a trial's ``grf`` in one scan (``events.trial_grf``): each plate's columns equal that
     plate read alone, values, order and NULLs (a masked array only where the plate has NULLs)."""

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 
 from schemas import contracts
 from warehouse import catalog, faults, fresh_trials, zones
-from warehouse.ingest import check_worker, inbox, limits, read_ahead, tables, validation
+from warehouse.ingest import check_worker, inbox, limits, read_ahead, tables, turn, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import ManifestError
 from warehouse.ingest.readers import companions_for, is_companion, read_any
@@ -80,8 +80,9 @@ def _locate(settings: Settings, con, site: str, rel_path: str) -> str | inbox.Re
 
 #: A file whose bytes at its path have one of these statuses is not read again (a re-run night skips it).
 DONE_STATUSES = ("ingested", "quarantined", "duplicate", "superseded")
-#: (catalog, site, run id) -> ``{(path, sha256): status}`` while a night processes that site (:func:`site_turn`).
-_DONE_AT_START: dict[tuple[str, str, str], dict[tuple[str, str], str]] = {}
+#: (catalog, site, run id) -> (``{(path, sha256): status}``, :class:`turn.Turn`) while a night processes that
+#: site (:func:`site_turn`).
+_DONE_AT_START: dict[tuple[str, str, str], tuple[dict[tuple[str, str], str], turn.Turn]] = {}
 _DONE_LOCK = threading.Lock()
 
 
@@ -91,32 +92,37 @@ def site_turn(settings: Settings, site: str, run_id: str) -> Iterator[set[tuple[
     (:data:`DONE_STATUSES`) when its turn began, read in one query, so that :func:`process_file` skips
     bytes already done at their path without a query per file (a night with nothing new reads each file's
     hash and nothing else). Only paths with a single row for their bytes are listed; anything else, and
-    every file this turn registers, is decided by the per-file query. Yields ``{(path, size)}`` of the
-    same files (:func:`read_ahead_file`'s hint)."""
+    every file this turn registers, is decided by the per-file query. The same rows answer a new file's
+    lookups that find nothing (:mod:`warehouse.ingest.turn`). Yields ``{(path, size)}`` of the same
+    files (:func:`read_ahead_file`'s hint)."""
     con = catalog.connect(settings)
     try:
-        rows = con.execute("SELECT path, sha256, status, size_bytes FROM files WHERE site_id = ?", [site]).fetchall()
+        rows = con.execute("SELECT path, sha256, status, size_bytes, trial_id FROM files WHERE site_id = ?",
+                           [site]).fetchall()
     finally:
         con.close()
-    rows_of = collections.Counter((p, h) for p, h, _, _ in rows)
-    done = {(p, h): st for p, h, st, _ in rows if st in DONE_STATUSES and rows_of[p, h] == 1}
+    rows_of = collections.Counter((p, h) for p, h, *_ in rows)
+    done = {(p, h): st for p, h, st, *_ in rows if st in DONE_STATUSES and rows_of[p, h] == 1}
     key = (settings.catalog, site, run_id)
     with _DONE_LOCK:
-        _DONE_AT_START[key] = done
+        _DONE_AT_START[key] = (done, turn.Turn(rows))
     try:
-        yield {(p, size) for p, _, st, size in rows if st in DONE_STATUSES}
+        yield {(p, size) for p, _, st, size, _ in rows if st in DONE_STATUSES}
     finally:
         with _DONE_LOCK:
             _DONE_AT_START.pop(key, None)
 
 
-def _done_at_turn_start(settings: Settings, site: str, run_id: str, rel_path: str, sha: str) -> str | None:
+def _turn_of(settings: Settings, site: str, run_id: str) -> tuple[dict, turn.Turn | None]:
+    """The site's turn in this process (its done files, its :class:`turn.Turn`), or ``({}, None)``."""
     with _DONE_LOCK:
-        return _DONE_AT_START.get((settings.catalog, site, run_id), {}).get((rel_path, sha))
+        return _DONE_AT_START.get((settings.catalog, site, run_id), ({}, None))
 
 
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
     name = PurePosixPath(rel_path).name
+    done_at_start, tn = _turn_of(settings, site, run_id)
+    seen["turn"] = tn
     con = catalog.connect(settings)
     try:
         src = _locate(settings, con, site, rel_path)
@@ -128,12 +134,12 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             return _refuse(settings, con, site, inbox.Refusal(rel_path, "symlink" if exc.errno else "special_file",
                                                               f"Became {exc.strerror} while the night read it: "
                                                               "not followed."), run_id, seen)
-        done = _done_at_turn_start(settings, site, run_id, rel_path, sha)
+        done = done_at_start.get((rel_path, sha))
         if done is not None:  # these bytes at this path were done before the site's turn began: nothing to do
             seen["registered"] = True
             return {"outcome": SKIPPED, "sha256": sha, "trial_id": None, "reason": done}
-        rows = con.execute("SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?",
-                           [sha, site]).fetchall()
+        rows = [] if tn is not None and tn.no_rows_with_sha(sha) else con.execute(
+            "SELECT path, status FROM files WHERE sha256 = ? AND site_id = ?", [sha, site]).fetchall()
         mine = [s for p, s in rows if p == rel_path]
         seen["registered"] = bool(mine)
         if mine and mine[0] in DONE_STATUSES:
@@ -143,6 +149,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
             # a new file's row is written in the transaction of its outcome (its trial's commit, its
             # quarantine, its hold): a killed run leaves the row and the outcome, or neither
             seen["register"] = (sha, site, rel_path, size, now(), raw, run_id)
+            if tn is not None:
+                tn.may_register(sha)
             other_ingested = [p for p, s in rows if s == "ingested" and p != rel_path]
             if other_ingested:
                 _register(settings, con, seen, "duplicate")
@@ -152,6 +160,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         seen["fresh"] = not rows
         return _ingest_registered(settings, con, site, rel_path, run_id, seen, sha=sha, raw=raw)
     finally:
+        if seen.get("turn") is not None:
+            seen["turn"].finished(rel_path)
         con.close()
 
 
@@ -194,7 +204,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
     if session is None:
         _register(settings, con, seen, "held")
         return {"outcome": HELD, "sha256": sha, "trial_id": None, "reason": "no session claims this file"}
-    trial_id, known = _trial_id(con, site, session.id, rel_path, sha)
+    trial_id, known = _trial_id(con, site, session.id, rel_path, sha, seen.get("turn"))
     companions = {role: f"{zones.inbox(settings, site)}/{str(parent / cname).lstrip('./')}"
                   for role, cname in companions_for(name, siblings).items()}
     try:
@@ -287,18 +297,24 @@ def trial_id_for(con, site: str, session_id: str, rel_path: str, sha: str) -> st
     return _trial_id(con, site, session_id, rel_path, sha)[0]
 
 
-def _trial_id(con, site: str, session_id: str, rel_path: str, sha: str) -> tuple[str, bool]:
-    """(:func:`trial_id_for`, whether a ``files`` row already has that trial id: a corrected re-upload)."""
+def _trial_id(con, site: str, session_id: str, rel_path: str, sha: str,
+              tn: turn.Turn | None = None) -> tuple[str, bool]:
+    """(:func:`trial_id_for`, whether a ``files`` row already has that trial id: a corrected re-upload).
+    ``tn``: the site's turn, which answers the lookups that find nothing (:mod:`warehouse.ingest.turn`)."""
     prefix = f"{site}:{session_id}:"
-    row = con.execute("SELECT trial_id FROM files WHERE site_id = ? AND path = ? AND starts_with(trial_id, ?) "
-                      "ORDER BY received_at LIMIT 1", [site, rel_path, prefix]).fetchone()
+    row = None if tn is not None and tn.no_rows_at_path(rel_path) else con.execute(
+        "SELECT trial_id FROM files WHERE site_id = ? AND path = ? AND starts_with(trial_id, ?) "
+        "ORDER BY received_at LIMIT 1", [site, rel_path, prefix]).fetchone()
     if row:
         return row[0], True
     key = sha
     while True:  # the same first bytes at another path (once superseded there): another opaque part
         tid = prefix + key[:12]
-        if not con.execute("SELECT 1 FROM files WHERE trial_id = ? AND NOT (site_id = ? AND path = ?) LIMIT 1",
-                           [tid, site, rel_path]).fetchone():
+        if (tn is not None and tn.no_rows_with_trial_id(tid)) or not con.execute(
+                "SELECT 1 FROM files WHERE trial_id = ? AND NOT (site_id = ? AND path = ?) LIMIT 1",
+                [tid, site, rel_path]).fetchone():
+            if tn is not None:
+                tn.may_assign(tid)
             return tid, False  # no row at this path has the prefix, none elsewhere has the id: no row has it
         key = hashlib.sha256(f"{key}\0{rel_path}".encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -340,8 +356,16 @@ def _refuse(settings, con, site: str, refusal: inbox.Refusal, run_id: str, seen:
     seen["registered"] = row is not None
     if row is not None and row[0] == "quarantined":
         return {"outcome": SKIPPED, "sha256": key, "trial_id": None, "reason": "quarantined"}
-    _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message, None,
-                run_id, register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), None, run_id))
+    tn = _turn_of(settings, site, run_id)[1]
+    if tn is not None:
+        tn.may_register(key)
+    try:
+        _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message,
+                    None, run_id,
+                    register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), None, run_id))
+    finally:
+        if tn is not None:
+            tn.finished(refusal.path)
     return {"outcome": QUARANTINED, "sha256": key, "trial_id": None, "reason": refusal.reason_code}
 
 
