@@ -231,6 +231,39 @@ def test_batch_breaking_a_contract_is_not_committed(lake, tmp_path):
     assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND column_name = 'rate_hz'")[0][0] >= 1
 
 
+def test_checks_are_collected_after_the_trials_rows_and_their_contracts_still_hold(lake, monkeypatch):
+    """The trial's QC and plausibility (computed in the check worker) are collected inside its transaction,
+    once its other rows are inserted: the worker computes while the ingest inserts. A QC table that then
+    breaks its contract rolls the whole trial back and quarantines the file at the validate stage."""
+    import pyarrow as pa
+
+    from warehouse.ingest import steps, tables
+
+    order = []
+    real_insert, real_checks = steps._insert_batches, tables.check_batches
+    monkeypatch.setattr(steps, "_insert_batches", lambda c, b: (order.append(sorted(b)), real_insert(c, b))[1])
+
+    def bad_qc(checked):  # a verdict outside the contract's vocabulary
+        order.append("checks collected")
+        got = real_checks(checked)
+        qc = got["channel_qc"]
+        got["channel_qc"] = qc.set_column(qc.column_names.index("verdict"), "verdict",
+                                          pa.array(["maybe"] * qc.num_rows))
+        return got
+    monkeypatch.setattr(tables, "check_batches", bad_qc)
+    drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    s = run_night(lake.lake, quiet=True)
+    assert s["quarantined"] == 1 and s["ingested"] == 0
+    first, collected, *_ = order
+    assert "emg_samples" in first and "channel_qc" not in first and collected == "checks collected"
+    (stage, code, msg), = q(lake, "SELECT stage, reason_code, message FROM quarantine")
+    assert (stage, code) == ("validate", "contract_violation") and "channel_qc" in msg
+    for table in ("trials", "emg_samples", "emg_channels", "channel_qc", "grf"):
+        assert q(lake, f"SELECT count(*) FROM {table}") == [(0,)], table
+    assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND table_name = 'channel_qc'")[0][0] >= 1
+    assert q(lake, "SELECT count(*) FROM validations WHERE success AND table_name = 'emg_samples'")[0][0] >= 1
+
+
 def test_qc_rms_equals_the_rms_of_the_stored_millivolts(night):
     """channel_qc.rms_mv is the RMS (about the mean) of emg_samples.emg_mv for every channel of test_small,
     and equals the file's volts x 1000 (Vicon Nexus stores the amplifier output: amplitude_basis says so)."""

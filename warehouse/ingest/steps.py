@@ -396,42 +396,78 @@ def _quarantine(settings, con, sha, site, rel_path, stage, code, message, raw, r
 
 def _commit_trial(settings, con, *, site, rel_path, sha, trial_id, session, rec, chans, chan_issues, raw,
                   run_id, companion_shas, session_mains_hz=None, mass_kg=None, register=None, known=True, fresh=False):
-    """Validate the trial's batches against their contracts, then commit them in one transaction."""
-    batches = tables.trial_batches(trial_id, site=site, session=session, sha=sha, rec=rec, chans=chans,
-                                   ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg,
-                                   start_checks=check_worker.start)  # QC and plausibility on the other core
-    val = _validate_or_quarantine(settings, con, batches, site=site, rel_path=rel_path, sha=sha,
-                                  trial_id=trial_id, raw=raw, run_id=run_id, register=register)
-    _write_trial(settings, con, batches, val, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
-                 session=session, chan_issues=chan_issues, raw=raw, run_id=run_id, companion_shas=companion_shas,
-                 register=register, known=known, fresh=fresh)
+    """Validate the trial's batches against their contracts, then commit them in one transaction.
+
+    The checks' tables (QC and plausibility, computed in the check worker meanwhile: ``check_worker``) are
+    collected inside that transaction, once the trial's other rows are in it, and validated there: the
+    worker computes while this thread inserts. If they break their contracts the transaction is rolled back
+    and the file quarantined, as for any other batch."""
+    batches, checks = tables.trial_batches(trial_id, site=site, session=session, sha=sha, rec=rec, chans=chans,
+                                           ingested_at=now(), mains_hz=session_mains_hz, mass_kg=mass_kg,
+                                           start_checks=check_worker.start, defer_checks=True)
+    reports = _validate(batches)
+    checked: dict = {}  # the checks' tables and reports, collected once (a retried transaction reuses them)
+
+    def collect() -> dict:
+        if not checked:
+            late = tables.check_batches(checks.result())
+            checked.update(tables=late, reports=_validate(late))
+        return checked
+
+    def quarantine() -> None:
+        _quarantine_contract(settings, con, {**reports, **collect()["reports"]}, site=site, rel_path=rel_path,
+                             sha=sha, trial_id=trial_id, raw=raw, run_id=run_id, register=register)
+
+    def late():  # inside the transaction, after the trial's other rows
+        got = collect()
+        if not all(r.success for r in got["reports"].values()):
+            raise _ChecksBreakContracts
+        return got["tables"], _validations({**reports, **got["reports"]}, run_id, trial_id)
+
+    if not all(r.success for r in reports.values()):
+        quarantine()
+    try:
+        _write_trial(settings, con, batches, late, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id,
+                     session=session, chan_issues=chan_issues, raw=raw, run_id=run_id,
+                     companion_shas=companion_shas, register=register, known=known, fresh=fresh)
+    except _ChecksBreakContracts:  # rolled back: nothing of the trial is in the lake
+        quarantine()
 
 
-def _validate_or_quarantine(settings, con, batches, *, site, rel_path, sha, trial_id, raw, run_id, register=None):
-    """Check every non-empty batch against its contract; return the ``validations`` rows.
+class _ChecksBreakContracts(Exception):
+    """The checks' tables break their contracts (raised inside the trial's transaction, which rolls back)."""
+
+
+def _validate(batches: dict) -> dict:
+    """Every non-empty batch checked against its contract: ``{table: report}``."""
+    return {n: validation.validate_batch(n, t, engine=VALIDATION_ENGINE) for n, t in batches.items() if t.num_rows}
+
+
+def _validations(reports: dict, run_id: str, trial_id: str):
+    """The ``validations`` rows of ``reports``."""
+    return validation.validations_table([row for r in reports.values() for row in r.to_rows(run_id, trial_id)])
+
+
+def _quarantine_contract(settings, con, reports: dict, *, site, rel_path, sha, trial_id, raw, run_id,
+                         register=None) -> None:
+    """A batch broke its contract: record the validation results, quarantine the file.
 
     Raises
     ------
     ContractViolation
-        When a batch breaks its contract: nothing of the trial is committed, the
-        validation results are recorded and the file is quarantined.
+        Always: nothing of the trial is committed.
     """
-    reports = {n: validation.validate_batch(n, t, engine=VALIDATION_ENGINE)
-               for n, t in batches.items() if t.num_rows}
-    val = validation.validations_table([row for r in reports.values() for row in r.to_rows(run_id, trial_id)])
+    val = _validations(reports, run_id, trial_id)
     failed = [r for r in reports.values() if not r.success]
-    if failed:  # the batch is not committed; the file is quarantined with the failed expectations
-        message = ("The file's data breaks the table contracts (nothing was committed):\n"
-                   + "\n\n".join(r.render_text() for r in failed))
+    message = ("The file's data breaks the table contracts (nothing was committed):\n"
+               + "\n\n".join(r.render_text() for r in failed))
 
-        def record(c):
-            _record_validations(c, val, run_id, trial_id)
-        catalog.write_atomically(settings, con, record, what="record validations")
-        _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id,
-                    register=register)
-        raise ContractViolation(message)
-
-    return val
+    def record(c):
+        _record_validations(c, val, run_id, trial_id)
+    catalog.write_atomically(settings, con, record, what="record validations")
+    _quarantine(settings, con, sha, site, rel_path, "validate", "contract_violation", message, raw, run_id,
+                register=register)
+    raise ContractViolation(message)
 
 
 def _record_validations(c, val, run_id: str, trial_id: str, *, replace: bool = True) -> None:
@@ -450,11 +486,12 @@ def _record_validations(c, val, run_id: str, trial_id: str, *, replace: bool = T
 REPLACED_ON_REINGEST = tuple(name for name, t in contracts.TABLES.items()
                              if "trial_id" in t.column_names and name not in ("files", "validations"))
 
-def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
+def _write_trial(settings, con, batches, late, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
                  run_id, companion_shas, register=None, known=True, fresh=False):
     """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction.
 
-    ``register``: the new file's ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a
+    ``late()``: the trial's remaining batches and its ``validations`` rows, asked for inside the transaction
+    once ``batches`` are inserted (what it raises rolls the transaction back). ``register``: the new file's ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a
     ``files`` row already has the trial id (:func:`_trial_id`). ``fresh``: the site never had these bytes
     (so no quarantine rows of them). Both were read in the site's turn, which only this night writes to."""
     def body(c):
@@ -463,12 +500,11 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
         if known:  # a corrected re-upload: every row keyed by the trial is replaced, derived ones included
             for t in REPLACED_ON_REINGEST:
                 c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        _insert_batches(c, batches)
+        more, val = late()
+        _insert_batches(c, more)
+        written.update(batches, **more)
         _record_validations(c, val, run_id, trial_id, replace=bool(known))
-        for name, tbl in batches.items():
-            if tbl.num_rows:
-                c.register("_arrow_in", tbl)
-                c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
-                c.unregister("_arrow_in")
         if register is not None:
             c.execute(_INSERT_FILE, _file_row(register, "ingested", session.id, trial_id))
         else:
@@ -508,8 +544,17 @@ def _write_trial(settings, con, batches, val, *, site, rel_path, sha, trial_id, 
                       [sha, site, p, code, message, now(), raw, run_id])
         faults.point("trial_commit", settings, engine="duckdb", path=f"{settings.zone('tables')}/...parquet")
 
+    written: dict = {}
     fresh_trials.forget(settings, trial_id)  # rows of an earlier commit of the trial are no longer the lake's
     catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
-    fresh_trials.remember(settings, trial_id, batches)  # committed: its derivations read these, not the catalog
+    fresh_trials.remember(settings, trial_id, written)  # committed: its derivations read these, not the catalog
+
+
+def _insert_batches(c, batches: dict) -> None:
+    for name, tbl in batches.items():
+        if tbl.num_rows:
+            c.register("_arrow_in", tbl)
+            c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
+            c.unregister("_arrow_in")
 
 

@@ -241,13 +241,18 @@ class _Checked:
         return self._tables
 
 
+#: The tables of a trial's checks (:func:`trial_checks`), in its batches.
+CHECK_TABLES = ("channel_qc", "plausibility")
+
+
 def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording, chans: list[dict],
-                  ingested_at, mains_hz: float | None, mass_kg, start_checks=None) -> dict[str, pa.Table]:
+                  ingested_at, mains_hz: float | None, mass_kg, start_checks=None, defer_checks: bool = False):
     """Every table row one trial lands as, by table name (plate offsets are removed from ``rec`` here).
 
     ``start_checks(trial_id, rec, chans, mains_hz, mass_kg)`` begins :func:`trial_checks` elsewhere (the ingest's
     ``warehouse.ingest.check_worker.start``) and returns what gives them by ``result()``, collected once the other
-    tables are built; None: they run here."""
+    tables are built; None: they run here. ``defer_checks``: return ``(batches without the checks' tables,
+    what gives them)``; :func:`check_batches` turns its ``result()`` into those tables."""
     n_markers = len(rec.marker_labels)
     frame = rec.frame or {}
     trial = pa.table({
@@ -301,7 +306,14 @@ def trial_batches(trial_id: str, *, site: str, session, sha: str, rec: Recording
         "source": [e.source for e in rec.events], "plate": pa.array([None] * len(rec.events), pa.int16()),
         "reason": [None if e.side != "U" else "the event's label and context name no side" for e in rec.events],
     })
-    qc_tbl, plaus = checks.result()
-    return {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
-            "grf": grf, "markers": markers, "gait_events": events, "channel_qc": qc_tbl, "plausibility": plaus,
-            "ultrasound_series": us_series, "ultrasound_measurements": us_meas, "ultrasound_metrics": us_metrics}
+    batches = {"trials": trial, "emg_channels": channels, "emg_samples": samples, "force_plates": plates,
+               "grf": grf, "markers": markers, "gait_events": events,
+               "ultrasound_series": us_series, "ultrasound_measurements": us_meas, "ultrasound_metrics": us_metrics}
+    if defer_checks:
+        return batches, checks
+    return {**batches, **check_batches(checks.result())}
+
+
+def check_batches(checked: tuple[pa.Table, pa.Table]) -> dict[str, pa.Table]:
+    """The checks' tables by name, from :func:`trial_checks`' result."""
+    return dict(zip(CHECK_TABLES, checked))
