@@ -212,37 +212,8 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
             group = max(1, int(log_product_max / math.log1p(c / (0.5 * noise_var))))
             jlo, jhi = 0, ns
             if nr > 0 and have_best:
-                # tlog[k] <= sum of log(1 + (c / rmin) g^2) over the ramp's first k bins: a log of each product
-                # of up to `group` factors (the terms are >= 0: between logs, the last one's sum)
-                qmin = c / rmin
-                tlog[0] = 0.0
-                acc, pr = 0.0, 1.0
-                blk = min(group, 8)
-                for d in range(nr):
-                    g = d / r
-                    pr *= 1.0 + qmin * g * g
-                    if (d + 1) % blk == 0 or d + 1 == nr:
-                        acc += math.log(pr)
-                        pr = 1.0
-                    tlog[d + 1] = acc
-                for j in range(ns):
-                    s = first + j
-                    k = min(nr, n - s)
-                    bound[j] = ((s + k) * lrest[j] + cum[s] / (rest[j] * m) + (n - s - k) * lv[j]
-                                + (cum[n] - cum[s + k]) / ((rest[j] + c) * m)
-                                + max(tlog[k] + k * (lrmin - lrest[j]), 0.0))
-                d0 = 0
-                for p in range(bound_pieces):
-                    d1 = (nr * (p + 1)) // bound_pieces
-                    if d1 > d0:
-                        g = (d1 - 1) / r
-                        cg = c * g * g
-                        c1, c0 = cum[first + d1:], cum[first + d0:]
-                        for j in range(ns):
-                            bound[j] += (c1[j] - c0[j]) / ((rest[j] + cg) * m)
-                    d0 = d1
-                for j in range(ns):
-                    bound[j] -= bound_margin * abs(bound[j])
+                _bounds(bound, tlog, cum, rest, lrest, lv, n, first, m, r, nr, c, rmin, lrmin, group,
+                        bound_pieces, bound_margin)
                 while jlo < ns and bound[jlo] >= best:
                     jlo += 1
                 while jhi > jlo and bound[jhi - 1] >= best:
@@ -278,6 +249,44 @@ def _fit_kernel(e, coarse, m, noise_var, bin_rate_hz, ramps_ms, amps, min_rest, 
                 if not have_best or nll < best:
                     best, best_t0, have_best = nll, s, True
     return best_t0
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy", inline="always")
+def _bounds(bound, tlog, cum, rest, lrest, lv, n, first, m, r, nr, c, rmin, lrmin, group, bound_pieces,
+            bound_margin):  # pragma: no cover
+    """:func:`_fit_kernel`'s lower bound of each candidate's score for one (ramp, plateau), into ``bound``."""
+    # tlog[k] <= sum of log(1 + (c / rmin) g^2) over the ramp's first k bins: a log of each product of up to
+    # `group` factors (the terms are >= 0: between logs, the last one's sum)
+    qmin = c / rmin
+    tlog[0] = 0.0
+    acc, pr = 0.0, 1.0
+    blk = min(group, 8)
+    for d in range(nr):
+        g = d / r
+        pr *= 1.0 + qmin * g * g
+        if (d + 1) % blk == 0 or d + 1 == nr:
+            acc += math.log(pr)
+            pr = 1.0
+        tlog[d + 1] = acc
+    ns = bound.size
+    for j in range(ns):
+        s = first + j
+        k = min(nr, n - s)
+        bound[j] = ((s + k) * lrest[j] + cum[s] / (rest[j] * m) + (n - s - k) * lv[j]
+                    + (cum[n] - cum[s + k]) / ((rest[j] + c) * m)
+                    + max(tlog[k] + k * (lrmin - lrest[j]), 0.0))
+    d0 = 0
+    for p in range(bound_pieces):
+        d1 = (nr * (p + 1)) // bound_pieces
+        if d1 > d0:
+            g = (d1 - 1) / r
+            cg = c * g * g
+            c1, c0 = cum[first + d1:], cum[first + d0:]
+            for j in range(ns):
+                bound[j] += (c1[j] - c0[j]) / ((rest[j] + cg) * m)
+        d0 = d1
+    for j in range(ns):
+        bound[j] -= bound_margin * abs(bound[j])
 
 
 def rest_variance(emg_conditioned, /, *, rate_hz: float, window_ms: float) -> float:

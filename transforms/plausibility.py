@@ -48,6 +48,8 @@ import polars as pl
 from scipy import fft as sp_fft
 from scipy import signal
 
+from transforms import emg as _emg
+
 __all__ = [
     "STRIDE_PERIOD_RANGE_S", "CONTACT_THRESHOLD_N", "MIN_CONTACT_S", "ENVELOPE_LOWPASS_HZ",
     "ENVELOPE_MIN_LAG_S", "ENVELOPE_MIN_AUTOCORR", "ENVELOPE_PEAK_PROMINENCE", "ENVELOPE_SUBHARMONIC_FRACTION",
@@ -283,7 +285,7 @@ def _envelope_periods(arr: np.ndarray, rate: float) -> list[tuple[float, float]]
         return out
     x = x[rows] / peak[rows, None]  # scale-free: avoids overflow in the correlation
     env = np.abs(np.nan_to_num(x - np.nanmean(x, axis=1, keepdims=True)))
-    env = signal.sosfiltfilt(sos, env, axis=-1)
+    env = _emg.zero_phase(sos, env)  # scipy's sosfiltfilt, the rows side by side: the same bits, faster
     env = env - env.mean(axis=1, keepdims=True)
     nfft = sp_fft.next_fast_len(2 * n - 1, real=True)  # no circular wrap: the full linear autocorrelation
     spec = sp_fft.rfft(env, nfft, axis=-1)
