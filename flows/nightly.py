@@ -219,6 +219,8 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
     readable = set() if sc["manifest_error"] else set(sc["files"])
     try:
         with steps.site_turn(settings, s, run_id) as done:  # the site's done files, read once
+            if work and work[0][0] in readable:  # the first file too: read by the read-ahead's warm reader
+                steps.read_ahead_file(settings, s, work[0][0], done=done)
             for i, (rel, step) in enumerate(work, 1):
                 if i < n and work[i][0] in readable:  # decode the next file while this one is committed
                     steps.read_ahead_file(settings, s, work[i][0], done=done)

@@ -14,6 +14,7 @@ from flows.nightly import run_night
 from warehouse import catalog
 from warehouse.analysis import cohort
 from warehouse.ingest import read_ahead, steps
+from warehouse.ingest.readers import c3d
 from warehouse.settings import get_settings
 
 READ_AHEAD_FILE = steps.read_ahead_file
@@ -29,7 +30,7 @@ def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):
     drop(settings, "real", {"small/test_small.c3d": fixture("gaitalytics/test_small.c3d"),
                             "tread/treadmill_events.c3d": fixture("gaitalytics/treadmill_events.c3d")}, MANIFEST)
     calls = []
-    real = steps.read_ahead_file
+    real = READ_AHEAD_FILE  # not the previous call's patch: a second night of one test reads ahead too
     monkeypatch.setattr(steps, "read_ahead_file", (lambda *a, **k: (calls.append(a[2]), real(*a, **k))) if ahead
                         else (lambda *a, **k: calls.append(a[2])))
     monkeypatch.setenv("MYOMAP_DERIVE_WORKERS", str(workers))
@@ -45,8 +46,14 @@ def test_threads_and_read_ahead_give_the_lake_of_the_sequential_night(tmp_path, 
     ref, ref_summary, _ = _night(tmp_path, "sequential", monkeypatch, workers=1, ahead=False)
     assert factorised and all(t == "MainThread" for t in factorised)  # in the rebuild
     factorised.clear()
+    readers = []  # the thread of every C3D read in a reader process
+    real_reader = c3d._reader
+    monkeypatch.setattr(c3d, "_reader", lambda *a: readers.append(threading.current_thread().name) or real_reader(*a))
     par, par_summary, ahead = _night(tmp_path, "parallel", monkeypatch, workers=3, ahead=True)
     assert len(ahead) >= 8 and par_summary["trials_derived"] == ref_summary["trials_derived"] >= 10
+    # every file read ahead, each site's first one too: the ingest thread starts no reader of its own
+    assert len(set(ahead)) == len(ahead) == par_summary["files_new"], (ahead, par_summary)
+    assert readers and all(t.startswith("read-ahead") for t in readers), readers
     assert lake_fingerprint(par) == lake_fingerprint(ref)
     # every session's synergies were factorised ahead on the derivation threads, none again in the rebuild
     assert factorised and all(t.startswith("derive") for t in factorised), factorised
