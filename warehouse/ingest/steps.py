@@ -82,8 +82,8 @@ def _locate(settings: Settings, con, site: str, rel_path: str) -> str | inbox.Re
 DONE_STATUSES = ("ingested", "quarantined", "duplicate", "superseded")
 #: (catalog, site, run id) -> (``{(path, sha256): status}``, :class:`turn.Turn`) while a night processes that
 #: site (:func:`site_turn`).
-_DONE_AT_START: dict[tuple[str, str, str], tuple[dict[tuple[str, str], str], turn.Turn]] = {}
-_DONE_LOCK = threading.Lock()
+_SITE_TURNS: dict[tuple[str, str, str], tuple[dict[tuple[str, str], str], turn.Turn]] = {}
+_SITE_TURNS_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -104,19 +104,19 @@ def site_turn(settings: Settings, site: str, run_id: str) -> Iterator[set[tuple[
     rows_of = collections.Counter((p, h) for p, h, *_ in rows)
     done = {(p, h): st for p, h, st, *_ in rows if st in DONE_STATUSES and rows_of[p, h] == 1}
     key = (settings.catalog, site, run_id)
-    with _DONE_LOCK:
-        _DONE_AT_START[key] = (done, turn.Turn(rows))
+    with _SITE_TURNS_LOCK:
+        _SITE_TURNS[key] = (done, turn.Turn(rows))
     try:
         yield {(p, size) for p, _, st, size, _ in rows if st in DONE_STATUSES}
     finally:
-        with _DONE_LOCK:
-            _DONE_AT_START.pop(key, None)
+        with _SITE_TURNS_LOCK:
+            _SITE_TURNS.pop(key, None)
 
 
 def _turn_of(settings: Settings, site: str, run_id: str) -> tuple[dict, turn.Turn | None]:
     """The site's turn in this process (its done files, its :class:`turn.Turn`), or ``({}, None)``."""
-    with _DONE_LOCK:
-        return _DONE_AT_START.get((settings.catalog, site, run_id), ({}, None))
+    with _SITE_TURNS_LOCK:
+        return _SITE_TURNS.get((settings.catalog, site, run_id), ({}, None))
 
 
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
