@@ -116,9 +116,7 @@ def refine_onsets(emg_conditioned, onsets, offsets=None, /, *, rate_hz: float, n
     fit = (hi - ib >= 5) & (ib - lo >= 2)
     out = on.copy()
     if fit.any():
-        t0 = _fit_windows(energy, lo[fit], hi[fit], ib[fit], m, float(noise_var), rate_hz / m, _RAMPS_MS,
-                          _AMPLITUDES, MIN_REST_BINS, LATE_BINS, float(REST_PRIOR_BINS), LOG_PRODUCT_MAX,
-                          BOUND_PIECES, BOUND_MARGIN)
+        t0 = _fit_windows(energy, lo[fit], hi[fit], ib[fit], m, float(noise_var), rate_hz / m, *_method())
         out[fit] = (lo[fit] + t0) * m
     return out
 
@@ -141,9 +139,16 @@ def _fit(e: np.ndarray, coarse: int, m: int, noise_var: float, bin_rate_hz: floa
     ``MIN_REST_BINS`` of them) shrunk toward ``noise_var`` with the weight of ``REST_PRIOR_BINS`` bins,
     floored at half ``noise_var``. Every (ramp, plateau, onset) of the grid is scored; the first lowest
     negative log-likelihood in (ramp, plateau, onset) order wins."""
-    return int(_fit_kernel(np.ascontiguousarray(e, dtype=np.float64), int(coarse), int(m), float(noise_var),
-                           float(bin_rate_hz), _RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS,
-                           float(REST_PRIOR_BINS), LOG_PRODUCT_MAX, BOUND_PIECES, BOUND_MARGIN))
+    e = np.ascontiguousarray(e, dtype=np.float64)
+    one = np.zeros(1, dtype=np.int64)
+    return int(_fit_windows(e, one, one + e.size, one + int(coarse), int(m), float(noise_var), float(bin_rate_hz),
+                            *_method())[0])
+
+
+def _method() -> tuple:
+    """The grid and constants every fit takes (:func:`_fit_kernel`'s arguments after the window's), as set now."""
+    return (_RAMPS_MS, _AMPLITUDES, MIN_REST_BINS, LATE_BINS, float(REST_PRIOR_BINS), LOG_PRODUCT_MAX,
+            BOUND_PIECES, BOUND_MARGIN)
 
 
 _RAMPS_MS = np.asarray(RAMP_GRID_MS, dtype=np.float64)
