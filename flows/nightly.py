@@ -15,7 +15,7 @@ import uuid
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import catalog, faults, lease, zones
+from warehouse import catalog, faults, fresh_trials, lease, zones
 from warehouse.analysis import cohort, commits, derived, trial
 from warehouse.ingest import read_ahead, steps, warm_process
 from warehouse.ingest.readers import is_companion
@@ -130,9 +130,12 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     with lease.night_lease(settings, run_id=run_id, site=site, wait_s=wait_s):
         faults.point("night_started", settings)
-        with catalog.pooled():  # one catalog instance per night (per thread): extensions loaded once
-            return _run_leased(settings, run_id, site, quiet, dict(scan=scan, process=process, refuse=refuse),
-                               dict(derive=derive, analyse=analyse, cohort_step=cohort_step, fan_out=fan_out))
+        try:
+            with catalog.pooled():  # one catalog instance per night (per thread): extensions loaded once
+                return _run_leased(settings, run_id, site, quiet, dict(scan=scan, process=process, refuse=refuse),
+                                   dict(derive=derive, analyse=analyse, cohort_step=cohort_step, fan_out=fan_out))
+        finally:
+            fresh_trials.forget_sites(settings)  # the sites' sessions held for the night's trials
 
 
 def _run_leased(settings, run_id: str, site: str | None, quiet: bool, ingest: dict, derivation: dict) -> dict:

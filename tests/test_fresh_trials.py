@@ -147,3 +147,37 @@ def test_a_recommit_replaces_the_rows_held_and_a_failed_commit_leaves_none(lake,
     finally:
         con.close()
     assert got == want and got[0] > 0
+
+
+def test_the_analysis_reads_its_sites_sessions_as_the_nights_sync_left_them(lake, monkeypatch):
+    """The night's sync holds the site's sessions (``remember_site``): a trial's analysis takes its task, terrain
+    and mains frequency from them, not from the catalog; they are the catalog's rows, typed as stored; the
+    night's end lets them go (a later analysis reads the catalog)."""
+    from flows.nightly import run_night
+
+    tids = _ingest(lake)
+    src = fresh_trials.source(lake, tids[0], needs=("sessions",))
+    assert src is not None
+    try:
+        cur = src.execute("SELECT * FROM sessions ORDER BY ALL")
+        got = ([d[:2] for d in cur.description], cur.fetchall())
+    finally:
+        src.close()
+    con = catalog.connect(lake, read_only=True)
+    try:
+        cur = con.execute("SELECT * FROM sessions WHERE site_id = 'real' ORDER BY ALL")
+        want = ([d[:2] for d in cur.description], cur.fetchall())
+    finally:
+        con.close()
+    assert got[0] == want[0] and repr(got[1]) == repr(want[1]) and len(want[1]) == 2
+    asked = []
+    real_execute = catalog.RetryingReads.execute
+    monkeypatch.setattr(catalog.RetryingReads, "execute",
+                        lambda self, sql, params=None: asked.append(sql) or real_execute(self, sql, params))
+    for tid in tids:
+        derived.compute_envelopes(lake, tid)
+        assert trial.analyse_trial(lake, tid)["gait_cycles"] > 0
+    assert not [sql for sql in asked if "sessions" in sql], asked
+    run_night(lake.lake, quiet=True)  # nothing new: its sync holds the sessions again, its end drops them
+    assert fresh_trials.source(lake, tids[0], needs=("sessions",)) is None
+    assert not [k for k in fresh_trials._SITES if k[0] == lake.catalog]

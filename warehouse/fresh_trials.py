@@ -8,8 +8,9 @@ in an in-memory DuckDB (:func:`source`), where each table of the trial is the Ar
 
 Only what was committed is kept: the ingest hands the rows over after its transaction committed, and drops
 them before the trial is committed again (a corrected re-upload); each derivation adds the rows it has just
-committed (:func:`add`). Only the trial's own tables are here (a query touching another table, such as
-``sessions``, goes to the catalog). Once analysed, a trial keeps only the small tables its session's synergies
+committed (:func:`add`). Only the trial's own tables are here, and the sessions of its site as this night synced them
+(:func:`remember_site`: during the night's lease only the site's sync writes them; :func:`forget_sites` when
+the night ends); a query touching another table goes to the catalog. Once analysed, a trial keeps only the small tables its session's synergies
 are computed from (:func:`settle`), until the session is factorised ahead of the cohort rebuild. At most
 :data:`KEPT_TRIALS` whole and :data:`KEPT_SETTLED` settled trials are kept; a trial derived later (another
 night, a retry, an evicted one) is read from the catalog, with the same result. Shared by
@@ -34,6 +35,10 @@ KEPT_TRIALS = 6
 KEPT_SETTLED = 64
 
 _KEPT: collections.OrderedDict[tuple[str, str], dict[str, pa.Table]] = collections.OrderedDict()
+#: Tables of a whole site (``sessions``) as the night's sync left them, by (catalog, site).
+_SITES: dict[tuple[str, str], dict[str, pa.Table]] = {}
+#: The tables :data:`_SITES` may hold; the others are the trial's own.
+SITE_TABLES = ("sessions",)
 _SETTLED: set[tuple[str, str]] = set()
 _LOCK = threading.Lock()
 
@@ -46,6 +51,20 @@ def remember(settings: Settings, trial_id: str, tables: dict[str, pa.Table | Non
         _drop(key)
         _KEPT[key] = {name: _rows(t) for name, t in tables.items()}
         _evict()
+
+
+def remember_site(settings: Settings, site: str, tables: dict[str, pa.Table]) -> None:
+    """Keep the site's rows of the tables in :data:`SITE_TABLES` (table name -> Arrow table) that its sync has
+    just left in the catalog (written, or found equal), for the trials of the site derived in this night."""
+    with _LOCK:
+        _SITES[(settings.catalog, site)] = {name: _rows(t) for name, t in tables.items() if name in SITE_TABLES}
+
+
+def forget_sites(settings: Settings) -> None:
+    """The night is over (its lease released next): the sites' rows held are dropped; later reads ask the catalog."""
+    with _LOCK:
+        for key in [k for k in _SITES if k[0] == settings.catalog]:
+            del _SITES[key]
 
 
 def add(settings: Settings, trial_id: str, tables: dict[str, pa.Table | None]) -> None:
@@ -79,26 +98,33 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
     """An in-memory DuckDB connection where each table in ``needs`` (each table held, without ``needs``) is a
     view of the trial(s)' rows, typed as the lake stores them (other tables are absent, not empty), or None
     unless this process holds every trial with every table in ``needs`` (and, for several trials, each view is
-    of the tables all of them hold). A view costs a statement: a step names what it reads. The caller closes
-    it."""
+    of the tables all of them hold). A table of :data:`SITE_TABLES` is there only when ``needs`` names it: the
+    rows of the trials' sites held (:func:`remember_site`), each site once, or None when a site's are not held.
+    A view costs a statement: a step names what it reads. The caller closes it."""
     ids = [trial_ids] if isinstance(trial_ids, str) else list(trial_ids)
+    of_site = [name for name in needs if name in SITE_TABLES]  # named only: the sites' tables are not the trial's
     with _LOCK:
         held = [_KEPT.get((settings.catalog, tid)) for tid in ids]
-        if not ids or any(h is None or not set(needs) <= set(h) for h in held):
+        sites = [_SITES.get((settings.catalog, tid.split(":", 1)[0])) for tid in ids]  # ids are site:session:hex
+        if not ids or any(h is None or not set(needs) - set(of_site) <= set(h) for h in held) or any(
+                s is None or not set(of_site) <= set(s) for s in sites):
             return None
         for tid in ids:
             _KEPT.move_to_end((settings.catalog, tid))
     names = set.intersection(*(set(h) for h in held))
     if needs:
-        names &= set(needs)
+        names &= set(needs) - set(of_site)
+    rows = {name: [h[name] for h in held] for name in names}
+    for name in of_site:  # each site once
+        rows[name] = [s[name] for s in {tid.split(":", 1)[0]: s for tid, s in zip(ids, sites)}.values()]
     con = _cursor()
     try:
-        for name in sorted(names):
+        for name in sorted(rows):
             parts = []
-            for i, h in enumerate(held):
-                if h[name].num_columns:
-                    con.register(f"_in_{name}_{i}", h[name])
-                    parts.append(_select_sql(name, _q(f"_in_{name}_{i}"), set(h[name].column_names)))
+            for i, t in enumerate(rows[name]):
+                if t.num_columns:
+                    con.register(f"_in_{name}_{i}", t)
+                    parts.append(_select_sql(name, _q(f"_in_{name}_{i}"), set(t.column_names)))
                 else:  # no rows (a table with no columns cannot be registered)
                     parts.append(_select_sql(name, "(SELECT 1 WHERE false)", set()))
             con.execute(f"CREATE TEMP VIEW {_q(name)} AS " + " UNION ALL ".join(parts))

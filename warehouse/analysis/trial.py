@@ -70,9 +70,10 @@ ANALYSIS_PARAMS = {"envelope": {"band_hz": emg_tx.DEFAULT_BAND_HZ, "lowpass_hz":
                               "annotation_match_s": ev.ANNOTATION_MATCH_S, "zeni": (
                                   gait.ZENI_MIN_INTERVAL_MS, gait.ZENI_MIN_PROMINENCE_MM)}}
 PARAMS_HASH = emg_tx.params_hash(**ANALYSIS_PARAMS)
-#: The trial's tables the analysis reads (from ``warehouse.fresh_trials`` when it holds them all).
+#: The tables the analysis reads (from ``warehouse.fresh_trials`` when it holds them all): the trial's, and its
+#: site's sessions (the trial's task, terrain and mains frequency).
 ANALYSIS_INPUTS = ("trials", "emg_channels", "emg_samples", "channel_qc", "gait_events", "markers", "grf",
-                   "force_plates")
+                   "force_plates", "sessions")
 
 
 def _bias_corrected(env, on_idx, rate, thr, base) -> np.ndarray:
@@ -135,7 +136,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
     fresh = fresh_trials.source(settings, trial_id, needs=ANALYSIS_INPUTS)  # the rows just committed, if held
     src = fresh if fresh is not None else reads  # the trial's own tables (sessions are read from the catalog)
     try:
-        meta = reads.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
+        meta = src.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
                            "LEFT JOIN sessions s USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
         if meta is None:
             return {"trial_id": trial_id, "skipped": "unknown trial"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from warehouse import catalog, zones
+from warehouse import catalog, fresh_trials, zones
 from warehouse.ingest import inbox
 from warehouse.ingest.manifest import Manifest, ManifestError, parse_manifest
 from warehouse.settings import Settings
@@ -130,6 +130,7 @@ def sync_site(settings: Settings, site: str, run_id: str) -> SiteScan:
         unchanged = current == len(man.subjects) and cur_s == len(man.sessions) and _same(con, site)
         if not unchanged:
             catalog.write_atomically(settings, con, body, what=f"sync manifest {site}")
+        fresh_trials.remember_site(settings, site, {"sessions": sessions})  # the site's sessions now, as stored
     finally:
         con.close()
     return SiteScan(site, files, None, refused)
