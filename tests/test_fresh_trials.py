@@ -181,3 +181,6 @@ def test_the_analysis_reads_its_sites_sessions_as_the_nights_sync_left_them(lake
     run_night(lake.lake, quiet=True)  # nothing new: its sync holds the sessions again, its end drops them
     assert fresh_trials.source(lake, tids[0], needs=("sessions",)) is None
     assert not [k for k in fresh_trials._SITES if k[0] == lake.catalog]
+    kept = fresh_trials.source(lake, tids[0], needs=("trials",))  # the trial's own rows do not need its site's
+    assert kept is not None
+    kept.close()

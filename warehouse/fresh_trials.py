@@ -105,9 +105,9 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
     of_site = [name for name in needs if name in SITE_TABLES]  # named only: the sites' tables are not the trial's
     with _LOCK:
         held = [_KEPT.get((settings.catalog, tid)) for tid in ids]
-        sites = [_SITES.get((settings.catalog, tid.split(":", 1)[0])) for tid in ids]  # ids are site:session:hex
+        sites = [_SITES.get((settings.catalog, tid.split(":", 1)[0]), {}) for tid in ids]  # ids are site:session:hex
         if not ids or any(h is None or not set(needs) - set(of_site) <= set(h) for h in held) or any(
-                s is None or not set(of_site) <= set(s) for s in sites):
+                not set(of_site) <= set(s) for s in sites):
             return None
         for tid in ids:
             _KEPT.move_to_end((settings.catalog, tid))
