@@ -8,13 +8,13 @@ in an in-memory DuckDB (:func:`source`), where each table of the trial is the Ar
 
 Only what was committed is kept: the ingest hands the rows over after its transaction committed, and drops
 them before the trial is committed again (a corrected re-upload); each derivation adds the rows it has just
-committed (:func:`add`). Only the trial's own tables are here, and the sessions of its site as this night synced them
-(:func:`remember_site`: during the night's lease only the site's sync writes them; :func:`forget_sites` when
-the night ends); a query touching another table goes to the catalog. Once analysed, a trial keeps only the small tables its session's synergies
-are computed from (:func:`settle`), until the session is factorised ahead of the cohort rebuild. At most
-:data:`KEPT_TRIALS` whole and :data:`KEPT_SETTLED` settled trials are kept; a trial derived later (another
-night, a retry, an evicted one) is read from the catalog, with the same result. Shared by
-``warehouse.ingest`` (which fills it) and ``warehouse.analysis`` (which reads it).
+committed (:func:`add`). Only the trial's own tables are here, and its site's sessions as this night's sync
+left them (:func:`remember_site`: during the night's lease only that sync writes them; :func:`forget_sites`
+when the night ends); a query touching another table goes to the catalog. Once analysed, a trial keeps only
+the small tables its session's synergies are computed from (:func:`settle`), until the session is factorised
+ahead of the cohort rebuild. At most :data:`KEPT_TRIALS` whole and :data:`KEPT_SETTLED` settled trials are
+kept; a trial derived later (another night, a retry, an evicted one) is read from the catalog, with the same
+result. Shared by ``warehouse.ingest`` (which fills it) and ``warehouse.analysis`` (which reads it).
 """
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ KEPT_TRIALS = 6
 KEPT_SETTLED = 64
 
 _KEPT: collections.OrderedDict[tuple[str, str], dict[str, pa.Table]] = collections.OrderedDict()
-#: Tables of a whole site (``sessions``) as the night's sync left them, by (catalog, site).
-_SITES: dict[tuple[str, str], dict[str, pa.Table]] = {}
-#: The tables :data:`_SITES` may hold; the others are the trial's own.
-SITE_TABLES = ("sessions",)
 _SETTLED: set[tuple[str, str]] = set()
+#: The tables of a whole site held (:func:`remember_site`); the others are a trial's own.
+SITE_TABLES = ("sessions",)
+#: A site's rows of :data:`SITE_TABLES` as the night's sync left them, by (catalog, site).
+_SITES: dict[tuple[str, str], dict[str, pa.Table]] = {}
 _LOCK = threading.Lock()
 
 

@@ -134,7 +134,7 @@ def analyse_trial(settings: Settings, trial_id: str) -> dict:
     con = catalog.connect(settings)
     reads = catalog.RetryingReads(con, settings)  # other trials of the night may be committing meanwhile
     fresh = fresh_trials.source(settings, trial_id, needs=ANALYSIS_INPUTS)  # the rows just committed, if held
-    src = fresh if fresh is not None else reads  # the trial's own tables (sessions are read from the catalog)
+    src = fresh if fresh is not None else reads  # the trial's own tables and its site's sessions
     try:
         meta = src.execute("SELECT t.subject_id, t.session_id, s.task, s.terrain, s.mains_hz FROM trials t "
                            "LEFT JOIN sessions s USING (session_id) WHERE trial_id = ?", [trial_id]).fetchone()
