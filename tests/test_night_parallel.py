@@ -220,3 +220,48 @@ def test_a_trials_grf_read_once_equals_each_plate_read_alone(lake):
         assert n_plates >= 6 and np.ma.isMaskedArray(events.trial_grf(con, tids[0])[1]["cop_x_mm"])
     finally:
         con.close()
+
+
+def test_a_session_with_a_trial_of_an_earlier_night_is_factorised_ahead_from_its_analysed_trials(
+        tmp_path, monkeypatch):
+    """A new trial of a session that has one from an earlier night: its factorisation ahead reads the session
+    from the catalog (the earlier trial is not held), after the new trial's analysis, still waiting in the
+    night's batch, is committed; the rebuild takes it and factorises nothing itself. Here the night's own flush
+    of the batch waits until the factorisation ahead is over (without the commit the factorisation would read the
+    session without its new trial's analysis: another input, factorised again in the rebuild)."""
+    import glob
+
+    from warehouse.analysis import commits
+    from warehouse.demo import generate_consortium
+
+    monkeypatch.setenv("MYOMAP_DERIVE_WORKERS", "3")
+    sites = {"lyon": 1, "boston": 1, "oslo": 1}
+    generate_consortium(tmp_path / "lake" / "inbox", seed=5, subjects_per_site=sites, duration_s=8.0)
+    generate_consortium(tmp_path / "other", seed=6, subjects_per_site=sites, duration_s=8.0)
+    settings = get_settings(str(tmp_path / "lake"))
+    assert run_night(settings.lake, quiet=True)["trials_derived"] == 6
+    (fresh_dir,) = glob.glob(str(tmp_path / "lake" / "inbox" / "lyon" / "*" / "fresh"))
+    (other,) = glob.glob(str(tmp_path / "other" / "lyon" / "*" / "fresh" / "*.c3d"))
+    shutil.copyfile(other, f"{fresh_dir}/walk02.c3d")  # the same subject's fresh session: a second trial
+    ahead_done = threading.Event()
+    real_ahead, real_flush = cohort.factorise_ahead, commits.flush
+
+    def ahead(*a, **k):
+        try:
+            return real_ahead(*a, **k)
+        finally:
+            ahead_done.set()
+
+    def flush(s):  # the night's flush after its trials: only once the factorisation ahead is over
+        assert ahead_done.wait(300)
+        return real_flush(s)
+
+    monkeypatch.setattr(cohort, "factorise_ahead", ahead)
+    monkeypatch.setattr(commits, "flush", flush)
+    factorised = []
+    real = cohort._factorise
+    monkeypatch.setattr(cohort, "_factorise", lambda m: factorised.append(threading.current_thread().name) or real(m))
+    summary = run_night(settings.lake, quiet=True)
+    assert summary["ingested"] == 1 and summary["trials_derived"] == 1 and not summary.get("analysis_errors")
+    assert factorised and all(t.startswith("derive") for t in factorised), factorised
+    assert cohort._AHEAD == {}

@@ -22,6 +22,7 @@ from transforms import profiles
 from transforms import synergies as syn
 from transforms import variability as var
 from warehouse import catalog, fresh_trials
+from warehouse.analysis import commits
 from warehouse.analysis.derived import SESSION_INPUTS, mark_done
 from warehouse.settings import Settings
 
@@ -280,6 +281,8 @@ def factorise_ahead(settings: Settings, session_id: str) -> int:
         trials = [r[0] for r in reads.execute("SELECT trial_id FROM trials WHERE session_id = ? ORDER BY 1",
                                               [session_id]).fetchall()]
         held = fresh_trials.source(settings, trials, needs=SESSION_INPUTS)
+        if held is None:  # from the catalog (trials of earlier nights): its analyses still batched go in first
+            commits.commit_waiting(settings, trials)
         cyc_norm = normalised_cycles(held if held is not None else reads, session_id=session_id)
     finally:
         if held is not None:

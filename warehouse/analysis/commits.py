@@ -127,6 +127,10 @@ class _Batch:
             waiting = self._take()
         self._commit(settings, waiting)
 
+    def holds(self, trial_ids: set[str]) -> bool:
+        with self._lock:
+            return any(a.trial_id in trial_ids for a in self._waiting)
+
     def drop(self, settings: Settings) -> None:
         with self._lock:
             for a in self._take():
@@ -199,6 +203,16 @@ def batched(settings: Settings, size: int = BATCH_TRIALS) -> Iterator[_Batch]:
     finally:
         _BATCHES.pop(settings.catalog, None)
     batch.flush(settings)
+
+
+def commit_waiting(settings: Settings, trial_ids) -> None:
+    """Commit this process's batch now if an analysis of one of ``trial_ids`` waits in it: for a reader of the
+    catalog that needs those trials as analysed (a session's synergies factorised ahead from the catalog). An
+    analysis being committed by another thread at that moment is not waited for (the reader may then miss it:
+    the rebuild factorises that leg itself, only time is lost)."""
+    batch = _BATCHES.get(settings.catalog)
+    if batch is not None and batch.holds(set(trial_ids)):
+        batch.flush(settings)
 
 
 def flush(settings: Settings) -> dict[str, str]:
