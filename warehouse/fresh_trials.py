@@ -105,7 +105,8 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
     of_site = [name for name in needs if name in SITE_TABLES]  # named only: the sites' tables are not the trial's
     with _LOCK:
         held = [_KEPT.get((settings.catalog, tid)) for tid in ids]
-        sites = [_SITES.get((settings.catalog, tid.split(":", 1)[0]), {}) for tid in ids]  # ids are site:session:hex
+        site_of = [tid.split(":", 1)[0] for tid in ids]  # trial ids are site:session:hex
+        sites = [_SITES.get((settings.catalog, site), {}) for site in site_of]
         if not ids or any(h is None or not set(needs) - set(of_site) <= set(h) for h in held) or any(
                 not set(of_site) <= set(s) for s in sites):
             return None
@@ -116,7 +117,7 @@ def source(settings: Settings, trial_ids: str | list[str], needs: tuple[str, ...
         names &= set(needs) - set(of_site)
     rows = {name: [h[name] for h in held] for name in names}
     for name in of_site:  # each site once
-        rows[name] = [s[name] for s in {tid.split(":", 1)[0]: s for tid, s in zip(ids, sites)}.values()]
+        rows[name] = [s[name] for s in dict(zip(site_of, sites)).values()]
     con = _cursor()
     try:
         for name in sorted(rows):

@@ -491,9 +491,10 @@ def _write_trial(settings, con, batches, late, *, site, rel_path, sha, trial_id,
     """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction.
 
     ``late()``: the trial's remaining batches and its ``validations`` rows, asked for inside the transaction
-    once ``batches`` are inserted (what it raises rolls the transaction back). ``register``: the new file's ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a
-    ``files`` row already has the trial id (:func:`_trial_id`). ``fresh``: the site never had these bytes
-    (so no quarantine rows of them). Both were read in the site's turn, which only this night writes to."""
+    once ``batches`` are inserted (what it raises rolls the transaction back). ``register``: the new file's
+    ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a ``files`` row already has the trial
+    id (:func:`_trial_id`). ``fresh``: the site never had these bytes (so no quarantine rows of them). Both
+    were read in the site's turn, which only this night writes to."""
     def body(c):
         # a trial's rows are only ever written here, together with its files row: a trial id no file ever
         # had is new, and nothing keyed by it exists yet (no deletes: each scans a big table once compacted)
