@@ -15,7 +15,7 @@ import uuid
 import warehouse.settings  # noqa: F401  (sets Prefect's no-telemetry variables before import)
 from prefect import flow, task
 
-from warehouse import catalog, faults, fresh_trials, lease, zones
+from warehouse import catalog, faults, fresh_trials, lease, trial_batch, zones
 from warehouse.analysis import cohort, commits, derived, trial
 from warehouse.ingest import read_ahead, steps, warm_process
 from warehouse.ingest.readers import is_companion
@@ -220,6 +220,7 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
     summary["files_seen"] += n
     out["files_seen"] = n
     readable = set() if sc["manifest_error"] else set(sc["files"])
+    ingested: list[str] = []
     try:
         with steps.site_turn(settings, s, run_id) as done:  # the site's done files, read once
             if work and work[0][0] in readable:  # the first file too: read by the read-ahead's warm reader
@@ -228,12 +229,26 @@ def _night_site(settings, s: str, run_id: str, summary: dict, quiet: bool, *, sc
                 if i < n and work[i][0] in readable:  # decode the next file while this one is committed
                     steps.read_ahead_file(settings, s, work[i][0], done=done)
                 r = _night_file(settings, s, summary, out, quiet, i, n, rel, step)
-                if early is not None and r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
-                    early.submit(r["trial_id"], site=s)
-            if early is not None:
-                early.factorise_ahead(s)
+                if r and r["outcome"] == steps.INGESTED and r.get("trial_id"):
+                    ingested.append(r["trial_id"])
+                    if early is not None:
+                        early.submit(r["trial_id"], site=s)
+        # the turn's end committed the trials still waiting (warehouse.trial_batch)
+        if early is not None:
+            early.factorise_ahead(s)
+    except faults.StorageError:
+        if out["outcome"] != "stopped":
+            out.update(outcome="stopped", reason_code="storage", message=f"inbox/{s}: the site's last trials were "
+                       "not committed (the night stopped: see the run's message)")
+        raise
+    except Exception as exc:  # the commit of the site's last trials failed: recorded, the night goes on
+        logging.getLogger(__name__).exception("committing site %s's last trials failed", s)
+        out.update(outcome="failed", reason_code="commit_failed", message=f"inbox/{s}: {type(exc).__name__}: "
+                   f"{str(exc)[:300]}")
+        _echo(quiet, f"[{s}] committing its last trials failed: {out['message']}")
     finally:
         read_ahead.clear()
+        _uncount(settings, summary, out, ingested)
 
 
 def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int, n: int, rel: str,
@@ -260,6 +275,14 @@ def _night_file(settings, s: str, summary: dict, out: dict, quiet: bool, i: int,
         _echo(quiet, f"[{s} {i}/{n}] {rel}: {r['outcome']}{_detail(r)}")
     faults.point("file_done", settings)
     return r
+
+
+def _uncount(settings, summary: dict, out: dict, trial_ids: list[str]) -> None:
+    """Trials counted as ingested whose batch then failed to commit: counted as errors instead (the files are
+    read again next night)."""
+    lost = len(trial_batch.not_committed(settings, trial_ids))
+    for d in (summary, out) if lost else ():
+        d["ingested"], d["errors"] = d.get("ingested", 0) - lost, d.get("errors", 0) + lost
 
 
 def _count(summary: dict, out: dict, r: dict) -> None:

@@ -434,6 +434,11 @@ def unwrap(con):
 _IN_TRANSACTION = threading.local()
 
 
+def in_transaction() -> bool:
+    """Whether this thread is inside a :func:`transaction` block."""
+    return bool(getattr(_IN_TRANSACTION, "depth", 0))
+
+
 def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
     """ROLLBACK after a failure, if a transaction is still open.
 

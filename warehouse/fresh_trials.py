@@ -6,9 +6,11 @@ statement takes the process's turn at the catalog). The ingest already holds tho
 hands them here (:func:`remember`), and the trial's envelope and analysis steps run **the same SQL** over them
 in an in-memory DuckDB (:func:`source`), where each table of the trial is the Arrow table that was inserted.
 
-Only what was committed is kept: the ingest hands the rows over after its transaction committed, and drops
-them before the trial is committed again (a corrected re-upload); each derivation adds the rows it has just
-committed (:func:`add`). Only the trial's own tables are here, and its site's sessions as this night's sync
+Only what was committed, or waits in the ingest's batch to be, is kept: the ingest hands the rows over after
+its transaction committed, or once they wait in its batch (``warehouse.trial_batch``: pinned, never
+evicted, until the batch commits; dropped if it fails, and the trial's derived rows are then not committed), and
+drops them before the trial is committed again (a corrected re-upload); each derivation adds the rows it has
+just committed (:func:`add`). Only the trial's own tables are here, and its site's sessions as this night's sync
 left them (:func:`remember_site`: during the night's lease only that sync writes them; :func:`forget_sites`
 when the night ends); a query touching another table goes to the catalog. Once analysed, a trial keeps only
 the small tables its session's synergies are computed from (:func:`settle`), until the session is factorised
@@ -36,6 +38,7 @@ KEPT_SETTLED = 64
 
 _KEPT: collections.OrderedDict[tuple[str, str], dict[str, pa.Table]] = collections.OrderedDict()
 _SETTLED: set[tuple[str, str]] = set()
+_PINNED: set[tuple[str, str]] = set()  # held rows not committed yet (the ingest's batch): never evicted
 #: The tables of a whole site held (:func:`remember_site`); the others are a trial's own.
 SITE_TABLES = ("sessions",)
 #: A site's rows of :data:`SITE_TABLES` as the night's sync left them, by (catalog, site).
@@ -43,13 +46,24 @@ _SITES: dict[tuple[str, str], dict[str, pa.Table]] = {}
 _LOCK = threading.Lock()
 
 
-def remember(settings: Settings, trial_id: str, tables: dict[str, pa.Table | None]) -> None:
+def remember(settings: Settings, trial_id: str, tables: dict[str, pa.Table | None], *, pinned: bool = False) -> None:
     """Keep the rows the ingest has just committed for ``trial_id`` (table name -> the Arrow table inserted;
-    None: no rows)."""
+    None: no rows). ``pinned``: rows waiting in the ingest's batch (``warehouse.trial_batch``), not in
+    the catalog yet: never evicted until :func:`unpin` (the batch committed) or :func:`forget`."""
     key = (settings.catalog, trial_id)
     with _LOCK:
         _drop(key)
         _KEPT[key] = {name: _rows(t) for name, t in tables.items()}
+        if pinned:
+            _PINNED.add(key)
+        _evict()
+
+
+def unpin(settings: Settings, trial_ids: list[str]) -> None:
+    """The trials' batch committed: their rows held are the catalog's, evicted as any others from now on."""
+    with _LOCK:
+        for tid in trial_ids:
+            _PINNED.discard((settings.catalog, tid))
         _evict()
 
 
@@ -157,13 +171,14 @@ def _rows(t: pa.Table | None) -> pa.Table:
 def _drop(key: tuple[str, str]) -> None:
     _KEPT.pop(key, None)
     _SETTLED.discard(key)
+    _PINNED.discard(key)
 
 
 def _evict() -> None:
     """Drop the oldest whole trials beyond :data:`KEPT_TRIALS`, and the oldest settled ones beyond
-    :data:`KEPT_SETTLED` (under the lock)."""
+    :data:`KEPT_SETTLED` (under the lock); pinned trials are neither dropped nor counted."""
     for settled, limit in ((False, KEPT_TRIALS), (True, KEPT_SETTLED)):
-        keys = [k for k in _KEPT if (k in _SETTLED) == settled]
+        keys = [k for k in _KEPT if (k in _SETTLED) == settled and k not in _PINNED]
         for key in keys[:max(0, len(keys) - limit)]:
             _drop(key)
 

@@ -24,6 +24,7 @@ from transforms import variability as var
 from warehouse import catalog, fresh_trials
 from warehouse.analysis import commits
 from warehouse.analysis.derived import SESSION_INPUTS, mark_done
+from warehouse import trial_batch
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -278,8 +279,11 @@ def factorise_ahead(settings: Settings, session_id: str) -> int:
     held = None
     try:
         reads = catalog.RetryingReads(con, settings)
-        trials = [r[0] for r in reads.execute("SELECT trial_id FROM trials WHERE session_id = ? ORDER BY 1",
-                                              [session_id]).fetchall()]
+        # the session's trials: waiting in the ingest's batch (held until committed; asked first: one committed
+        # meanwhile is then in the catalog), or committed
+        waiting = set(trial_batch.waiting(settings, session_id))
+        trials = sorted(waiting | {r[0] for r in reads.execute("SELECT trial_id FROM trials WHERE session_id = ?",
+                                                               [session_id]).fetchall()})
         held = fresh_trials.source(settings, trials, needs=SESSION_INPUTS)
         if held is None:  # from the catalog (trials of earlier nights): its analyses still batched go in first
             commits.commit_waiting(settings, trials)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from warehouse import catalog, faults, fresh_trials
 from warehouse.analysis import derived
+from warehouse import trial_batch
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def commit(settings: Settings, con, analysis: Analysis) -> None:
     when one is open (:func:`batched`; committed when the batch is full, or when the batch ends)."""
     batch = _BATCHES.get(settings.catalog)
     if batch is None:
+        trial_batch.committed_first(settings, [analysis.trial_id])
         catalog.write_atomically(settings, con, lambda c: write(c, [analysis]), what=f"analysis {analysis.trial_id}")
         _hold(settings, analysis)
         return
@@ -141,6 +143,13 @@ class _Batch:
         return taken
 
     def _commit(self, settings: Settings, analyses: list[Analysis]) -> None:
+        if analyses:  # their trials committed first (the ingest's batch); a trial that failed to commit: none
+            trial_batch.flush_if_holds(settings, [a.trial_id for a in analyses])
+            lost = trial_batch.not_committed(settings, [a.trial_id for a in analyses])
+            for a in (a for a in analyses if a.trial_id in lost):
+                self.errors[a.trial_id] = "its trial's commit failed: the analysis is not committed"
+                fresh_trials.forget(settings, a.trial_id)
+            analyses = [a for a in analyses if a.trial_id not in lost]
         if not analyses:
             return
         con = catalog.connect(settings)
@@ -206,13 +215,16 @@ def batched(settings: Settings, size: int = BATCH_TRIALS) -> Iterator[_Batch]:
 
 
 def commit_waiting(settings: Settings, trial_ids) -> None:
-    """Commit this process's batch now if an analysis of one of ``trial_ids`` waits in it: for a reader of the
-    catalog that needs those trials as analysed (a session's synergies factorised ahead from the catalog). An
+    """Commit this process's batch now if an analysis of one of ``trial_ids`` waits in it (and the ingest's batch
+    first, if one of the trials waits there): for a reader of the catalog that needs those trials as analysed (a
+    session's synergies factorised ahead from the catalog). An
     analysis being committed by another thread at that moment is not waited for (the reader may then miss it:
     the rebuild factorises that leg itself, only time is lost)."""
+    trial_batch.flush_if_holds(settings, trial_ids)
     batch = _BATCHES.get(settings.catalog)
     if batch is not None and batch.holds(set(trial_ids)):
         batch.flush(settings)
+
 
 
 def flush(settings: Settings) -> dict[str, str]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from transforms import emg as emg_tx
 from warehouse import catalog, fresh_trials
+from warehouse import trial_batch
 from warehouse.settings import Settings
 
 #: Envelopes are low-passed at 6 Hz; storing them at ~100 Hz keeps the shape exactly
@@ -125,6 +126,7 @@ def write_envelopes(c, trial_id: str, table: pa.Table | None, ran: bool) -> None
 
 def commit_envelopes(settings: Settings, con, trial_id: str, table: pa.Table | None) -> None:
     """The envelope step's transaction alone (then its rows are added to those held for the trial)."""
+    trial_batch.committed_first(settings, [trial_id])
     catalog.write_atomically(settings, con, lambda c: write_envelopes(c, trial_id, table,
                                                                       has_run(c, trial_id, "envelopes")),
                              what=f"envelopes {trial_id}")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from schemas import contracts
-from warehouse import catalog, faults, fresh_trials, zones
+from warehouse import catalog, faults, fresh_trials, trial_batch, zones
 from warehouse.ingest import check_worker, inbox, limits, read_ahead, tables, turn, validation
 from warehouse.ingest.harmonise import harmonise
 from warehouse.ingest.manifest import ManifestError
@@ -107,7 +107,8 @@ def site_turn(settings: Settings, site: str, run_id: str) -> Iterator[set[tuple[
     with _SITE_TURNS_LOCK:
         _SITE_TURNS[key] = (done, turn.Turn(rows))
     try:
-        yield {(p, size) for p, _, st, size, _ in rows if st in DONE_STATUSES}
+        with trial_batch.deferring(settings):  # this thread's trials commit a few at a time (all at the end)
+            yield {(p, size) for p, _, st, size, _ in rows if st in DONE_STATUSES}
     finally:
         with _SITE_TURNS_LOCK:
             _SITE_TURNS.pop(key, None)
@@ -124,6 +125,8 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
     done_at_start, tn = _turn_of(settings, site, run_id)
     seen["turn"] = tn
     con = catalog.connect(settings)
+    if trial_batch.defers(settings):  # a question to the catalog first commits the trials waiting
+        con = trial_batch.FlushFirst(con, settings)
     try:
         src = _locate(settings, con, site, rel_path)
         if isinstance(src, inbox.Refusal):
@@ -472,7 +475,7 @@ def _quarantine_contract(settings, con, reports: dict, *, site, rel_path, sha, t
 
 def _record_validations(c, val, run_id: str, trial_id: str, *, replace: bool = True) -> None:
     """Replace this run's validation rows of the trial (inside the caller's transaction); ``replace=False``
-    for a trial no file ever had (nothing of it can be recorded yet)."""
+    for a trial no file ever had (nothing of it can be recorded yet), or whose rows the caller deleted."""
     if replace:
         c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
     c.register("_val", val)
@@ -488,67 +491,93 @@ REPLACED_ON_REINGEST = tuple(name for name, t in contracts.TABLES.items()
 
 def _write_trial(settings, con, batches, late, *, site, rel_path, sha, trial_id, session, chan_issues, raw,
                  run_id, companion_shas, register=None, known=True, fresh=False):
-    """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction.
+    """Replace the trial's rows, mark its file (and companions) ingested, record channel issues: one transaction
+    (the trial's own, or its batch's during a night's site turn: :mod:`warehouse.trial_batch`).
 
     ``late()``: the trial's remaining batches and its ``validations`` rows, asked for inside the transaction
-    once ``batches`` are inserted (what it raises rolls the transaction back). ``register``: the new file's
-    ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a ``files`` row already has the trial
-    id (:func:`_trial_id`). ``fresh``: the site never had these bytes (so no quarantine rows of them). Both
-    were read in the site's turn, which only this night writes to."""
-    def body(c):
+    once ``batches`` are inserted (what it raises rolls the transaction back), or before the trial waits in the
+    batch. ``register``: the new file's ``files`` row (:func:`_file_row`), inserted here. ``known``: whether a
+    ``files`` row already has the trial id (:func:`_trial_id`). ``fresh``: the site never had these bytes (so
+    no quarantine rows of them). Both were read in the site's turn, which only this night writes to."""
+    def replaced(c):
         # a trial's rows are only ever written here, together with its files row: a trial id no file ever
-        # had is new, and nothing keyed by it exists yet (no deletes: each scans a big table once compacted)
-        if known:  # a corrected re-upload: every row keyed by the trial is replaced, derived ones included
-            for t in REPLACED_ON_REINGEST:
-                c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        # had is new, and nothing keyed by it exists yet (no deletes: each scans a big table once compacted).
+        # A corrected re-upload: every row keyed by the trial is replaced, derived ones included
+        for t in REPLACED_ON_REINGEST:
+            c.execute(f"DELETE FROM {t} WHERE trial_id = ?", [trial_id])
+        c.execute("DELETE FROM validations WHERE run_id = ? AND trial_id = ?", [run_id, trial_id])
+
+    def statements(c):
+        _file_statements(c, site=site, rel_path=rel_path, sha=sha, trial_id=trial_id, session=session,
+                         chan_issues=chan_issues, raw=raw, run_id=run_id, companion_shas=companion_shas,
+                         register=register, known=known, fresh=fresh)
+
+    fresh_trials.forget(settings, trial_id)  # rows of an earlier commit of the trial are no longer the lake's
+    if trial_batch.defers(settings):  # the night's site turn: the trial waits in the batch, its rows held
+        more, val = late()
+        written = {**batches, **more}
+        fresh_trials.remember(settings, trial_id, written, pinned=True)
+        trial_batch.add(settings, trial_batch.Waiting(trial_id, session.id, {**written, "validations": val},
+                                                      replaced if known else None, statements))
+        return
+
+    def body(c):
+        if known:
+            replaced(c)
         _insert_batches(c, batches)
         more, val = late()
         _insert_batches(c, more)
         written.update(batches, **more)
-        _record_validations(c, val, run_id, trial_id, replace=bool(known))
-        if register is not None:
-            c.execute(_INSERT_FILE, _file_row(register, "ingested", session.id, trial_id))
-        else:
-            c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
-                      "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
-        # quarantine rows of these bytes (a retried file, a channel set aside before): one look, then the updates
-        in_quarantine = not fresh and c.execute("SELECT count(*) FROM quarantine WHERE sha256 = ? AND site_id = ?",
-                                                [sha, site]).fetchone()[0]
-        if in_quarantine:
-            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
-                      "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
-        if known:  # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
-            c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
-                      "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
-        # companions set aside with a quarantined main file: one look (an UPDATE costs ~0.15 s even of no row)
-        set_aside = {r[0] for r in c.execute(
-            "SELECT DISTINCT sha256 FROM quarantine WHERE site_id = ? AND list_contains(?, sha256) AND reason_code = "
-            "'companion_of_quarantined' AND resolved_at IS NULL", [site, list(companion_shas)]).fetchall()
-        } if companion_shas else set()
-        for csha in companion_shas:
-            c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
-                      "WHERE sha256 = ? AND site_id = ? AND status IN ('held', 'quarantined') AND sha256 NOT IN "
-                      "(SELECT sha256 FROM quarantine WHERE site_id = ? AND resolved_at IS NULL AND reason_code <> "
-                      "'companion_of_quarantined')", [session.id, trial_id, run_id, csha, site, site])
-            if csha in set_aside:
-                c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND reason_code "
-                          "= 'companion_of_quarantined' AND resolved_at IS NULL", [csha, site])
-        if in_quarantine:
-            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
-                      "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
-        for label, code, message in chan_issues:
-            p = f"{rel_path}#{label}"
-            if in_quarantine:
-                c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
-            c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
-                      "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
-                      [sha, site, p, code, message, now(), raw, run_id])
+        _record_validations(c, val, run_id, trial_id, replace=False)  # replaced: the run's rows deleted
+        statements(c)
         faults.point("trial_commit", settings, engine="duckdb", path=f"{settings.zone('tables')}/...parquet")
 
     written: dict = {}
-    fresh_trials.forget(settings, trial_id)  # rows of an earlier commit of the trial are no longer the lake's
     catalog.write_atomically(settings, con, body, what=f"commit trial {trial_id}")
     fresh_trials.remember(settings, trial_id, written)  # committed: its derivations read these, not the catalog
+
+
+def _file_statements(c, *, site, rel_path, sha, trial_id, session, chan_issues, raw, run_id, companion_shas,
+                     register, known, fresh) -> None:
+    """A committed trial's ``files`` row (and its companions'), its quarantine rows resolved, its channel issues
+    recorded (inside the trial's transaction, after its rows)."""
+    if register is not None:
+        c.execute(_INSERT_FILE, _file_row(register, "ingested", session.id, trial_id))
+    else:
+        c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                  "WHERE sha256 = ? AND site_id = ? AND path = ?", [session.id, trial_id, run_id, sha, site, rel_path])
+    # quarantine rows of these bytes (a retried file, a channel set aside before): one look, then the updates
+    in_quarantine = not fresh and c.execute("SELECT count(*) FROM quarantine WHERE sha256 = ? AND site_id = ?",
+                                            [sha, site]).fetchone()[0]
+    if in_quarantine:
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path = ? "
+                  "AND stage <> 'harmonise' AND resolved_at IS NULL", [sha, site, rel_path])
+    if known:  # a corrected re-upload (new bytes, same trial) supersedes the old file; both stay in raw/ and files
+        c.execute("UPDATE files SET status = 'superseded', run_id = ? WHERE site_id = ? AND trial_id = ? "
+                  "AND sha256 <> ? AND status = 'ingested' AND path = ?", [run_id, site, trial_id, sha, rel_path])
+    # companions set aside with a quarantined main file: one look (an UPDATE costs ~0.15 s even of no row)
+    set_aside = {r[0] for r in c.execute(
+        "SELECT DISTINCT sha256 FROM quarantine WHERE site_id = ? AND list_contains(?, sha256) AND reason_code = "
+        "'companion_of_quarantined' AND resolved_at IS NULL", [site, list(companion_shas)]).fetchall()
+    } if companion_shas else set()
+    for csha in companion_shas:
+        c.execute("UPDATE files SET status = 'ingested', session_id = ?, trial_id = ?, run_id = ? "
+                  "WHERE sha256 = ? AND site_id = ? AND status IN ('held', 'quarantined') AND sha256 NOT IN "
+                  "(SELECT sha256 FROM quarantine WHERE site_id = ? AND resolved_at IS NULL AND reason_code <> "
+                  "'companion_of_quarantined')", [session.id, trial_id, run_id, csha, site, site])
+        if csha in set_aside:
+            c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND reason_code "
+                      "= 'companion_of_quarantined' AND resolved_at IS NULL", [csha, site])
+    if in_quarantine:
+        c.execute("UPDATE quarantine SET resolved_at = now() WHERE sha256 = ? AND site_id = ? AND path LIKE ? "
+                  "AND resolved_at IS NULL", [sha, site, rel_path + "#%"])
+    for label, code, message in chan_issues:
+        p = f"{rel_path}#{label}"
+        if in_quarantine:
+            c.execute("DELETE FROM quarantine WHERE sha256 = ? AND site_id = ? AND path = ?", [sha, site, p])
+        c.execute("INSERT INTO quarantine BY NAME SELECT ? AS sha256, ? AS site_id, ? AS path, 'harmonise' AS "
+                  "stage, ? AS reason_code, ? AS message, ? AS quarantined_at, ? AS raw_path, ? AS run_id",
+                  [sha, site, p, code, message, now(), raw, run_id])
 
 
 def _insert_batches(c, batches: dict) -> None:
