@@ -144,7 +144,12 @@ class _Batch:
 
     def _commit(self, settings: Settings, analyses: list[Analysis]) -> None:
         if analyses:  # their trials committed first (the ingest's batch); a trial that failed to commit: none
-            trial_batch.flush_if_holds(settings, [a.trial_id for a in analyses])
+            try:
+                trial_batch.flush_if_holds(settings, [a.trial_id for a in analyses])
+            except faults.StorageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the batch's trials are listed as not committed
+                log.error("the trials of %d analyses could not be committed: %s", len(analyses), exc)
             lost = trial_batch.not_committed(settings, [a.trial_id for a in analyses])
             for a in (a for a in analyses if a.trial_id in lost):
                 self.errors[a.trial_id] = "its trial's commit failed: the analysis is not committed"

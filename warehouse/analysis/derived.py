@@ -5,6 +5,7 @@ result in one transaction (delete + insert per trial, so re-running is idempoten
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 
 from transforms import emg as emg_tx
-from warehouse import catalog, fresh_trials
-from warehouse import trial_batch
+from warehouse import catalog, fresh_trials, trial_batch
 from warehouse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Envelopes are low-passed at 6 Hz; storing them at ~100 Hz keeps the shape exactly
 #: (> 16x the cut-off) at 1/20 of the raw volume. Onsets are computed at full rate.
@@ -156,6 +158,8 @@ def analysis_follows(settings: Settings, trial_id: str) -> Iterator[None]:
         con = catalog.connect(settings)
         try:
             commit_envelopes(settings, con, trial_id, pending[0])
+        except trial_batch.NotCommitted as exc:  # the trial itself was not committed: nothing derived from it is
+            log.warning("envelopes of %s not committed: %s", trial_id, exc)
         finally:
             con.close()
 
