@@ -10,6 +10,7 @@ from conftest import drop, fixture
 
 from flows.nightly import run_night
 from warehouse import catalog
+from warehouse.settings import get_settings
 
 MANIFEST = """
 site: gaita
@@ -231,17 +232,22 @@ def test_batch_breaking_a_contract_is_not_committed(lake, tmp_path):
     assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND column_name = 'rate_hz'")[0][0] >= 1
 
 
-def test_checks_are_collected_after_the_trials_rows_and_their_contracts_still_hold(lake, monkeypatch):
+def test_checks_are_collected_after_the_trials_rows_and_their_contracts_still_hold(lake, monkeypatch, tmp_path):
     """The trial's QC and plausibility (computed in the check worker) are collected inside its transaction,
-    once its other rows are inserted: the worker computes while the ingest inserts. A QC table that then
-    breaks its contract rolls the whole trial back and quarantines the file at the validate stage."""
+    once its other rows are inserted (the worker computes while the ingest inserts); in a night, before the
+    trial waits in its site's batch (``warehouse.trial_batch``: nothing of it is inserted before). A QC table
+    that breaks its contract rolls the whole trial back (or never lets it wait) and quarantines the file at
+    the validate stage."""
     import pyarrow as pa
 
+    from warehouse import trial_batch
     from warehouse.ingest import steps, tables
 
     order = []
     real_insert, real_checks = steps._insert_batches, tables.check_batches
     monkeypatch.setattr(steps, "_insert_batches", lambda c, b: (order.append(sorted(b)), real_insert(c, b))[1])
+    real_add = trial_batch.add
+    monkeypatch.setattr(trial_batch, "add", lambda settings, item: (order.append("waits"), real_add(settings, item)))
 
     def bad_qc(checked):  # a verdict outside the contract's vocabulary
         order.append("checks collected")
@@ -251,17 +257,24 @@ def test_checks_are_collected_after_the_trials_rows_and_their_contracts_still_ho
                                           pa.array(["maybe"] * qc.num_rows))
         return got
     monkeypatch.setattr(tables, "check_batches", bad_qc)
-    drop(lake, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
+    alone = get_settings(str(tmp_path / "alone" / "lake"))  # the trial's own transaction (outside a night)
+    for settings in (lake, alone):
+        drop(settings, "gaita", {"test_small.c3d": fixture("gaitalytics/test_small.c3d")}, MANIFEST)
     s = run_night(lake.lake, quiet=True)
     assert s["quarantined"] == 1 and s["ingested"] == 0
+    assert order == ["checks collected"]  # before waiting, and it never waits
+    steps.sync_site(alone, "gaita", "run-1")
+    order.clear()
+    assert steps.process_file(alone, "gaita", "test_small.c3d", "run-1")["outcome"] == steps.QUARANTINED
     first, collected, *_ = order
     assert "emg_samples" in first and "channel_qc" not in first and collected == "checks collected"
-    (stage, code, msg), = q(lake, "SELECT stage, reason_code, message FROM quarantine")
-    assert (stage, code) == ("validate", "contract_violation") and "channel_qc" in msg
-    for table in ("trials", "emg_samples", "emg_channels", "channel_qc", "grf"):
-        assert q(lake, f"SELECT count(*) FROM {table}") == [(0,)], table
-    assert q(lake, "SELECT count(*) FROM validations WHERE NOT success AND table_name = 'channel_qc'")[0][0] >= 1
-    assert q(lake, "SELECT count(*) FROM validations WHERE success AND table_name = 'emg_samples'")[0][0] >= 1
+    for settings in (lake, alone):
+        (stage, code, msg), = q(settings, "SELECT stage, reason_code, message FROM quarantine")
+        assert (stage, code) == ("validate", "contract_violation") and "channel_qc" in msg
+        for table in ("trials", "emg_samples", "emg_channels", "channel_qc", "grf"):
+            assert q(settings, f"SELECT count(*) FROM {table}") == [(0,)], table
+        assert q(settings, "SELECT count(*) FROM validations WHERE NOT success AND table_name = 'channel_qc'")[0][0]
+        assert q(settings, "SELECT count(*) FROM validations WHERE success AND table_name = 'emg_samples'")[0][0]
 
 
 def test_qc_rms_equals_the_rms_of_the_stored_millivolts(night):
