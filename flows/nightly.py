@@ -419,6 +419,17 @@ class _Derivations:
                 self._factorise_ahead(*self._session)
             self._session = (site, session)
             self._of_session.setdefault(self._session, []).append(self._futures[tid])
+        self._keep_up()
+
+    def _keep_up(self) -> None:
+        """Wait until fewer than ``fresh_trials.KEPT_TRIALS`` trials submitted are not derived yet: the ingest
+        never runs so far ahead that a trial's rows held are dropped before its derivations read them (they
+        would read the catalog instead: measured at 260 trials, the derivations' time x1.7)."""
+        while True:
+            behind = [f for f in self._futures.values() if not f.done()]
+            if len(behind) < fresh_trials.KEPT_TRIALS:
+                return
+            concurrent.futures.wait(behind, return_when=concurrent.futures.FIRST_COMPLETED)
 
     def factorise_ahead(self, site: str) -> None:
         """The site's turn is over: its last session's synergies are factorised once its trials are derived."""

@@ -265,3 +265,33 @@ def test_a_session_with_a_trial_of_an_earlier_night_is_factorised_ahead_from_its
     assert summary["ingested"] == 1 and summary["trials_derived"] == 1 and not summary.get("analysis_errors")
     assert factorised and all(t.startswith("derive") for t in factorised), factorised
     assert cohort._AHEAD == {}
+
+
+def test_the_ingest_waits_while_as_many_trials_as_are_held_are_not_derived(tmp_path, monkeypatch):
+    """The night's ingest never runs further ahead of the derivations than the trials ``fresh_trials`` keeps
+    whole: a trial's rows held would be dropped before its derivations read them (they would read the catalog)."""
+    import concurrent.futures
+
+    from flows import nightly
+    from warehouse import fresh_trials
+
+    release, submitted, waits = threading.Event(), [], []
+    real_wait = concurrent.futures.wait
+
+    def wait(fs, return_when):
+        waits.append((len(fs), len(submitted)))
+        release.set()  # the derivations may finish now
+        return real_wait(fs, return_when=return_when)
+    monkeypatch.setattr(concurrent.futures, "wait", wait)
+    early = nightly._Derivations(str(tmp_path / "lake"), lambda lake, tid: release.wait(600) and 0,
+                                 lambda lake, tid: {"trial_id": tid}, workers=2)
+    try:
+        for k in range(fresh_trials.KEPT_TRIALS + 3):
+            early.submit(f"site:S1:{k:012x}")
+            submitted.append(k)
+    finally:
+        release.set()
+        early._pool.shutdown(wait=True)
+    # the first wait: as the KEPT_TRIALS-th trial was submitted, with every one of them still underived
+    assert waits and waits[0] == (fresh_trials.KEPT_TRIALS, fresh_trials.KEPT_TRIALS - 1), waits
+    assert all(f.result()[0] == tid for tid, f in early._futures.items())
