@@ -21,10 +21,9 @@ from transforms import cycles as cyc
 from transforms import profiles
 from transforms import synergies as syn
 from transforms import variability as var
-from warehouse import catalog, fresh_trials
+from warehouse import catalog, fresh_trials, trial_batch
 from warehouse.analysis import commits
 from warehouse.analysis.derived import SESSION_INPUTS, mark_done
-from warehouse import trial_batch
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from warehouse import catalog, faults, fresh_trials
+from warehouse import catalog, faults, fresh_trials, trial_batch
 from warehouse.analysis import derived
-from warehouse import trial_batch
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
