@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import duckdb
+import pyarrow as pa
 
 from schemas.contracts import TABLES
 from warehouse import faults
@@ -473,6 +474,18 @@ def transaction(con: duckdb.DuckDBPyConnection, *, step: str | None = None) -> I
         raise
     finally:
         _IN_TRANSACTION.depth -= 1
+
+
+def insert_tables(c, name: str, tables: list) -> None:
+    """Insert the rows of several Arrow tables into the lake's table ``name`` in one statement (inside the
+    caller's transaction). Columns typed per trial (a column of nulls only is of type null) are promoted to one
+    type, then cast by the insert to the lake's, as each trial's own insert was."""
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
+        return
+    c.register("_rows", tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive"))
+    c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
+    c.unregister("_rows")
 
 
 def write_atomically(settings: Settings, con: duckdb.DuckDBPyConnection,

@@ -182,12 +182,7 @@ def _write(c, items: list[Waiting], settings: Settings) -> None:
         if i.before is not None:
             i.before(c)
     for name in dict.fromkeys(n for i in items for n in i.tables):
-        parts = [i.tables[name] for i in items if i.tables.get(name) is not None and i.tables[name].num_rows]
-        if parts:
-            # a column of nulls only is of type null in one trial: promoted, then cast by the insert
-            c.register("_arrow_in", parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive"))
-            c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_in")
-            c.unregister("_arrow_in")
+        catalog.insert_tables(c, name, [i.tables.get(name) for i in items])
     for i in items:
         i.after(c)
         faults.point("trial_commit", settings, engine="duckdb", path=f"{settings.zone('tables')}/...parquet")

@@ -67,9 +67,9 @@ def write(c, analyses: list[Analysis]) -> None:
             for name in _REPLACED:
                 c.execute(f"DELETE FROM {name} WHERE trial_id = ?", [a.trial_id])
         steps.append((a.trial_id, "analysis", a.params_hash))
-    _insert(c, "emg_envelopes", envelope_rows)
+    catalog.insert_tables(c, "emg_envelopes", envelope_rows)
     for name in dict.fromkeys(n for a in analyses for n in a.tables):
-        _insert(c, name, [a.tables[name] for a in analyses if a.tables.get(name) is not None])
+        catalog.insert_tables(c, name, [a.tables[name] for a in analyses if a.tables.get(name) is not None])
     for tid, step, _ in steps:
         if (tid, step) in done:
             c.execute("DELETE FROM derivations WHERE trial_id = ? AND step = ?", [tid, step])
@@ -77,17 +77,6 @@ def write(c, analyses: list[Analysis]) -> None:
                                    "params_hash": [s[2] for s in steps]}))
     c.execute("INSERT INTO derivations SELECT trial_id, step, params_hash, now() FROM _steps")
     c.unregister("_steps")
-
-
-def _insert(c, name: str, tables: list[pa.Table]) -> None:
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return
-    # columns typed per trial (a column of nulls only is of type null): promoted to one type, then cast by
-    # the insert to the lake's, as each trial's own insert was
-    c.register("_rows", tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive"))
-    c.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
-    c.unregister("_rows")
 
 
 def commit(settings: Settings, con, analysis: Analysis) -> None:
