@@ -14,8 +14,9 @@
    ratio on the last line is against this one.
 3. **The night**: ``flows.nightly.run_night`` (the product's logic, default runner) on that inbox, with
    each stage timed (scan, per-file ingest, envelopes, analysis, cohort tables, the rest = lease, run
-   record, compaction). Then a second night with nothing new (the no-op night), then the I/O floor
-   again (one measurement moves by +-30 % on a shared machine: the ratio uses the mean of the two).
+   record, compaction). Then a second night with nothing new (the no-op night), then a later night with 2
+   new trials (a second walk in two sessions: what a consortium's nights are after its first; its cost should
+   not grow with the lake, see ``catalog.compact``), then the I/O floor again (one measurement moves by +-30 % on a shared machine: the ratio uses the mean of the two).
 4. Printed: per-stage times, trials/s, EMG samples/s, active Parquet files per table (DuckLake catalog)
    and on disk, snapshots, the time of a per-channel RMS over all of ``emg_samples``, peak resident memory of the night's process (and of its reader children), and
    as the last line ``nightly_vs_floor=<night seconds / mean floor seconds>``.
@@ -90,6 +91,21 @@ def io_floor(inbox: Path, out: Path, *, extract_plates: bool = False) -> dict:
         samples += analogs.size
     return {"seconds": time.perf_counter() - t0, "files": len(files), "samples": int(samples),
             "bytes_in": sum(p.stat().st_size for p in files)}
+
+
+def add_trials(inbox: Path, scratch: Path, *, seed: int, duration_s: float, n: int = 2) -> list[Path]:
+    """What a lab uploads after the first night: a second walk in ``n`` sessions of the first site (C3D files of a
+    consortium generated with another seed, named to match the sessions' manifest globs); returns them."""
+    from warehouse.demo import generate_consortium
+
+    generate_consortium(scratch, seed=seed, subjects_per_site={"lyon": n, "boston": 1, "oslo": 1},
+                        duration_s=duration_s)
+    added = []
+    for src in sorted((scratch / "lyon").rglob("*walk01.c3d"))[:n]:
+        dst = inbox / src.relative_to(scratch).parent / src.name.replace("walk01", "walk02")
+        shutil.copy(src, dst)
+        added.append(dst)
+    return added
 
 
 # --------------------------------------------------------------------------- the night, by stage
@@ -219,6 +235,11 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
         s2 = run_night(str(lake), quiet=True)
         noop = time.perf_counter() - t
         assert s2["files_new"] == 0 and s2["trials_derived"] == 0, s2
+        added = add_trials(lake / "inbox", tmp / "later", seed=seed + 1, duration_s=duration_s)
+        t = time.perf_counter()
+        s3 = run_night(str(lake), quiet=True)
+        later = time.perf_counter() - t
+        assert s3["ingested"] == len(added) and not s3["errors"], s3
         # the floor again, after the night: on a shared machine one measurement moves by +-30 %
         floor_after = measure_floor("floor2")["seconds"]
         floor_s = (floor["seconds"] + floor_after) / 2
@@ -243,6 +264,10 @@ def run(scale: int, duration_s: float, seed: int, profile: str | None) -> None:
             print(f"machine CPU during the night (every process: the night's workers too): {machine:.1f} s, "
                   f"{machine / full:.2f} of {os.cpu_count()} cores")
         print(f"no-op night: {noop:.1f} s")
+        comp = s3.get("compaction", {})
+        print(f"a later night, {len(added)} new trials in this lake: {later:.1f} s ({later / len(added):.1f} s per "
+              f"trial); its compaction {comp.get('seconds', 0):.1f} s, {comp.get('mb_merged', 0):.1f} MB rewritten "
+              f"(the first night's: {s.get('compaction', {}).get('mb_merged', 0):.1f} MB)")
         nonempty = {k: v for k, v in figs["files"].items() if v}
         print(f"active Parquet files: {sum(nonempty.values())} in {len(nonempty)} tables, at most "
               f"{max(nonempty.values(), default=0)} per table ({max(nonempty.values(), default=0) / n * 1000:.0f} "

@@ -109,6 +109,59 @@ def test_compaction_merges_files_and_keeps_every_snapshot(tmp_path):
         con.close()
 
 
+def _active_files(con, table: str) -> dict[int, int]:
+    meta = f"__ducklake_metadata_{catalog.LAKE}"
+    return dict(con.execute(f"SELECT f.data_file_id, f.file_size_bytes FROM {meta}.ducklake_data_file f JOIN "
+                            f"{meta}.ducklake_table t USING (table_id) WHERE f.end_snapshot IS NULL AND "
+                            "t.end_snapshot IS NULL AND t.table_name = ?", [table]).fetchall())
+
+
+def test_compaction_is_size_tiered_and_leaves_large_files_alone(tmp_path, monkeypatch):
+    """Files below the small size merge whenever two are there; a band ``[small * R^(i-1), small * R^i)`` merges
+    once it holds R files; a file in a band with fewer is never rewritten (a later night must not rewrite the
+    lake). Sizes scaled down: small = 16 KiB; incompressible float32 samples make each file's size."""
+    monkeypatch.setattr(catalog, "COMPACT_SMALL_BYTES", 16 << 10)
+    settings = get_settings(str(tmp_path / "lake"))
+    con = catalog.connect(settings)
+    rng = np.random.default_rng(7)
+    written, versions = [], {}
+
+    def insert(n: int) -> int:
+        x = rng.standard_normal(n).astype(np.float32)
+        written.append(x)
+        tid = f"t{len(written):03d}"
+        catalog.write_atomically(settings, con, lambda c: catalog.insert_tables(c, "emg_samples", [pa.table({
+            "trial_id": [tid] * n, "channel": pa.array(np.zeros(n, np.int16)),
+            "sample_index": pa.array(np.arange(n, dtype=np.int32)), "emg_mv": x})]), what="test")
+        versions[con.execute(f"SELECT max(snapshot_id) FROM {catalog.LAKE}.snapshots()").fetchone()[0]] = sum(
+            map(len, written))
+        return max(_active_files(con, "emg_samples"))  # the newest file
+
+    try:
+        big = insert(40_000)  # ~160 KB: band [64, 256) KiB
+        mid = [insert(6_000) for _ in range(3)]  # ~24 KB each: band [16, 64) KiB, three of four
+        tiny = [insert(200) for _ in range(3)]  # < 16 KiB
+        sizes = _active_files(con, "emg_samples")
+        assert 64 << 10 <= sizes[big] < 256 << 10 and all(16 << 10 <= sizes[f] < 64 << 10 for f in mid)
+        assert all(sizes[f] < 16 << 10 for f in tiny)
+        out = catalog.compact(settings, con)
+        after = _active_files(con, "emg_samples")
+        assert out["files_merged"] == 3 and len(after) == 5  # only the three small ones, into one file
+        assert big in after and all(f in after for f in mid) and not any(f in after for f in tiny)
+        assert out["mb_merged"] == round(sum(sizes[f] for f in tiny) / 1e6, 1)
+        mid.append(insert(6_000))  # a fourth in the band: it merges (with the small one if it reaches the band)
+        out = catalog.compact(settings, con)
+        after = _active_files(con, "emg_samples")
+        assert big in after and not any(f in after for f in mid) and out["files_merged"] >= 4
+        assert len(after) <= 3
+        got = con.execute("SELECT emg_mv FROM emg_samples ORDER BY trial_id, sample_index").fetchnumpy()["emg_mv"]
+        np.testing.assert_array_equal(got, np.concatenate(written))  # every row, once, bit for bit
+        for version, rows in versions.items():  # time travel by version reads each snapshot's rows
+            assert con.execute(f"SELECT count(*) FROM emg_samples AT (VERSION => {version})").fetchone()[0] == rows
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5, 0.8])
 def test_cached_step_response_gives_the_independent_crossing(fraction):
     rate, lp = 2000.0, 6.0
