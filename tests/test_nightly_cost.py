@@ -149,11 +149,13 @@ def test_compaction_is_size_tiered_and_leaves_large_files_alone(tmp_path, monkey
         assert out["files_merged"] == 3 and len(after) == 5  # only the three small ones, into one file
         assert big in after and all(f in after for f in mid) and not any(f in after for f in tiny)
         assert out["mb_merged"] == round(sum(sizes[f] for f in tiny) / 1e6, 1)
-        mid.append(insert(6_000))  # a fourth in the band: it merges (with the small one if it reaches the band)
+        small = next(f for f in after if f != big and f not in mid)  # the three small ones merged: still small
+        assert after[small] < 16 << 10
+        mid.append(insert(6_000))  # a fourth in the band: the band merges, alone
         out = catalog.compact(settings, con)
         after = _active_files(con, "emg_samples")
-        assert big in after and not any(f in after for f in mid) and out["files_merged"] >= 4
-        assert len(after) <= 3
+        assert out["files_merged"] == 4 and len(after) == 3
+        assert big in after and small in after and not any(f in after for f in mid)
         got = con.execute("SELECT emg_mv FROM emg_samples ORDER BY trial_id, sample_index").fetchnumpy()["emg_mv"]
         np.testing.assert_array_equal(got, np.concatenate(written))  # every row, once, bit for bit
         for version, rows in versions.items():  # time travel by version reads each snapshot's rows
