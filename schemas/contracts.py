@@ -33,6 +33,9 @@ FILES = Table(
         C("trial_id", "VARCHAR", "Trial the file produced (site:session:<opaque id>; the path is only here, in `path`)."),
         C("raw_path", "VARCHAR", "Byte-for-byte copy in the raw zone."),
         C("run_id", "VARCHAR", "Nightly run that last changed the status."),
+        C("inbox_stat", "VARCHAR", "The inbox entry's metadata when its bytes were hashed (local: type, size, "
+          "modification and status-change times, inode; S3: size, ETag, last modified); a later night that finds "
+          "the same at this path does not read the file again. Null: read each night (changed just before)."),
     ),
 )
 

@@ -15,7 +15,7 @@ from test_validation import channels, with_nulls
 from schemas.contracts import TABLES
 from transforms import emg as emg_tx
 from transforms import onsets as ons
-from warehouse import catalog, fresh_trials
+from warehouse import catalog, compaction, fresh_trials
 from warehouse.ingest import validation as v
 from warehouse.settings import get_settings
 
@@ -120,7 +120,7 @@ def test_compaction_is_size_tiered_and_leaves_large_files_alone(tmp_path, monkey
     """Files below the small size merge whenever two are there; a band ``[small * R^(i-1), small * R^i)`` merges
     once it holds R files; a file in a band with fewer is never rewritten (a later night must not rewrite the
     lake). Sizes scaled down: small = 16 KiB; incompressible float32 samples make each file's size."""
-    monkeypatch.setattr(catalog, "COMPACT_SMALL_BYTES", 16 << 10)
+    monkeypatch.setattr(compaction, "COMPACT_SMALL_BYTES", 16 << 10)
     settings = get_settings(str(tmp_path / "lake"))
     con = catalog.connect(settings)
     rng = np.random.default_rng(7)

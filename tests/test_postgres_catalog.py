@@ -59,6 +59,7 @@ def test_nightly_end_to_end_with_a_postgres_catalog(pg_catalog, tmp_path):
     s = run_night(settings.lake, quiet=True)
     assert (s["ingested"], s["quarantined"], s["trials_derived"]) == (1, 1, 1), s
     assert not s.get("analysis_errors") and s["cohort_rows"]
+    assert s["compaction"]["files_merged"] > 0 and "error" not in s["compaction"]  # its plan reads PostgreSQL
 
     # the catalog lives in PostgreSQL (DuckLake's metadata tables), the data under <lake>/tables/
     tables = {r[0] for r in _pg(pg_catalog, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL")}

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.contracts import TABLES
-from warehouse import faults
+from warehouse import compaction, faults
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -547,56 +547,20 @@ def every_core(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnec
         con.execute(f"SET threads = {int(before)}")
 
 
-#: Size-tiered compaction (:func:`compact`). Files below ``COMPACT_SMALL_BYTES`` (4 MiB: Parquet files should
-#: be "at least a few megabytes", DuckLake's advice) are merged whenever a table has two; above it, files fall in
-#: bands ``[SMALL * R^(i-1), SMALL * R^i)`` (R = ``COMPACT_RATIO``) merged once a band holds R files; files of
-#: ``COMPACT_MAX_BYTES`` (DuckLake's own target file size) or more are never rewritten. Each byte is so rewritten
-#: about log_R(MAX / SMALL) times in its life (measured 7 Dec: merging everything below 512 MB rewrote a
-#: 78-trial lake's 83 MB of EMG samples for a night of 2 new trials, 3.3 s of its 10.5 s), and a table keeps at
-#: most R - 1 files per band besides its full-size ones.
-COMPACT_SMALL_BYTES = 4 << 20
-COMPACT_RATIO = 4
-COMPACT_MAX_BYTES = 512 << 20
-
-
-def compaction_bands() -> list[tuple[int, int, int]]:
-    """``(lower, upper, files needed)`` of each size band, smallest first (bytes; lower inclusive)."""
-    bands, lo, hi = [(0, COMPACT_SMALL_BYTES, 2)], COMPACT_SMALL_BYTES, COMPACT_SMALL_BYTES * COMPACT_RATIO
-    while lo < COMPACT_MAX_BYTES:
-        bands.append((lo, min(hi, COMPACT_MAX_BYTES), COMPACT_RATIO))
-        lo, hi = hi, hi * COMPACT_RATIO
-    return bands
-
-
-def _merges_due(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int]]:
-    """``(table, lower, upper, bytes)`` of every band of a table holding enough active files to be merged."""
-    meta = f"__ducklake_metadata_{LAKE}"
-    sizes: dict[str, list[int]] = {}
-    for table, size in con.execute(
-            f"SELECT t.table_name, f.file_size_bytes FROM {meta}.ducklake_data_file f JOIN {meta}.ducklake_table t "
-            "USING (table_id) WHERE f.end_snapshot IS NULL AND t.end_snapshot IS NULL").fetchall():
-        sizes.setdefault(table, []).append(int(size))
-    return [(table, lo, hi, sum(b for b in got if lo <= b < hi)) for table, got in sorted(sizes.items())
-            for lo, hi, need in compaction_bands() if sum(lo <= b < hi for b in got) >= need]
-
-
 def compact(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
-    """Merge each table's small Parquet files, size-tiered (:data:`COMPACT_SMALL_BYTES`, :data:`COMPACT_RATIO`:
-    a night rewrites what it wrote and a bounded amount more, not the whole lake), then delete replaced files
-    past :data:`CLEANUP_GRACE`.
+    """Merge each table's small Parquet files, size-tiered (:mod:`warehouse.compaction`: a night rewrites what it
+    wrote and a bounded amount more, not the whole lake), then delete replaced files past :data:`CLEANUP_GRACE`.
 
-    Run after a night that wrote something: each batch of trials writes one file per table, a night of N trials
-    would leave N / 8 files per table. A merge's output can fill the next band, which is then merged in turn.
-    The merged file keeps every snapshot's rows (DuckLake tracks row lifetimes), so time travel and published
-    releases (pinned by snapshot *version*) read exactly as before; no snapshot is expired here
-    (:func:`expire_snapshots`). Returns ``{"merged_tables": n, "files_merged": n, "mb_merged": MB read and
-    written again, "files_deleted": n, "seconds": s}``.
+    Run after a night that wrote something (each batch of trials writes one file per table). The merged files
+    keep every snapshot's rows (DuckLake tracks row lifetimes): time travel and releases (pinned by snapshot
+    *version*) read as before; no snapshot is expired here (:func:`expire_snapshots`). Returns ``{"merged_tables",
+    "files_merged", "mb_merged": MB read and written again, "files_deleted", "seconds"}``.
     """
     t0 = time.perf_counter()
     merged_tables: set[str] = set()
     files_merged = merged_bytes = 0
-    for _ in range(len(compaction_bands())):  # a round's merges can complete a larger band: another round
-        due = with_retry(lambda: _merges_due(con), settings, what="plan compaction")
+    for _ in range(len(compaction.bands())):  # a round's merges can complete a larger band: another round
+        due = with_retry(lambda: compaction.merges_due(con, LAKE), settings, what="plan compaction")
         if not due:
             break
 

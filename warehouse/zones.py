@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
@@ -126,6 +127,32 @@ def open_inbox_file(settings: Settings, path: str) -> BinaryIO:
         raise NotARegularFile(0, "not a regular file", path)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
+
+
+#: An inbox entry whose metadata changed less than this long before it was looked at is read each night: a file
+#: system's timestamps have a granularity (a jiffy on Linux, 2 s on FAT), so a write in the same tick as the look
+#: would leave the same metadata on other bytes (git's "racily clean" entries).
+STAT_SETTLED_S = 10.0
+
+
+def entry_stat(settings: Settings, path: str) -> str | None:
+    """What an inbox entry's metadata says about its bytes, or None when it cannot vouch for them: local, its
+    type, size, modification and status-change times (ns) and inode (no write keeps all of them: the
+    status-change time is set by the kernel and cannot be set back); S3, its size, ETag and last modification.
+    None for an entry changed in the last :data:`STAT_SETTLED_S` seconds (a write in the same clock tick could
+    follow) or an S3 object without an ETag. A later night that finds the same at the same path does not read
+    the file again (``files.inbox_stat``)."""
+    if settings.is_s3:
+        fs = filesystem(settings)
+        info = _s3(settings, lambda: fs.info(path), f"look up {path}")
+        etag, modified = info.get("ETag"), info.get("LastModified")
+        if not etag or modified is None or time.time() - modified.timestamp() < STAT_SETTLED_S:
+            return None
+        return f"s3:{int(info.get('size') or 0)}:{etag}:{modified.isoformat()}"
+    st = os.lstat(path)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < STAT_SETTLED_S * 1e9:
+        return None
+    return f"{st.st_mode:o}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
 
 
 def sha256_of(settings: Settings, path: str) -> tuple[str, int]:

@@ -80,9 +80,9 @@ def _locate(settings: Settings, con, site: str, rel_path: str) -> str | inbox.Re
 
 #: A file whose bytes at its path have one of these statuses is not read again (a re-run night skips it).
 DONE_STATUSES = ("ingested", "quarantined", "duplicate", "superseded")
-#: (catalog, site, run id) -> (``{(path, sha256): status}``, :class:`turn.Turn`) while a night processes that
-#: site (:func:`site_turn`).
-_SITE_TURNS: dict[tuple[str, str, str], tuple[dict[tuple[str, str], str], turn.Turn]] = {}
+#: (catalog, site, run id) -> (``{(path, sha256): status}``, :class:`turn.Turn`, ``{(path, inbox_stat): (sha256,
+#: status)}``) while a night processes that site (:func:`site_turn`).
+_SITE_TURNS: dict[tuple[str, str, str], tuple[dict[tuple[str, str], str], turn.Turn, dict]] = {}
 _SITE_TURNS_LOCK = threading.Lock()
 
 
@@ -90,39 +90,43 @@ _SITE_TURNS_LOCK = threading.Lock()
 def site_turn(settings: Settings, site: str, run_id: str) -> Iterator[set[tuple[str, int]]]:
     """While a night processes ``site``'s files in this process: the site's files that were done
     (:data:`DONE_STATUSES`) when its turn began, read in one query, so that :func:`process_file` skips
-    bytes already done at their path without a query per file (a night with nothing new reads each file's
-    hash and nothing else). Only paths with a single row for their bytes are listed; anything else, and
+    bytes already done at their path without a query per file, and without reading them when the entry's
+    metadata is what it was when they were hashed (``files.inbox_stat``, :func:`warehouse.zones.entry_stat`: a
+    night with nothing new reads each entry's metadata and nothing else; an entry changed in any way is hashed
+    again). Only paths with a single row for their bytes are listed; anything else, and
     every file this turn registers, is decided by the per-file query. The same rows answer a new file's
     lookups that find nothing (:mod:`warehouse.ingest.turn`). Yields ``{(path, size)}`` of the same
     files (:func:`read_ahead_file`'s hint)."""
     con = catalog.connect(settings)
     try:
-        rows = con.execute("SELECT path, sha256, status, size_bytes, trial_id FROM files WHERE site_id = ?",
-                           [site]).fetchall()
+        rows = con.execute("SELECT path, sha256, status, size_bytes, trial_id, inbox_stat FROM files "
+                           "WHERE site_id = ?", [site]).fetchall()
     finally:
         con.close()
     rows_of = collections.Counter((p, h) for p, h, *_ in rows)
     done = {(p, h): st for p, h, st, *_ in rows if st in DONE_STATUSES and rows_of[p, h] == 1}
+    by_stat = {(p, e): (h, done[p, h]) for p, h, *_, e in rows if e is not None and (p, h) in done}
     key = (settings.catalog, site, run_id)
     with _SITE_TURNS_LOCK:
-        _SITE_TURNS[key] = (done, turn.Turn(rows))
+        _SITE_TURNS[key] = (done, turn.Turn([r[:5] for r in rows]), by_stat)
     try:
         with trial_batch.deferring(settings):  # this thread's trials commit a few at a time (all at the end)
-            yield {(p, size) for p, _, st, size, _ in rows if st in DONE_STATUSES}
+            yield {(p, size) for p, _, st, size, *_ in rows if st in DONE_STATUSES}
     finally:
         with _SITE_TURNS_LOCK:
             _SITE_TURNS.pop(key, None)
 
 
-def _turn_of(settings: Settings, site: str, run_id: str) -> tuple[dict, turn.Turn | None]:
-    """The site's turn in this process (its done files, its :class:`turn.Turn`), or ``({}, None)``."""
+def _turn_of(settings: Settings, site: str, run_id: str) -> tuple[dict, turn.Turn | None, dict]:
+    """The site's turn in this process (its done files by path and hash, its :class:`turn.Turn`, its done files by
+    path and inbox metadata), or ``({}, None, {})``."""
     with _SITE_TURNS_LOCK:
-        return _SITE_TURNS.get((settings.catalog, site, run_id), ({}, None))
+        return _SITE_TURNS.get((settings.catalog, site, run_id), ({}, None, {}))
 
 
 def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, seen: dict) -> dict:
     name = PurePosixPath(rel_path).name
-    done_at_start, tn = _turn_of(settings, site, run_id)
+    done_at_start, tn, done_stat = _turn_of(settings, site, run_id)
     seen["turn"] = tn
     con = catalog.connect(settings)
     if trial_batch.defers(settings):  # a question to the catalog first commits the trials waiting
@@ -131,6 +135,11 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         src = _locate(settings, con, site, rel_path)
         if isinstance(src, inbox.Refusal):
             return _refuse(settings, con, site, src, run_id, seen)
+        entry = zones.entry_stat(settings, src) if src.startswith(zones.inbox(settings, site) + "/") else None
+        known = done_stat.get((rel_path, entry)) if entry is not None else None
+        if known is not None:  # the entry is as it was when these bytes were done here: not read again
+            seen["registered"] = True
+            return {"outcome": SKIPPED, "sha256": known[0], "trial_id": None, "reason": known[1]}
         try:
             sha, size = zones.sha256_of(settings, src)
         except zones.NotARegularFile as exc:  # swapped for a link or a FIFO since it was inspected
@@ -151,7 +160,7 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
         if not mine:
             # a new file's row is written in the transaction of its outcome (its trial's commit, its
             # quarantine, its hold): a killed run leaves the row and the outcome, or neither
-            seen["register"] = (sha, site, rel_path, size, now(), raw, run_id)
+            seen["register"] = (sha, site, rel_path, size, now(), raw, run_id, entry)
             if tn is not None:
                 tn.may_register(sha)
             other_ingested = [p for p, s in rows if s == "ingested" and p != rel_path]
@@ -169,11 +178,11 @@ def _process_file(settings: Settings, site: str, rel_path: str, run_id: str, see
 
 
 #: A ``files`` row, all columns: :func:`_register`, a quarantine's or a trial's transaction.
-_INSERT_FILE = "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_FILE = "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _file_row(register: tuple, status: str, session_id: str | None = None, trial_id: str | None = None) -> list:
-    """The ``files`` row of ``register`` = (sha256, site, path, size, received_at, raw_path, run_id)."""
+    """The ``files`` row of ``register`` = (sha256, site, path, size, received_at, raw_path, run_id, inbox_stat)."""
     return [*register[:5], status, session_id, trial_id, *register[5:]]
 
 
@@ -365,7 +374,7 @@ def _refuse(settings, con, site: str, refusal: inbox.Refusal, run_id: str, seen:
     try:
         _quarantine(settings, con, key, site, refusal.path, inbox.STAGE, refusal.reason_code, refusal.message,
                     None, run_id,
-                    register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), None, run_id))
+                    register=None if row else (key, site, refusal.path, refusal.size_bytes, now(), None, run_id, None))
     finally:
         if tn is not None:
             tn.finished(refusal.path)
