@@ -88,7 +88,7 @@ def test_nightly_logic_on_an_s3_lake(s3_lake, tmp_path):
     assert b.keys("lake/") == before
 
 
-def test_zones_on_s3(s3_lake):
+def test_zones_on_s3(s3_lake, monkeypatch):
     """Listing, hashing and the raw copy go through s3fs against the same server."""
     settings, b = s3_lake
     b.put("lake/inbox/siteb/sub/a.c3d", b"abc")
@@ -101,6 +101,14 @@ def test_zones_on_s3(s3_lake):
     dst = zones.store_raw(settings, f"{settings.lake}/inbox/siteb/sub/a.c3d", sha, "a.c3d")
     assert dst == f"{settings.lake}/raw/{sha[:2]}/{sha}.c3d"
     assert b.get(f"lake/raw/{sha[:2]}/{sha}.c3d") == b"abc"
+    path = f"{settings.lake}/inbox/siteb/sub/a.c3d"  # an object's metadata vouches for its bytes once settled
+    assert zones.entry_stat(settings, path) is None
+    monkeypatch.setattr(zones, "STAT_SETTLED_S", -3600.0)  # S3 times are to the second: as if an hour old
+    key = zones.entry_stat(settings, path)
+    assert key.startswith("s3:3:") and hashlib.md5(b"abc").hexdigest() in key  # size, ETag
+    b.put("lake/inbox/siteb/sub/a.c3d", b"abd")  # other bytes of the same size: another ETag
+    zones.filesystem(settings).invalidate_cache()
+    assert zones.entry_stat(settings, path) not in (None, key)
 
 
 def test_the_inbox_on_s3_is_scanned_as_data(s3_lake, monkeypatch):
