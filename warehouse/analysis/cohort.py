@@ -93,13 +93,20 @@ def _add_normalised(out: dict, env: pl.DataFrame, cyc_df: pl.DataFrame) -> None:
     once per trial and side, and normalised once per block of a trial's channels sharing a side, a rate and
     a length (the same arithmetic row by row as channel by channel, as ``warehouse.analysis.trial``)."""
     cycles_of = cyc_df.partition_by("trial_id", "side", as_dict=True, include_key=False)
+    lists = env["envelope_mv"].to_arrow()
+    lists = lists.combine_chunks() if hasattr(lists, "combine_chunks") else lists
+    offsets, samples = lists.offsets.to_numpy(), lists.values.to_numpy(zero_copy_only=False)  # nulls: NaN
+    rows: dict[tuple, list[int]] = {}  # a key's rows (channels), in order
+    for i, key in enumerate(zip(*(env[c].to_list() for c in ("trial_id", "subject_id", "session_id", "muscle",
+                                                              "side")))):
+        rows.setdefault(key, []).append(i)
+    rates = env["rate_hz"].to_list()
     blocks: dict[tuple, list] = {}
-    for (tid, subj, sess, muscle, side), g in env.group_by(
-            ["trial_id", "subject_id", "session_id", "muscle", "side"], maintain_order=True):
+    for (tid, subj, sess, muscle, side), idx in rows.items():
         if (tid, side) not in cycles_of:
             continue
-        x = g["envelope_mv"].explode().to_numpy().astype(np.float64)  # the channel's (channels': in order) samples
-        blocks.setdefault((tid, side, float(g["rate_hz"][0]), len(x)), []).append(((subj, sess, muscle, side), x))
+        x = np.concatenate([samples[offsets[i]:offsets[i + 1]] for i in idx]).astype(np.float64)  # the channel's
+        blocks.setdefault((tid, side, float(rates[idx[0]]), len(x)), []).append(((subj, sess, muscle, side), x))
     for (tid, side, rate, n), members in blocks.items():
         c = cycles_of[(tid, side)].filter(pl.col("end_s") < (n - 1) / rate)
         if c.is_empty():
@@ -253,8 +260,11 @@ _AHEAD_LOCK = threading.Lock()
 def _legs(cyc_norm):
     """``(session, side, muscle keys, cycles, matrix, input key)`` of each leg with >= 3 muscles and cycles:
     the muscles' first ``cycles`` normalised cycles, clipped at 0, each muscle scaled to its maximum."""
-    for sess, side in sorted({(k[1], k[3]) for k in cyc_norm}):
-        keys = sorted(k for k in cyc_norm if k[1] == sess and k[3] == side)
+    of_leg: dict[tuple[str, str], list] = {}
+    for k in cyc_norm:  # one pass (a scan per leg grew with the square of the lake)
+        of_leg.setdefault((k[1], k[3]), []).append(k)
+    for sess, side in sorted(of_leg):
+        keys = sorted(of_leg[sess, side])
         n = min(cyc_norm[k].shape[0] for k in keys)
         if len(keys) < 3 or n < 3:
             continue
