@@ -4,10 +4,15 @@ a file refused for its size, and the night's peak memory under 1 GB."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import PurePosixPath
 
 from conftest import REPO
+
+from warehouse import zones
+from warehouse.settings import get_settings
 
 #: input -> (status, reason) where the reason is the point of the input (the rest: any reason, see the bench)
 EXPECTED = {
@@ -41,3 +46,27 @@ def test_forty_hostile_inputs_one_night(tmp_path):
         assert tuple(res["per_input"][name]) == (status, reason), name
     assert fig["raw_max_file_mb"] < 16  # the 1 GiB file was neither copied nor hashed
     assert fig["peak_rss_night_mb"] < 1024 and fig["peak_rss_reader_mb"] < 1024, fig
+
+
+def test_a_files_siblings_are_what_the_site_listing_has_in_its_folder(tmp_path):
+    """``zones.list_folder_files`` (a new file's siblings, one folder read) lists exactly what the whole site's
+    listing has in that folder: regular files only, no link or special file, no name that is not UTF-8, and
+    nothing through a linked folder."""
+    settings = get_settings(str(tmp_path / "lake"))
+    site = tmp_path / "lake" / "inbox" / "s"
+    (site / "sub" / "deep").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.c3d").write_bytes(b"x")
+    for rel in ("a.c3d", "manifest.yaml", "sub/b.c3d", "sub/b_events.tsv", "sub/deep/c.edf"):
+        (site / rel).write_bytes(b"data")
+    (site / "sub" / "link.c3d").symlink_to(site / "a.c3d")
+    (site / "sub" / "dangling.c3d").symlink_to(tmp_path / "nowhere")
+    (site / "linked").symlink_to(tmp_path / "outside")
+    os.mkfifo(site / "sub" / "fifo.c3d")
+    os.close(os.open(os.fsencode(site / "sub") + b"/caf\xe9.c3d", os.O_CREAT | os.O_WRONLY, 0o644))
+    listed = zones.list_site_files(settings, "s")
+    for folder in (".", "sub", "sub/deep", "linked", "missing"):
+        want = [PurePosixPath(f).name for f in listed if str(PurePosixPath(f).parent) == folder]
+        assert zones.list_folder_files(settings, "s", folder) == want, folder
+    assert zones.list_folder_files(settings, "s", "sub") == ["b.c3d", "b_events.tsv"]
+    assert zones.list_folder_files(settings, "s", "linked") == []

@@ -106,6 +106,35 @@ def list_site_files(settings: Settings, site: str) -> list[str]:
                   if info.get("type") == "file" and p.startswith(prefix) and not p.endswith("/"))
 
 
+def list_folder_files(settings: Settings, site: str, folder: str) -> list[str]:
+    """The names of the regular files directly in ``inbox/<site>/<folder>`` (``"."``: the site's folder), sorted:
+    what :func:`list_site_files` lists in that folder, without walking the whole site (a new file's siblings:
+    a walk per file grew with the square of a site's files). A folder reached through a link lists nothing."""
+    if settings.is_s3:
+        return [PurePosixPath(f).name for f in list_site_files(settings, site) if str(PurePosixPath(f).parent) == folder]
+    path = inbox(settings, site).rstrip("/")
+    for part in PurePosixPath(folder).parts:  # every folder on the way is a real folder: nothing followed
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return []
+        except OSError:
+            return []
+    out = []
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return []
+    for e in entries:
+        try:
+            e.name.encode("utf-8")
+            if stat.S_ISREG(os.lstat(e.path).st_mode):
+                out.append(e.name)
+        except (UnicodeEncodeError, OSError):
+            continue
+    return sorted(out)
+
+
 def open_inbox_file(settings: Settings, path: str) -> BinaryIO:
     """Open an inbox (or raw) file for reading: never through a link, never a FIFO or device.
 

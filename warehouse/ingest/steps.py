@@ -199,8 +199,7 @@ def _ingest_registered(settings, con, site, rel_path, run_id, seen, *, sha, raw)
     (``seen["register"]``) is written with its outcome."""
     name = PurePosixPath(rel_path).name
     parent = PurePosixPath(rel_path).parent
-    siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
-                if PurePosixPath(f).parent == parent]
+    siblings = zones.list_folder_files(settings, site, str(parent))
     if is_companion(name, siblings):
         _register(settings, con, seen, "held")  # waits for the file it accompanies
         return {"outcome": COMPANION, "sha256": sha, "trial_id": None, "reason": "companion file"}
@@ -275,8 +274,7 @@ def read_ahead_file(settings: Settings, site: str, rel_path: str, *, done: set |
                                                                    else done_files(settings, site)):
             return
         name, parent = PurePosixPath(rel_path).name, PurePosixPath(rel_path).parent
-        siblings = [PurePosixPath(f).name for f in zones.list_site_files(settings, site)
-                    if PurePosixPath(f).parent == parent]
+        siblings = zones.list_folder_files(settings, site, str(parent))
         if is_companion(name, siblings):
             return
         man = load_manifest(settings, site)
