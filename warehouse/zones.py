@@ -175,8 +175,8 @@ def entry_stat(settings: Settings, path: str) -> str | None:
         fs = filesystem(settings)
         info = _s3(settings, lambda: fs.info(path), f"look up {path}")
         etag, modified = info.get("ETag"), info.get("LastModified")
-        if not etag or modified is None or time.time() - modified.timestamp() < STAT_SETTLED_S:
-            return None
+        if not etag or not hasattr(modified, "timestamp") or time.time() - modified.timestamp() < STAT_SETTLED_S:
+            return None  # no ETag, or no last-modified time we can read: not vouched for
         return f"s3:{int(info.get('size') or 0)}:{etag}:{modified.isoformat()}"
     st = os.lstat(path)
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < STAT_SETTLED_S * 1e9:
