@@ -4,7 +4,10 @@ night done one step after the other; a file that changes after it was read ahead
 now; a reader error found ahead is the same quarantine as in line."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 
 from conftest import drop, fixture, lake_fingerprint
@@ -295,3 +298,27 @@ def test_the_ingest_waits_while_as_many_trials_as_are_held_are_not_derived(tmp_p
     # the first wait: as the KEPT_TRIALS-th trial was submitted, with every one of them still underived
     assert waits and waits[0] == (fresh_trials.KEPT_TRIALS, fresh_trials.KEPT_TRIALS - 1), waits
     assert all(f.result()[0] == tid for tid, f in early._futures.items())
+
+
+def test_a_killed_nights_read_ahead_copies_are_swept_by_the_next(tmp_path):
+    """A night killed with ``kill -9`` cannot remove its read-ahead folder (a copy of an inbox file): the next
+    process's read-ahead removes the folders of processes that are gone, and nothing else."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        made = {}
+        for who, pid in (("dead", dead.pid), ("alive", alive.pid), ("me", os.getpid())):
+            made[who] = tmp_path / f"{read_ahead.PREFIX}{pid}-abc"
+            made[who].mkdir()
+            (made[who] / "copy.c3d").write_bytes(b"x")
+        (tmp_path / "target").mkdir()
+        (tmp_path / "target" / "keep.c3d").write_bytes(b"x")
+        (tmp_path / f"{read_ahead.PREFIX}{dead.pid}-link").symlink_to(tmp_path / "target")
+        (tmp_path / f"{read_ahead.PREFIX}notapid").mkdir()
+        assert read_ahead.sweep_orphans(str(tmp_path)) == [str(made["dead"])]
+        assert not made["dead"].exists() and made["alive"].exists() and made["me"].exists()
+        assert (tmp_path / "target" / "keep.c3d").exists() and (tmp_path / f"{read_ahead.PREFIX}notapid").exists()
+    finally:
+        alive.kill()
+        alive.wait()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path, PurePosixPath
@@ -29,6 +31,38 @@ _LOCK = threading.Lock()
 _STATE: dict = {"pool": None, "ahead": {}}  # inbox path -> (sha256 future, Recording future, read options)
 
 
+#: The read-ahead's private copies live in ``<temp>/myomap-ahead-<pid>-*`` while the file is read (removed after).
+PREFIX = "myomap-ahead-"
+
+
+def sweep_orphans(root: str | None = None) -> list[str]:
+    """Remove the read-ahead folders of processes that are gone (a night killed with ``kill -9`` cannot remove
+    its own: each holds a copy of an inbox file); returns them. A folder whose process is alive, or whose name
+    does not say its process, is left alone."""
+    root = root or tempfile.gettempdir()
+    gone = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return gone
+    for name in names:
+        pid = name[len(PREFIX):].split("-", 1)[0] if name.startswith(PREFIX) else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # alive (or not ours to ask): left alone
+            continue
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 def key(sha256: str, companions: dict[str, str], vertical_axis: str | None, memory_bytes: int | None) -> tuple:
     """What a read depends on besides the bytes' hash."""
     return sha256, tuple(sorted(companions.items())), vertical_axis, memory_bytes
@@ -40,12 +74,13 @@ def start(settings: Settings, src: str, companions: dict[str, str], vertical_axi
         return
     with _LOCK:
         if _STATE["pool"] is None:
+            sweep_orphans()
             _STATE["pool"] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
         pool = _STATE["pool"]
     sha_future: concurrent.futures.Future = concurrent.futures.Future()
 
     def run():
-        with tempfile.TemporaryDirectory(prefix="myomap-ahead-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:
             try:  # a private copy, hashed as it is copied (opened as the ingest opens inbox files: no links)
                 h, part = hashlib.sha256(), Path(tmp) / "incoming"
                 with zones.open_inbox_file(settings, src) as fh, open(part, "wb") as out:
