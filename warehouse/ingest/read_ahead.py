@@ -47,7 +47,7 @@ def sweep_orphans(root: str | None = None) -> list[str]:
         return gone
     for name in names:
         pid = name[len(PREFIX):].split("-", 1)[0] if name.startswith(PREFIX) else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not pid.isdigit():
             continue
         try:
             os.kill(int(pid), 0)  # alive (or not ours to ask): left alone
