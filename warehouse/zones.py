@@ -90,14 +90,9 @@ def list_site_files(settings: Settings, site: str) -> list[str]:
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             rel_dir = os.path.relpath(dirpath, root)
             for name in filenames:
-                full = os.path.join(dirpath, name)
-                try:
-                    rel = os.path.normpath(os.path.join(rel_dir, name))
-                    rel.encode("utf-8")
-                    if stat.S_ISREG(os.lstat(full).st_mode):
-                        out.append(rel.replace(os.sep, "/"))
-                except (UnicodeEncodeError, OSError):
-                    continue
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                if _listed(os.path.join(dirpath, name), rel):
+                    out.append(rel.replace(os.sep, "/"))
         return sorted(out)
     fs = filesystem(settings)
     prefix = root.replace("s3://", "") + "/"
@@ -120,19 +115,21 @@ def list_folder_files(settings: Settings, site: str, folder: str) -> list[str]:
                 return []
         except OSError:
             return []
-    out = []
     try:
         entries = list(os.scandir(path))
     except OSError:
         return []
-    for e in entries:
-        try:
-            e.name.encode("utf-8")
-            if stat.S_ISREG(os.lstat(e.path).st_mode):
-                out.append(e.name)
-        except (UnicodeEncodeError, OSError):
-            continue
-    return sorted(out)
+    return sorted(e.name for e in entries if _listed(e.path, e.name))
+
+
+def _listed(full: str, rel: str) -> bool:
+    """Whether an inbox listing names the entry at ``full`` (``rel``: its name in the listing): a regular file
+    (a link is never followed), named in UTF-8."""
+    try:
+        rel.encode("utf-8")
+        return stat.S_ISREG(os.lstat(full).st_mode)
+    except (UnicodeEncodeError, OSError):
+        return False
 
 
 def open_inbox_file(settings: Settings, path: str) -> BinaryIO:

@@ -93,8 +93,7 @@ def _add_normalised(out: dict, env: pl.DataFrame, cyc_df: pl.DataFrame) -> None:
     once per trial and side, and normalised once per block of a trial's channels sharing a side, a rate and
     a length (the same arithmetic row by row as channel by channel, as ``warehouse.analysis.trial``)."""
     cycles_of = cyc_df.partition_by("trial_id", "side", as_dict=True, include_key=False)
-    lists = env["envelope_mv"].to_arrow()
-    lists = lists.combine_chunks() if hasattr(lists, "combine_chunks") else lists
+    lists = env["envelope_mv"].to_arrow()  # one array, whatever the frame's chunks
     offsets, samples = lists.offsets.to_numpy(), lists.values.to_numpy(zero_copy_only=False)  # nulls: NaN
     rows: dict[tuple, list[int]] = {}  # a key's rows (channels), in order
     for i, key in enumerate(zip(*(env[c].to_list() for c in ("trial_id", "subject_id", "session_id", "muscle",
