@@ -94,3 +94,36 @@ def test_only_transient_catalog_errors_are_retried():
     assert catalog.is_retryable(duckdb.IOException("database is locked"))
     assert not catalog.is_retryable(duckdb.CatalogException('Table with name "t" already exists!'))
     assert not catalog.is_retryable(duckdb.TransactionException("cannot rollback - no transaction is active"))
+
+
+def test_a_pooled_connection_takes_the_catalog_turn_only_when_it_reads(lake, monkeypatch):
+    """The night's derivation threads connect for every trial but mostly read rows held in memory
+    (``fresh_trials``): ``USE lake`` reads the SQLite catalog, so it waits for the first statement's turn
+    instead of taking one of its own (each turn a thread waits for while another thread writes a batch)."""
+    from contextlib import contextmanager
+
+    catalog.connect(lake).close()
+    turns = []
+    taken = catalog._catalog_turn
+
+    @contextmanager
+    def counted(settings):
+        turns.append(settings.catalog)
+        with taken(settings):
+            yield
+    monkeypatch.setattr(catalog, "_catalog_turn", counted)
+    with catalog.pooled():
+        catalog.connect(lake).close()  # the thread's instance is opened (attached) in a turn
+        opened = len(turns)
+        catalog.connect(lake).close()  # nothing read: no turn
+        assert len(turns) == opened
+        con = catalog.connect(lake)
+        assert con.execute("SELECT count(*) FROM trials").fetchone() == (0,)  # unqualified: USE ran first
+        assert len(turns) == opened + 1  # in the statement's own turn
+        assert con.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+        assert len(turns) == opened + 2
+        con.close()
+        raw = catalog.unwrap(catalog.connect(lake))  # the bare cursor (a transaction's): USE has run on it
+        assert len(turns) == opened + 3
+        assert raw.execute("SELECT count(*) FROM trials").fetchone() == (0,)
+        raw.close()

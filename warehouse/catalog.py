@@ -22,12 +22,12 @@ import pyarrow as pa
 
 from schemas.contracts import TABLES
 from warehouse import compaction, faults
+from warehouse.attach import LAKE, attach_sql, configure_pg_secret, configure_s3
 from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LAKE = "lake"  # the attached catalog's name in every connection
 #: Parquet writer options for the lake (measured: zstd + Parquet v2 keeps quantised
 #: EMG at ~1.8 bytes/sample with delta-encoded sample indices).
 PARQUET_OPTIONS = {"parquet_compression": "zstd", "parquet_version": "2",
@@ -74,87 +74,6 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 #: Name of the in-memory secret that holds the PostgreSQL catalog's password.
-PG_SECRET = "myomap_catalog"
-
-
-def attach_sql(settings: Settings, read_only: bool, as_of: str | None) -> str:
-    """The ATTACH statement of the lake. It never contains a password: a PostgreSQL
-    password lives in the temporary secret :data:`PG_SECRET` (:func:`connect`), so
-    ``duckdb_databases()``, EXPLAIN output and error messages cannot show it."""
-    opts = [f"DATA_PATH '{_safe_literal(settings.zone('tables'))}/'"]
-    if settings.catalog_kind == "postgres":
-        target = f"ducklake:postgres:{_pg_conninfo(settings.catalog)}"
-        # always the named secret: with persistent secrets off, an unnamed lookup fails ("Unknown secret
-        # storage found: 'local_file'", measured)
-        opts.append(f"METADATA_PARAMETERS MAP {{'SECRET': '{PG_SECRET}'}}")
-    else:
-        target = f"ducklake:sqlite:{settings.catalog}"
-    if read_only:
-        opts.append("READ_ONLY")
-    else:
-        opts.append("DATA_INLINING_ROW_LIMIT 0")
-    if as_of:
-        if as_of.isdigit():
-            opts.append(f"SNAPSHOT_VERSION {int(as_of)}")
-        else:
-            opts.append(f"SNAPSHOT_TIME '{_safe_literal(as_of)}'")
-    return f"ATTACH '{_safe_literal(target)}' AS {LAKE} ({', '.join(opts)})"
-
-
-def _safe_literal(text: str) -> str:
-    return text.replace("'", "''")
-
-
-def _pg_conninfo(dsn: str) -> str:
-    """Convert a postgresql:// URL to a libpq key=value string for DuckLake, **without** the password
-    (query parameters such as ``sslmode`` are kept; a ``password`` parameter is dropped)."""
-    from urllib.parse import parse_qsl, unquote, urlparse
-    u = urlparse(dsn)
-    parts = {"host": u.hostname, "port": u.port, "user": unquote(u.username or "") or None,
-             "dbname": unquote((u.path or "/").lstrip("/")) or None}
-    parts.update({k: v for k, v in parse_qsl(u.query) if k not in parts and k != "password"})
-    return " ".join(f"{k}={_conninfo_value(str(v))}" for k, v in parts.items() if v)
-
-
-def _conninfo_value(v: str) -> str:
-    if v and not any(c in v for c in " '\\\"="):
-        return v
-    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _pg_password(dsn: str) -> str | None:
-    from urllib.parse import parse_qsl, unquote, urlparse
-    u = urlparse(dsn)
-    return unquote(u.password or "") or dict(parse_qsl(u.query)).get("password") or None
-
-
-def _configure_pg_secret(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    password = _pg_password(settings.catalog)
-    extra = f", PASSWORD '{_safe_literal(password)}'" if password else ""
-    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {PG_SECRET} (TYPE postgres{extra})")
-
-
-def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    load_extension(con, "httpfs")
-    # measured: loading httpfs copies AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment into
-    # plain settings, which duckdb_settings() shows unredacted; the credentials live in the secret only
-    con.execute("SET enable_global_s3_configuration = false")
-    for key in ("s3_access_key_id", "s3_secret_access_key", "s3_session_token"):
-        con.execute(f"SET {key} = ''")
-    s3 = settings.s3
-    opts = ["TYPE s3"]
-    if s3.get("key"):
-        opts += [f"KEY_ID '{_safe_literal(s3['key'])}'", f"SECRET '{_safe_literal(s3['secret'])}'"]
-    if s3.get("region"):
-        opts.append(f"REGION '{_safe_literal(s3['region'])}'")
-    if s3.get("endpoint_url"):
-        ep = s3["endpoint_url"]
-        opts.append(f"ENDPOINT '{_safe_literal(ep.split('://', 1)[-1])}'")
-        opts.append("URL_STYLE 'path'")
-        opts.append(f"USE_SSL {'true' if ep.startswith('https') else 'false'}")
-    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET myomap_s3 ({', '.join(opts)})")
-
-
 #: Open writer instances while a :func:`pooled` block runs: ``{thread id: {lake key: instance}}``.
 _POOLS: dict[int, dict[str, duckdb.DuckDBPyConnection]] = {}
 _POOL_STATE = {"depth": 0, "pid": None}
@@ -263,13 +182,16 @@ def connect(settings: Settings, *, read_only: bool = False, as_of: str | None = 
     elif not settings.is_s3:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
     cur = inst.cursor()
+    if not (create and id(inst) not in _ENSURED):
+        # `USE lake` reads the catalog (the SQLite file): it runs in the turn of the first statement, so a
+        # thread that ends up reading only what it holds in memory (fresh_trials) never waits for a turn
+        return RetryingReads(cur, settings, use_pending=True)
     try:
         with _catalog_turn(settings):
             with_retry(lambda: cur.execute(f"USE {LAKE}"), settings, what="use catalog")
-            if create and id(inst) not in _ENSURED:
-                with_retry(lambda: ensure_tables(cur), settings, what="create tables")
-                with _POOL_LOCK:
-                    _ENSURED.add(id(inst))
+            with_retry(lambda: ensure_tables(cur), settings, what="create tables")
+            with _POOL_LOCK:
+                _ENSURED.add(id(inst))
     except BaseException:
         cur.close()
         raise
@@ -285,7 +207,7 @@ def _open(settings: Settings, *, read_only: bool, as_of: str | None, create: boo
     load_extension(con, "ducklake")
     if settings.catalog_kind == "postgres":
         load_extension(con, "postgres_scanner")
-        _configure_pg_secret(con, settings)
+        configure_pg_secret(con, settings)
     else:
         load_extension(con, "sqlite_scanner")
         if not read_only:
@@ -293,7 +215,8 @@ def _open(settings: Settings, *, read_only: bool, as_of: str | None, create: boo
         elif not Path(settings.catalog).exists():
             raise CatalogError(f"No lake catalog at {settings.catalog}: run `myomap ingest` first.")
     if settings.is_s3:
-        _configure_s3(con, settings)
+        load_extension(con, "httpfs")
+        configure_s3(con, settings)
     elif not read_only:
         Path(settings.zone("tables")).mkdir(parents=True, exist_ok=True)
     sql = attach_sql(settings, read_only or bool(as_of), as_of)
@@ -401,33 +324,64 @@ class RetryingReads:
     :class:`_Fetched`) and is retried (:func:`with_retry`) while the catalog is busy, as a SQLite catalog
     is while another process commits. Write through the connection itself (:func:`write_atomically`)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings):
-        self._con, self._settings = unwrap(con), settings
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, *, use_pending: bool = False):
+        # wrapping a RetryingReads shares its cursor and whether `USE lake` has run on it (``_cell``)
+        self._cell = con._cell if isinstance(con, RetryingReads) else _Cursor(con, use_pending)
+        self._settings = settings
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """The cursor, on which ``USE lake`` has run (in a turn of its own if it was still pending)."""
+        cell = self._cell
+        if cell.use_pending:
+            with _catalog_turn(self._settings):
+                cell.use(self._settings)
+        return cell.cur
 
     def execute(self, sql: str, params=None) -> _Fetched:
         if getattr(_IN_TRANSACTION, "depth", 0):  # inside this thread's transaction: its retry applies
             return self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+        cell = self._cell
 
         def attempt():
             try:
                 with _catalog_turn(self._settings):  # fetched whole inside the turn: no read left open
-                    cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+                    cell.use(self._settings)
+                    cur = cell.cur.execute(sql, params) if params is not None else cell.cur.execute(sql)
                     return _Fetched(cur.to_arrow_table())
             except duckdb.Error as exc:
                 if is_retryable(exc):  # DuckLake leaves the failed read's transaction open: end it first
                     try:
-                        self._con.execute("ROLLBACK")
+                        cell.cur.execute("ROLLBACK")
                     except duckdb.Error as end:
                         log.debug("rollback after a busy read: %s", end)
                 raise
         return with_retry(attempt, self._settings, what="read catalog")
 
+    def close(self) -> None:
+        self._cell.cur.close()  # nothing to read first
+
     def __getattr__(self, name):
         return getattr(self._con, name)
 
 
+class _Cursor:
+    """A pooled instance's cursor and whether ``USE lake`` is still to run on it (:func:`connect`)."""
+
+    __slots__ = ("cur", "use_pending")
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, use_pending: bool):
+        self.cur, self.use_pending = cur, use_pending
+
+    def use(self, settings: Settings) -> None:
+        """Run ``USE lake`` if still pending; the caller holds this process's turn at the catalog."""
+        if self.use_pending:
+            with_retry(lambda: self.cur.execute(f"USE {LAKE}"), settings, what="use catalog")
+            self.use_pending = False
+
+
 def unwrap(con):
-    """The DuckDB connection behind a :class:`RetryingReads` (or ``con`` itself)."""
+    """The DuckDB connection behind a :class:`RetryingReads` (or ``con`` itself), ``USE lake`` run on it."""
     return con._con if isinstance(con, RetryingReads) else con
 
 
