@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
+import gc
 import datetime as dt
 import json
 import logging
@@ -109,6 +110,26 @@ def nightly(lake: str | None = None, site: str | None = None, quiet: bool = Fals
                      derive=envelopes, analyse=analyse, cohort_step=cohort_tables, fan_out=fan_out, wait_s=wait_s)
 
 
+#: The garbage collector's thresholds during a night (generation 0 allocations, then collections of the younger
+#: generation before an older one is collected; Python's defaults are (700, 10, 10)). A night allocates millions of
+#: short-lived objects (rows, frames, query results) beside a heap of ~300 000 long-lived ones (modules, numba,
+#: DuckDB, polars); each full collection walked that heap (~0.1 s, holding the interpreter lock: every thread
+#: waits) and found almost nothing to free. Measured on the demo night: 808 / 74 / 5 collections taking
+#: 0.09 / 0.08 / 0.49 s; with these thresholds 106 / 5 / 0 taking 0.08 / 0.13 / 0 s.
+NIGHT_GC_THRESHOLD = (5000, 20, 100)
+
+
+@contextlib.contextmanager
+def _collector(threshold: tuple[int, int, int]):
+    """Run the block with the garbage collector's ``threshold``, then restore the previous one."""
+    before = gc.get_threshold()
+    gc.set_threshold(*threshold)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run_night(lake: str | None = None, site: str | None = None, quiet: bool = False, *,
               scan=scan_site.fn, process=process_file.fn, refuse=record_refused.fn, derive=envelopes.fn,
               analyse=analyse.fn, cohort_step=cohort_tables.fn, fan_out: bool = False, wait_s: float = 0.0) -> dict:
@@ -128,7 +149,7 @@ def run_night(lake: str | None = None, site: str | None = None, quiet: bool = Fa
     """
     settings = get_settings(lake)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    with lease.night_lease(settings, run_id=run_id, site=site, wait_s=wait_s):
+    with lease.night_lease(settings, run_id=run_id, site=site, wait_s=wait_s), _collector(NIGHT_GC_THRESHOLD):
         faults.point("night_started", settings)
         try:
             with catalog.pooled():  # one catalog instance per night (per thread): extensions loaded once

@@ -3,6 +3,7 @@ checks find exactly what the GX suite finds; one pooled catalog instance per nig
 every snapshot readable; the onset bias table is computed once per filter."""
 from __future__ import annotations
 
+import gc
 import os
 
 import duckdb
@@ -398,7 +399,7 @@ def test_a_trials_id_column_is_built_by_repetition_as_a_plain_string_column():
     assert t.column("trial_id").type == pa.string() and t.column("trial_id").to_pylist() == ["t1"] * 5
 
 
-def test_the_night_starts_the_readers_forkserver_before_it_scans(lake, monkeypatch):
+def test_the_night_starts_the_readers_forkserver_before_it_scans_and_collects_garbage_less_often(lake, monkeypatch):
     """The readers' forkserver imports everything its workers run (~1 s of a core): the night starts it
     (``warm_process.start_server``, which does not wait for it) before scanning the inboxes, so that the import
     runs beside the scans, not while the first file waits for its reader. Its first file is then read as ever."""
@@ -413,10 +414,18 @@ def test_the_night_starts_the_readers_forkserver_before_it_scans(lake, monkeypat
 
     def scan(lake_path, site, run_id):
         order.append("scan")
+        thresholds.append(gc.get_threshold())
         return nightly.scan_site.fn(lake_path, site, run_id)
 
     drop(lake, "g1", {"emg.c3d": fixture("btk/1123x01EMG.c3d")},
          "subjects: [{id: G01, mass_kg: 70}]\nsessions:\n  - {id: G01-S1, subject: G01, condition: fresh, task: walk, "
          "files: ['*.c3d']}\n")
+    thresholds, before = [], gc.get_threshold()
     s = nightly.run_night(lake.lake, quiet=True, scan=scan)
     assert order[:2] == ["forkserver", "scan"] and s["ingested"] == 1
+    # the night collects garbage less often (nightly.NIGHT_GC_THRESHOLD), and leaves the process as it was
+    assert thresholds == [nightly.NIGHT_GC_THRESHOLD] != [before] and gc.get_threshold() == before
+    with pytest.raises(RuntimeError), nightly._collector((123, 4, 5)):
+        assert gc.get_threshold() == (123, 4, 5)
+        raise RuntimeError
+    assert gc.get_threshold() == before
