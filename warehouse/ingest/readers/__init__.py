@@ -7,12 +7,15 @@ file) are found among the file's siblings by :func:`companions_for`.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from warehouse.ingest.readers.base import ReaderError, Recording
 from warehouse.ingest.readers.c3d import read_c3d
 from warehouse.ingest.readers.delsys import read_delsys_csv, sniff_delsys
+
+log = logging.getLogger(__name__)
 
 #: Files that accompany another file and are never trials themselves.
 COMPANION_SUFFIXES = ("_events.tsv", "_channels.tsv", ".cal", "_channels.json", "_emg.json", "_motion.json")
@@ -113,6 +116,11 @@ def _read_c3d_with_fallback(path: Path, companions=None, memory_bytes: int | Non
         try:
             rec = read_c3d_pyc3d(path, companions=companions)
         except ReaderError:
+            raise exc from None
+        except Exception as fallback:  # noqa: BLE001 - the fallback failing on a malformed file (e.g. a text
+            # ANALOG:OFFSET where numbers belong, found by fuzzing): the file is refused with ezc3d's reason
+            log.info("py-c3d could not read %s either (%s: %s)", Path(path).name, type(fallback).__name__,
+                     str(fallback)[:200])
             raise exc from None
         rec.notes.append(f"read with py-c3d because ezc3d failed: {exc.message}")
         return rec
