@@ -110,6 +110,36 @@ def test_compaction_merges_files_and_keeps_every_snapshot(tmp_path):
         con.close()
 
 
+def test_files_a_compaction_replaced_stay_readable_for_the_grace(tmp_path, monkeypatch):
+    """A query planned on the snapshot before a compaction can still open the files it planned on: they stay on
+    disk until a later compaction finds every replaced file past ``catalog.CLEANUP_GRACE`` (DuckLake's own
+    ``older_than`` deleted them at once, measured), and are then deleted."""
+    from pathlib import Path
+
+    settings = get_settings(str(tmp_path / "lake"))
+    con = catalog.connect(settings)
+    on_disk = lambda: sorted(p.name for p in Path(settings.zone("tables")).rglob("*.parquet"))  # noqa: E731
+    try:
+        for i in range(3):
+            catalog.write_atomically(settings, con, lambda c, i=i: c.execute(
+                "INSERT INTO derivations VALUES (?, 'envelopes', 'h', now())", [f"t{i}"]), what="test")
+        planned = on_disk()
+        out = catalog.compact(settings, con)
+        assert out["files_merged"] == 3 and out["files_deleted"] == 0
+        assert set(planned) < set(on_disk())  # the replaced files are still there, beside the merged one
+        old = [str(p) for p in Path(settings.zone("tables")).rglob("*.parquet") if p.name in planned]
+        rows = con.execute(f"SELECT count(*) FROM read_parquet({old})").fetchone()[0]
+        assert rows == 3  # a reader holding the old plan reads them
+        assert catalog.compact(settings, con)["files_deleted"] == 0  # the next compaction, within the grace
+        assert set(planned) < set(on_disk())
+        monkeypatch.setattr(catalog, "CLEANUP_GRACE", "0 seconds")  # ... and past it: every replaced file goes
+        out = catalog.compact(settings, con)
+        assert out["files_deleted"] == 3 and not set(planned) & set(on_disk()) and len(on_disk()) == 1
+        assert con.execute("SELECT count(*) FROM derivations").fetchone()[0] == 3
+    finally:
+        con.close()
+
+
 def _active_files(con, table: str) -> dict[int, int]:
     meta = f"__ducklake_metadata_{catalog.LAKE}"
     return dict(con.execute(f"SELECT f.data_file_id, f.file_size_bytes FROM {meta}.ducklake_data_file f JOIN "

@@ -482,8 +482,8 @@ def _catalog_turn(settings: Settings) -> Iterator[None]:
         yield
 
 
-#: Files replaced by a compaction stay on disk this long before they are deleted: a reader that
-#: planned its query on the previous snapshot can still open them (the next night deletes them).
+#: Files replaced by a compaction stay on disk at least this long: a reader that planned its query on the previous
+#: snapshot can still open them. A later compaction (the next night's) deletes them once all are past it.
 CLEANUP_GRACE = "1 hour"
 
 
@@ -503,7 +503,8 @@ def every_core(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnec
 
 def compact(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
     """Merge each table's small Parquet files, size-tiered (:mod:`warehouse.compaction`: a night rewrites what it
-    wrote and a bounded amount more, not the whole lake), then delete replaced files past :data:`CLEANUP_GRACE`.
+    wrote and a bounded amount more, not the whole lake), after deleting the files earlier compactions replaced
+    once all are past :data:`CLEANUP_GRACE` (:func:`warehouse.compaction.replaced_all_past`).
 
     Run after a night that wrote something (each batch of trials writes one file per table). The merged files
     keep every snapshot's rows (DuckLake tracks row lifetimes): time travel and releases (pinned by snapshot
@@ -511,6 +512,10 @@ def compact(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
     "files_merged", "mb_merged": MB read and written again, "files_deleted", "seconds"}``.
     """
     t0 = time.perf_counter()
+    deleted = []  # what earlier compactions replaced, once every such file is past the grace: before tonight's
+    if with_retry(lambda: compaction.replaced_all_past(con, LAKE, CLEANUP_GRACE), settings, what="plan cleanup"):
+        deleted = with_retry(lambda: con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)")
+                             .fetchall(), settings, what="delete compacted files")
     merged_tables: set[str] = set()
     files_merged = merged_bytes = 0
     for _ in range(len(compaction.bands())):  # a round's merges can complete a larger band: another round
@@ -525,9 +530,6 @@ def compact(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict:
             files_merged += int(sum(r[2] for r in rows))
             merged_tables.update(r[1] for r in rows)
             merged_bytes += size
-    deleted = with_retry(lambda: con.execute(
-        f"CALL ducklake_cleanup_old_files('{LAKE}', older_than => now() - INTERVAL '{CLEANUP_GRACE}')").fetchall(),
-        settings, what="delete compacted files")
     return {"merged_tables": len(merged_tables), "files_merged": files_merged,
             "mb_merged": round(merged_bytes / 1e6, 1), "files_deleted": len(deleted),
             "seconds": round(time.perf_counter() - t0, 2)}

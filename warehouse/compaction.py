@@ -39,3 +39,16 @@ def merges_due(con, lake: str) -> list[tuple[str, int, int, int]]:
         sizes.setdefault(table, []).append(int(size))
     return [(table, lo, hi, sum(b for b in got if lo <= b < hi)) for table, got in sorted(sizes.items())
             for lo, hi, need in bands() if sum(lo <= b < hi for b in got) >= need]
+
+
+def replaced_all_past(con, lake: str, grace: str) -> bool:
+    """Whether files replaced by earlier compactions wait for deletion and every one of them was replaced more than
+    ``grace`` (a SQL interval) ago. DuckLake 1.5.5's own ``ducklake_cleanup_old_files(older_than => ...)`` deleted
+    files replaced a second before, with a SQLite catalog (measured 7 Dec: ``older_than => now() - INTERVAL '1
+    hour'`` and the ``delete_older_than`` option alike): a query planned on the previous snapshot would no longer
+    find them. The time is compared here, in DuckDB, and the files are deleted only when all are past it."""
+    meta = f"__ducklake_metadata_{lake}"
+    n, past = con.execute(
+        f"SELECT count(*), bool_and(schedule_start::TIMESTAMPTZ < now() - INTERVAL '{grace}') "
+        f"FROM {meta}.ducklake_files_scheduled_for_deletion").fetchone()
+    return bool(n) and bool(past)
