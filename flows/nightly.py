@@ -5,8 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import contextvars
-import gc
 import datetime as dt
+import gc
 import json
 import logging
 import threading

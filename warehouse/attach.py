@@ -10,6 +10,7 @@ from warehouse.settings import Settings
 #: The attached catalog's name in every connection (as :data:`warehouse.catalog.LAKE`).
 LAKE = "lake"
 
+#: Name of the in-memory secret that holds the PostgreSQL catalog's password.
 PG_SECRET = "myomap_catalog"
 
 

@@ -73,7 +73,6 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"LOAD {name}")
 
 
-#: Name of the in-memory secret that holds the PostgreSQL catalog's password.
 #: Open writer instances while a :func:`pooled` block runs: ``{thread id: {lake key: instance}}``.
 _POOLS: dict[int, dict[str, duckdb.DuckDBPyConnection]] = {}
 _POOL_STATE = {"depth": 0, "pid": None}
