@@ -223,6 +223,26 @@ def test_onset_latency_rule_and_activation_sequence():
     assert cons["pairwise_agreement"] == pytest.approx(7 / 9)
 
 
+def test_onsets_relative_arrays_are_the_frames_columns():
+    """The numpy form the night's analysis uses: the same rule (the analytic latencies above), the frame's columns
+    value for value, NaN where the frame has null (an onset outside every cycle)."""
+    strikes = np.array([1.0, 2.0, 3.0, 4.0])
+    onsets_s, offsets_s = [0.85, 1.3, 1.65, 1.85, 2.9, 3.95], [1.1, 1.5, 1.9, 2.2, 3.1, 4.05]
+    arr = cycles.onsets_relative_arrays(onsets_s, offsets_s, strikes_s=strikes)
+    assert arr["cycle"].dtype == np.int64 and arr["cycle"].tolist() == [0, 0, 0, 1, 2, -1]
+    np.testing.assert_allclose(arr["onset_ms"][:5], [-150.0, 300.0, 650.0, -150.0, -100.0], atol=1e-9)
+    np.testing.assert_allclose(arr["offset_pct"][:5], [10.0, 50.0, 90.0, 20.0, 10.0], atol=1e-9)
+    assert np.isnan(arr["onset_ms"][5]) and np.isnan(arr["offset_pct"][5])
+    frame = cycles.onsets_relative_to_cycles(onsets_s, offsets_s, strikes_s=strikes)
+    assert list(arr) == frame.columns
+    for name in frame.columns:
+        np.testing.assert_array_equal(frame[name].to_numpy(), arr[name])
+    assert set(cycles.onsets_relative_arrays([1.5], strikes_s=strikes)) == {"cycle", "onset_s", "onset_ms",
+                                                                           "onset_pct"}
+    with pytest.raises(ValueError, match="two strikes"):
+        cycles.onsets_relative_arrays([0.5], strikes_s=[1.0])
+
+
 # ----------------------------------------------------------------------------- real EMG
 def test_real_treadmill_emg_follows_normative_patterns():
     data = pl.read_csv(SYN_EMG)

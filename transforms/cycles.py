@@ -36,6 +36,7 @@ __all__ = [
     "normalise_stance_swing",
     "cycle_metrics",
     "onsets_relative_to_cycles",
+    "onsets_relative_arrays",
     "activation_sequences",
     "sequence_consistency",
 ]
@@ -346,6 +347,33 @@ def onsets_relative_to_cycles(
     ValueError
         On fewer than two strikes, mismatched onset/offset arrays or a bad window.
     """
+    return pl.DataFrame(onsets_relative_arrays(onsets_s, offsets_s, strikes_s=strikes_s,
+                                               pre_strike_window_pct=pre_strike_window_pct),
+                        nan_to_null=True)  # NaN (no cycle, or a zero-length one) is null
+
+
+def onsets_relative_arrays(
+    onsets_s,
+    offsets_s=None,
+    /,
+    *,
+    strikes_s,
+    pre_strike_window_pct: float = PRE_STRIKE_WINDOW_PCT,
+) -> dict[str, np.ndarray]:
+    """:func:`onsets_relative_to_cycles` as numpy arrays, without building a frame (for callers that take
+    each channel's bursts apart in a loop: the frame cost more than the arithmetic).
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        The frame's columns (the same names), each 1-D with one value per onset: ``cycle`` int64
+        (-1 = unassigned), the others float64 in s, ms or % of the cycle, NaN where the frame has null.
+
+    Raises
+    ------
+    ValueError
+        As :func:`onsets_relative_to_cycles`.
+    """
     on = _times(onsets_s, "onsets_s")
     off = None if offsets_s is None else _times(offsets_s, "offsets_s")
     if off is not None and off.shape != on.shape:
@@ -374,7 +402,7 @@ def onsets_relative_to_cycles(
     }
     if off is not None:
         data.update({"offset_s": off, "offset_ms": (off - ref) * 1e3, "offset_pct": (off - ref) / T * 100.0})
-    return pl.DataFrame(data, nan_to_null=True)  # NaN (no cycle, or a zero-length one) is null
+    return data
 
 
 def activation_sequences(

@@ -369,6 +369,15 @@ def _windows_frame(start_s: np.ndarray, end_s: np.ndarray, n_samples: np.ndarray
                          "mdf_hz": pl.Series("mdf_hz", f[:, 1], nan_to_null=True)})
 
 
+@functools.lru_cache(maxsize=256)
+def _hann(n: int) -> tuple[np.ndarray, float]:
+    """``scipy.signal.get_window("hann", n)`` (read-only: shared) and the sum of its squares: a night asks for the
+    same few lengths thousands of times."""
+    win = signal.get_window("hann", n)
+    win.flags.writeable = False
+    return win, float((win * win).sum())
+
+
 def _welch_segments(x: np.ndarray, starts: np.ndarray, stops: np.ndarray, *, rate: float,
                     band: tuple[float, float], welch_segment_s: float) -> list[tuple[float, float]]:
     """(MNF, MDF) of each ``x[start:stop]``: :func:`spectral_frequencies` of every segment, with the Welch
@@ -388,9 +397,9 @@ def _welch_segments(x: np.ndarray, starts: np.ndarray, stops: np.ndarray, *, rat
             np.cumsum(counts) - counts, counts))
         seg = x[first[:, None] + np.arange(n)]
         seg = seg - seg.mean(axis=1, keepdims=True)
-        win = signal.get_window("hann", n)
+        win, win_power = _hann(n)
         spec = np.fft.rfft(seg * win, axis=1)
-        power = (spec.real ** 2 + spec.imag ** 2) / (rate * (win * win).sum())
+        power = (spec.real ** 2 + spec.imag ** 2) / (rate * win_power)
         power[:, 1:-1 if n % 2 == 0 else None] *= 2.0
         mean = np.add.reduceat(power, np.cumsum(counts) - counts, axis=0) / counts[:, None]
         f = np.fft.rfftfreq(n, 1.0 / rate)

@@ -366,7 +366,7 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
         if method == ons.DEFAULT_ONSET_METHOD:
             default_on, default_off = on_s[~censored], off[~censored] / rate
         try:
-            rel = cyc.onsets_relative_to_cycles(on_s, off / rate, strikes_s=strikes)
+            rel = cyc.onsets_relative_arrays(on_s, off / rate, strikes_s=strikes)
         except ValueError:
             continue
         for r in _bursts_in_cycles(rel, start_cut, end_cut):
@@ -383,11 +383,10 @@ def _channel_onsets(raw, env, rate, strikes, valid, *, ch, muscle, side, ids,
     return rows, default_on, default_off
 
 
-def _bursts_in_cycles(rel: pl.DataFrame, start_cut, end_cut) -> list[dict]:
-    """The bursts of ``onsets_relative_to_cycles`` that fall in a cycle, in their order, with their censoring
+def _bursts_in_cycles(cols: dict[str, np.ndarray], start_cut, end_cut) -> list[dict]:
+    """The bursts of ``cycles.onsets_relative_arrays`` that fall in a cycle, in their order, with their censoring
     flags and ``burst`` (0, 1, ... by onset within the cycle; ties in order). numpy on a few dozen rows: a
     polars expression per channel and method costs more than the arithmetic."""
-    cols = {c: rel[c].to_numpy() for c in ("cycle", "onset_s", "onset_ms", "offset_ms", "onset_pct", "offset_pct")}
     keep = np.flatnonzero(cols["cycle"] >= 0)
     cycle, onset = cols["cycle"][keep], cols["onset_s"][keep]
     order = np.lexsort((keep, onset, cycle))  # by cycle, then onset, then position
