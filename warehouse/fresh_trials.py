@@ -31,9 +31,9 @@ from warehouse import catalog
 from warehouse.settings import Settings
 
 #: Trials kept whole at most (the oldest is dropped first): the night's ingest waits while this many trials it
-#: submitted are not derived (``flows.nightly``); one trial's tables are ~20-40 MB of Arrow memory. With 6 the
-#: ingest waited too often (demo night 23.4 and 19.2 s against 19.4 and 18.5 s before the wait; with 12,
-#: 17.4-20.0 s against 18.9-19.2 s, alternated).
+#: submitted are not derived (``flows.nightly``); one trial's tables are ~8 MB of Arrow memory (a demo trial; the
+#: trial id a one-entry dictionary: ``ingest.tables.repeated``). With 6 the ingest waited too often (demo night 23.4
+#: and 19.2 s against 19.4 and 18.5 s before the wait; with 12, 17.4-20.0 s against 18.9-19.2 s, alternated).
 KEPT_TRIALS = 12
 #: Trials kept at most once settled (:func:`settle`: the small tables its session's synergies read, < 2 MB).
 KEPT_SETTLED = 64

@@ -31,7 +31,7 @@ from warehouse.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Trials committed together at most (their rows are held in memory until then, ~20-40 MB each).
+#: Trials committed together at most (their rows are held in memory until then, ~8 MB each for a demo trial).
 INGEST_BATCH_TRIALS = 8
 
 
