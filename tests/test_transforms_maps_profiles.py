@@ -226,3 +226,55 @@ def test_cohort_summary_percentiles_and_suppression():
     assert cohort_summary(frame, min_cell_subjects=6).filter(pl.col("site") == "C")["suppressed"][0]
     with pytest.raises(ValueError, match="missing columns"):
         cohort_summary(frame.drop("site"))
+
+
+def _interp_median(x: np.ndarray) -> float:
+    """The median as polars interpolates it (``lo + (hi - lo) / 2`` for an even count)."""
+    s = np.sort(x)
+    lo, hi = s[(len(s) - 1) // 2], s[len(s) // 2]
+    return lo + (hi - lo) * 0.5
+
+
+def test_robust_leave_one_subject_out_reference_equals_a_brute_force_one():
+    """The night's reference (``reference="robust"``): for each row, every *other* subject's mean over its sessions of
+    the same task, condition, muscle, side and metric; the median, ``MAD_TO_SD`` x MAD, count and mid-rank
+    percentile of those, computed here subject by subject. Ties (values on a coarse grid), nulls, subjects with
+    several sessions or no value for a key, a side-less metric and a key held by one subject only."""
+    from transforms.profiles import MAD_TO_SD
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for s in range(9):
+        for sess in range(1 + s % 2):
+            for muscle, side, metric in (("TA", "L", "onset_ms"), ("TA", "R", "onset_ms"), ("GM", None, "si_pct")):
+                v = None if (s == 3 and muscle == "TA" and side == "L") else float(rng.integers(0, 6) * 10.0)
+                rows.append({"subject_id": f"S{s}", "session_id": f"S{s}-{sess}", "task": "walk", "condition": "a",
+                             "muscle": muscle, "side": side, "metric": metric, "value": v})
+    rows.append({"subject_id": "S0", "session_id": "S0-0", "task": "run", "condition": "a", "muscle": "TA",
+                 "side": "L", "metric": "onset_ms", "value": 5.0})  # the only subject of its key
+    cohort = pl.DataFrame(rows)
+    out = patient_profiles(cohort, reference="robust", min_reference_subjects=2)
+    means = cohort.drop_nulls("value").group_by("subject_id", "task", "muscle", "side", "metric").agg(
+        pl.col("value").mean())
+    checked = 0
+    for row in out.filter(pl.col("metric") != "duration_ms").iter_rows(named=True):
+        key = ((pl.col("task") == row["task"]) & (pl.col("muscle") == row["muscle"])
+               & (pl.col("metric") == row["metric"]))
+        key &= pl.col("side").is_null() if row["side"] is None else pl.col("side") == row["side"]
+        others = means.filter(key & (pl.col("subject_id") != row["subject_id"]))["value"].to_numpy()
+        assert row["n_reference"] == len(others)
+        if len(others) < 2:
+            assert row["z"] is None and row["percentile"] is None
+            continue
+        centre = _interp_median(others)
+        spread = MAD_TO_SD * _interp_median(np.abs(others - centre))
+        assert row["reference_mean"] == pytest.approx(centre, rel=1e-12)
+        assert row["reference_sd"] == pytest.approx(spread, rel=1e-12)
+        if row["value"] is None:
+            assert row["percentile"] is None
+        else:
+            below = np.sum(others < row["value"]) + 0.5 * np.sum(others == row["value"])
+            assert row["percentile"] == pytest.approx(100.0 * below / len(others))
+            assert (row["z"] is None) == (spread == 0)
+        checked += 1
+    assert checked > 30

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 #: |z| beyond which a metric is flagged.
@@ -124,6 +125,8 @@ def _loso_reference(frame: pl.DataFrame, match_cols: list[str], reference: str) 
     side and metric; ``_below`` counts reference values below the row's value (ties 1/2).
     """
     ref_key = [*match_cols, "muscle", "side", "metric"]
+    if reference == "robust":
+        return _loso_robust(frame, ref_key)
     per_subject = (
         frame.drop_nulls("value")
         .group_by(["subject_id", *ref_key])
@@ -148,6 +151,68 @@ def _loso_reference(frame: pl.DataFrame, match_cols: list[str], reference: str) 
             (pl.col("_ref") < pl.col("value")).sum() + 0.5 * (pl.col("_ref") == pl.col("value")).sum()
         ).alias("_below"),
     )
+
+
+def _loso_robust(frame: pl.DataFrame, ref_key: list[str]) -> pl.DataFrame:
+    """:func:`_loso_reference`'s robust statistics from each key's sorted subject means, without pairing every row
+    with every other subject (rows x subjects: 0.17 s for 65 subjects, 12 s for 520). Leaving one value out of a
+    sorted array moves each order statistic by at most one place, so a subject's median, its MAD (the absolute
+    deviations from that median, sorted once per distinct median: at most three per key) and its rank are read
+    at computed places: O(n log n) per key. The same values as the pairs' medians (polars' interpolation:
+    ``lo + (hi - lo) * 0.5``), counts and ranks."""
+    per_subject = frame.drop_nulls("value").group_by(["subject_id", *ref_key]).agg(pl.col("value").mean().alias("_ref"))
+    rows = frame.with_row_index("_row").select("_row", "subject_id", *ref_key, "value").join(
+        per_subject, on=["subject_id", *ref_key], how="left", nulls_equal=True)  # _ref: the row's own subject's
+    refs = {k: np.sort(g["_ref"].to_numpy()) for k, g in
+            per_subject.partition_by(ref_key, as_dict=True, include_key=False).items()}
+    parts = []
+    for k, g in rows.partition_by(ref_key, as_dict=True, include_key=False).items():
+        a = refs.get(k, np.empty(0))
+        own = g["_ref"].to_numpy().astype(np.float64)
+        value = g["value"].to_numpy().astype(np.float64)
+        centre, spread, count, below = _leave_one_out(a, own, value)
+        parts.append(pl.DataFrame({"_row": g["_row"], "reference_mean": pl.Series(centre, nan_to_null=True),
+                                   "reference_sd": pl.Series(spread, nan_to_null=True), "n_reference": count,
+                                   "_below": below}))
+    schema = {"_row": pl.UInt32, "reference_mean": pl.Float64, "reference_sd": pl.Float64, "n_reference": pl.Int64,
+              "_below": pl.Float64}
+    return pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
+
+
+def _leave_one_out(a: np.ndarray, own: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Median, ``MAD_TO_SD`` x MAD, count and mid-rank of ``value`` in the sorted values ``a`` without each row's
+    ``own`` value (NaN: none of the row's subject; the whole of ``a`` then); NaN where no value remains."""
+    n = a.size
+    has = ~np.isnan(own)
+    pos = np.searchsorted(a, np.where(has, own, 0.0), side="left")
+    pos = np.where(has, pos, n)  # the place left out (n: none)
+    m = n - has.astype(np.int64)
+
+    def kth(sorted_vals, k, out_pos):  # the k-th of sorted_vals without the element at out_pos
+        idx = np.where(k < out_pos, k, k + 1)
+        if not sorted_vals.size:
+            return np.full(k.shape, np.nan)
+        return sorted_vals[np.clip(idx, 0, sorted_vals.size - 1)]
+
+    def median(sorted_vals, out_pos):
+        lo_k, hi_k = (m - 1) // 2, m // 2
+        lo, hi = kth(sorted_vals, lo_k, out_pos), kth(sorted_vals, hi_k, out_pos)
+        return np.where(m > 0, lo + (hi - lo) * 0.5, np.nan)
+
+    centre = median(a, pos)
+    mad = np.full(own.shape, np.nan)
+    for c in np.unique(centre[~np.isnan(centre)]):
+        rows = centre == c
+        dev = np.abs(a - c)
+        order = np.sort(dev)
+        out = np.where(has[rows], np.searchsorted(order, np.abs(own[rows] - c), side="left"), n)
+        lo_k, hi_k = (m[rows] - 1) // 2, m[rows] // 2
+        lo, hi = kth(order, lo_k, out), kth(order, hi_k, out)
+        mad[rows] = lo + (hi - lo) * 0.5
+    lt = np.searchsorted(a, value, side="left") - (has & (own < value))
+    eq = np.searchsorted(a, value, side="right") - np.searchsorted(a, value, side="left") - (has & (own == value))
+    below = np.where(np.isnan(value), 0.0, lt + 0.5 * eq)
+    return centre, MAD_TO_SD * mad, m, below
 
 
 def _flag(z_threshold: float, si_threshold_pct: float) -> pl.Expr:
