@@ -194,23 +194,20 @@ def _leave_one_out(a: np.ndarray, own: np.ndarray, value: np.ndarray) -> tuple[n
             return np.full(k.shape, np.nan)
         return sorted_vals[np.clip(idx, 0, sorted_vals.size - 1)]
 
-    def median(sorted_vals, out_pos):
-        lo_k, hi_k = (m - 1) // 2, m // 2
-        lo, hi = kth(sorted_vals, lo_k, out_pos), kth(sorted_vals, hi_k, out_pos)
-        return np.where(m > 0, lo + (hi - lo) * 0.5, np.nan)
+    def median(sorted_vals, out_pos, count):  # of sorted_vals without the element at out_pos (count remain)
+        lo, hi = kth(sorted_vals, (count - 1) // 2, out_pos), kth(sorted_vals, count // 2, out_pos)
+        return np.where(count > 0, lo + (hi - lo) * 0.5, np.nan)
 
-    centre = median(a, pos)
+    centre = median(a, pos, m)
     mad = np.full(own.shape, np.nan)
-    for c in np.unique(centre[~np.isnan(centre)]):
+    for c in np.unique(centre[~np.isnan(centre)]):  # at most three leave-one-out medians per key
         rows = centre == c
-        dev = np.abs(a - c)
-        order = np.sort(dev)
+        order = np.sort(np.abs(a - c))
         out = np.where(has[rows], np.searchsorted(order, np.abs(own[rows] - c), side="left"), n)
-        lo_k, hi_k = (m[rows] - 1) // 2, m[rows] // 2
-        lo, hi = kth(order, lo_k, out), kth(order, hi_k, out)
-        mad[rows] = lo + (hi - lo) * 0.5
-    lt = np.searchsorted(a, value, side="left") - (has & (own < value))
-    eq = np.searchsorted(a, value, side="right") - np.searchsorted(a, value, side="left") - (has & (own == value))
+        mad[rows] = median(order, out, m[rows])
+    first, last = np.searchsorted(a, value, side="left"), np.searchsorted(a, value, side="right")
+    lt = first - (has & (own < value))
+    eq = last - first - (has & (own == value))
     below = np.where(np.isnan(value), 0.0, lt + 0.5 * eq)
     return centre, MAD_TO_SD * mad, m, below
 
