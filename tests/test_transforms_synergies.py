@@ -179,3 +179,24 @@ def test_violation_is_the_projected_gradient_sum():
         ft = np.where(rng.uniform(size=p + 3) < 0.3, 0.0, rng.uniform(size=p + 3))
         ref = math.fsum(abs(min(0.0, x)) if f == 0 else abs(x) for x, f in zip(g[:p], ft[:p]))
         assert syn._violation(g, ft, p) == pytest.approx(ref, rel=1e-13)
+
+
+def test_sweep_products_are_numpys_matrix_products():
+    """The products a HALS sweep needs, written out in numba (``_grams``: ``f f^T`` and ``f x^T``, summed in
+    vector lanes; ``_weighted_rows``: ``wt x``), are numpy's ``@`` to rounding, for any number of rows and
+    samples (1 row, 1 muscle, lengths that are not a multiple of a vector's width), and ``f f^T`` is exactly
+    symmetric."""
+    rng = np.random.default_rng(21)
+    for k, m, n in [(1, 1, 1), (1, 8, 1717), (3, 5, 7), (4, 8, 1818), (8, 13, 505), (2, 16, 33)]:
+        f, x, wt = rng.uniform(0, 2, (k, n)), rng.uniform(0, 2, (m, n)), rng.uniform(0, 2, (k, m))
+        ff, fx, out = np.full((k, k), np.nan), np.full((k, m), np.nan), np.full((k, n), np.nan)
+        syn._grams(f, x, ff, fx)
+        np.testing.assert_allclose(ff, f @ f.T, rtol=1e-13)
+        np.testing.assert_allclose(fx, f @ x.T, rtol=1e-13)
+        assert np.array_equal(ff, ff.T)
+        syn._weighted_rows(wt, x, out)
+        np.testing.assert_allclose(out, wt @ x, rtol=1e-13)
+        # no x rows: f f^T alone (the H half-sweep's use of it)
+        ww = np.full((k, k), np.nan)
+        syn._grams(wt, np.empty((0, m)), ww, np.empty((k, 0)))
+        np.testing.assert_allclose(ww, wt @ wt.T, rtol=1e-13)
