@@ -200,3 +200,18 @@ def test_sweep_products_are_numpys_matrix_products():
         ww = np.full((k, k), np.nan)
         syn._grams(wt, np.empty((0, m)), ww, np.empty((k, 0)))
         np.testing.assert_allclose(ww, wt @ wt.T, rtol=1e-13)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_restarts_one_after_the_other_give_the_parallel_result_bit_for_bit(k):
+    """``parallel=False`` (the night's factorisations ahead) runs the same restarts on the calling thread: the
+    same factors and VAF, bit for bit, and so the same synergies."""
+    rng = np.random.default_rng(5)
+    t = np.linspace(0, 1, 101)
+    h_true = np.tile(np.abs(np.sin(np.outer([1.0, 2.0, 3.0], t * np.pi))), (1, 8))
+    d = rng.uniform(0, 1, (8, 3)) @ h_true + rng.uniform(0, 0.05, (8, h_true.shape[1]))
+    w1, h1, v1 = syn.nmf(d, n_synergies=k)
+    w2, h2, v2 = syn.nmf(d, n_synergies=k, parallel=False)
+    assert np.array_equal(w1, w2) and np.array_equal(h1, h2) and v1 == v2
+    a, b = syn.extract_synergies(d), syn.extract_synergies(d, parallel=False)
+    assert a.n_synergies == b.n_synergies and np.array_equal(a.weights, b.weights) and a.vaf_by_k == b.vaf_by_k

@@ -317,6 +317,14 @@ def _hals_restarts(x, wts, hs, tol, max_iter):  # pragma: no cover - numba
         _hals(x, wts[r], hs[r], tol, max_iter)
 
 
+@numba.njit(cache=True, nogil=True)
+def _hals_restarts_serial(x, wts, hs, tol, max_iter):  # pragma: no cover - numba
+    """Every restart's run, one after the other on the calling thread; in place (the same runs as
+    :func:`_hals_restarts`: each restart is independent)."""
+    for r in range(wts.shape[0]):
+        _hals(x, wts[r], hs[r], tol, max_iter)
+
+
 def nmf(
     envelopes,
     /,
@@ -326,6 +334,7 @@ def nmf(
     seed: int = DEFAULT_SEED,
     max_iter: int = MAX_ITER,
     tol: float = TOL,
+    parallel: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Best-of-restarts NMF (scikit-learn coordinate descent) for a fixed number of synergies.
 
@@ -344,6 +353,10 @@ def nmf(
         Maximum coordinate-descent sweeps per restart.
     tol : float, keyword-only
         Stopping tolerance, relative to the first sweep's projected-gradient violation.
+    parallel : bool, keyword-only
+        Run the restarts on numba's threads (default), or one after the other on the calling thread: the same
+        result bit for bit, less CPU (no threads to keep in step) and about twice the wall time; for callers
+        whose cores are busy with other work anyway.
 
     Returns
     -------
@@ -369,7 +382,7 @@ def nmf(
     for r in range(n_restarts):  # drawn in the order of one run after the other
         wts[r] = (rng.uniform(0.0, 1.0, size=(m, n_synergies)) * scale + _EPS).T
         hs[r] = rng.uniform(0.0, 1.0, size=(n_synergies, n)) * scale + _EPS
-    _hals_restarts(d, wts, hs, float(tol), int(max_iter))
+    (_hals_restarts if parallel else _hals_restarts_serial)(d, wts, hs, float(tol), int(max_iter))
     best: tuple[np.ndarray, np.ndarray, float] | None = None
     for r in range(n_restarts):
         w, h = np.maximum(wts[r].T, _EPS), np.maximum(hs[r], _EPS)
@@ -402,6 +415,7 @@ def extract_synergies(
     seed: int = DEFAULT_SEED,
     max_iter: int = MAX_ITER,
     tol: float = TOL,
+    parallel: bool = True,
 ) -> SynergyResult:
     """Extract muscle synergies, choosing the smallest k with VAF >= threshold and every muscle's local
     VAF >= ``local_vaf_threshold``.
@@ -418,7 +432,7 @@ def extract_synergies(
         Per-muscle VAF fraction every muscle must reach too (default 0.75; 0 disables it).
     max_synergies : int or None, keyword-only
         Largest ``k`` tried (default: number of muscles).
-    n_restarts, seed, max_iter, tol : keyword-only
+    n_restarts, seed, max_iter, tol, parallel : keyword-only
         As :func:`nmf`; every ``k`` uses the same ``seed``.
 
     Returns
@@ -447,7 +461,8 @@ def extract_synergies(
     vaf_by_k: dict[int, float] = {}
     chosen = None
     for k in range(1, k_max + 1):
-        w, h, v = nmf(d, n_synergies=k, n_restarts=n_restarts, seed=seed, max_iter=max_iter, tol=tol)
+        w, h, v = nmf(d, n_synergies=k, n_restarts=n_restarts, seed=seed, max_iter=max_iter, tol=tol,
+                      parallel=parallel)
         vaf_by_k[k] = v
         loc = local_vaf(d, w, h)
         ok = v >= vaf_threshold and bool(np.all(np.nan_to_num(loc, nan=1.0) >= local_vaf_threshold))

@@ -273,9 +273,12 @@ def _legs(cyc_norm):
         yield sess, side, keys, n, mat, synergy_input_key(sess, side, [k[2] for k in keys], mat)
 
 
-def _factorise(mat: np.ndarray):
+def _factorise(mat: np.ndarray, *, parallel: bool = True):
+    """The leg's synergies, or the ValueError its matrix raised. ``parallel=False`` where the night's other
+    threads keep the cores busy (:func:`factorise_ahead`): the restarts on numba's threads beside them only cost
+    more CPU (``transforms.synergies.nmf``), the same result."""
     try:
-        return syn.extract_synergies(mat)
+        return syn.extract_synergies(mat, parallel=parallel)
     except ValueError as exc:
         return exc
 
@@ -310,7 +313,7 @@ def factorise_ahead(settings: Settings, session_id: str) -> int:
         with _AHEAD_LOCK:
             if key in _AHEAD:
                 continue
-        res = _factorise(mat)
+        res = _factorise(mat, parallel=False)
         with _AHEAD_LOCK:
             _AHEAD[key] = res
         done += 1
