@@ -277,3 +277,67 @@ def test_data_dictionary_lists_every_contract_table(tmp_path):
     for name, table in TABLES.items():
         assert f"## `{name}`" in text, name
         assert all(f"| {c.name} |" in text for c in table.columns), name
+
+
+def _dictionary(values: list, entries: list) -> pa.DictionaryArray:
+    """``values`` (None: a null row) encoded against ``entries`` (which may hold None: a null entry)."""
+    codes = [None if x is None else entries.index(x) for x in values]
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), pa.array(entries, pa.string()))
+
+
+def _outcomes(report) -> list[tuple]:
+    return [(r["expectation"], r["column"], r["success"], r["unexpected_count"], r["unexpected_examples"],
+             r["unexpected_rows"]) for r in report.results if r["expectation"] != v.TYPE_EXPECTATION]
+
+
+@pytest.mark.parametrize("case", ["one_entry", "null_row", "null_entry", "not_in_set", "unsorted_entries",
+                                  "duplicates", "repeated_entries", "chunks_with_other_dictionaries"])
+def test_a_dictionary_column_is_checked_as_its_values(case):
+    """The ingest's long tables carry the trial id as a one-entry dictionary; the contract checks read the
+    entries and the indices instead of casting the column back to one string per row. Every check gives what it
+    gives on the same values as plain strings: counts, examples and rows, for null rows and null entries, a value
+    outside the allowed set, entries out of order (the key's order is then the values', not the indices'), an
+    entry repeated (rows with other indices but the same value: duplicate keys) and duplicate keys."""
+    n = 6
+    trial = [TRIAL] * n
+    entries = [TRIAL]
+    side = ["L", "R", "L", "R", "L", "R"]
+    side_entries = ["L", "R"]
+    if case == "null_row":
+        trial[2] = None
+    if case == "null_entry":
+        trial[4], entries = None, [TRIAL, None]
+    if case == "not_in_set":
+        side[3], side_entries = "X", ["L", "R", "X"]
+    tbl = channels(n=4)
+    plain = pa.table({"trial_id": pa.array(trial[:4], pa.string()), **{c: tbl.column(c) for c in tbl.column_names[1:]}})
+    plain = plain.set_column(plain.column_names.index("side"), "side", pa.array(side[:4]))
+    coded = plain.set_column(0, "trial_id", _dictionary(trial[:4], entries))
+    coded = coded.set_column(coded.column_names.index("side"), "side", _dictionary(side[:4], side_entries))
+    assert _outcomes(v.validate_batch("emg_channels", coded, engine="pyarrow")) == \
+        _outcomes(v.validate_batch("emg_channels", plain, engine="pyarrow"))
+
+    ids = ["b", "b", "a", "a"] if case == "unsorted_entries" else [TRIAL] * 4
+    sample = [0, 1, 0, 1] if case != "duplicates" else [0, 0, 1, 1]
+    s_plain = pa.table({"trial_id": pa.array(ids), "channel": pa.array([0, 0, 1, 1], pa.int16()),
+                        "sample_index": pa.array(sample, pa.int32()),
+                        "emg_mv": pa.array([0.1, 0.2, 0.3, 0.4], pa.float32())})
+    if case == "unsorted_entries":  # rows in the values' order; the indices (0 = "b") decrease
+        s_plain = pa.table({**{c: s_plain.column(c) for c in s_plain.column_names}, "trial_id": pa.array(["a", "a", "b", "b"])}
+                           ).select(s_plain.column_names)
+        s_coded = s_plain.set_column(0, "trial_id", _dictionary(["a", "a", "b", "b"], ["b", "a"]))
+    elif case == "repeated_entries":  # rows 0 and 2 hold the same key through two entries of one value
+        s_plain = s_plain.set_column(2, "sample_index", pa.array([0, 1, 0, 1], pa.int32()))
+        s_plain = s_plain.set_column(1, "channel", pa.array([0, 0, 0, 0], pa.int16()))
+        s_coded = s_plain.set_column(0, "trial_id", pa.DictionaryArray.from_arrays(
+            pa.array([0, 0, 1, 1], pa.int8()), pa.array([TRIAL, TRIAL])))
+        assert not v.validate_batch("emg_samples", s_coded, engine="pyarrow").success
+    elif case == "chunks_with_other_dictionaries":
+        col = pa.chunked_array([_dictionary([TRIAL] * 2, [TRIAL]), _dictionary([TRIAL] * 2, ["other", TRIAL])])
+        s_coded = s_plain.set_column(0, "trial_id", col)
+    else:
+        s_coded = s_plain.set_column(0, "trial_id", _dictionary(ids, [TRIAL]))
+    assert _outcomes(v.validate_batch("emg_samples", s_coded, engine="pyarrow")) == \
+        _outcomes(v.validate_batch("emg_samples", s_plain, engine="pyarrow"))
+    if case == "duplicates":
+        assert not v.validate_batch("emg_samples", s_coded, engine="pyarrow").success

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.contracts import TABLES, Table, data_dictionary_markdown
+from warehouse.ingest import arrow_values
 from warehouse.ingest.column_types import normalise_type, type_problem
 
 __all__ = ["ValidationReport", "suite_for", "contract_expectations", "validate_batch", "subset_indices", "type_problem",
@@ -347,18 +348,6 @@ def subset_indices(n_rows: int, max_rows: int) -> np.ndarray | None:
     return idx if idx[-1] == n_rows - 1 else np.append(idx, n_rows - 1)
 
 
-def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-
-
-def _codes(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.Array | None]:
-    """``(codes, dictionary)`` for string columns (group-by on integers is ~2x faster), else ``(col, None)``."""
-    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        return col, None
-    enc = pc.dictionary_encode(col.combine_chunks())
-    return pa.chunked_array([enc.indices]), enc.dictionary
-
-
 def _mask_result(expectation, columns, args, mask, values, n) -> dict:
     mask = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
     mask = pc.fill_null(mask, False)
@@ -369,27 +358,13 @@ def _mask_result(expectation, columns, args, mask, values, n) -> dict:
                    unexpected_count=count, examples=examples, rows=rows.to_pylist())
 
 
-def _strictly_increasing(batch: pa.Table, keys) -> bool:
-    """True when the key tuple strictly increases from row to row (so it is unique)."""
-    n = batch.num_rows
-    if n < 2:
-        return True
-    acc = None
-    for k in reversed(list(keys)):
-        col = _plain(batch.column(k))
-        a, b = col.slice(1), col.slice(0, n - 1)
-        gt = pc.greater(a, b)
-        acc = gt if acc is None else pc.or_kleene(gt, pc.and_kleene(pc.equal(a, b), acc))
-    return bool(pc.all(pc.fill_null(acc, False)).as_py())
-
-
 def _arrow_unique(table: Table, batch: pa.Table, expectation, args) -> dict:
     keys, n = list(table.primary_key), batch.num_rows
     order = list(table.sort_by) if table.sort_by and set(table.sort_by) <= set(keys) else keys
-    if _strictly_increasing(batch, order):
+    if arrow_values.strictly_increasing(batch, order):
         return _result(expectation, keys, args, success=True, engine="pyarrow", element_count=n, unexpected_count=0,
                        detail=f"key strictly increasing in ({', '.join(order)}) order")
-    encoded = {k: _codes(_plain(batch.column(k))) for k in keys}
+    encoded = {k: arrow_values.codes(arrow_values.plain(batch.column(k))) for k in keys}
     plain = pa.table({k: codes for k, (codes, _) in encoded.items()})
     groups = plain.group_by(keys).aggregate([([], "count_all")])
     dup = groups.filter(pc.greater(groups["count_all"], 1))
@@ -414,23 +389,17 @@ def _arrow_check_unsafe(table: Table, batch: pa.Table, gx_result: dict) -> dict:
     e, args, n = gx_result["expectation"], gx_result["args"], batch.num_rows
     if e in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
         return _arrow_unique(table, batch, e, args)
-    col = _plain(batch.column(args["column"]))
+    col = batch.column(args["column"])
+    parts = arrow_values.dictionary_parts(col)
+    if parts is not None:  # the check on each dictionary entry, then per row through the indices
+        indices, dictionary = parts
+        mask = pc.take(arrow_values.row_mask(e, args, dictionary), indices)  # a null index: a null row
+        return _mask_result(e, [args["column"]], args, pc.fill_null(mask, e == "expect_column_values_to_not_be_null"),
+                            col, n)
+    col = arrow_values.plain(col)
     if pa.types.is_null(col.type):  # nulls only (no side in an ultrasound file): typed as what is checked
         col = col.cast(pa.string() if e == "expect_column_values_to_be_in_set" else pa.float64())
-    valid = pc.invert(pc.is_null(col, nan_is_null=True))
-    if e == "expect_column_values_to_not_be_null":
-        return _mask_result(e, [args["column"]], args, pc.invert(valid), col, n)
-    if e == "expect_column_values_to_be_in_set":
-        value_set = pa.array(args["value_set"]).cast(col.type)
-        return _mask_result(e, [args["column"]], args, pc.and_(valid, pc.invert(pc.is_in(col, value_set=value_set))),
-                            col, n)
-    lo, hi = args.get("min_value"), args.get("max_value")
-    bad = pa.chunked_array([pa.array(np.zeros(n, bool))])
-    if lo is not None:
-        bad = pc.or_(bad, pc.less(col, lo))
-    if hi is not None:
-        bad = pc.or_(bad, pc.greater(col, hi))
-    return _mask_result(e, [args["column"]], args, pc.and_(valid, bad), col, n)
+    return _mask_result(e, [args["column"]], args, arrow_values.row_mask(e, args, col), col, n)
 
 
 def _merge(gx_r: dict, ar: dict, gx_rows: int) -> dict:
