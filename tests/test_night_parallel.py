@@ -45,7 +45,8 @@ def _night(tmp_path, name, monkeypatch, *, workers: int, ahead: bool):
 def test_threads_and_read_ahead_give_the_lake_of_the_sequential_night(tmp_path, monkeypatch):
     factorised = []  # (thread) of every leg's NMF
     real = cohort._factorise
-    monkeypatch.setattr(cohort, "_factorise", lambda m: factorised.append(threading.current_thread().name) or real(m))
+    monkeypatch.setattr(cohort, "_factorise",
+                        lambda m, **kw: factorised.append(threading.current_thread().name) or real(m, **kw))
     ref, ref_summary, _ = _night(tmp_path, "sequential", monkeypatch, workers=1, ahead=False)
     assert factorised and all(t == "MainThread" for t in factorised)  # in the rebuild
     factorised.clear()
@@ -263,7 +264,8 @@ def test_a_session_with_a_trial_of_an_earlier_night_is_factorised_ahead_from_its
     monkeypatch.setattr(commits, "flush", flush)
     factorised = []
     real = cohort._factorise
-    monkeypatch.setattr(cohort, "_factorise", lambda m: factorised.append(threading.current_thread().name) or real(m))
+    monkeypatch.setattr(cohort, "_factorise",
+                        lambda m, **kw: factorised.append(threading.current_thread().name) or real(m, **kw))
     summary = run_night(settings.lake, quiet=True)
     assert summary["ingested"] == 1 and summary["trials_derived"] == 1 and not summary.get("analysis_errors")
     assert factorised and all(t.startswith("derive") for t in factorised), factorised

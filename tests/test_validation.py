@@ -323,8 +323,7 @@ def test_a_dictionary_column_is_checked_as_its_values(case):
                         "sample_index": pa.array(sample, pa.int32()),
                         "emg_mv": pa.array([0.1, 0.2, 0.3, 0.4], pa.float32())})
     if case == "unsorted_entries":  # rows in the values' order; the indices (0 = "b") decrease
-        s_plain = pa.table({**{c: s_plain.column(c) for c in s_plain.column_names}, "trial_id": pa.array(["a", "a", "b", "b"])}
-                           ).select(s_plain.column_names)
+        s_plain = s_plain.set_column(0, "trial_id", pa.array(["a", "a", "b", "b"]))
         s_coded = s_plain.set_column(0, "trial_id", _dictionary(["a", "a", "b", "b"], ["b", "a"]))
     elif case == "repeated_entries":  # rows 0 and 2 hold the same key through two entries of one value
         s_plain = s_plain.set_column(2, "sample_index", pa.array([0, 1, 0, 1], pa.int32()))
